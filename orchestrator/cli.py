@@ -1,0 +1,37 @@
+"""`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
+
+Subcommands today: `preprocessors` (train the pre-processors of a dataset end to end).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from trainables.errors import UserError
+
+from . import preprocessors_command
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    preprocessors_command.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except UserError as err:
+        print(f"orchestrator: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

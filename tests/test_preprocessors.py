@@ -1,0 +1,206 @@
+"""Pre-processors: deterministic masking, every kind trains, resume == uninterrupted, bad input.
+
+Tiny architectures on a slice of the embedded digits keep the whole file to seconds.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from trainables.data import load_dataset, stratified_fraction
+from trainables.errors import CheckpointError, ConfigError
+from trainables.preprocessors import (
+    MaskedAutoencoder,
+    checkerboard_noise,
+    fit_preprocessor,
+    load_preprocessor,
+    resolve_preprocessor_config,
+)
+
+
+@pytest.fixture(scope="module")
+def small_train():
+    return stratified_fraction(load_dataset("digits2", "train"), 0.2, seed=0)
+
+
+def _cfg(tiny_arch, **overrides):
+    return {"kind": "cropd", "arch": tiny_arch, "epochs": 3, "batch_size": 16, "lr": 1e-3, "warmup_epochs": 1, **overrides}
+
+
+def test_checkerboard_halves_are_complementary_and_fixed():
+    noise_a, noise_b = checkerboard_noise(4)
+    keep_a = set(torch.argsort(noise_a)[:8].tolist())
+    keep_b = set(torch.argsort(noise_b)[:8].tolist())
+    assert keep_a.isdisjoint(keep_b) and keep_a | keep_b == set(range(16))
+    again_a, _ = checkerboard_noise(4)
+    assert torch.equal(noise_a, again_a)
+
+
+def test_model_masks_are_identical_every_call_and_complementary(tiny_arch):
+    model = MaskedAutoencoder(resolve_preprocessor_config({"arch": tiny_arch}, image_size=32)["arch"], 32)
+    first_a, first_b = model.masks()
+    for _ in range(3):
+        mask_a, mask_b = model.masks()
+        assert torch.equal(mask_a, first_a) and torch.equal(mask_b, first_b)
+    assert torch.equal(first_a + first_b, torch.ones_like(first_a))  # every patch removed in exactly one pass
+    assert first_a.sum() == first_a.numel() / 2
+
+
+def test_autoencoder_is_deterministic_and_discards_each_patch(tiny_arch):
+    torch.manual_seed(0)
+    arch = resolve_preprocessor_config({"arch": tiny_arch}, image_size=32)["arch"]
+    model = MaskedAutoencoder(arch, 32)
+    x = torch.rand(3, 3, 32, 32)
+    for mode in (True, False):  # no randomness in train mode either
+        model.train(mode)
+        assert torch.equal(model(x), model(x))
+    assert model.embed(x).shape == (3, arch["projector_dim"])
+    # 'masked' combination: an output patch never sees its own input patch (information discard) ...
+    x = x.requires_grad_(True)
+    model(x)[:, :, :8, :8].sum().backward()
+    assert x.grad[:, :, :8, :8].abs().max() == 0
+    assert x.grad[:, :, 8:, :].abs().max() > 0  # ... but sees the others, so it is not a constant
+    # 'average' mixes in the pass that saw the patch
+    averaged = MaskedAutoencoder({**arch, "combine": "average"}, 32)
+    x2 = torch.rand(1, 3, 32, 32, requires_grad=True)
+    averaged(x2)[:, :, :8, :8].sum().backward()
+    assert x2.grad[:, :, :8, :8].abs().max() > 0
+
+
+def _weights(module):
+    return {name: tensor.clone() for name, tensor in module.state_dict().items()}
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["cropd", "arae"])
+def test_resumed_training_ends_with_the_same_weights(tmp_path, small_train, tiny_arch, kind):
+    cfg = _cfg(tiny_arch, kind=kind, attack_steps=2)
+    uninterrupted = fit_preprocessor(cfg, small_train, tmp_path / "straight")
+
+    seen = []
+
+    def stop_after_two(record):
+        seen.append(record["epoch"])
+        if record["epoch"] == 2:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_preprocessor(cfg, small_train, tmp_path / "resumed", on_epoch=stop_after_two)
+    checkpoints = list((tmp_path / "resumed" / "preprocessors").glob("*.checkpoints/epoch-*.pt"))
+    assert sorted(path.name for path in checkpoints) == ["epoch-0001.pt", "epoch-0002.pt"]
+    resumed = fit_preprocessor(cfg, small_train, tmp_path / "resumed", on_epoch=lambda r: seen.append(r["epoch"]))
+
+    assert seen == [1, 2, 3]  # the resumed call ran epoch 3 only
+    straight, again = _weights(uninterrupted.module), _weights(resumed.module)
+    assert straight.keys() == again.keys()
+    for name in straight:
+        assert torch.equal(straight[name], again[name]), name
+    assert [r["loss"] for r in resumed.history] == pytest.approx([r["loss"] for r in uninterrupted.history])
+    assert not list((tmp_path / "resumed" / "preprocessors").glob("*.checkpoints"))  # cleaned after publishing
+
+
+def test_fitted_preprocessor_is_reused_and_loads_back(tmp_path, small_train, tiny_arch):
+    cfg = _cfg(tiny_arch, epochs=1, **{"lambda": 10.0})
+    first = fit_preprocessor(cfg, small_train, tmp_path)
+    assert first.params > 0 and first.time_s > 0 and len(first.history) == 1
+    assert {"loss", "loss_reconstruction", "loss_contrastive", "lr"} <= set(first.history[0])
+    second = fit_preprocessor(cfg, small_train, tmp_path)
+    assert second.reused and second.path == first.path
+    loaded = load_preprocessor(first.path)
+    x = small_train.float_images(torch.arange(4))
+    with torch.no_grad():
+        assert torch.equal(loaded.module(x), first.module.eval()(x))
+    other = fit_preprocessor(_cfg(tiny_arch, epochs=1, **{"lambda": 1.0}), small_train, tmp_path)
+    assert other.path != first.path  # lambda is part of the artifact key
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "encoder_only"])
+def test_other_trained_kinds_run(tmp_path, small_train, tiny_arch, kind):
+    fitted = fit_preprocessor(_cfg(tiny_arch, kind=kind, epochs=1, attack_steps=1), small_train, tmp_path)
+    assert all(torch.isfinite(torch.tensor(value)) for key, value in fitted.history[0].items() if key.startswith("loss"))
+    x = small_train.float_images(torch.arange(5))
+    out = fitted.module(x)
+    if kind == "encoder_only":  # the Table 8 baseline is a classifier: logits out
+        assert out.shape == (5, small_train.num_classes)
+    else:
+        assert out.shape == x.shape
+
+
+def test_identity_passes_images_through(tmp_path, small_train):
+    fitted = fit_preprocessor({"kind": "identity"}, small_train, tmp_path)
+    x = small_train.float_images(torch.arange(3))
+    assert torch.equal(fitted.module(x), x) and fitted.params == 0
+    assert not (tmp_path / "preprocessors").exists()  # nothing to publish
+
+
+def test_vae_round_trip_from_local_path(tmp_path, small_train):
+    diffusers = pytest.importorskip("diffusers")
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2, sample_size=32)
+    vae.save_pretrained(tmp_path / "vae")
+    fitted = fit_preprocessor({"kind": "vae", "path": str(tmp_path / "vae")}, small_train, tmp_path)
+    x = small_train.float_images(torch.arange(2)).requires_grad_(True)
+    out = fitted.module(x)
+    assert out.shape == x.shape
+    assert torch.equal(out, fitted.module(x))  # posterior mode, not a sample
+    out.sum().backward()
+    assert x.grad.abs().sum() > 0  # differentiable: attacks can go through it
+    with pytest.raises(ConfigError, match="preprocessor.path"):
+        fit_preprocessor({"kind": "vae", "path": str(tmp_path / "missing")}, small_train, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"lambda": -1.0}, "preprocessor.lambda"),
+        ({"temperature": 0.0}, "preprocessor.temperature"),
+        ({"temperature": -0.5}, "preprocessor.temperature"),
+        ({"eps": -0.01}, "preprocessor.eps"),
+        ({"kind": "cropdd"}, "preprocessor.kind"),
+        ({"lamda": 1.0}, "preprocessor.lamda"),
+        ({"arch": {"patch_size": 5}}, "preprocessor.arch.patch_size"),
+        ({"arch": "huge"}, "preprocessor.arch"),
+        ({"epochs": 0}, "preprocessor.epochs"),
+    ],
+)
+def test_bad_config_is_one_clear_error_and_writes_nothing(tmp_path, small_train, overrides, field):
+    with pytest.raises(ConfigError) as caught:
+        fit_preprocessor({"kind": "cropd", **overrides}, small_train, tmp_path)
+    message = str(caught.value)
+    assert message.startswith(field + ":") and "expected" in message and "\n" not in message
+    assert not any(tmp_path.iterdir())
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match="did you mean 'lambda'"):
+        resolve_preprocessor_config({"lamda": 1.0})
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path, small_train, tiny_arch):
+    cfg = _cfg(tiny_arch)
+
+    def stop(record):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit_preprocessor(cfg, small_train, tmp_path, on_epoch=stop)
+    (checkpoint,) = (tmp_path / "preprocessors").glob("*.checkpoints/epoch-0001.pt")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated, as by a crash mid-copy
+    with pytest.raises(CheckpointError, match="epoch-0001.pt"):
+        fit_preprocessor(cfg, small_train, tmp_path)
+
+
+def test_missing_or_corrupt_saved_preprocessor(tmp_path, small_train, tiny_arch):
+    with pytest.raises(CheckpointError, match="not a saved pre-processor"):
+        load_preprocessor(tmp_path / "nothing-here")
+    fitted = fit_preprocessor(_cfg(tiny_arch, epochs=1), small_train, tmp_path)
+    (fitted.path / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_preprocessor(fitted.path)
+    meta = json.loads((fitted.path / "preprocessor.json").read_text())
+    assert meta["data"]["images"] == len(small_train)

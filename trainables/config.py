@@ -1,0 +1,86 @@
+"""Small schema checker for the nested trial config: defaults, types, ranges, did-you-mean.
+
+Each stage declares its fields once; `resolve` merges the user's section over the defaults and
+raises a ConfigError naming the dotted field before any work starts.
+"""
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Field:
+    """One config field: its default, a description of what is accepted, and the check."""
+
+    default: Any
+    expected: str
+    check: Callable[[Any], bool]
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def resolve(section: str, given: Mapping[str, Any] | None, schema: Mapping[str, Field]) -> dict[str, Any]:
+    """Return `given` merged over the schema defaults, every value checked."""
+    given = dict(given or {})
+    if not isinstance(given, dict):
+        raise ConfigError(section, "a mapping of settings", given)
+    for key in given:
+        if key not in schema:
+            raise ConfigError(f"{section}.{key}", f"a known setting: one of {sorted(schema)}{did_you_mean(key, list(schema))}", "unknown key")
+    resolved = {}
+    for key, field in schema.items():
+        value = given.get(key, field.default)
+        if not field.check(value):
+            raise ConfigError(f"{section}.{key}", field.expected, value)
+        resolved[key] = value
+    return resolved
+
+
+# Reusable checks. bool is an int subclass in Python, so numbers exclude it explicitly.
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def number(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        if not is_number(value):
+            return False
+        if low is not None and (value < low or (low_open and value == low)):
+            return False
+        if high is not None and (value > high or (high_open and value == high)):
+            return False
+        return True
+
+    return check
+
+
+def integer(low: int | None = None) -> Callable[[Any], bool]:
+    return lambda value: is_int(value) and (low is None or value >= low)
+
+
+def one_of(*choices: Any) -> Callable[[Any], bool]:
+    return lambda value: value in choices
+
+
+def boolean(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def text(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
+def optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda value: value is None or check(value)

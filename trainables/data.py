@@ -1,0 +1,354 @@
+"""Datasets held in memory as uint8 tensors, the paper's augmentations, and index batching.
+
+`digits` is embedded (scikit-learn) so a trial runs with nothing on disk; the rest are files.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.datasets as tvd
+from torchvision.transforms import v2
+
+from .errors import ConfigError, DataNotFoundError
+
+SPLITS = ("train", "test")
+DEFAULT_ROOT = "./data"
+ROOT_ENV = "CROPD_DATA_ROOT"
+
+# Fixed so every process, machine and rerun sees the same digits train/test split.
+_DIGITS_SPLIT_SEED = 0
+_DIGITS_SIZE = 32
+
+_NEEDS_NETWORK = "or set download: true (needs network)"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    title: str
+    num_classes: int
+    image_size: int
+    eps: float  # default L-inf attack budget for this resolution
+    how_to_get: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "digits": DatasetInfo("scikit-learn digits", 10, 32, 8 / 255, "embedded; nothing to get"),
+    "digits2": DatasetInfo("scikit-learn digits 0/1", 2, 32, 8 / 255, "embedded; nothing to get"),
+    "cifar2": DatasetInfo(
+        "CIFAR-10", 2, 32, 8 / 255, f"put torchvision's cifar-10-python files there {_NEEDS_NETWORK}"
+    ),
+    "cifar10": DatasetInfo(
+        "CIFAR-10", 10, 32, 8 / 255, f"put torchvision's cifar-10-python files there {_NEEDS_NETWORK}"
+    ),
+    "cifar100": DatasetInfo(
+        "CIFAR-100", 100, 32, 8 / 255, f"put torchvision's cifar-100-python files there {_NEEDS_NETWORK}"
+    ),
+    "svhn": DatasetInfo(
+        "SVHN", 10, 32, 8 / 255, f"put SVHN's train_32x32.mat and test_32x32.mat there {_NEEDS_NETWORK}"
+    ),
+    "stl10": DatasetInfo(
+        "STL-10", 10, 96, 8 / 255, f"extract stl10_binary.tar.gz there (stl10_binary/*.bin) {_NEEDS_NETWORK}"
+    ),
+    "imagenette": DatasetInfo(
+        "Imagenette", 10, 224, 4 / 255,
+        "extract fast.ai's imagenette2.tgz there (imagenette2/{train,val}/<wnid>/*.JPEG) "
+        f"{_NEEDS_NETWORK}",
+    ),
+    "tinyimagenet": DatasetInfo(
+        "Tiny ImageNet", 200, 64, 8 / 255,
+        "extract tiny-imagenet-200.zip there and move val/images/* into val/<wnid>/ folders "
+        "following val/val_annotations.txt (no automatic download)",
+    ),
+}
+
+
+@dataclass
+class ImageDataset:
+    """A whole split in memory: uint8 images (N, 3, H, W) and int64 labels (N,)."""
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            got = f"{self.images.dtype} {tuple(self.images.shape)}"
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {got}")
+        if self.labels.dtype != torch.int64 or self.labels.shape != (self.images.shape[0],):
+            got = f"{self.labels.dtype} {tuple(self.labels.shape)}"
+            raise ValueError(f"labels must be int64 (N,), got {got}")
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def image_size(self) -> int:
+        return self.images.shape[2]
+
+    def float_images(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """float32 in [0, 1] of the selected rows only, so a whole split never sits in memory as float."""
+        images = self.images if index is None else self.images[index]
+        return images.float().div_(255)
+
+    def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> "ImageDataset":
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return ImageDataset(self.name, self.images[index], self.labels[index], list(self.classes))
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def load_dataset(
+    name: str, split: str, root: str | Path | None = None, download: bool = False
+) -> ImageDataset:
+    """Load a whole split by registry name; `root` defaults to $CROPD_DATA_ROOT, else ./data."""
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ConfigError("data.dataset", _one_of(sorted(DATASETS), name), name)
+    if split not in SPLITS:
+        raise ConfigError("data.split", "'train' or 'test'", split)
+    if name in ("digits", "digits2"):
+        return _load_digits(name, split)
+    base = Path(root if root is not None else os.environ.get(ROOT_ENV, DEFAULT_ROOT)).expanduser().absolute()
+    return _LOADERS[name](name, split, base, download)
+
+
+def _one_of(names: list[str], got: object) -> str:
+    text = "one of " + ", ".join(names)
+    close = difflib.get_close_matches(str(got).lower(), names, n=1) if isinstance(got, str) else []
+    return f"{text} (did you mean {close[0]!r}?)" if close else text
+
+
+def _missing(name: str, base: Path, looked_for: Path) -> DataNotFoundError:
+    info = DATASETS[name]
+    return DataNotFoundError(
+        f"{name}: no {info.title} under {base} (looked for {looked_for}); {info.how_to_get}"
+    )
+
+
+def _first_missing(folder: Path, files: Sequence[str]) -> Path | None:
+    """The folder itself if absent (the likelier mistake), else the first absent file."""
+    if not folder.is_dir():
+        return folder
+    return next((folder / f for f in files if not (folder / f).is_file()), None)
+
+
+def _build(name: str, base: Path, make: Callable[[], object]) -> object:
+    """Run a torchvision constructor, turning its errors (download, parse) into one user line."""
+    try:
+        return make()
+    except (RuntimeError, OSError, ValueError, KeyError, EOFError, pickle.UnpicklingError) as err:
+        reason = f"{type(err).__name__}: {' '.join(str(err).split())}"  # one line, whatever err says
+        title = DATASETS[name].title
+        raise DataNotFoundError(f"{name}: could not load {title} from {base} ({reason})") from err
+
+
+def _load_digits(name: str, split: str) -> ImageDataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    # Split all ten classes first, then filter, so digits2's split is a subset of digits' split.
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=0.25, random_state=_DIGITS_SPLIT_SEED, stratify=bunch.target
+    )
+    index = torch.as_tensor(np.sort(train_idx if split == "train" else test_idx))
+    if name == "digits2":
+        index = index[labels[index] < 2]
+    small = torch.as_tensor(bunch.images[index.numpy()], dtype=torch.float32).div(16).unsqueeze(1)
+    # Bilinear upsampling is a convex combination, so values stay in [0, 1]; no antialias needed.
+    big = F.interpolate(small, size=(_DIGITS_SIZE, _DIGITS_SIZE), mode="bilinear", align_corners=False)
+    images = big.mul(255).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+    classes = [str(c) for c in range(DATASETS[name].num_classes)]
+    return ImageDataset(name, images, labels[index], classes)
+
+
+# torchvision checks md5 sums of the official files. Files re-packed by a user, or the small
+# real-format files the tests write, fail that check, so without download these subclasses only
+# require the files to exist (md5 None means "exists" to torchvision's check_integrity) and keep
+# torchvision's own parsing. download=True uses the stock classes, which download and verify.
+
+
+def _no_md5(files: list[list[str]]) -> list[list]:
+    return [[f, None] for f, _ in files]
+
+
+class _CIFAR10Files(tvd.CIFAR10):
+    train_list = _no_md5(tvd.CIFAR10.train_list)
+    test_list = _no_md5(tvd.CIFAR10.test_list)
+    meta = {**tvd.CIFAR10.meta, "md5": None}
+
+
+class _CIFAR100Files(tvd.CIFAR100):
+    train_list = _no_md5(tvd.CIFAR100.train_list)
+    test_list = _no_md5(tvd.CIFAR100.test_list)
+    meta = {**tvd.CIFAR100.meta, "md5": None}
+
+
+class _SVHNFiles(tvd.SVHN):
+    def _check_integrity(self) -> bool:
+        return os.path.isfile(os.path.join(self.root, self.filename))
+
+
+class _STL10Files(tvd.STL10):
+    def _check_integrity(self) -> bool:
+        # Only the labelled files: the 2.5 GB unlabeled_X.bin is never read for train/test.
+        folder = Path(self.root, self.base_folder)
+        return all((folder / f).is_file() for f in _STL10_LABELLED)
+
+
+_STL10_LABELLED = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
+_STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
+
+
+def _load_cifar(name: str, split: str, base: Path, download: bool) -> ImageDataset:
+    if name == "cifar100":
+        stock, files_only = tvd.CIFAR100, _CIFAR100Files
+    else:
+        stock, files_only = tvd.CIFAR10, _CIFAR10Files
+    if not download:
+        needed = [f for f, _ in stock.train_list + stock.test_list] + [stock.meta["filename"]]
+        missing = _first_missing(base / stock.base_folder, needed)
+        if missing is not None:
+            raise _missing(name, base, missing)
+    cls = stock if download else files_only
+    ds = _build(name, base, lambda: cls(str(base), train=split == "train", download=download))
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # torchvision holds NHWC
+    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    classes = list(ds.classes)
+    if name == "cifar2":
+        keep = labels < 2  # airplane, automobile
+        images, labels, classes = images[keep], labels[keep], classes[:2]
+    return ImageDataset(name, images, labels, classes)
+
+
+def _load_svhn(name: str, split: str, base: Path, download: bool) -> ImageDataset:
+    # Like torchvision, the .mat files sit directly in root (no sub-folder).
+    path = base / tvd.SVHN.split_list[split][1]
+    if not download and not path.is_file():
+        raise _missing(name, base, path)
+    cls = tvd.SVHN if download else _SVHNFiles
+    ds = _build(name, base, lambda: cls(str(base), split=split, download=download))
+    # torchvision already maps SVHN's label 10 to digit 0 and transposes X to NCHW.
+    images = torch.from_numpy(np.ascontiguousarray(ds.data))
+    labels = torch.as_tensor(ds.labels, dtype=torch.int64)
+    return ImageDataset(name, images, labels, [str(d) for d in range(10)])
+
+
+def _load_stl10(name: str, split: str, base: Path, download: bool) -> ImageDataset:
+    if not download:
+        missing = _first_missing(base / tvd.STL10.base_folder, _STL10_LABELLED)
+        if missing is not None:
+            raise _missing(name, base, missing)
+    cls = tvd.STL10 if download else _STL10Files
+    ds = _build(name, base, lambda: cls(str(base), split=split, download=download))
+    images = torch.from_numpy(np.ascontiguousarray(ds.data))
+    labels = torch.as_tensor(ds.labels.astype(np.int64))  # uint8 on disk, 1..10 shifted to 0..9
+    return ImageDataset(name, images, labels, list(getattr(ds, "classes", _STL10_CLASSES)))
+
+
+_FOLDERS = {"imagenette": ("imagenette2", "val"), "tinyimagenet": ("tiny-imagenet-200", "val")}
+
+
+def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageDataset:
+    folder_name, test_folder = _FOLDERS[name]
+    folder = base / folder_name / ("train" if split == "train" else test_folder)
+    if download and name == "imagenette" and not folder.is_dir():
+        if not hasattr(tvd, "Imagenette"):
+            raise DataNotFoundError(
+                f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}"
+            )
+        _build(name, base, lambda: tvd.Imagenette(str(base), split=folder.name, size="full", download=True))
+    if not folder.is_dir():
+        raise _missing(name, base, folder)
+    size = DATASETS[name].image_size
+    # Shorter side to `size`, then the centre square: the usual ImageNet-style evaluation crop.
+    to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
+    ds = _build(name, base, lambda: tvd.ImageFolder(str(folder), transform=to_tensor))
+    images = torch.empty((len(ds), 3, size, size), dtype=torch.uint8)  # filled in place: no 2x peak
+    for i in range(len(ds)):
+        images[i] = _build(name, base, lambda: ds[i][0])  # ds[i] decodes; a bad file is a user error
+    labels = torch.as_tensor(ds.targets, dtype=torch.int64)
+    return ImageDataset(name, images, labels, list(ds.classes))
+
+
+_LOADERS: dict[str, Callable[[str, str, Path, bool], ImageDataset]] = {
+    "cifar2": _load_cifar,
+    "cifar10": _load_cifar,
+    "cifar100": _load_cifar,
+    "svhn": _load_svhn,
+    "stl10": _load_stl10,
+    "imagenette": _load_folder,
+    "tinyimagenet": _load_folder,
+}
+
+
+# --- subsets, augmentation, batching ------------------------------------------------------------
+
+
+def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> ImageDataset:
+    """A seeded per-class subset of `fraction` of the data (paper Table 9), at least 1 per class."""
+    valid = isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1
+    if not valid:  # NaN fails the range test too
+        raise ConfigError("data.data_fraction", "a number in (0, 1]", fraction)
+    if fraction == 1:
+        return dataset
+    generator = torch.Generator().manual_seed(int(seed))
+    chosen = []
+    for c in torch.unique(dataset.labels).tolist():  # sorted, so the draw order is fixed
+        members = torch.nonzero(dataset.labels == c).flatten()
+        keep = max(1, round(fraction * len(members)))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
+    return dataset.subset(torch.sort(torch.cat(chosen)).values)
+
+
+def paper_augmentation(image_size: int) -> v2.Compose:
+    """The training augmentations of the paper's Table 5."""
+    return v2.Compose([
+        v2.RandomResizedCrop(image_size, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+        v2.RandomGrayscale(p=0.2),
+    ])
+
+
+def augment_batch(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Apply `transform` image by image, float in [0, 1] in and out.
+
+    v2 on a batch tensor draws one set of random parameters for the whole batch; the paper
+    augments each image independently. Randomness is torch's global RNG (seeded per epoch).
+    """
+    out = torch.stack([transform(image) for image in images])
+    return out.clamp_(0, 1)
+
+
+def iterate_batches(
+    n: int,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    generator: torch.Generator | None = None,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Yield LongTensor index batches over range(n), optionally in a seeded random order."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        batch = order[start:start + batch_size]
+        if drop_last and len(batch) < batch_size:
+            return
+        yield batch

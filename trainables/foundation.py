@@ -1,0 +1,242 @@
+"""The frozen foundation model: a HuggingFace ViT-MAE made deterministic, images in, features out.
+
+Also Algorithm 1 step 1 for the embedded default: a small ViT-MAE pre-trained on the embedded
+data on the spot, saved with save_pretrained and loaded back by the very same loading code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
+from transformers.utils import logging as transformers_logging
+
+from .artifacts import atomic_dir, config_hash, count_parameters
+from .config import Field, boolean, integer, number, one_of, resolve, text
+from .errors import ConfigError
+from .seeding import seed_everything
+
+# facebook/vit-mae-* checkpoints normalise with ImageNet statistics (their preprocessor_config.json).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+EMBEDDED_NAME = "embedded"
+
+FOUNDATION_SCHEMA = {
+    "name": Field("facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text),
+    "mode": Field("frozen", "'frozen' or 'finetune' (clean fine-tuning, paper Table 2)", one_of("frozen", "finetune")),
+    "pooling": Field("mean", "'mean' (patch tokens) or 'cls'", one_of("mean", "cls")),
+    "allow_download": Field(False, "true or false", boolean),
+    "embedded": Field(None, "a mapping of embedded-foundation settings (name: embedded only)", lambda v: v is None or isinstance(v, dict)),
+}
+
+# The embedded foundation: small enough to pre-train in well under a CPU-minute on the digits.
+EMBEDDED_SCHEMA = {
+    "image_size": Field(32, "an integer >= 8", integer(8)),
+    "patch_size": Field(4, "an integer >= 1 dividing image_size", integer(1)),
+    "hidden_size": Field(64, "an integer >= 8", integer(8)),
+    "num_hidden_layers": Field(2, "an integer >= 1", integer(1)),
+    "num_attention_heads": Field(4, "an integer >= 1 dividing hidden_size", integer(1)),
+    "intermediate_size": Field(128, "an integer >= 8", integer(8)),
+    "decoder_hidden_size": Field(64, "an integer >= 8", integer(8)),
+    "decoder_num_hidden_layers": Field(1, "an integer >= 1", integer(1)),
+    "decoder_num_attention_heads": Field(4, "an integer >= 1", integer(1)),
+    "decoder_intermediate_size": Field(128, "an integer >= 8", integer(8)),
+    "mask_ratio": Field(0.75, "a number in (0, 1)", number(0, 1, low_open=True, high_open=True)),
+    "epochs": Field(40, "an integer >= 1", integer(1)),
+    "batch_size": Field(64, "an integer >= 2", integer(2)),
+    "lr": Field(1.5e-3, "a number > 0", number(0, low_open=True)),
+    "weight_decay": Field(0.05, "a number >= 0", number(0)),
+    "seed": Field(0, "an integer", integer()),
+}
+
+
+def resolve_foundation_config(given: dict | None) -> dict:
+    return resolve("foundation", given, FOUNDATION_SCHEMA)
+
+
+class FoundationFeatures(nn.Module):
+    """images in [0,1] (B,3,h,w) -> pooled ViT-MAE features (B, hidden), deterministic.
+
+    Inputs are resized with differentiable bilinear interpolation to the model's image size and
+    normalised with its mean/std, so attacks see gradients through the whole path. The model
+    masks at random even in eval mode, so mask_ratio is 0 AND a fixed noise tensor pins the
+    (otherwise shuffled) patch order.
+    """
+
+    def __init__(self, model: ViTMAEModel, mean: tuple[float, ...], std: tuple[float, ...], pooling: str, trainable: bool):
+        super().__init__()
+        if model.config.mask_ratio != 0.0:
+            raise ValueError("FoundationFeatures needs a ViTMAEModel loaded with mask_ratio=0.0")
+        self.model = model
+        self.pooling = pooling
+        self.image_size = int(model.config.image_size)
+        self.num_patches = (self.image_size // int(model.config.patch_size)) ** 2
+        self.feature_dim = int(model.config.hidden_size)
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.set_trainable(trainable)
+
+    def set_trainable(self, trainable: bool) -> None:
+        self.trainable = trainable
+        self.model.requires_grad_(trainable)
+        if not trainable:
+            self.model.eval()
+
+    def train(self, mode: bool = True) -> "FoundationFeatures":
+        # A frozen foundation stays in eval mode whatever the enclosing pipeline asks.
+        super().train(mode and self.trainable)
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        pixels = (images - self.mean) / self.std
+        noise = torch.arange(self.num_patches, device=images.device, dtype=torch.float32).expand(images.shape[0], -1)
+        hidden = self.model(pixel_values=pixels, noise=noise).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return hidden[:, 1:].mean(dim=1)
+
+
+def _read_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """mean/std from the model's preprocessor_config.json; ImageNet's when it has none."""
+    path = folder / "preprocessor_config.json"
+    if path.is_file():
+        spec = json.loads(path.read_text())
+        return tuple(spec.get("image_mean", IMAGENET_MEAN)), tuple(spec.get("image_std", IMAGENET_STD))
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _locate(name: str, allow_download: bool) -> Path:
+    """A local folder for `name`: the path itself, or the hub snapshot in the local HF cache."""
+    local = Path(name).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ConfigError("foundation.name", "a folder holding a ViT-MAE saved with save_pretrained (config.json missing)", str(local))
+        return local
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(name, local_files_only=not allow_download, allow_patterns=["*.json", "*.safetensors", "*.bin"]))
+    except Exception as exc:  # offline misses raise several hub error types
+        hint = "" if allow_download else "; set foundation.allow_download: true to fetch it (needs network)"
+        raise ConfigError(
+            "foundation.name",
+            f"an existing local folder, or a hub name already in the local HuggingFace cache{hint}",
+            name,
+        ) from exc
+
+
+def load_foundation(config: dict | None = None, *, cache_root: Path | None = None, device: str = "cpu") -> FoundationFeatures:
+    """Load the foundation named in `config` (validated), deterministic and frozen by default.
+
+    `name: embedded` pre-trains (or reuses from `cache_root`) the small embedded ViT-MAE and
+    then loads it through exactly the same path as a hub model.
+    """
+    cfg = resolve_foundation_config(config)
+    if cfg["name"] == EMBEDDED_NAME:
+        folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root)
+    else:
+        folder = _locate(cfg["name"], cfg["allow_download"])
+    try:
+        # A pre-training checkpoint also holds the MAE decoder; its "unexpected keys" report is noise here.
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
+        try:
+            model = ViTMAEModel.from_pretrained(folder, mask_ratio=0.0)
+        finally:
+            transformers_logging.set_verbosity(verbosity)
+    except Exception as exc:
+        raise ConfigError("foundation.name", "a loadable ViT-MAE checkpoint", f"{folder} ({type(exc).__name__})") from exc
+    mean, std = _read_normalisation(folder)
+    features = FoundationFeatures(model, mean, std, cfg["pooling"], trainable=cfg["mode"] == "finetune")
+    return features.to(device)
+
+
+def foundation_parameter_count(foundation: FoundationFeatures) -> int:
+    return count_parameters(foundation)
+
+
+def default_cache_root() -> Path:
+    return Path(os.environ.get("CROPD_CACHE", Path.home() / ".cache" / "cropd"))
+
+
+def pretrain_embedded_foundation(
+    config: dict | None = None,
+    *,
+    cache_root: Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> Path:
+    """Algorithm 1 step 1 on the embedded data: MAE pre-training of a small ViT-MAE.
+
+    Trained on the unlabeled TRAIN split of scikit-learn's digits (10 classes; the test split is
+    never seen), with the model's own random masking and loss. Cached by a hash of its config
+    and published by atomic rename, so concurrent trials build it at most a few times and
+    always read a complete folder.
+    """
+    from .data import load_dataset  # late: data imports torchvision, not needed for hub models
+
+    cfg = resolve("foundation.embedded", config, EMBEDDED_SCHEMA)
+    if cfg["image_size"] % cfg["patch_size"]:
+        raise ConfigError("foundation.embedded.patch_size", "a divisor of image_size", cfg["patch_size"])
+    key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 1})
+    folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
+    if (folder / "config.json").is_file():
+        return folder
+
+    train = load_dataset("digits", "train")
+    model_config = ViTMAEConfig(
+        image_size=cfg["image_size"],
+        patch_size=cfg["patch_size"],
+        num_channels=3,
+        hidden_size=cfg["hidden_size"],
+        num_hidden_layers=cfg["num_hidden_layers"],
+        num_attention_heads=cfg["num_attention_heads"],
+        intermediate_size=cfg["intermediate_size"],
+        decoder_hidden_size=cfg["decoder_hidden_size"],
+        decoder_num_hidden_layers=cfg["decoder_num_hidden_layers"],
+        decoder_num_attention_heads=cfg["decoder_num_attention_heads"],
+        decoder_intermediate_size=cfg["decoder_intermediate_size"],
+        mask_ratio=cfg["mask_ratio"],
+    )
+    seed_everything(cfg["seed"], "embedded-foundation")
+    model = ViTMAEForPreTraining(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    mean_t, std_t = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+    images = train.float_images()
+    if images.shape[-1] != cfg["image_size"]:
+        images = F.interpolate(images, size=(cfg["image_size"],) * 2, mode="bilinear", align_corners=False)
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(cfg["epochs"]):
+        seed_everything(cfg["seed"], "embedded-foundation", epoch)
+        order = torch.randperm(len(images))
+        total, steps = 0.0, 0
+        for start in range(0, len(images), cfg["batch_size"]):
+            batch = images[order[start : start + cfg["batch_size"]]]
+            loss = model(pixel_values=(batch - mean_t) / std_t).loss  # random masking is right here: this is training
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, steps = total + loss.item(), steps + 1
+        scheduler.step()
+        if on_epoch:
+            on_epoch({"stage": "foundation", "epoch": epoch + 1, "loss": total / steps})
+    with atomic_dir(folder) as scratch:
+        model.save_pretrained(scratch)
+        (scratch / "preprocessor_config.json").write_text(
+            json.dumps({"image_processor_type": "ViTImageProcessor", "image_mean": list(mean), "image_std": list(std),
+                        "size": {"height": cfg["image_size"], "width": cfg["image_size"]}}, indent=2)
+        )
+        (scratch / "pretraining.json").write_text(
+            json.dumps({"config": cfg, "train_images": len(images), "time_s": time.perf_counter() - started, "final_loss": total / steps}, indent=2)
+        )
+    return folder

@@ -1,0 +1,208 @@
+"""Fit a pre-processor on training images: epoch loop, per-epoch checkpoints, resume, artifacts.
+
+A fitted pre-processor is published once, by atomic rename, under a folder named by the hash of
+exactly what determines it (its relevant settings and the training data), so trials share it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..artifacts import atomic_dir, config_hash, count_parameters, load_checkpoint, save_checkpoint
+from ..data import ImageDataset, augment_batch, iterate_batches, paper_augmentation
+from ..errors import CheckpointError
+from ..seeding import seed_everything
+from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
+from .objectives import STEPS
+from .schema import TRAINED_KINDS, artifact_key_config, resolve_preprocessor_config
+from .simple import IdentityPreprocessor, VAEPreprocessor
+
+EpochCallback = Callable[[dict[str, Any]], None]
+WEIGHTS = "model.safetensors"
+METADATA = "preprocessor.json"
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class FittedPreprocessor:
+    """A ready pre-processor and what the results table records about it (paper Tables 11, 12)."""
+
+    module: nn.Module
+    config: dict
+    params: int
+    time_s: float
+    path: Path | None = None
+    history: list[dict] = field(default_factory=list)
+    reused: bool = False
+
+
+def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Module:
+    kind = cfg["kind"]
+    if kind == "identity":
+        return IdentityPreprocessor()
+    if kind == "vae":
+        return VAEPreprocessor(cfg["path"])
+    if kind == "encoder_only":
+        return EncoderOnlyClassifier(cfg["arch"], image_size, num_classes)
+    return MaskedAutoencoder(cfg["arch"], image_size)
+
+
+def data_fingerprint(data: ImageDataset) -> str:
+    """Hash of the training images and labels themselves (a data_fraction subset differs)."""
+    digest = hashlib.sha256()
+    digest.update(data.images.contiguous().numpy().tobytes())
+    digest.update(data.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path) -> Path:
+    key = config_hash({"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train), "image_size": train.image_size})
+    return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{key}"
+
+
+def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
+    """Linear warm-up then cosine decay, as a per-epoch LR factor (paper Table 6)."""
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup_epochs:
+            return (epoch + 1) / (warmup_epochs + 1)
+        span = max(1, epochs - warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / span))
+
+    return factor
+
+
+def fit_preprocessor(
+    config: dict | None,
+    train: ImageDataset,
+    workdir: Path,
+    *,
+    device: str = "cpu",
+    on_epoch: EpochCallback | None = None,
+) -> FittedPreprocessor:
+    """Train (or reuse, or resume) the pre-processor described by `config` on `train`.
+
+    Every epoch ends with a checkpoint, then `on_epoch(metrics)`; an interrupted call resumes
+    from the last checkpoint and ends with the same weights as an uninterrupted one.
+    """
+    cfg = resolve_preprocessor_config(config, image_size=train.image_size)
+    if cfg["kind"] not in TRAINED_KINDS:
+        module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
+        return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
+    folder = artifact_folder(cfg, train, workdir)
+    if (folder / METADATA).is_file():
+        fitted = load_preprocessor(folder, device=device)
+        fitted.reused = True
+        return fitted
+    return _train(cfg, train, folder, device, on_epoch)
+
+
+def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: EpochCallback | None) -> FittedPreprocessor:
+    checkpoints = folder.with_name(folder.name + ".checkpoints")
+    seed_everything(cfg["seed"], "preprocessor-init", folder.name)
+    model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
+    start_epoch, elapsed, history = 0, 0.0, []
+    latest = _latest_checkpoint(checkpoints)
+    if latest is not None:
+        state = load_checkpoint(latest)
+        if state.get("key") != folder.name:
+            raise CheckpointError(f"{latest}: belongs to {state.get('key')!r}, not {folder.name!r}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
+
+    step = STEPS[cfg["kind"]]
+    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and cfg["kind"] != "arae" else None
+    for epoch in range(start_epoch, cfg["epochs"]):
+        started = time.perf_counter()
+        seed_everything(cfg["seed"], "preprocessor", folder.name, epoch)
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for index in iterate_batches(len(train), cfg["batch_size"], shuffle=True, drop_last=len(train) > cfg["batch_size"]):
+            x = train.float_images(index)
+            if augmentation is not None:
+                x = augment_batch(x, augmentation)
+            terms = step(model, x.to(device), train.labels[index].to(device), cfg)
+            if not torch.isfinite(terms["loss"]):
+                raise FloatingPointError(f"preprocessor {cfg['kind']}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            batches += 1
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        epoch_time = time.perf_counter() - started
+        elapsed += epoch_time
+        record = {"stage": "preprocessor", "kind": cfg["kind"], "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr,
+                  "epoch_time_s": epoch_time, **{name: total / batches for name, total in sums.items()}}
+        history.append(record)
+        save_checkpoint(checkpoints / f"epoch-{epoch + 1:04d}.pt", {
+            "key": folder.name, "epoch": epoch + 1, "time_s": elapsed, "history": history,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        })
+        _prune_checkpoints(checkpoints)
+        if on_epoch:
+            on_epoch(record)
+
+    fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
+    save_preprocessor(fitted, train, folder)
+    for stale in checkpoints.glob("epoch-*.pt"):
+        stale.unlink()
+    checkpoints.rmdir()
+    return fitted
+
+
+def _latest_checkpoint(checkpoints: Path) -> Path | None:
+    found = sorted(checkpoints.glob("epoch-*.pt"))
+    return found[-1] if found else None
+
+
+def _prune_checkpoints(checkpoints: Path) -> None:
+    for old in sorted(checkpoints.glob("epoch-*.pt"))[:-KEEP_CHECKPOINTS]:
+        old.unlink()
+
+
+def save_preprocessor(fitted: FittedPreprocessor, train: ImageDataset, folder: Path) -> None:
+    """Weights as safetensors plus a JSON of config and provenance, published atomically."""
+    with atomic_dir(folder) as scratch:
+        save_file({k: v.detach().contiguous().cpu() for k, v in fitted.module.state_dict().items()}, str(scratch / WEIGHTS))
+        (scratch / METADATA).write_text(json.dumps({
+            "config": fitted.config, "image_size": train.image_size, "num_classes": train.num_classes,
+            "params": fitted.params, "time_s": fitted.time_s, "history": fitted.history,
+            "data": {"name": train.name, "images": len(train), "fingerprint": data_fingerprint(train)},
+        }, indent=2, sort_keys=True))
+    fitted.path = folder
+
+
+def load_preprocessor(folder: Path, *, device: str = "cpu") -> FittedPreprocessor:
+    """Rebuild a saved pre-processor from its folder; missing or corrupt files are CheckpointErrors."""
+    folder = Path(folder)
+    meta_path, weights_path = folder / METADATA, folder / WEIGHTS
+    if not meta_path.is_file() or not weights_path.is_file():
+        raise CheckpointError(f"{folder}: not a saved pre-processor (expected {METADATA} and {WEIGHTS})")
+    try:
+        meta = json.loads(meta_path.read_text())
+        cfg = resolve_preprocessor_config(meta["config"])
+        module = build_preprocessor(cfg, meta["image_size"], meta["num_classes"])
+        module.load_state_dict(load_file(str(weights_path)))
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{folder}: corrupt pre-processor ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    module.to(device).eval()
+    return FittedPreprocessor(module, cfg, meta["params"], meta["time_s"], folder, meta["history"])

@@ -1,0 +1,112 @@
+"""What a pre-processor config may say: kinds, their settings, and architecture presets.
+
+Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown keys ...).
+"""
+from __future__ import annotations
+
+from ..config import Field, boolean, integer, number, one_of, optional, resolve, text
+from ..errors import ConfigError
+
+KINDS = ("identity", "vanilla", "cropd", "arae", "vae", "encoder_only")
+TRAINED_KINDS = ("vanilla", "cropd", "arae", "encoder_only")
+
+# Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
+# the decoder width is not given there, so it equals the encoder's. tiny is the embedded default.
+ARCH_PRESETS = {
+    "paper32": dict(patch_size=2, hidden_size=192, encoder_layers=8, decoder_layers=2, num_heads=3,
+                    decoder_hidden_size=192, mlp_ratio=4, pool_factor=8, projector_hidden=2048, projector_dim=128),
+    "paper224": dict(patch_size=14, hidden_size=768, encoder_layers=8, decoder_layers=2, num_heads=3,
+                     decoder_hidden_size=768, mlp_ratio=4, pool_factor=8, projector_hidden=2048, projector_dim=128),
+    "tiny": dict(patch_size=4, hidden_size=96, encoder_layers=4, decoder_layers=2, num_heads=3,
+                 decoder_hidden_size=96, mlp_ratio=2, pool_factor=8, projector_hidden=512, projector_dim=128),
+}
+
+ARCH_SCHEMA = {
+    "patch_size": Field(4, "an integer >= 1 dividing the image size", integer(1)),
+    "hidden_size": Field(96, "an integer >= 4", integer(4)),
+    "encoder_layers": Field(4, "an integer >= 1", integer(1)),
+    "decoder_layers": Field(2, "an integer >= 1", integer(1)),
+    "num_heads": Field(3, "an integer >= 1 dividing hidden_size", integer(1)),
+    "decoder_hidden_size": Field(96, "an integer >= 4", integer(4)),
+    "mlp_ratio": Field(2, "an integer >= 1", integer(1)),
+    "pool_factor": Field(8, "an integer >= 1 dividing the number of patches", integer(1)),
+    "projector_hidden": Field(512, "an integer >= 1", integer(1)),
+    "projector_dim": Field(128, "an integer >= 1", integer(1)),
+    "combine": Field("masked", "'masked' (each patch from the pass that did not see it) or 'average'", one_of("masked", "average")),
+}
+
+PREPROCESSOR_SCHEMA = {
+    "kind": Field("cropd", f"one of {list(KINDS)}", one_of(*KINDS)),
+    "arch": Field("tiny", f"a preset name {sorted(ARCH_PRESETS)} or a mapping of architecture settings", lambda v: isinstance(v, dict) or (isinstance(v, str) and v in ARCH_PRESETS)),
+    "epochs": Field(10, "an integer >= 1", integer(1)),
+    "batch_size": Field(64, "an integer >= 2 (negatives come from the batch)", integer(2)),
+    "lr": Field(1.5e-4, "a number > 0", number(0, low_open=True)),
+    "weight_decay": Field(0.05, "a number >= 0", number(0)),
+    "warmup_epochs": Field(0, "an integer >= 0", integer(0)),
+    "seed": Field(0, "an integer", integer()),
+    "augment": Field(True, "true or false (paper Table 5 augmentations; ARAE uses none)", boolean),
+    # CRoPD
+    "lambda": Field(1.0, "a number >= 0 (0 is Vanilla)", number(0)),
+    "temperature": Field(0.5, "a number > 0", number(0, low_open=True)),
+    "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
+    "fgsm_random_start": Field(True, "true or false", boolean),
+    # ARAE
+    "gamma": Field(0.1, "a number >= 0", number(0)),
+    "attack_steps": Field(10, "an integer >= 1 (ARAE / encoder_only PGD steps)", integer(1)),
+    "attack_step_size": Field(None, "a number > 0, or null for the method's default", optional(number(0, low_open=True))),
+    # VAE
+    "path": Field(None, "a local folder holding a diffusers AutoencoderKL", optional(text)),
+}
+
+# Settings that do not change what a given kind computes are dropped from its hash key, so
+# e.g. an identity pre-processor is one artifact whatever lambda says.
+RELEVANT = {
+    "identity": {"kind"},
+    "vae": {"kind", "path"},
+    "vanilla": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment"},
+    "cropd": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment",
+              "lambda", "temperature", "eps", "fgsm_random_start"},
+    "arae": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "eps", "gamma",
+             "attack_steps", "attack_step_size"},
+    "encoder_only": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment",
+                     "eps", "attack_steps", "attack_step_size"},
+}
+
+
+def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = None) -> dict:
+    """Validate a `preprocessor:` section; return it complete, with `arch` expanded to a mapping.
+
+    Vanilla is CRoPD with lambda = 0 in the paper; here it is its own kind and lambda is ignored.
+    """
+    cfg = resolve("preprocessor", given, PREPROCESSOR_SCHEMA)
+    arch_given = cfg["arch"]
+    base = dict(ARCH_PRESETS[arch_given]) if isinstance(arch_given, str) else {}
+    overrides = {} if isinstance(arch_given, str) else dict(arch_given)
+    preset = overrides.pop("preset", None)
+    if preset is not None:
+        if preset not in ARCH_PRESETS:
+            raise ConfigError("preprocessor.arch.preset", f"one of {sorted(ARCH_PRESETS)}", preset)
+        base = dict(ARCH_PRESETS[preset])
+    arch = resolve("preprocessor.arch", {**base, **overrides}, ARCH_SCHEMA)
+    if arch["hidden_size"] % arch["num_heads"] or arch["decoder_hidden_size"] % arch["num_heads"]:
+        raise ConfigError("preprocessor.arch.num_heads", "a divisor of hidden_size and decoder_hidden_size", arch["num_heads"])
+    if image_size is not None:
+        check_arch_fits(arch, image_size)
+    cfg["arch"] = arch
+    if cfg["kind"] == "vae" and cfg["path"] is None:
+        raise ConfigError("preprocessor.path", "a local folder holding a diffusers AutoencoderKL (kind vae)", None)
+    return cfg
+
+
+def check_arch_fits(arch: dict, image_size: int) -> None:
+    if image_size % arch["patch_size"]:
+        raise ConfigError("preprocessor.arch.patch_size", f"a divisor of the image size {image_size}", arch["patch_size"])
+    patches = (image_size // arch["patch_size"]) ** 2
+    if patches % 2:
+        raise ConfigError("preprocessor.arch.patch_size", f"a patch size giving an even number of patches (50% masking); {image_size}px gives {patches}", arch["patch_size"])
+    if patches % arch["pool_factor"]:
+        raise ConfigError("preprocessor.arch.pool_factor", f"a divisor of the number of patches ({patches})", arch["pool_factor"])
+
+
+def artifact_key_config(cfg: dict) -> dict:
+    return {key: cfg[key] for key in sorted(RELEVANT[cfg["kind"]])}

@@ -1,0 +1,47 @@
+"""The untrained pre-processors: identity (no defence) and a pre-trained diffusers VAE.
+
+The VAE decodes the mode of its posterior, never a sample, so the pipeline stays deterministic.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, UserError
+
+
+class IdentityPreprocessor(nn.Module):
+    """x -> x: the undefended baseline (paper's Identity)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class VAEPreprocessor(nn.Module):
+    """diffusers AutoencoderKL round trip: [0,1] -> [-1,1] -> latent mode -> decode -> [0,1]."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        try:
+            from diffusers import AutoencoderKL
+        except ImportError as exc:
+            raise UserError("preprocessor.kind vae needs diffusers: pip install 'cropd-orchestrator[vae]'") from exc
+        folder = Path(path).expanduser()
+        if not (folder / "config.json").is_file():
+            raise ConfigError("preprocessor.path", "a local folder holding a diffusers AutoencoderKL (config.json and weights)", str(folder))
+        try:
+            self.vae = AutoencoderKL.from_pretrained(folder)
+        except Exception as exc:
+            raise ConfigError("preprocessor.path", "a loadable diffusers AutoencoderKL", f"{folder} ({type(exc).__name__})") from exc
+        self.vae.requires_grad_(False)
+        self.vae.eval()
+        self.path = str(folder)
+
+    def train(self, mode: bool = True) -> "VAEPreprocessor":
+        return super().train(False)  # a fixed, pre-trained pre-processor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        latent = self.vae.encode(x * 2 - 1).latent_dist.mode()
+        return (self.vae.decode(latent).sample + 1) / 2
