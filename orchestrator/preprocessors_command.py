@@ -86,7 +86,10 @@ def run(args: argparse.Namespace) -> int:
     _validate(configs, args.config)
     train = stratified_fraction(load_dataset(args.dataset, "train", root=args.data_root), args.data_fraction, seed=0)
     test = load_dataset(args.dataset, "test", root=args.data_root)
-    foundation = load_foundation({"name": args.foundation}, cache_root=args.out / "cache", device=args.device)
+    def pretrain_report(record: dict) -> None:
+        console.print(f"  embedded foundation pre-training (once, then cached) epoch {record['epoch']} loss {record['loss']:.4f}")
+
+    foundation = load_foundation({"name": args.foundation}, device=args.device, on_pretrain_epoch=pretrain_report)
     console.print(f"foundation: {args.foundation} ({sum(p.numel() for p in foundation.parameters()):,} parameters, frozen)")
     console.print(f"data: {args.dataset}, {len(train)} training images, {len(test)} test images")
 

@@ -56,6 +56,18 @@ EMBEDDED_SCHEMA = {
 }
 
 
+def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
+    """Normal(0, 0.02) cls and mask tokens, as the original MAE initialises them.
+
+    transformers 5.23 leaves both at exactly zero for a fresh model; a constant-zero cls token
+    then sits in LayerNorm's degenerate point and blows gradients up.
+    """
+    with torch.no_grad():
+        nn.init.normal_(model.vit.embeddings.cls_token, std=0.02)
+        nn.init.normal_(model.decoder.mask_token, std=0.02)
+    return model
+
+
 def resolve_foundation_config(given: dict | None) -> dict:
     return resolve("foundation", given, FOUNDATION_SCHEMA)
 
@@ -133,7 +145,13 @@ def _locate(name: str, allow_download: bool) -> Path:
         ) from exc
 
 
-def load_foundation(config: dict | None = None, *, cache_root: Path | None = None, device: str = "cpu") -> FoundationFeatures:
+def load_foundation(
+    config: dict | None = None,
+    *,
+    cache_root: Path | None = None,
+    device: str = "cpu",
+    on_pretrain_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> FoundationFeatures:
     """Load the foundation named in `config` (validated), deterministic and frozen by default.
 
     `name: embedded` pre-trains (or reuses from `cache_root`) the small embedded ViT-MAE and
@@ -141,7 +159,7 @@ def load_foundation(config: dict | None = None, *, cache_root: Path | None = Non
     """
     cfg = resolve_foundation_config(config)
     if cfg["name"] == EMBEDDED_NAME:
-        folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root)
+        folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch)
     else:
         folder = _locate(cfg["name"], cfg["allow_download"])
     try:
@@ -204,9 +222,10 @@ def pretrain_embedded_foundation(
         decoder_num_attention_heads=cfg["decoder_num_attention_heads"],
         decoder_intermediate_size=cfg["decoder_intermediate_size"],
         mask_ratio=cfg["mask_ratio"],
+        layer_norm_eps=1e-6,  # the original MAE's value; see MaskedAutoencoder
     )
     seed_everything(cfg["seed"], "embedded-foundation")
-    model = ViTMAEForPreTraining(model_config)
+    model = init_mae_tokens(ViTMAEForPreTraining(model_config))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg["epochs"])
     mean, std = IMAGENET_MEAN, IMAGENET_STD

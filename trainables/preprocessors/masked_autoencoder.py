@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
+from ..foundation import init_mae_tokens
+
 
 def checkerboard_noise(grid: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Two fixed noise vectors for ViT-MAE's argsort masking whose kept halves are complementary.
@@ -46,8 +48,11 @@ class MaskedAutoencoder(nn.Module):
             decoder_num_attention_heads=arch["num_heads"],
             decoder_intermediate_size=arch["decoder_hidden_size"] * arch["mlp_ratio"],
             mask_ratio=0.5,
+            # timm / the original MAE / DIR use 1e-6; HF's BERT-era 1e-12 lets a near-constant
+            # token scale gradients by 1e6 per LayerNorm, which overflowed float32 here.
+            layer_norm_eps=1e-6,
         )
-        self.mae = ViTMAEForPreTraining(config)
+        self.mae = init_mae_tokens(ViTMAEForPreTraining(config))
         grid = image_size // arch["patch_size"]
         self.num_patches = grid * grid
         noise_a, noise_b = checkerboard_noise(grid)
@@ -58,7 +63,7 @@ class MaskedAutoencoder(nn.Module):
         self.register_buffer("restore_order", torch.argsort(keep), persistent=False)
         pooled = (self.num_patches // arch["pool_factor"]) * arch["hidden_size"]
         self.projector = nn.Sequential(
-            nn.Linear(pooled, arch["projector_hidden"]), nn.ReLU(inplace=True), nn.Linear(arch["projector_hidden"], arch["projector_dim"])
+            nn.Linear(pooled, arch["projector_hidden"]), nn.ReLU(), nn.Linear(arch["projector_hidden"], arch["projector_dim"])
         )
 
     def halves_noise(self, batch: int) -> torch.Tensor:
