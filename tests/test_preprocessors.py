@@ -204,3 +204,18 @@ def test_missing_or_corrupt_saved_preprocessor(tmp_path, small_train, tiny_arch)
         load_preprocessor(fitted.path)
     meta = json.loads((fitted.path / "preprocessor.json").read_text())
     assert meta["data"]["images"] == len(small_train)
+
+
+def test_fresh_autoencoder_gradients_stay_bounded():
+    """Regression: zero-initialised cls/mask tokens with LayerNorm eps 1e-12 overflowed float32
+    gradients on the first CRoPD step of the default config."""
+    torch.manual_seed(0)
+    cfg = resolve_preprocessor_config({"kind": "cropd"}, image_size=32)
+    model = MaskedAutoencoder(cfg["arch"], 32)
+    assert model.mae.vit.embeddings.cls_token.abs().max() > 0 and model.mae.decoder.mask_token.abs().max() > 0
+    from trainables.preprocessors.objectives import cropd_step
+
+    images = load_dataset("digits2", "train").float_images(torch.arange(64))
+    cropd_step(model, images, None, cfg)["loss"].backward()
+    largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
+    assert largest < 1e3

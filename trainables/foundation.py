@@ -158,18 +158,23 @@ def load_foundation(
     then loads it through exactly the same path as a hub model.
     """
     cfg = resolve_foundation_config(config)
+    if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
+        raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
     if cfg["name"] == EMBEDDED_NAME:
         folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch)
     else:
         folder = _locate(cfg["name"], cfg["allow_download"])
     try:
         # A pre-training checkpoint also holds the MAE decoder; its "unexpected keys" report is noise here.
-        verbosity = transformers_logging.get_verbosity()
+        verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
         transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
         try:
             model = ViTMAEModel.from_pretrained(folder, mask_ratio=0.0)
         finally:
             transformers_logging.set_verbosity(verbosity)
+            if bars:
+                transformers_logging.enable_progress_bar()
     except Exception as exc:
         raise ConfigError("foundation.name", "a loadable ViT-MAE checkpoint", f"{folder} ({type(exc).__name__})") from exc
     mean, std = _read_normalisation(folder)
