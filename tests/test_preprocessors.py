@@ -219,3 +219,25 @@ def test_fresh_autoencoder_gradients_stay_bounded():
     cropd_step(model, images, None, cfg)["loss"].backward()
     largest = max(p.grad.abs().max().item() for p in model.parameters() if p.grad is not None)
     assert largest < 1e3
+
+
+def test_fresh_autoencoder_knows_patch_positions():
+    """Regression: transformers 5.23 builds ViT-MAE with all-zero position embeddings, which
+    left the decoder unable to tell one masked patch from another (it predicted the mean)."""
+    arch = resolve_preprocessor_config({}, image_size=32)["arch"]
+    model = MaskedAutoencoder(arch, 32)
+    encoder_positions = model.mae.vit.embeddings.position_embeddings[0, 1:]
+    decoder_positions = model.mae.decoder.decoder_pos_embed[0, 1:]
+    for positions in (encoder_positions, decoder_positions):
+        assert torch.unique(positions, dim=0).shape[0] == positions.shape[0]  # one distinct code per patch
+
+
+def test_vanilla_reconstructs_better_than_the_mean_image(tmp_path):
+    train, test = load_dataset("digits2", "train"), load_dataset("digits2", "test")
+    fitted = fit_preprocessor({"kind": "vanilla", "epochs": 40, "batch_size": 32, "lr": 2e-3, "warmup_epochs": 1, "augment": False},
+                             train, tmp_path)
+    x = test.float_images()
+    with torch.no_grad():
+        mse = torch.nn.functional.mse_loss(fitted.module.eval()(x), x).item()
+    predicting_the_mean = ((x - x.mean(dim=0, keepdim=True)) ** 2).mean().item()
+    assert mse < 0.8 * predicting_the_mean, (mse, predicting_the_mean)

@@ -57,13 +57,21 @@ EMBEDDED_SCHEMA = {
 
 
 def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
-    """Normal(0, 0.02) cls and mask tokens, as the original MAE initialises them.
+    """Initialise a fresh ViT-MAE as the original MAE does: fixed 2-D sin-cos position
+    embeddings (encoder and decoder), Normal(0, 0.02) cls and mask tokens.
 
-    transformers 5.23 leaves both at exactly zero for a fresh model; a constant-zero cls token
-    then sits in LayerNorm's degenerate point and blows gradients up.
+    transformers 5.23 leaves a freshly built model's position embeddings, cls and mask tokens at
+    exactly zero (its init skips them), which makes the model blind to patch positions and puts a
+    constant-zero cls token at LayerNorm's degenerate point. Only for models built from scratch;
+    pre-trained checkpoints load their own values.
     """
+    embeddings = model.vit.embeddings
+    if hasattr(embeddings.patch_embeddings.projection, "_is_hf_initialized"):
+        del embeddings.patch_embeddings.projection._is_hf_initialized
     with torch.no_grad():
-        nn.init.normal_(model.vit.embeddings.cls_token, std=0.02)
+        embeddings.initialize_weights()
+        model.decoder.initialize_weights(embeddings.patch_embeddings.num_patches)
+        nn.init.normal_(embeddings.cls_token, std=0.02)
         nn.init.normal_(model.decoder.mask_token, std=0.02)
     return model
 
@@ -208,7 +216,7 @@ def pretrain_embedded_foundation(
     cfg = resolve("foundation.embedded", config, EMBEDDED_SCHEMA)
     if cfg["image_size"] % cfg["patch_size"]:
         raise ConfigError("foundation.embedded.patch_size", "a divisor of image_size", cfg["patch_size"])
-    key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 1})
+    key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 2})
     folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
     if (folder / "config.json").is_file():
         return folder

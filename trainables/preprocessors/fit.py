@@ -30,6 +30,8 @@ EpochCallback = Callable[[dict[str, Any]], None]
 WEIGHTS = "model.safetensors"
 METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
+# Bumped whenever a code change alters what training produces, so stale artifacts are not reused.
+ARTIFACT_VERSION = 2
 
 
 @dataclass
@@ -65,7 +67,8 @@ def data_fingerprint(data: ImageDataset) -> str:
 
 
 def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path) -> Path:
-    key = config_hash({"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train), "image_size": train.image_size})
+    key = config_hash({"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train),
+                       "image_size": train.image_size, "version": ARTIFACT_VERSION})
     return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{key}"
 
 
