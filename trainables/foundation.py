@@ -29,7 +29,8 @@ EMBEDDED_NAME = "embedded"
 
 FOUNDATION_SCHEMA = {
     "name": Field("facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text),
-    "mode": Field("frozen", "'frozen' or 'finetune' (clean fine-tuning, paper Table 2)", one_of("frozen", "finetune")),
+    "mode": Field("frozen", "'frozen', 'finetune' (clean fine-tuning, paper Table 2) or 'adversarial_finetune' (PGD, Table 1)",
+                  one_of("frozen", "finetune", "adversarial_finetune")),
     "pooling": Field("mean", "'mean' (patch tokens) or 'cls'", one_of("mean", "cls")),
     "allow_download": Field(False, "true or false", boolean),
     "embedded": Field(None, "a mapping of embedded-foundation settings (name: embedded only)", lambda v: v is None or isinstance(v, dict)),
@@ -186,7 +187,7 @@ def load_foundation(
     except Exception as exc:
         raise ConfigError("foundation.name", "a loadable ViT-MAE checkpoint", f"{folder} ({type(exc).__name__})") from exc
     mean, std = _read_normalisation(folder)
-    features = FoundationFeatures(model, mean, std, cfg["pooling"], trainable=cfg["mode"] == "finetune")
+    features = FoundationFeatures(model, mean, std, cfg["pooling"], trainable=cfg["mode"] != "frozen")
     return features.to(device)
 
 

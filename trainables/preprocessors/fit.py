@@ -17,7 +17,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..artifacts import atomic_dir, config_hash, count_parameters, load_checkpoint, save_checkpoint
+from ..artifacts import atomic_dir, config_hash, count_parameters
+from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, iterate_batches, paper_augmentation
 from ..errors import CheckpointError
 from ..seeding import seed_everything
@@ -110,17 +111,14 @@ def fit_preprocessor(
 
 
 def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: EpochCallback | None) -> FittedPreprocessor:
-    checkpoints = folder.with_name(folder.name + ".checkpoints")
+    checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS)
     seed_everything(cfg["seed"], "preprocessor-init", folder.name)
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
     start_epoch, elapsed, history = 0, 0.0, []
-    latest = _latest_checkpoint(checkpoints)
-    if latest is not None:
-        state = load_checkpoint(latest)
-        if state.get("key") != folder.name:
-            raise CheckpointError(f"{latest}: belongs to {state.get('key')!r}, not {folder.name!r}")
+    state = checkpoints.latest()
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -154,30 +152,17 @@ def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: 
         record = {"stage": "preprocessor", "kind": cfg["kind"], "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr,
                   "epoch_time_s": epoch_time, **{name: total / batches for name, total in sums.items()}}
         history.append(record)
-        save_checkpoint(checkpoints / f"epoch-{epoch + 1:04d}.pt", {
-            "key": folder.name, "epoch": epoch + 1, "time_s": elapsed, "history": history,
+        checkpoints.save(epoch + 1, {
+            "time_s": elapsed, "history": history,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         })
-        _prune_checkpoints(checkpoints)
         if on_epoch:
             on_epoch(record)
 
     fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
     save_preprocessor(fitted, train, folder)
-    for stale in checkpoints.glob("epoch-*.pt"):
-        stale.unlink()
-    checkpoints.rmdir()
+    checkpoints.clear()
     return fitted
-
-
-def _latest_checkpoint(checkpoints: Path) -> Path | None:
-    found = sorted(checkpoints.glob("epoch-*.pt"))
-    return found[-1] if found else None
-
-
-def _prune_checkpoints(checkpoints: Path) -> None:
-    for old in sorted(checkpoints.glob("epoch-*.pt"))[:-KEEP_CHECKPOINTS]:
-        old.unlink()
 
 
 def save_preprocessor(fitted: FittedPreprocessor, train: ImageDataset, folder: Path) -> None:

@@ -1,0 +1,153 @@
+"""Algorithm 1 step 3: the linear head on the foundation's features, clean or robust (PGD-10).
+
+A clean head on a frozen foundation trains on features computed once (the pipeline is
+deterministic); every other mode runs the whole pipeline per batch. Checkpoints every epoch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attacks import pgd
+from .checkpointing import EpochCheckpoints
+from .config import Field, integer, number, one_of, optional, resolve
+from .data import ImageDataset, iterate_batches
+from .errors import ConfigError
+from .pipeline import Pipeline
+from .seeding import seed_everything
+
+HEAD_SCHEMA = {
+    "mode": Field("clean", "'clean' (standard linear fine-tuning) or 'robust' (PGD-10, mixed with clean)", one_of("clean", "robust")),
+    "epochs": Field(150, "an integer >= 1", integer(1)),
+    "batch_size": Field(64, "an integer >= 1", integer(1)),
+    "lr": Field(None, "a number > 0, or null for the paper's (1e-2; 1e-4 when the foundation trains)", optional(number(0, low_open=True))),
+    "weight_decay": Field(0.01, "a number >= 0", number(0)),
+    "milestones": Field([30, 70, 100], "a list of increasing epoch numbers", lambda v: isinstance(v, list) and all(isinstance(m, int) and m >= 1 for m in v) and v == sorted(v)),
+    "lr_decay": Field(0.1, "a number in (0, 1]", number(0, 1, low_open=True)),
+    "attack_eps": Field(None, "a number >= 0, or null for the dataset's eps", optional(number(0))),
+    "attack_steps": Field(10, "an integer >= 1", integer(1)),
+    "attack_step_size": Field(0.007, "a number > 0", number(0, low_open=True)),
+    "seed": Field(0, "an integer", integer()),
+}
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def resolve_head_config(given: dict | None, *, foundation_mode: str) -> dict:
+    cfg = resolve("head", given, HEAD_SCHEMA)
+    if foundation_mode == "adversarial_finetune" and cfg["mode"] != "robust":
+        raise ConfigError("head.mode", "'robust' when foundation.mode is adversarial_finetune (PGD fine-tuning)", cfg["mode"])
+    if cfg["lr"] is None:
+        cfg["lr"] = 1e-2 if foundation_mode == "frozen" else 1e-4
+    return cfg
+
+
+@dataclass
+class HeadResult:
+    pipeline: Pipeline
+    time_s: float
+    params: int
+    history: list[dict] = field(default_factory=list)
+    features_cached: bool = False
+
+
+def _features(pipeline: Pipeline, data: ImageDataset, batch_size: int, device: str) -> torch.Tensor:
+    """foundation(preprocessor(x)) for every image, once: exact because both are deterministic."""
+    chunks = []
+    with torch.no_grad():
+        for index in iterate_batches(len(data), batch_size, shuffle=False):
+            chunks.append(pipeline.features(data.float_images(index).to(device)))
+    return torch.cat(chunks)
+
+
+def train_head(
+    pipeline: Pipeline,
+    train: ImageDataset,
+    cfg: dict,
+    checkpoint_folder: Path,
+    key: str,
+    *,
+    eps: float,
+    device: str = "cpu",
+    on_epoch: EpochCallback | None = None,
+) -> HeadResult:
+    """Train `pipeline.head` (and the foundation when it is trainable) for cfg['epochs'] epochs,
+    resuming from the newest checkpoint in `checkpoint_folder` tagged with `key`."""
+    foundation_trains = any(p.requires_grad for p in pipeline.foundation.parameters())
+    trainable = [p for p in pipeline.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg["milestones"], gamma=cfg["lr_decay"])
+    checkpoints = EpochCheckpoints(checkpoint_folder, key)
+    start_epoch, elapsed, history = 0, 0.0, []
+    state = checkpoints.latest()
+    if state is not None:
+        pipeline.head.load_state_dict(state["head"])
+        if foundation_trains:
+            pipeline.foundation.load_state_dict(state["foundation"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
+
+    cache_features = cfg["mode"] == "clean" and not foundation_trains
+    cached = _features(pipeline, train, 256, device) if cache_features else None
+    labels_all = train.labels.to(device)
+    for epoch in range(start_epoch, cfg["epochs"]):
+        started = time.perf_counter()
+        seed_everything(cfg["seed"], "head", key, epoch)
+        pipeline.train()
+        loss_sum = correct = seen = 0.0
+        for index in iterate_batches(len(train), cfg["batch_size"], shuffle=True):
+            labels = labels_all[index.to(device)]
+            if cached is not None:
+                logits = pipeline.head(cached[index.to(device)])
+            else:
+                images = train.float_images(index).to(device)
+                if cfg["mode"] == "robust":
+                    images, labels = _mix_with_adversarial(pipeline, images, labels, cfg, eps)
+                logits = pipeline(images)
+            loss = F.cross_entropy(logits, labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"head: non-finite loss at epoch {epoch + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(labels)
+            correct += (logits.argmax(1) == labels).sum().item()
+            seen += len(labels)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        epoch_time = time.perf_counter() - started
+        elapsed += epoch_time
+        record = {"stage": "head", "mode": cfg["mode"], "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr,
+                  "loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time}
+        history.append(record)
+        checkpoints.save(epoch + 1, {
+            "time_s": elapsed, "history": history, "head": pipeline.head.state_dict(),
+            "foundation": pipeline.foundation.state_dict() if foundation_trains else {},
+            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        })
+        if on_epoch:
+            on_epoch(record)
+    pipeline.eval()
+    return HeadResult(pipeline, elapsed, sum(p.numel() for p in trainable), history, cache_features)
+
+
+def _mix_with_adversarial(pipeline: Pipeline, images: torch.Tensor, labels: torch.Tensor, cfg: dict, eps: float):
+    """The paper's robust head: PGD-10 (step 0.007) examples through the whole pipeline, mixed
+    with the clean batch. The attack runs in eval mode, as at test time."""
+    attack_eps = cfg["attack_eps"] if cfg["attack_eps"] is not None else eps
+    pipeline.eval()
+    adversarial = pgd(lambda x: F.cross_entropy(pipeline(x), labels), images, eps=attack_eps,
+                      steps=cfg["attack_steps"], step_size=cfg["attack_step_size"], random_start=True)
+    pipeline.train()
+    return torch.cat([images, adversarial]), torch.cat([labels, labels])
+
+
+def build_linear_head(feature_dim: int, num_classes: int) -> nn.Linear:
+    return nn.Linear(feature_dim, num_classes)
