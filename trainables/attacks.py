@@ -23,9 +23,9 @@ def check_attack_budget(eps: float, steps: int = 1, step_size: float | None = No
         raise ConfigError(f"{field}.step_size", "a number > 0", step_size)
 
 
-def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
-    """Back into the eps-ball around x and into the image range [0, 1]."""
-    return torch.clamp(torch.min(torch.max(x_adv, x - eps), x + eps), 0.0, 1.0)
+def _ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel bounds of the eps-ball intersected with [0, 1], computed once per attack."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
 
 
 def _input_gradient(loss_of: LossOf, x_adv: torch.Tensor) -> torch.Tensor:
@@ -44,12 +44,14 @@ def pgd(loss_of: LossOf, x: torch.Tensor, *, eps: float, steps: int, step_size: 
     x = x.detach()
     if eps == 0:
         return x.clone()
+    low, high = _ball(x, eps)
     x_adv = x.clone()
     if random_start:
-        x_adv = _project(x_adv + torch.empty_like(x).uniform_(-eps, eps), x, eps)
+        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
     for _ in range(steps):
         grad = _input_gradient(loss_of, x_adv)
-        x_adv = _project(x_adv.detach() + step_size * grad.sign(), x, eps)
+        # one in-place clamp with tensor bounds: the projection onto ball and image range
+        x_adv = x_adv.detach().add_(grad.sign(), alpha=step_size).clamp_(low, high)
     return x_adv.detach()
 
 

@@ -1,0 +1,80 @@
+"""A whole trial from one nested config: every stage, the result schema, resume, bad input."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trainables.errors import ConfigError
+from trainables.trial import RESULT_FILE, run_trial, validate_trial_config
+
+
+def _config(tiny_foundation_config, tiny_arch, **head):
+    return {
+        "data": {"dataset": "digits2", "data_fraction": 0.5},
+        "foundation": tiny_foundation_config,
+        "preprocessor": {"kind": "cropd", "arch": tiny_arch, "epochs": 2, "batch_size": 32, "lr": 2e-3},
+        "head": {"epochs": 5, **head},
+        # AutoAttack through a whole pipeline is minutes on CPU; test_evaluation covers it on small models
+        "evaluation": {"n_examples": 40, "attacks": ["pgd10", "pgd20"]},
+    }
+
+
+def test_trial_runs_every_stage_and_returns_the_schema(tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    records = []
+    result = run_trial(_config(tiny_foundation_config, tiny_arch), tmp_path / "trial", on_epoch=records.append)
+    assert math.isnan(result["acc_autoattack"])  # not run: NaN, never 0
+    for metric in ("acc_natural", "acc_pgd10", "acc_pgd20"):
+        assert 0 <= result[metric] <= 1
+        assert result[f"{metric}_lo"] <= result[metric] <= result[f"{metric}_hi"]
+    assert result["acc_pgd20"] <= result["acc_natural"]
+    for stage in ("data", "foundation", "preprocessor", "head", "evaluation"):
+        assert result[f"time_{stage}_s"] >= 0
+    assert result["params_preprocessor"] > 0 and result["params_head"] > 0 and result["params_foundation"] > 0
+    assert isinstance(result["integrity_flags"], list)
+    assert {r["stage"] for r in records} == {"preprocessor", "head"}  # per-epoch metrics were streamed
+    assert (tmp_path / "trial" / RESULT_FILE).is_file()
+
+    again = run_trial(_config(tiny_foundation_config, tiny_arch), tmp_path / "trial", on_epoch=records.append)
+    assert again == result and len(records) == 7  # a finished trial is not rerun
+
+
+def test_trial_resumes_the_interrupted_stage(tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    class Stop(Exception):
+        pass
+
+    def stop_in_head(record):
+        if record["stage"] == "head" and record["epoch"] == 3:
+            raise Stop
+
+    config = _config(tiny_foundation_config, tiny_arch)
+    with pytest.raises(Stop):
+        run_trial(config, tmp_path / "t", on_epoch=stop_in_head)
+    seen = []
+    result = run_trial(config, tmp_path / "t", on_epoch=seen.append)
+    assert [(r["stage"], r["epoch"]) for r in seen] == [("head", 4), ("head", 5)]  # pre-processor reused, head resumed
+    assert result["preprocessor_reused"] and not math.isnan(result["acc_natural"])
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({"dataa": {}}, "dataa"),
+        ({"data": {"dataset": "cifar11"}}, "data.dataset"),
+        ({"data": {"data_fraction": 0}}, "data.data_fraction"),
+        ({"preprocessor": {"lambda": -1}}, "preprocessor.lambda"),
+        ({"foundation": {"name": "embedded", "mode": "adversarial_finetune"}, "head": {"mode": "clean"}}, "head.mode"),
+    ],
+)
+def test_bad_trial_config_is_refused_before_work(config, field):
+    with pytest.raises(ConfigError) as caught:
+        validate_trial_config(config)
+    assert str(caught.value).startswith(field)
+
+
+def test_evaluation_refuses_more_examples_than_test_points(tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    config = _config(tiny_foundation_config, tiny_arch)
+    config["evaluation"] = {"n_examples": 10_000}
+    with pytest.raises(ConfigError, match="evaluation.n_examples"):
+        run_trial(config, tmp_path / "t")
+    assert not (tmp_path / "t").exists()  # refused before anything was written

@@ -1,0 +1,508 @@
+"""White-box robustness of a whole images->logits pipeline: natural, PGD-10/20 and AutoAttack accuracy.
+
+Each accuracy comes with a seeded 95% bootstrap interval; integrity checks are recorded as flags, never hidden.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sys
+import time
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .attacks import check_attack_budget, pgd
+from .config import Field, boolean, did_you_mean, integer, is_int, number, optional, resolve
+from .errors import ConfigError
+from .seeding import derive_seed
+
+SECTION = "evaluation"
+ATTACKS = ("pgd10", "pgd20", "autoattack")
+# The paper's PGD settings: (steps, step size as a fraction of eps).
+PGD_SETTINGS = {"pgd10": (10, 1 / 5), "pgd20": (20, 1 / 10)}
+# Standard AutoAttack's targeted attacks need >= 4 classes (the targeted DLR loss reads the
+# 4th-largest logit); below that the paper ran APGD-CE, FAB and Square only.
+STANDARD_AA_MIN_CLASSES = 4
+SMALL_TASK_AA_ATTACKS = ["apgd-ce", "fab", "square"]
+STANDARD_AA_TARGETS = 9
+# Attack-strength sweep (Athalye et al.; AdvCL Sec. 5.1): accuracy must not rise with eps or steps.
+SWEEP_POINTS = 64
+SWEEP_EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)
+SWEEP_STEPS = (1, 10, 50)
+SWEEP_STEP_FACTOR = 2.5  # step size 2.5 * eps / steps (Madry et al.'s rule)
+CONFIDENCE = 0.95
+# Logits of two identical forward passes may differ by float noise on a GPU, not by more.
+DETERMINISM_TOLERANCE = 1e-4
+BUDGET_TOLERANCE = 1e-5
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value)
+
+
+EVALUATION_SCHEMA: dict[str, Field] = {
+    "eps": Field(None, "null (the dataset's default budget) or a number >= 0", optional(number(0))),
+    "attacks": Field(ATTACKS, f"a list of attack names from {list(ATTACKS)}", _is_name_list),
+    "n_examples": Field(None, "null (all test points) or an integer >= 1", optional(integer(1))),
+    "autoattack_examples": Field(64, "an integer >= 1", integer(1)),
+    "batch_size": Field(128, "an integer >= 1", integer(1)),
+    "bootstrap_resamples": Field(1000, "an integer >= 10", integer(10)),
+    "seed": Field(0, "an integer", is_int),
+    "integrity": Field(True, "true or false", boolean),
+    "random_start": Field(True, "true or false", boolean),
+    "verbose": Field(False, "true or false (AutoAttack's progress on the 'auto-attack' logger)", boolean),
+}
+
+
+def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int, default_eps: float) -> dict[str, Any]:
+    """The checked evaluation section with eps, n_examples and autoattack_examples resolved to numbers."""
+    config = resolve(SECTION, given, EVALUATION_SCHEMA)
+    config["attacks"] = _checked_attacks(config["attacks"])
+    if config["eps"] is None:
+        check_attack_budget(default_eps, field=SECTION)
+        config["eps"] = float(default_eps)
+    if not is_int(num_test) or num_test < 1:
+        raise ValueError(f"evaluation needs at least one test point, got {num_test!r}")
+    # Refused, not clipped: a table must never silently report fewer points than asked for.
+    if config["n_examples"] is None:
+        config["n_examples"] = num_test
+    elif config["n_examples"] > num_test:
+        raise ConfigError(f"{SECTION}.n_examples", f"at most the {num_test} test points", config["n_examples"])
+    n = config["n_examples"]
+    if "autoattack_examples" in dict(given or {}):
+        if config["autoattack_examples"] > n:
+            raise ConfigError(f"{SECTION}.autoattack_examples", f"at most n_examples ({n})", config["autoattack_examples"])
+    else:
+        # Only the unasked-for default shrinks to a small test set; n_autoattack reports the count.
+        config["autoattack_examples"] = min(config["autoattack_examples"], n)
+    return config
+
+
+def _checked_attacks(names: Any) -> list[str]:
+    for name in names:
+        if name not in ATTACKS:
+            raise ConfigError(f"{SECTION}.attacks", f"names from {list(ATTACKS)}{did_you_mean(name, list(ATTACKS))}", name)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{SECTION}.attacks", "each attack named once", list(names))
+    return list(names)
+
+
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Mapping[str, Any] | None, *,
+             num_classes: int, default_eps: float, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """Attack the whole pipeline `model` (images in [0,1] -> logits) and return metrics and integrity flags.
+
+    Points evaluated: the first n_examples of a seeded permutation of the test set (test sets stored
+    class by class would otherwise give a biased subset); AutoAttack runs on the first
+    autoattack_examples of those.
+    """
+    config = resolve_evaluation_config(config, num_test=len(images), default_eps=default_eps)
+    _check_inputs(images, labels, num_classes)
+    started = time.perf_counter()
+    device = torch.device(device)
+    # fork_rng: the seeded attacks (and AutoAttack's own manual_seed calls) leave the caller's RNG alone.
+    with _eval_mode(model), torch.random.fork_rng(devices=_cuda_indices(device)), torch.enable_grad():
+        result = _evaluate(model, images, labels, config, num_classes, device)
+    result["time_evaluation_s"] = time.perf_counter() - started
+    return result
+
+
+def _check_inputs(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float tensor (B, C, H, W), got {tuple(images.shape)} {images.dtype}")
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError("images must lie in [0, 1]: the attacks clip to that range")
+    if not is_int(num_classes) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode for the evaluation; each submodule gets its own previous mode back (they may differ)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.train(training)
+
+
+def _cuda_indices(device: torch.device) -> list[int]:
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, Any]:
+    order = _evaluation_order(len(images), config["n_examples"], config["seed"])
+    batches = _Batches(images, labels, order, config["batch_size"], device)
+    correct, aa_details, timings = _run_attacks(model, batches, config, num_classes)
+
+    result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
+    for name in ("natural", *ATTACKS):
+        result.update(_metric(name, correct.get(name), config["bootstrap_resamples"], config["seed"]))
+    result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
+
+    tic = time.perf_counter()
+    flags, details = _integrity(model, batches, correct, config, aa_details)
+    timings["integrity"] = time.perf_counter() - tic
+    result["integrity_flags"] = sorted(flags)
+    result["integrity_checked"] = config["integrity"]
+    result["sweep_eps"] = details.pop("sweep_eps", [])
+    result["sweep_steps"] = details.pop("sweep_steps", [])
+    result["integrity_details"] = details
+    result.update({f"time_{name}_s": seconds for name, seconds in timings.items()})
+    return result
+
+
+def _run_attacks(model, batches: _Batches, config, num_classes: int):
+    """Per-point correctness under each asked-for attack (natural always), AutoAttack's details, timings."""
+    eps, timings = config["eps"], {}
+    tic = time.perf_counter()
+    natural = _natural_correct(model, batches, num_classes)
+    timings["natural"] = time.perf_counter() - tic
+    correct: dict[str, torch.Tensor] = {"natural": natural}
+    for name in ("pgd10", "pgd20"):
+        if name in config["attacks"]:
+            tic = time.perf_counter()
+            steps, fraction = PGD_SETTINGS[name]
+            correct[name] = _robust_correct(model, batches, natural, eps=eps, steps=steps, step_size=eps * fraction,
+                                            random_start=config["random_start"], seed_parts=(config["seed"], name))
+            timings[name] = time.perf_counter() - tic
+    # Same keys whether or not AutoAttack ran, so result tables keep their columns.
+    aa_details: dict[str, Any] = {"version": None, "list": [], "acc_natural": math.nan, "outside_budget": False}
+    if "autoattack" in config["attacks"]:
+        tic = time.perf_counter()
+        correct["autoattack"], aa_details = _autoattack_correct(model, batches, natural, config, num_classes)
+        timings["autoattack"] = time.perf_counter() - tic
+    return correct, aa_details, timings
+
+
+def _evaluation_order(num_test: int, n: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(derive_seed(seed, SECTION, "subset"))
+    return torch.randperm(num_test, generator=generator)[:n]
+
+
+class _Batches:
+    """The evaluated points, fetched by position in batches; never copies the whole test set."""
+
+    def __init__(self, images, labels, order, batch_size, device):
+        self.images, self.labels, self.order = images, torch.as_tensor(labels), order
+        self.batch_size, self.device = batch_size, device
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def get(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        index = self.order[positions]
+        x = self.images[index].detach().to(self.device)
+        return x, self.labels[index].to(self.device, torch.long)
+
+    def chunks(self, positions: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+        for batch_number, start in enumerate(range(0, len(positions), self.batch_size)):
+            yield batch_number, positions[start:start + self.batch_size]
+
+
+def _predict(model, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x).argmax(dim=1)
+
+
+def _natural_correct(model, batches: _Batches, num_classes: int) -> torch.Tensor:
+    correct = torch.zeros(len(batches), dtype=torch.bool)
+    for _, positions in batches.chunks(torch.arange(len(batches))):
+        x, y = batches.get(positions)
+        with torch.no_grad():
+            logits = model(x)
+        if logits.dim() != 2 or logits.shape[1] != num_classes:
+            raise ValueError(f"the model gives logits of shape {tuple(logits.shape)}, expected (B, {num_classes})")
+        correct[positions] = (logits.argmax(dim=1) == y).cpu()
+    return correct
+
+
+def _robust_correct(model, batches: _Batches, natural: torch.Tensor, *, eps, steps, step_size, random_start,
+                    seed_parts: tuple) -> torch.Tensor:
+    """Per evaluated point: classified correctly before and after PGD on the cross-entropy.
+
+    A naturally misclassified point counts as not robust without an attack, which is exactly the
+    worst case an attack on it could reach; so skipping it loses no strength.
+    """
+    robust = torch.zeros(len(batches), dtype=torch.bool)
+    for batch_number, positions in batches.chunks(natural.nonzero().flatten()):
+        x, y = batches.get(positions)
+        # Seeded per batch, so a result never depends on how many batches ran before it.
+        torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
+        robust[positions] = _pgd_survives(model, x, y, eps=eps, steps=steps, step_size=step_size,
+                                          random_start=random_start).cpu()
+    return robust
+
+
+def _pgd_survives(model, x, y, *, eps, steps, step_size, random_start) -> torch.Tensor:
+    """True where every PGD iterate (start, each step, final) is still classified correctly.
+
+    Any iterate lies in the eps-ball, so one that fools the model is a valid adversarial example:
+    checking them all costs nothing (the logits are computed anyway) and never weakens the attack.
+    """
+    survives = torch.ones(len(y), dtype=torch.bool, device=y.device)
+
+    def loss_of(x_adv: torch.Tensor) -> torch.Tensor:
+        logits = model(x_adv)
+        survives.logical_and_(logits.detach().argmax(dim=1) == y)
+        return _attack_loss(logits, y, x_adv)
+
+    x_adv = pgd(loss_of, x, eps=eps, steps=steps, step_size=step_size, random_start=random_start)
+    return survives & (_predict(model, x_adv) == y)
+
+
+def _attack_loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Summed cross-entropy, always connected to the input.
+
+    Summed, not averaged: dividing by the batch size can underflow small gradients to 0, and
+    sign(0) = 0 would silently stall the attack on those points. The `0 * x` term turns a pipeline
+    that detaches its input (no gradient at all) into an all-zero gradient instead of an autograd
+    error, so the evaluation finishes and the integrity check flags it.
+    """
+    return F.cross_entropy(logits, y, reduction="sum") + 0.0 * x.sum()
+
+
+def _autoattack_correct(model, batches: _Batches, natural: torch.Tensor, config, num_classes: int):
+    positions = torch.arange(config["autoattack_examples"])
+    # Natural accuracy on these same points: the fair reference for a small AutoAttack subset.
+    same_points = float(natural[positions].float().mean())
+    if config["eps"] == 0:  # nothing to perturb: robust exactly where natural
+        return natural[positions].clone(), {"version": None, "list": [], "acc_natural": same_points,
+                                            "outside_budget": False, "warnings": []}
+    x, y = batches.get(positions)
+    attack = _make_autoattack(_ConnectedToInput(model), config, num_classes, batches.device)
+    with _autoattack_logging(config["verbose"]) as warnings, _keep_trace_function():
+        x_adv, y_adv = attack.run_standard_evaluation(x, y, batch_size=config["batch_size"])
+    x_adv, y_adv = x_adv.to(x.device), y_adv.to(y.device)
+    # Trust but verify: re-classify the returned points and check they respect the budget.
+    correct = (y_adv == y) & (_predict(model, x_adv) == y) & natural[positions].to(y.device)
+    outside = bool(((x_adv - x).abs().amax() > config["eps"] + BUDGET_TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1)
+    details = {"version": attack.version, "list": list(attack.attacks_to_run), "acc_natural": same_points,
+               "warnings": warnings, "outside_budget": outside}
+    return correct.cpu(), details
+
+
+class _ConnectedToInput(torch.nn.Module):
+    """The pipeline with logits tied to the input by a zero term, for the reason in `_attack_loss`:
+    AutoAttack would otherwise crash on a pipeline that detaches its input."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) + 0.0 * x.flatten(1).sum(dim=1, keepdim=True)
+
+
+def _make_autoattack(model, config, num_classes: int, device: torch.device):
+    from pyautoattack import AutoAttack  # heavy import, only when AutoAttack is asked for
+
+    seed = derive_seed(config["seed"], "autoattack")
+    if num_classes >= STANDARD_AA_MIN_CLASSES:
+        attack = AutoAttack(model, eps=config["eps"], norm="Linf", seed=seed, version="standard", device=device)
+        # pyautoattack 0.2.0 (like upstream) fixes 9 target classes; with fewer than 10 classes
+        # APGD-T/FAB-T then crash with an IndexError as soon as any point survives APGD-CE.
+        targets = min(STANDARD_AA_TARGETS, num_classes - 1)
+        attack.apgd_targeted.n_target_classes = targets
+        attack.fab.n_target_classes = targets
+    else:
+        attack = AutoAttack(model, attacks=list(SMALL_TASK_AA_ATTACKS), eps=config["eps"], norm="Linf", seed=seed,
+                            version="custom", device=device)
+    return attack
+
+
+class _CaptureWarnings(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def _autoattack_logging(verbose: bool) -> Iterator[list[str]]:
+    """Keep AutoAttack's warnings (its own masking checks) for the result; its progress only if verbose."""
+    logger = logging.getLogger("auto-attack")
+    handler = _CaptureWarnings()
+    saved = (logger.propagate, logger.level)
+    logger.addHandler(handler)
+    if verbose:
+        logger.setLevel(logging.DEBUG)
+    else:
+        logger.propagate = False
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate, logger.level = saved[0], saved[1]
+
+
+@contextlib.contextmanager
+def _keep_trace_function() -> Iterator[None]:
+    """pyautoattack's dynamic-defence check ends with sys.settrace(None), which would switch off
+    coverage or a debugger; it also keeps its call counts in a module global across runs."""
+    from pyautoattack import checks
+
+    for name in checks.funcs:
+        checks.funcs[name] = 0  # a previous model's count must not flag this one
+    previous = sys.gettrace()
+    try:
+        yield
+    finally:
+        sys.settrace(previous)
+
+
+# --- bootstrap -----------------------------------------------------------------------------------
+
+def _bootstrap_means(values: np.ndarray, resamples: int, seed_parts: tuple) -> np.ndarray:
+    """Means of `resamples` seeded resamples (with replacement, same size) of `values`."""
+    rng = np.random.default_rng(derive_seed(*seed_parts))
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // max(len(values), 1))  # bounded memory for large test sets
+    for start in range(0, resamples, chunk):
+        stop = min(start + chunk, resamples)
+        means[start:stop] = values[rng.integers(0, len(values), size=(stop - start, len(values)))].mean(axis=1)
+    return means
+
+
+def _interval(values: np.ndarray, resamples: int, seed_parts: tuple) -> tuple[float, float]:
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(_bootstrap_means(values, resamples, seed_parts), [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _metric(name: str, correct: torch.Tensor | None, resamples: int, seed: int) -> dict[str, Any]:
+    if correct is None:  # not run: NaN, so a missing attack never reads as 0% robust
+        return {f"acc_{name}": math.nan, f"acc_{name}_lo": math.nan, f"acc_{name}_hi": math.nan, f"n_{name}": 0}
+    values = correct.numpy().astype(np.float64)
+    low, high = _interval(values, resamples, (seed, "bootstrap", name))
+    return {f"acc_{name}": float(values.mean()), f"acc_{name}_lo": low, f"acc_{name}_hi": high, f"n_{name}": len(values)}
+
+
+def _rises(higher_budget: torch.Tensor, lower_budget: torch.Tensor, resamples: int, seed_parts: tuple) -> dict[str, Any]:
+    """Paired bootstrap of accuracy(stronger attack) - accuracy(weaker) on the same points.
+
+    `rises` when the whole 95% interval is above 0: more than resampling noise.
+    """
+    difference = higher_budget.numpy().astype(np.float64) - lower_budget.numpy().astype(np.float64)
+    low, high = _interval(difference, resamples, seed_parts)
+    return {"difference": float(difference.mean()), "lo": low, "hi": high, "rises": low > 0}
+
+
+# --- integrity -----------------------------------------------------------------------------------
+
+def _integrity(model, batches: _Batches, correct: dict[str, torch.Tensor], config, aa_details: dict[str, Any]):
+    """Flags (short names) and the measurements behind them."""
+    flags: set[str] = set()
+    details: dict[str, Any] = {"comparisons": _orderings(correct, config, flags)}
+    if aa_details.get("warnings"):  # AutoAttack's own checks: randomised, dynamic, Square beat APGD, ...
+        flags.add("autoattack_warning")
+        details["autoattack_warnings"] = aa_details["warnings"]
+    if aa_details["outside_budget"]:
+        flags.add("autoattack_outside_budget")
+    if not config["integrity"]:
+        return flags, details  # the checks below cost extra passes; the orderings above were free
+    first = torch.arange(min(config["batch_size"], len(batches)))
+    details["determinism"] = _determinism(model, batches, first, flags)
+    details["input_gradient"] = _gradient_check(model, batches, first, flags)
+    details.update(_sweeps(model, batches, correct["natural"], config, flags))
+    return flags, details
+
+
+def _orderings(correct: dict[str, torch.Tensor], config, flags: set[str]) -> dict[str, Any]:
+    """Orderings no honest evaluation can violate: robust <= natural, stronger attack <= PGD-10."""
+    resamples, seed = config["bootstrap_resamples"], config["seed"]
+    natural, comparisons = correct["natural"], {}
+    for name in ATTACKS:
+        if name in correct:
+            same_points = natural[: len(correct[name])]  # AutoAttack ran on a prefix of the points
+            if correct[name].float().mean() > same_points.float().mean():
+                flags.add("robust_above_natural")
+    if "pgd10" in correct:
+        for name in ("pgd20", "autoattack"):
+            if name in correct:
+                reference = correct["pgd10"][: len(correct[name])]
+                comparisons[f"{name}_vs_pgd10"] = _rises(correct[name], reference, resamples, (seed, "compare", name))
+                if comparisons[f"{name}_vs_pgd10"]["rises"]:
+                    flags.add(f"{name}_above_pgd10")
+    return comparisons
+
+
+def _determinism(model, batches: _Batches, positions: torch.Tensor, flags: set[str]) -> dict[str, float]:
+    """A randomised pipeline (e.g. ViT-MAE's random masking left on) weakens single-pass attacks."""
+    x, _ = batches.get(positions)
+    with torch.no_grad():
+        first, second = model(x), model(x)
+    difference = float((first - second).abs().max())
+    scale = float(first.abs().max())
+    if not difference <= DETERMINISM_TOLERANCE * (1 + scale):  # `not <=` also catches NaN
+        flags.add("nondeterministic_model")
+    return {"max_logit_difference": difference}
+
+
+def _gradient_check(model, batches: _Batches, positions: torch.Tensor, flags: set[str]) -> dict[str, float]:
+    """Zero or non-finite input gradients through the pipeline make gradient attacks fail silently."""
+    x, y = batches.get(positions)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(_attack_loss(model(x), y, x), x)
+    finite = bool(torch.isfinite(grad).all())
+    per_point = grad.detach().flatten(1).abs().sum(dim=1)
+    if not finite:
+        flags.add("nonfinite_input_gradient")
+    elif bool((per_point == 0).all()):
+        flags.add("zero_input_gradient")
+    return {"points": len(positions), "zero_fraction": float((per_point == 0).float().mean()),
+            "max_abs": float(grad.abs().max()), "finite": finite}
+
+
+def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[str]) -> dict[str, Any]:
+    """PGD accuracy on the first points at growing eps and growing steps: neither may rise."""
+    eps, resamples, seed = config["eps"], config["bootstrap_resamples"], config["seed"]
+    if eps == 0:
+        return {"sweep_note": "skipped: eps is 0"}
+    subset = _SubsetBatches(batches, min(SWEEP_POINTS, len(batches)))
+    sub_natural = natural[: len(subset)]
+    cache: dict[tuple[float, int], torch.Tensor] = {}
+
+    def survives(budget: float, steps: int) -> torch.Tensor:
+        if (budget, steps) not in cache:
+            cache[(budget, steps)] = _robust_correct(model, subset, sub_natural, eps=budget, steps=steps,
+                                                     step_size=SWEEP_STEP_FACTOR * budget / steps,
+                                                     random_start=config["random_start"], seed_parts=(seed, "sweep"))
+        return cache[(budget, steps)]
+
+    by_eps = [survives(factor * eps, 10) for factor in SWEEP_EPS_FACTORS]
+    by_steps = [survives(eps, steps) for steps in SWEEP_STEPS]
+    eps_checks = _monotone(by_eps, resamples, (seed, "sweep-eps"))
+    steps_checks = _monotone(by_steps, resamples, (seed, "sweep-steps"))
+    if any(check["rises"] for check in eps_checks.values()):
+        flags.add("accuracy_rises_with_eps")
+    if any(check["rises"] for check in steps_checks.values()):
+        flags.add("accuracy_rises_with_steps")
+    return {"sweep_points": len(subset),
+            "sweep_eps": [(factor * eps, float(c.float().mean())) for factor, c in zip(SWEEP_EPS_FACTORS, by_eps)],
+            "sweep_steps": [(steps, float(c.float().mean())) for steps, c in zip(SWEEP_STEPS, by_steps)],
+            "sweep_eps_checks": eps_checks, "sweep_steps_checks": steps_checks}
+
+
+def _monotone(series: list[torch.Tensor], resamples: int, seed_parts: tuple) -> dict[str, dict[str, Any]]:
+    """Every later (stronger) entry against every earlier one, paired on the same points."""
+    return {f"{j}_vs_{i}": _rises(series[j], series[i], resamples, (*seed_parts, i, j))
+            for j in range(len(series)) for i in range(j)}
+
+
+class _SubsetBatches(_Batches):
+    """The first `n` evaluated points, with the same batching."""
+
+    def __init__(self, batches: _Batches, n: int):
+        super().__init__(batches.images, batches.labels, batches.order[:n], batches.batch_size, batches.device)

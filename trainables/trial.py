@@ -1,0 +1,116 @@
+"""One whole trial from a nested config: data -> foundation -> pre-processor -> head -> evaluation.
+
+This is the function the sweep engine wraps as a Ray Tune trainable; it knows nothing of Ray.
+Each stage resumes from its own checkpoints, and a finished trial returns its saved result.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .artifacts import atomic_write_json, config_hash
+from .config import Field, integer, number, optional, resolve, text
+from .data import DATASETS, load_dataset, stratified_fraction
+from .errors import ConfigError
+from .evaluation import evaluate, resolve_evaluation_config
+from .foundation import load_foundation, resolve_foundation_config
+from .head import build_linear_head, resolve_head_config, train_head
+from .pipeline import Pipeline
+from .preprocessors import fit_preprocessor, resolve_preprocessor_config
+from .preprocessors.fit import data_fingerprint
+
+SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
+RESULT_FILE = "result.json"
+
+DATA_SCHEMA = {
+    "dataset": Field("digits2", f"a dataset name: one of {sorted(DATASETS)}", text),
+    "root": Field(None, "a local data folder, or null for $CROPD_DATA_ROOT / ./data", optional(text)),
+    "data_fraction": Field(1.0, "a number in (0, 1]", number(0, 1, low_open=True)),
+    "seed": Field(0, "an integer", integer()),
+    "preprocessor_dataset": Field(None, "a dataset name to train the pre-processor on (transfer, Table 3), or null", optional(text)),
+}
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+def validate_trial_config(config: dict) -> dict:
+    """Every section checked before any work starts; returns the complete resolved config."""
+    if not isinstance(config, dict):
+        raise ConfigError("trial", "a mapping with sections " + ", ".join(SECTIONS), type(config).__name__)
+    for section in config:
+        if section not in SECTIONS:
+            raise ConfigError(section, f"one of the sections {list(SECTIONS)}", "unknown section")
+    data = resolve("data", config.get("data"), DATA_SCHEMA)
+    for field_name in ("dataset", "preprocessor_dataset"):
+        if data[field_name] is not None and data[field_name] not in DATASETS:
+            raise ConfigError(f"data.{field_name}", f"one of {sorted(DATASETS)}", data[field_name])
+    info = DATASETS[data["dataset"]]
+    foundation = resolve_foundation_config(config.get("foundation"))
+    preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
+    head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
+    return {"data": data, "foundation": foundation, "preprocessor": preprocessor, "head": head,
+            "evaluation": dict(config.get("evaluation") or {})}
+
+
+def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, device: str = "cpu",
+              on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+    """Run (or resume, or return the saved result of) the trial described by `config`.
+
+    `workdir` holds this trial's checkpoints and result; `artifacts` (default: workdir) holds
+    the pre-processors, shared by every trial of a sweep that trains the same one.
+    """
+    cfg = validate_trial_config(config)
+    workdir = Path(workdir)
+    if (workdir / RESULT_FILE).is_file():
+        return json.loads((workdir / RESULT_FILE).read_text())
+    times: dict[str, float] = {}
+    started = time.perf_counter()
+
+    data = cfg["data"]
+    train = stratified_fraction(load_dataset(data["dataset"], "train", root=data["root"]), data["data_fraction"], seed=data["seed"])
+    test = load_dataset(data["dataset"], "test", root=data["root"])
+    preprocessor_train = train
+    if data["preprocessor_dataset"]:
+        source = load_dataset(data["preprocessor_dataset"], "train", root=data["root"])
+        if source.image_size != train.image_size:
+            raise ConfigError("data.preprocessor_dataset", f"a dataset of {train.image_size}px images like {data['dataset']}", data["preprocessor_dataset"])
+        preprocessor_train = stratified_fraction(source, data["data_fraction"], seed=data["seed"])
+    default_eps = DATASETS[data["dataset"]].eps
+    evaluation_cfg = resolve_evaluation_config(cfg["evaluation"], num_test=len(test), default_eps=default_eps)
+    times["data"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    foundation = load_foundation(cfg["foundation"], device=device)
+    times["foundation"] = time.perf_counter() - started
+
+    fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch)
+    times["preprocessor"] = fitted.time_s
+
+    head = None if getattr(fitted.module, "produces", "images") == "logits" else build_linear_head(foundation.feature_dim, train.num_classes)
+    pipeline = Pipeline(fitted.module, foundation, head).to(device)
+    head_params = 0
+    if head is not None:
+        key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": str(fitted.path or fitted.config),
+                           "data": data_fingerprint(train)})
+        result = train_head(pipeline, train, cfg["head"], workdir / "head.checkpoints", key, eps=default_eps, device=device, on_epoch=on_epoch)
+        times["head"], head_params = result.time_s, result.params
+    else:
+        times["head"] = 0.0
+
+    metrics = evaluate(pipeline, test.float_images(), test.labels, evaluation_cfg, num_classes=test.num_classes,
+                       default_eps=default_eps, device=device)
+    times["evaluation"] = metrics.pop("time_evaluation_s", math.nan)
+    outcome = {
+        **metrics,
+        **{f"time_{stage}_s": seconds for stage, seconds in times.items()},
+        "params_preprocessor": fitted.params,
+        "params_foundation": sum(p.numel() for p in foundation.parameters()),
+        "params_head": head_params,
+        "preprocessor_reused": fitted.reused,
+    }
+    atomic_write_json(workdir / RESULT_FILE, outcome)
+    # Return exactly what a resumed call would read back (tuples become lists in JSON).
+    return json.loads((workdir / RESULT_FILE).read_text())
