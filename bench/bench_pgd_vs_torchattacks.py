@@ -35,19 +35,12 @@ from trainables.head import build_linear_head, resolve_head_config, train_head
 from trainables.pipeline import Pipeline
 from trainables.preprocessors import fit_preprocessor
 from trainables.seeding import seed_everything
+from _machine import available_cores  # noqa: E402
 
 # A small CRoPD pre-processor that trains in a few CPU-minutes on the embedded digits.
 CROPD_CONFIG = {"kind": "cropd", "epochs": 10, "lr": 2e-3, "batch_size": 32}
 ROBUST_SLACK_PT = 1.0  # ours may be at most this many points above torchattacks (weaker attack)
 SPEED_TARGET, SPEED_AIM = 1.0, 1.5
-
-
-def available_cores() -> int:
-    # Affinity, not os.cpu_count(): in a container or under taskset the two differ.
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

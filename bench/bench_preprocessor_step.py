@@ -15,6 +15,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import available_cores  # noqa: E402
 
 # Put this checkout first on the path, so `python bench/bench_preprocessor_step.py` measures the code
 # next to it even where the project is not installed (or another copy of it is).
@@ -30,14 +31,6 @@ DEFAULT_STEPS = {"paper32": 3, "tiny": 5}
 # The paper's CRoPD settings; FGSM with random start as in the project's default config.
 STEP_SETTINGS = {"kind": "cropd", "lambda": 1.0, "temperature": 0.5, "eps": 8 / 255, "fgsm_random_start": True}
 MIB = 1024 * 1024
-
-
-def available_cores() -> int:
-    # Affinity, not os.cpu_count(): in a container or under taskset the two differ.
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
