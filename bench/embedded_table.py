@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--robust-head-epochs", type=int, default=20)
     parser.add_argument("--autoattack-examples", type=int, default=32)
     parser.add_argument("--heads", default="clean,robust")
+    parser.add_argument("--only", default=None, help="comma-separated trial names to run (e.g. cropd-lambda10-robust)")
     args = parser.parse_args()
     console = Console(width=200)
     table = Table(title="embedded digits2 (binary), eps 8/255; accuracies in %, [95% bootstrap bounds]")
@@ -48,6 +49,8 @@ def main() -> None:
             config = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": preprocessor,
                       "head": head_cfg, "evaluation": {"autoattack_examples": args.autoattack_examples}}
             name = f"{kind}{'' if lam is None else f'-lambda{lam:g}'}-{head}"
+            if args.only and name not in args.only.split(","):
+                continue
             console.print(f"trial {name} ...")
             result = run_trial(config, args.out / name, artifacts=args.artifacts or args.out / "artifacts")
 
