@@ -95,7 +95,8 @@ def train_head(
         start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
 
     cache_features = cfg["mode"] == "clean" and not foundation_trains
-    cached = _features(pipeline, train, 256, device) if cache_features else None
+    # A resume that finds every epoch done (interrupted later, in evaluation) needs no features.
+    cached = _features(pipeline, train, 256, device) if cache_features and start_epoch < cfg["epochs"] else None
     labels_all = train.labels.to(device)
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()

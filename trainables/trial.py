@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .artifacts import atomic_write_json, config_hash
+from .artifacts import atomic_write_json, config_hash, count_parameters
 from .config import Field, integer, number, optional, resolve, text
 from .data import DATASETS, load_dataset, stratified_fraction
 from .errors import ConfigError
@@ -107,7 +107,7 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
         **metrics,
         **{f"time_{stage}_s": seconds for stage, seconds in times.items()},
         "params_preprocessor": fitted.params,
-        "params_foundation": sum(p.numel() for p in foundation.parameters()),
+        "params_foundation": count_parameters(foundation),
         "params_head": head_params,
         "preprocessor_reused": fitted.reused,
     }
