@@ -1,6 +1,7 @@
 """`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
 
-Subcommands today: `preprocessors` (train the pre-processors of a dataset end to end).
+Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), and
+`preprocessors` (train the pre-processors of one dataset, no Ray).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from trainables.errors import UserError  # noqa: E402
 
-from . import preprocessors_command  # noqa: E402
+from . import preprocessors_command, status_command, sweep_command  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -22,6 +23,8 @@ EXIT_USER_ERROR = 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    sweep_command.add_parser(commands)
+    status_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
     return parser
 

@@ -78,3 +78,19 @@ def test_evaluation_refuses_more_examples_than_test_points(tmp_path, tiny_founda
     with pytest.raises(ConfigError, match="evaluation.n_examples"):
         run_trial(config, tmp_path / "t")
     assert not (tmp_path / "t").exists()  # refused before anything was written
+
+
+def test_trial_does_not_depend_on_what_ran_before_in_the_process(tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    # A Ray worker runs trial after trial: the head's initial weights must come from the trial's
+    # own seed, not from the global random state the previous trial left behind.
+    import torch
+
+    config = _config(tiny_foundation_config, tiny_arch)
+    config["preprocessor"] = {"kind": "identity"}
+    results = []
+    for index, earlier_seed in enumerate((1, 2)):
+        torch.manual_seed(earlier_seed)
+        torch.rand(1000)
+        results.append(run_trial(config, tmp_path / f"run{index}"))
+    for metric in ("acc_natural", "acc_pgd10", "acc_pgd20"):
+        assert results[0][metric] == results[1][metric]

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+import filelock
 import torch
 
 from .errors import CheckpointError
@@ -102,3 +103,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def artifact_lock(folder: Path) -> filelock.FileLock:
+    """An inter-process lock beside `folder`, held while one process builds what goes in it.
+
+    A lock file next to the folder (not inside: the folder appears only by atomic rename).
+    Works on local disks and on NFS with working fcntl locks, as Slurm clusters have.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    return filelock.FileLock(str(folder.with_name(folder.name + ".lock")))

@@ -58,10 +58,16 @@ EVALUATION_SCHEMA: dict[str, Field] = {
 }
 
 
-def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int, default_eps: float) -> dict[str, Any]:
-    """The checked evaluation section with eps, n_examples and autoattack_examples resolved to numbers."""
+def check_evaluation_config(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The evaluation section with defaults filled and every field checked; eps and counts left as given."""
     config = resolve(SECTION, given, EVALUATION_SCHEMA)
     config["attacks"] = _checked_attacks(config["attacks"])
+    return config
+
+
+def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int, default_eps: float) -> dict[str, Any]:
+    """The checked evaluation section with eps, n_examples and autoattack_examples resolved to numbers."""
+    config = check_evaluation_config(given)
     if config["eps"] is None:
         check_attack_budget(default_eps, field=SECTION)
         config["eps"] = float(default_eps)

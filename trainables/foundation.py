@@ -17,7 +17,7 @@ from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.utils import logging as transformers_logging
 
-from .artifacts import atomic_dir, config_hash, count_parameters
+from .artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from .config import Field, boolean, integer, number, one_of, resolve, text
 from .errors import ConfigError
 from .seeding import seed_everything
@@ -209,18 +209,22 @@ def pretrain_embedded_foundation(
 
     Trained on the unlabeled TRAIN split of scikit-learn's digits (10 classes; the test split is
     never seen), with the model's own random masking and loss. Cached by a hash of its config
-    and published by atomic rename, so concurrent trials build it at most a few times and
+    and published by atomic rename under a file lock, so concurrent trials build it once and
     always read a complete folder.
     """
-    from .data import load_dataset  # late: data imports torchvision, not needed for hub models
-
     cfg = resolve("foundation.embedded", config, EMBEDDED_SCHEMA)
     if cfg["image_size"] % cfg["patch_size"]:
         raise ConfigError("foundation.embedded.patch_size", "a divisor of image_size", cfg["patch_size"])
     key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 2})
     folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
-    if (folder / "config.json").is_file():
-        return folder
+    with artifact_lock(folder):
+        if not (folder / "config.json").is_file():
+            _pretrain(cfg, folder, on_epoch)
+    return folder
+
+
+def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    from .data import load_dataset  # late: data imports torchvision, not needed for hub models
 
     train = load_dataset("digits", "train")
     model_config = ViTMAEConfig(
@@ -272,4 +276,3 @@ def pretrain_embedded_foundation(
         (scratch / "pretraining.json").write_text(
             json.dumps({"config": cfg, "train_images": len(images), "time_s": time.perf_counter() - started, "final_loss": total / steps}, indent=2)
         )
-    return folder

@@ -15,12 +15,13 @@ from .artifacts import atomic_write_json, config_hash, count_parameters
 from .config import Field, integer, number, optional, resolve, text
 from .data import DATASETS, load_dataset, stratified_fraction
 from .errors import ConfigError
-from .evaluation import evaluate, resolve_evaluation_config
+from .evaluation import check_evaluation_config, evaluate, resolve_evaluation_config
 from .foundation import load_foundation, resolve_foundation_config
 from .head import build_linear_head, resolve_head_config, train_head
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor, resolve_preprocessor_config
 from .preprocessors.fit import data_fingerprint
+from .seeding import seed_everything
 
 SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
 RESULT_FILE = "result.json"
@@ -48,9 +49,13 @@ def validate_trial_config(config: dict) -> dict:
         if data[field_name] is not None and data[field_name] not in DATASETS:
             raise ConfigError(f"data.{field_name}", f"one of {sorted(DATASETS)}", data[field_name])
     info = DATASETS[data["dataset"]]
+    source = data["preprocessor_dataset"]
+    if source is not None and DATASETS[source].image_size != info.image_size:
+        raise ConfigError("data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source)
     foundation = resolve_foundation_config(config.get("foundation"))
     preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
+    check_evaluation_config(config.get("evaluation"))  # counts are resolved against the test set in run_trial
     return {"data": data, "foundation": foundation, "preprocessor": preprocessor, "head": head,
             "evaluation": dict(config.get("evaluation") or {})}
 
@@ -89,12 +94,16 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch)
     times["preprocessor"] = fitted.time_s
 
-    head = None if getattr(fitted.module, "produces", "images") == "logits" else build_linear_head(foundation.feature_dim, train.num_classes)
+    key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": str(fitted.path or fitted.config),
+                       "data": data_fingerprint(train)})
+    head = None
+    if getattr(fitted.module, "produces", "images") != "logits":
+        # Seeded here, not by whatever ran before in this process (a Ray worker runs many trials).
+        seed_everything(cfg["head"]["seed"], "head-init", key)
+        head = build_linear_head(foundation.feature_dim, train.num_classes)
     pipeline = Pipeline(fitted.module, foundation, head).to(device)
     head_params = 0
     if head is not None:
-        key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": str(fitted.path or fitted.config),
-                           "data": data_fingerprint(train)})
         result = train_head(pipeline, train, cfg["head"], workdir / "head.checkpoints", key, eps=default_eps, device=device, on_epoch=on_epoch)
         times["head"], head_params = result.time_s, result.params
     else:

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..artifacts import atomic_dir, config_hash, count_parameters
+from ..artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, iterate_batches, paper_augmentation
 from ..errors import CheckpointError
@@ -103,11 +103,14 @@ def fit_preprocessor(
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
     folder = artifact_folder(cfg, train, workdir)
-    if (folder / METADATA).is_file():
-        fitted = load_preprocessor(folder, device=device)
-        fitted.reused = True
-        return fitted
-    return _train(cfg, train, folder, device, on_epoch)
+    # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
+    # once: the others wait on the lock and then reuse the published folder.
+    with artifact_lock(folder):
+        if (folder / METADATA).is_file():
+            fitted = load_preprocessor(folder, device=device)
+            fitted.reused = True
+            return fitted
+        return _train(cfg, train, folder, device, on_epoch)
 
 
 def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: EpochCallback | None) -> FittedPreprocessor:

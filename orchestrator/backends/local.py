@@ -1,0 +1,58 @@
+"""Ray for a sweep on this machine: started in-process (the embedded default) or joined by address.
+
+Checks that some node can hold one trial's resources before anything is written.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from trainables.errors import ConfigError
+
+
+@dataclass
+class LocalBackend:
+    """`address=None` starts Ray here with this machine's CPUs and GPUs; otherwise joins a cluster."""
+
+    address: str | None = None
+    temp_dir: str | None = None  # Ray's session folder; tests give each run its own to clean up by
+
+    def check_resources(self, resources: dict[str, float], source: str) -> None:
+        """One clear line if no node could ever run one trial; call before start() for local Ray."""
+        if self.address:
+            return  # checked against the cluster's nodes once connected
+        import torch
+
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _check_fits(resources, [{"CPU": cpus, "GPU": torch.cuda.device_count()}], source, "this machine")
+
+    def start(self, resources: dict[str, float], source: str) -> None:
+        import ray
+
+        if self.address:
+            ray.init(address=self.address, log_to_driver=False)
+            nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
+            try:
+                _check_fits(resources, nodes, source, f"the Ray cluster at {self.address}")
+            except ConfigError:
+                ray.shutdown()
+                raise
+            return
+        # In-process Ray bound to this machine only; the auth token adds nothing there.
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self.temp_dir)
+
+    def stop(self) -> None:
+        import ray
+
+        ray.shutdown()
+
+
+def _check_fits(resources: dict[str, float], nodes: list[dict[str, float]], source: str, where: str) -> None:
+    cpu, gpu = resources["cpu"], resources["gpu"]
+    if any(node.get("CPU", 0) >= cpu and node.get("GPU", 0) >= gpu for node in nodes):
+        return
+    largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
+    field = "resources.gpu" if gpu > largest.get("GPU", 0) else "resources.cpu"
+    raise ConfigError(field, f"a request one node of {where} can hold (largest: {largest.get('CPU', 0):g} CPUs, "
+                             f"{largest.get('GPU', 0):g} GPUs)", resources, source=source)

@@ -1,0 +1,169 @@
+"""The record of truth: one Parquet file per finished trial, one per trial's epochs, and queries.
+
+Files are written atomically and named by the trial's config hash, so a trial that reruns
+replaces its row instead of adding a second one. DuckDB reads them all as tables `trials`, `epochs`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+from datetime import datetime, timezone
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from trainables.artifacts import atomic_write_bytes
+from trainables.preprocessors.schema import RELEVANT
+
+TRIALS_DIR = Path("results") / "trials"
+EPOCHS_DIR = Path("results") / "epochs"
+TERMINATED, ERROR = "TERMINATED", "ERROR"
+HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
+# The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
+UNPREFIXED_SECTION = "data"
+VERSIONED_PACKAGES = ("torch", "torchvision", "transformers", "ray", "optuna", "pyautoattack", "cropd-orchestrator")
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def flatten_config(config: dict) -> dict[str, Any]:
+    """A validated nested trial config as flat columns: `dataset`, `preprocessor.lambda`, ...
+
+    Lists and mappings (milestones, an architecture given inline) become JSON text so every
+    column holds one scalar type and any Parquet reader can filter on it.
+    """
+    flat: dict[str, Any] = {}
+    for section, values in config.items():
+        for key, value in (values or {}).items():
+            flat[key if section == UNPREFIXED_SECTION else f"{section}.{key}"] = _scalar(value)
+    # Settings a pre-processor kind ignores are null, so `WHERE "preprocessor.lambda" = 1` never
+    # matches an identity trial that merely carried the default.
+    kind = (config.get("preprocessor") or {}).get("kind")
+    if kind in RELEVANT:
+        for key in config["preprocessor"]:
+            if key not in RELEVANT[kind]:
+                flat[f"preprocessor.{key}"] = None
+    return flat
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def trial_row(*, sweep: str, trial_id: str, config_hash: str, config: dict, status: str, metrics: dict | None,
+              error: str | None, started_at: datetime, finished_at: datetime, extra: dict | None = None) -> dict[str, Any]:
+    """One results row: identity, status, flat config, metrics, timestamps, versions."""
+    row: dict[str, Any] = {"sweep": sweep, "trial_id": trial_id, "config_hash": config_hash, "status": status,
+                           "error": error, "started_at": started_at, "finished_at": finished_at}
+    row.update(flatten_config(config))
+    for name in HEADLINE_METRICS:  # always present, so a query never misses a column
+        for suffix in ("", "_lo", "_hi"):
+            row[name + suffix] = None
+    for key, value in (metrics or {}).items():
+        if key == "integrity_flags":
+            row[key] = ",".join(value)
+        else:
+            row[key] = _scalar(value)
+    row.setdefault("integrity_flags", None)
+    row.update(extra or {})
+    row.update(environment())
+    return row
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Package versions and the project's git revision (None outside a checkout)."""
+    info: dict[str, Any] = {}
+    for package in VERSIONED_PACKAGES:
+        try:
+            info[f"version.{package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            info[f"version.{package}"] = None
+    info["git_revision"] = _git_revision()
+    return info
+
+
+def _git_revision() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """Rows to one Parquet file, atomically (a reader sees the old file or the new one)."""
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(list(rows)), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def trial_path(sweep_dir: Path, config_hash: str) -> Path:
+    return Path(sweep_dir) / TRIALS_DIR / f"{config_hash}.parquet"
+
+
+def epochs_path(sweep_dir: Path, config_hash: str) -> Path:
+    return Path(sweep_dir) / EPOCHS_DIR / f"{config_hash}.parquet"
+
+
+def write_trial(sweep_dir: Path, row: dict[str, Any]) -> Path:
+    path = trial_path(sweep_dir, row["config_hash"])
+    write_rows(path, [row])
+    return path
+
+
+class EpochLog:
+    """Per-epoch records of one trial, rewritten atomically after each epoch.
+
+    A resumed trial starts from the records already on disk; a record for a (stage, epoch) it
+    reaches again replaces the old one, so the file never holds an epoch twice.
+    """
+
+    def __init__(self, sweep_dir: Path, config_hash: str, identity: dict[str, Any]):
+        self.path = epochs_path(sweep_dir, config_hash)
+        self.identity = identity
+        self.records: dict[tuple[str, int], dict[str, Any]] = {}
+        if self.path.is_file():
+            for record in pq.read_table(self.path).to_pylist():
+                self.records[(record["stage"], record["epoch"])] = record
+
+    def add(self, record: dict[str, Any]) -> None:
+        row = {**self.identity, "recorded_at": now_utc(), **{k: _scalar(v) for k, v in record.items()}}
+        self.records[(row["stage"], row["epoch"])] = row
+        write_rows(self.path, self.records.values())
+
+
+def connect(sweep_dir: Path):
+    """A DuckDB connection with views `trials` and `epochs` over the sweep's Parquet files."""
+    import duckdb
+
+    connection = duckdb.connect()
+    for table, folder in (("trials", TRIALS_DIR), ("epochs", EPOCHS_DIR)):
+        files = sorted((Path(sweep_dir) / folder).glob("*.parquet"))
+        if files:
+            # union_by_name: an ERROR row lacks the metric columns a finished one has, and a
+            # column that is null in one file and a number in another unifies to the number.
+            listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+        else:
+            connection.execute(f"CREATE TABLE {table} (sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, status VARCHAR)")
+    return connection
+
+
+def load_trials(sweep_dir: Path):
+    """Every trial row of a sweep as a pandas DataFrame (via DuckDB, which unifies the files)."""
+    return connect(sweep_dir).execute("SELECT * FROM trials ORDER BY started_at").df()

@@ -1,0 +1,104 @@
+"""`orchestrator status <sweep dir or spec>`: counts by state, then one line per trial.
+
+Reads only the sweep directory (Parquet rows and trial folders), never Ray: it works while the
+sweep runs, after it was killed, and from a login node watching a Slurm job.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from trainables.errors import UserError
+
+from .results import HEADLINE_METRICS, load_trials
+
+STATE_FILE = "sweep.json"
+STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
+SHOWN_SETTINGS = ("dataset", "data_fraction", "seed", "preprocessor.kind", "preprocessor.lambda",
+                  "preprocessor.temperature", "head.mode")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("status", help="what a sweep has done so far")
+    parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print_status(resolve_sweep_dir(args.target))
+    return 0
+
+
+def resolve_sweep_dir(target: Path) -> Path:
+    """A sweep directory as given, or the default one (runs/<name>) of a spec file."""
+    if target.is_dir():
+        if not (target / STATE_FILE).is_file():
+            raise UserError(f"{target}: not a sweep directory (no {STATE_FILE})")
+        return target
+    if target.is_file():
+        from .runner import default_sweep_dir
+        from .spec import load_spec
+
+        sweep_dir = default_sweep_dir(load_spec(target))
+        if not (sweep_dir / STATE_FILE).is_file():
+            raise UserError(f"{target}: its sweep directory {sweep_dir} does not exist yet; run `orchestrator sweep {target}`")
+        return sweep_dir
+    raise UserError(f"{target}: no such sweep directory or spec file")
+
+
+def sweep_counts(sweep_dir: Path) -> dict[str, int]:
+    """Planned, finished, failed, started-without-result (running or interrupted), not started."""
+    state = json.loads((sweep_dir / STATE_FILE).read_text())
+    trials = load_trials(sweep_dir)
+    finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
+    failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
+    with_rows = set(trials["config_hash"]) if len(trials) else set()
+    started = [p.name for p in (sweep_dir / "trials").glob("*") if (p / "config.json").is_file() and p.name not in with_rows]
+    planned = state["num_trials"]
+    return {"planned": planned, "finished": finished, "failed": failed, "started": len(started),
+            "not started": max(0, planned - finished - failed - len(started))}
+
+
+def print_status(sweep_dir: Path, console: Console | None = None) -> None:
+    # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
+    console = console or Console(width=None if Console().is_terminal else 160)
+    sweep_dir = Path(sweep_dir)
+    counts = sweep_counts(sweep_dir)
+    console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    trials = load_trials(sweep_dir)
+    if not len(trials):
+        return
+    settings = [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or ["preprocessor.kind"]
+    table = Table()
+    table.add_column("trial")
+    table.add_column("status")
+    for column in settings:
+        table.add_column(column.rsplit(".", 1)[-1] if column != "head.mode" else "head")
+    for column in (*(m.removeprefix("acc_") for m in HEADLINE_METRICS), "time (s)"):
+        table.add_column(column, justify="right")
+    for row in trials.to_dict("records"):
+        total = sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
+        cells = [row["config_hash"][:8], row["status"]]
+        cells += [_cell(row.get(c)) for c in settings]
+        cells += [_cell(row.get(m)) for m in HEADLINE_METRICS]
+        cells.append(f"{total:.0f}")
+        table.add_row(*cells)
+    console.print(table)
+    for row in trials.to_dict("records"):
+        if row.get("error"):
+            console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

@@ -1,0 +1,91 @@
+"""The Ray Tune function that runs one trial of a sweep on a worker, and writes its results.
+
+It wraps trainables.trial.run_trial: per-epoch tune.report and checkpoint, per-epoch Parquet,
+and one Parquet row at the end (TERMINATED, or ERROR with the reason) written by the worker
+itself, so a row survives a driver that dies right after the trial.
+"""
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
+from trainables.trial import run_trial, validate_trial_config
+
+from .results import ERROR, TERMINATED, EpochLog, now_utc, trial_row, write_trial
+from .spec import apply_overrides
+
+MANIFEST = "manifest.json"
+
+
+def trial_key(config: dict) -> str:
+    """The identity of a trial across resumes and retries: the hash of its validated config."""
+    return config_hash(validate_trial_config(config))
+
+
+def trial_workdir(sweep_dir: Path, key: str) -> Path:
+    return Path(sweep_dir) / "trials" / key
+
+
+def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict,
+                objectives: list[str], cpus: float, gpus: float) -> None:
+    """One trial: `params` are the dotted overrides OptunaSearch chose (grid point or sample)."""
+    import torch
+    from ray import tune
+
+    # Ray gives each trial its share of CPUs; torch would otherwise start one thread per core.
+    torch.set_num_threads(max(1, int(cpus)))
+    device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    sweep_dir_path = Path(sweep_dir)
+    config = validate_trial_config(apply_overrides(base_trial, params))
+    key = config_hash(config)
+    workdir = trial_workdir(sweep_dir_path, key)
+    trial_id = tune.get_context().get_trial_id()
+    started = now_utc()
+    resumed = _resumed_from(tune.get_checkpoint())
+    atomic_write_json(workdir / "config.json", {"config": config, "overrides": params, "trial_id": trial_id})
+
+    epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
+    # Optuna's single-objective searcher reads its metric from every report: NaN until evaluated.
+    pending = {metric: math.nan for metric in objectives}
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        for name, value in record.items():
+            if "loss" in name and isinstance(value, float) and not math.isfinite(value):
+                raise FloatingPointError(f"{record.get('stage')}: non-finite {name} at epoch {record.get('epoch')}")
+        epochs.add(record)
+        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        with tempfile.TemporaryDirectory() as folder:
+            # The weights stay in the trial's workdir and the shared artifact store (a pre-processor
+            # is shared by every trial that trains the same one); Ray's checkpoint says where we were.
+            (Path(folder) / MANIFEST).write_text(json.dumps({"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]}))
+            tune.report({**pending, **numbers, "stage": record["stage"], "config_hash": key},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
+
+    def row(status: str, metrics: dict | None, error: str | None) -> dict[str, Any]:
+        extra = {"resumed_from": resumed, "device": device}
+        return trial_row(sweep=sweep_name, trial_id=trial_id, config_hash=key, config=config, status=status,
+                         metrics=metrics, error=error, started_at=started, finished_at=now_utc(), extra=extra)
+
+    # Two trials with the same config (Optuna may sample a categorical point twice) share a
+    # workdir: the second waits here and then returns the first one's saved result.
+    with artifact_lock(workdir):
+        try:
+            metrics = run_trial(config, workdir, artifacts=sweep_dir_path / "artifacts", device=device, on_epoch=on_epoch)
+        except Exception as err:
+            write_trial(sweep_dir_path, row(ERROR, None, f"{type(err).__name__}: {err}"))
+            raise
+        write_trial(sweep_dir_path, row(TERMINATED, metrics, None))
+    final = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    tune.report({**final, "stage": "done", "config_hash": key, "integrity_flags": ",".join(metrics.get("integrity_flags", []))})
+
+
+def _resumed_from(checkpoint) -> str | None:
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        manifest = json.loads((Path(folder) / MANIFEST).read_text())
+    return f"{manifest['stage']} epoch {manifest['epoch']}"

@@ -1,0 +1,73 @@
+"""SweepSpec -> Optuna: categorical grid axes, enqueued grid points, searched distributions, samplers."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from orchestrator.search import build_searcher, journal_storage, make_sampler, optuna_space, points_to_evaluate
+from orchestrator.spec import parse_spec
+
+UNION_GRID = [{"preprocessor.kind": ["identity", "vanilla"]},
+              {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}]
+
+
+def spec_of(**raw):
+    return parse_spec({"trial": {"foundation": {"name": "embedded"}}, **raw}, source="study.yaml", default_name="study")
+
+
+def test_grid_axes_are_categoricals_and_a_key_some_points_leave_alone_gets_none():
+    spec = spec_of(grid=UNION_GRID)
+    space = optuna_space(spec)
+    assert space["preprocessor.kind"].choices == ("identity", "vanilla", "cropd")
+    assert space["preprocessor.lambda"].choices == (None, 1, 10)
+    points = points_to_evaluate(spec)
+    assert len(points) == spec.num_trials == 4
+    assert {"preprocessor.kind": "identity", "preprocessor.lambda": None} in points
+    # Each enqueued point, applied to the base trial, is exactly the planned grid point.
+    for point, planned in zip(points, spec.grid_points):
+        assert spec.trial_config(point) == spec.trial_config(planned)
+
+
+def test_searched_parameters_get_their_distributions_and_are_not_enqueued():
+    spec = spec_of(grid={"preprocessor.lambda": [1, 10]}, search={"trials": 3, "parameters": {
+        "preprocessor.temperature": {"distribution": "loguniform", "low": 0.05, "high": 1.0},
+        "preprocessor.epochs": {"distribution": "int", "low": 2, "high": 8, "step": 2},
+        "head.mode": {"distribution": "choice", "values": ["clean", "robust"]}}})
+    space = optuna_space(spec)
+    assert space["preprocessor.temperature"] == optuna.distributions.FloatDistribution(0.05, 1.0, log=True)
+    assert space["preprocessor.epochs"] == optuna.distributions.IntDistribution(2, 8, step=2)
+    assert space["head.mode"].choices == ("clean", "robust")
+    assert points_to_evaluate(spec) == [{"preprocessor.lambda": 1}, {"preprocessor.lambda": 10}]
+    assert spec.num_trials == 5
+
+
+def test_the_study_asks_the_grid_points_first_then_samples_inside_the_space(tmp_path):
+    # The same calls OptunaSearch makes: enqueue the grid, then ask with the space.
+    spec = spec_of(grid=UNION_GRID, search={"trials": 4, "parameters": {
+        "preprocessor.temperature": {"distribution": "uniform", "low": 0.1, "high": 0.9}}}, seeds=[0, 1])
+    study = optuna.create_study(storage=journal_storage(tmp_path), study_name="s", sampler=make_sampler(spec))
+    for point in points_to_evaluate(spec):
+        study.enqueue_trial(point)
+    asked = [study.ask(fixed_distributions=optuna_space(spec)).params for _ in range(spec.num_trials)]
+    grid_part = [{k: v for k, v in p.items() if k != "preprocessor.temperature"} for p in asked[:len(spec.grid_points)]]
+    assert grid_part == points_to_evaluate(spec)
+    assert all(0.1 <= p["preprocessor.temperature"] <= 0.9 for p in asked)
+    assert all(p["seed"] in (0, 1) for p in asked)
+    # The journal file is the study: a second reader sees every asked trial.
+    assert len(optuna.load_study(study_name="s", storage=journal_storage(tmp_path)).trials) == spec.num_trials
+
+
+@pytest.mark.parametrize(("objectives", "metric", "mode"), [
+    ({"acc_pgd20": "max"}, "acc_pgd20", "max"),
+    ({"acc_natural": "max", "acc_pgd20": "max"}, ["acc_natural", "acc_pgd20"], ["max", "max"]),
+])
+def test_one_objective_or_several(tmp_path, objectives, metric, mode):
+    searcher = build_searcher(spec_of(grid={"preprocessor.lambda": [1]}, objectives=objectives), tmp_path)
+    assert searcher.metric == metric and searcher.mode == mode
+
+
+@pytest.mark.parametrize(("name", "cls"), [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
+                                          ("random", optuna.samplers.RandomSampler)])
+def test_sampler_by_name(name, cls):
+    assert isinstance(make_sampler(spec_of(search={"sampler": name, "trials": 1, "parameters": {
+        "preprocessor.lambda": {"distribution": "uniform", "low": 0, "high": 1}}})), cls)

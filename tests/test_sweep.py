@@ -1,0 +1,213 @@
+"""The sweep engine end to end on real Ray Tune, Optuna and Parquet: results, failures, resume.
+
+Trials are tiny (a 2-epoch embedded foundation, a 1-layer auto-encoder, 40 test points) so a
+whole sweep is tens of seconds; the resume test really SIGKILLs the driver mid-sweep.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+import yaml
+
+from orchestrator.backends import LocalBackend
+from orchestrator.results import connect, load_trials
+from orchestrator.runner import STATE_FILE, prepare_sweep_dir, run_sweep, write_state
+from orchestrator.search import journal_storage
+from orchestrator.spec import load_spec
+from orchestrator.trainable import trial_key
+from trainables.errors import ConfigError, UserError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny", grid=None, **top) -> Path:
+    spec = {
+        "name": name,
+        "trial": {
+            "data": {"dataset": "digits2", "data_fraction": 0.5},
+            "foundation": foundation,
+            "preprocessor": {"kind": "cropd", "arch": arch, "epochs": 3, "batch_size": 32, "lr": 2e-3},
+            "head": {"epochs": 3},
+            "evaluation": {"n_examples": 40, "attacks": ["pgd10", "pgd20"]},
+        },
+        "grid": grid if grid is not None else [{"preprocessor.kind": ["identity"]},
+                                               {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
+        "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
+        "resources": {"cpu": 1},
+        "max_concurrent": 2,
+        **top,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def ray_temp_dir():
+    # Ray's unix sockets live here; the path must be short, and each run gets its own.
+    folder = tempfile.mkdtemp(prefix="cr-", dir="/tmp")
+    yield folder
+
+
+def planned_hashes(spec) -> set[str]:
+    return {trial_key(spec.trial_config(point)) for point in spec.grid_points}
+
+
+def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
+    spec = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch))
+    sweep_dir = tmp_path / "runs" / "tiny"
+    outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
+    assert (outcome.done, outcome.failed, outcome.unfinished, outcome.resumed) == (3, 0, 0, False)
+
+    trials = load_trials(sweep_dir)
+    assert sorted(trials["config_hash"]) == sorted(planned_hashes(spec))
+    assert set(trials["status"]) == {"TERMINATED"} and trials["error"].isna().all()
+    assert set(trials["sweep"]) == {"tiny"} and trials["trial_id"].nunique() == 3
+    for metric in ("acc_natural", "acc_pgd10", "acc_pgd20"):
+        assert ((trials[f"{metric}_lo"] <= trials[metric]) & (trials[metric] <= trials[f"{metric}_hi"])).all()
+    assert trials["acc_autoattack"].isna().all()  # not asked for: null, never 0
+    assert (trials["finished_at"] > trials["started_at"]).all()
+    by_kind = trials.set_index("preprocessor.kind", drop=False)
+    assert by_kind.loc["identity", "params_preprocessor"] == 0
+    assert (trials.loc[trials["preprocessor.kind"] == "cropd", "params_preprocessor"] > 0).all()
+
+    # Per-epoch rows: every epoch of each stage exactly once.
+    epochs = connect(sweep_dir).execute(
+        'SELECT t."preprocessor.kind" AS kind, e.stage, count(*) AS n, count(DISTINCT e.epoch) AS distinct_epochs '
+        "FROM epochs e JOIN trials t USING (config_hash) GROUP BY ALL ORDER BY ALL").fetchall()
+    assert epochs == [("cropd", "head", 6, 3), ("cropd", "preprocessor", 6, 3), ("identity", "head", 3, 3)]
+
+    # The Optuna study lives in the sweep's journal file with both objectives of every trial.
+    study = optuna.load_study(study_name="tiny", storage=journal_storage(sweep_dir))
+    completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(tuple(t.values) for t in completed) == sorted(zip(trials["acc_natural"], trials["acc_pgd20"]))
+
+    # Running the same command again resumes a finished sweep: nothing reruns, nothing is added.
+    again = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
+    assert again.resumed and again.done == 3
+    after = load_trials(sweep_dir)
+    assert len(after) == 3
+    assert sorted(after["finished_at"]) == sorted(trials["finished_at"])
+
+
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
+    empty_root = tmp_path / "no-data"
+    empty_root.mkdir()
+    path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="fails",
+                      grid={"data.dataset": ["digits2", "cifar2"], "data.root": [str(empty_root)], "preprocessor.kind": ["identity"]},
+                      max_retries=0)
+    spec = load_spec(path)
+    outcome = run_sweep(spec, tmp_path / "runs" / "fails", backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
+    assert (outcome.done, outcome.failed) == (1, 1)
+    trials = load_trials(tmp_path / "runs" / "fails").set_index("dataset")
+    assert trials.loc["digits2", "status"] == "TERMINATED" and 0 <= trials.loc["digits2", "acc_natural"] <= 1
+    assert trials.loc["cifar2", "status"] == "ERROR"
+    assert trials.loc["cifar2", "error"].startswith("DataNotFoundError") and str(empty_root) in trials.loc["cifar2", "error"]
+    assert trials.loc["cifar2", "acc_natural"] != trials.loc["cifar2", "acc_natural"]  # NaN: no metric for a failed trial
+
+
+def test_a_changed_plan_is_refused_unless_restart_which_moves_the_old_sweep_aside(tmp_path, tiny_foundation_config, tiny_arch):
+    original = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch))
+    sweep_dir = tmp_path / "runs" / "tiny"
+    write_state(original, sweep_dir)
+    (sweep_dir / "results").mkdir()
+
+    # How it runs may change between runs; what it computes may not.
+    operational = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, max_concurrent=1, resources={"cpu": 2}))
+    assert prepare_sweep_dir(operational, sweep_dir, restart=False) is True
+
+    changed = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, grid={"preprocessor.kind": ["vanilla"]}))
+    with pytest.raises(UserError, match=r"changed: grid\); run with --restart"):
+        prepare_sweep_dir(changed, sweep_dir, restart=False)
+    assert json.loads((sweep_dir / STATE_FILE).read_text())["plan_hash"] == original.plan_hash  # untouched
+
+    assert prepare_sweep_dir(changed, sweep_dir, restart=True) is False
+    aside = [p for p in sweep_dir.parent.iterdir() if p.name.startswith("tiny.replaced-")]
+    assert len(aside) == 1 and (aside[0] / STATE_FILE).is_file() and (aside[0] / "results").is_dir()
+    assert not sweep_dir.exists()
+
+
+def test_a_resource_request_no_node_can_hold_is_refused_before_anything_is_written(tmp_path, tiny_foundation_config, tiny_arch):
+    spec = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, resources={"cpu": 4096}))
+    with pytest.raises(ConfigError, match=r"tiny.yaml: resources.cpu: expected a request one node of this machine can hold"):
+        run_sweep(spec, tmp_path / "runs" / "tiny", live=False)
+    assert not (tmp_path / "runs").exists()
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a driver and every process it started (Ray's GCS, raylet, workers), by PID."""
+    try:
+        parent = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return
+    processes = [parent, *parent.children(recursive=True)]
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(processes, timeout=30)
+
+
+def _rows(path: Path):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist() if path.is_file() else []
+
+
+def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
+    # One trial at a time and enough epochs that the kill lands inside the second trial's training.
+    path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="killed", max_concurrent=1,
+                      grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 3, 10]})
+    text = yaml.safe_load(path.read_text())
+    text["trial"]["preprocessor"]["epochs"] = 25
+    path.write_text(yaml.safe_dump(text, sort_keys=False))
+    spec = load_spec(path)
+    sweep_dir = tmp_path / "runs" / "killed"
+    command = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--out", str(sweep_dir), "--plain"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    interrupted = None
+    try:
+        deadline = time.monotonic() + 300
+        while interrupted is None and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.5)
+            finished = {p.stem for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
+            for epochs_file in (sweep_dir / "results" / "epochs").glob("*.parquet"):
+                records = _rows(epochs_file)
+                if finished and epochs_file.stem not in finished and any(r["stage"] == "preprocessor" and r["epoch"] >= 3 for r in records):
+                    interrupted = epochs_file.stem
+        assert interrupted is not None, driver.stdout.read().decode() if driver.poll() is not None else "no trial reached epoch 3"
+    finally:
+        _kill_tree(driver.pid)
+    killed_at = datetime.now(timezone.utc)
+    finished_before = {p.stem: _rows(p)[0]["finished_at"] for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
+    assert interrupted not in finished_before and len(finished_before) >= 1
+
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in _rows(p)]
+    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))  # one row per planned trial
+    assert {r["status"] for r in rows} == {"TERMINATED"}
+    by_hash = {r["config_hash"]: r for r in rows}
+    for key, finished_at in finished_before.items():
+        assert by_hash[key]["finished_at"] == finished_at  # a finished trial was not run again
+
+    # The interrupted trial continued from its checkpoint: after the kill it never redid epoch 1.
+    records = _rows(sweep_dir / "results" / "epochs" / f"{interrupted}.parquet")
+    redone = [r["epoch"] for r in records if r["stage"] == "preprocessor" and r["recorded_at"] > killed_at]
+    assert redone and min(redone) > 1
+    assert sorted(r["epoch"] for r in records if r["stage"] == "preprocessor") == list(range(1, 26))
+    assert by_hash[interrupted]["resumed_from"].startswith("preprocessor epoch")
