@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from trainables.errors import UserError  # noqa: E402
 
-from . import preprocessors_command, status_command, sweep_command  # noqa: E402
+from . import preprocessors_command, results_command, status_command, sweep_command  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     sweep_command.add_parser(commands)
     status_command.add_parser(commands)
+    results_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
     return parser
 

@@ -107,8 +107,12 @@ def _git_revision() -> str | None:
 
 def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Rows to one Parquet file, atomically (a reader sees the old file or the new one)."""
+    rows = list(rows)
+    # from_pylist alone takes its columns from the first row and silently drops keys only later
+    # rows have (a head epoch's train_acc after the pre-processor's epochs): use every row's keys.
+    names = list(dict.fromkeys(name for row in rows for name in row))
     buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(list(rows)), buffer)
+    pq.write_table(pa.Table.from_pylist([{name: row.get(name) for name in names} for row in rows]), buffer)
     atomic_write_bytes(path, buffer.getvalue())
 
 
@@ -160,10 +164,27 @@ def connect(sweep_dir: Path):
             listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
             connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
         else:
-            connection.execute(f"CREATE TABLE {table} (sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, status VARCHAR)")
+            # No file yet (a sweep just started): an empty table with the columns every row has,
+            # so the usual queries (ORDER BY started_at, WHERE stage = ...) still bind.
+            connection.execute(f"CREATE TABLE {table} ({EMPTY_COLUMNS[table]})")
     return connection
+
+
+EMPTY_COLUMNS = {
+    "trials": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, status VARCHAR, error VARCHAR, "
+              "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ",
+    "epochs": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, recorded_at TIMESTAMPTZ, stage VARCHAR, epoch BIGINT",
+}
+
+
+def frame(connection, sql: str):
+    """A query's rows as a pandas DataFrame, through Arrow (DuckDB's .df() trips a pandas 3 warning)."""
+    relation = connection.sql(sql)
+    if relation is None:  # a statement that returns no rows (CREATE, SET ...)
+        raise ValueError("expected a query that returns rows")
+    return relation.to_arrow_table().to_pandas()
 
 
 def load_trials(sweep_dir: Path):
     """Every trial row of a sweep as a pandas DataFrame (via DuckDB, which unifies the files)."""
-    return connect(sweep_dir).execute("SELECT * FROM trials ORDER BY started_at").df()
+    return frame(connect(sweep_dir), "SELECT * FROM trials ORDER BY started_at")

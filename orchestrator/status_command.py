@@ -90,7 +90,7 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
         table.add_row(*cells)
     console.print(table)
     for row in trials.to_dict("records"):
-        if row.get("error"):
+        if isinstance(row.get("error"), str) and row["error"]:  # pandas reads a missing text as NaN
             console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)
 
 

@@ -197,6 +197,8 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
 
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # Off a terminal the progress display is plain lines; the resumed run counts the earlier trials.
+    assert "3/3 done, 0 running, 0 failed; best acc_natural:" in resumed.stderr
 
     rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in _rows(p)]
     assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))  # one row per planned trial

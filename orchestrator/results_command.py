@@ -1,0 +1,166 @@
+"""`orchestrator results <sweep dir or spec>`: the trial rows as a table, CSV or JSON, or any SQL.
+
+Without --sql: one row per trial (oldest first) with its hash, status, the settings that vary
+across the sweep and the headline accuracies with their 95% intervals. With --sql: any DuckDB
+query over the tables `trials` (one row per trial) and `epochs` (one row per trial and epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from trainables.errors import UserError
+from trainables.trial import DATA_SCHEMA
+
+from .results import HEADLINE_METRICS, connect, frame
+from .status_command import resolve_sweep_dir
+
+FORMATS = ("table", "csv", "json")
+# Flat config columns: the data section's keys unprefixed, the other sections' as `section.key`.
+SETTING_PREFIXES = ("foundation.", "preprocessor.", "head.", "evaluation.")
+IDENTITY_COLUMNS = ("config_hash", "status")
+METRIC_COLUMNS = tuple(name + suffix for name in HEADLINE_METRICS for suffix in ("", "_lo", "_hi"))
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("results", help="a sweep's results as a table, CSV or JSON; or any SQL query on them",
+                                 description=__doc__.splitlines()[0])
+    parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
+    parser.add_argument("--sql", metavar="QUERY",
+                        help='a DuckDB query over the tables `trials` and `epochs`, e.g. '
+                             '"SELECT * FROM trials WHERE status = \'ERROR\'" (quote dotted names: "preprocessor.lambda")')
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sweep_dir = resolve_sweep_dir(args.target)
+    frame = query(sweep_dir, args.sql)
+    write(frame, args.format)
+    return 0
+
+
+def query(sweep_dir: Path, sql: str | None = None) -> pd.DataFrame:
+    """The default view of the trials, or the result of `sql` (a DuckDB error is the user's)."""
+    import duckdb
+
+    connection = connect(sweep_dir)
+    try:
+        if sql is None:
+            return default_view(frame(connection, "SELECT * FROM trials ORDER BY started_at"))
+        if not sql.strip():
+            raise UserError("--sql: the query is empty")
+        try:
+            return frame(connection, sql)
+        except ValueError as err:
+            raise UserError(f"--sql: {err}") from None
+        except duckdb.Error as err:
+            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+            raise UserError(f"--sql: {lines[0] if lines else type(err).__name__}") from None
+    finally:
+        connection.close()
+
+
+def default_view(trials: pd.DataFrame) -> pd.DataFrame:
+    """Hash, status, the settings that differ between trials, and the headline metrics."""
+    settings = [c for c in trials.columns if _is_setting(c) and trials[c].nunique(dropna=True) > 1]
+    if not settings and "preprocessor.kind" in trials.columns:
+        settings = ["preprocessor.kind"]
+    columns = [c for c in (*IDENTITY_COLUMNS, *settings, *METRIC_COLUMNS) if c in trials.columns]
+    return trials[columns].reset_index(drop=True)
+
+
+def _is_setting(column: str) -> bool:
+    return column in DATA_SCHEMA or column.startswith(SETTING_PREFIXES)
+
+
+def write(frame: pd.DataFrame, fmt: str, console: Console | None = None) -> None:
+    if fmt == "csv":
+        frame.to_csv(sys.stdout, index=False)
+    elif fmt == "json":
+        records = [{str(k): _json_value(v) for k, v in record.items()} for record in frame.to_dict("records")]
+        sys.stdout.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
+    else:
+        print_table(frame, console)
+
+
+def print_table(frame: pd.DataFrame, console: Console | None = None) -> None:
+    # Off a terminal (a pipe, CI logs, Slurm output) rich would assume 80 columns and fold a wide
+    # table; there the table gets all the width it needs.
+    console = console or Console(width=None if Console().is_terminal else 100_000)
+    if not len(frame.columns):
+        console.print("(no columns)", markup=False, highlight=False)
+        return
+    table = Table()
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
+        table.add_column(Text(str(column)), justify="right" if numeric else "left", overflow="fold")
+    for record in frame.itertuples(index=False, name=None):
+        table.add_row(*(Text(_table_cell(column, value)) for column, value in zip(frame.columns, record)))
+    console.print(table)
+    console.print(f"{len(frame)} row{'s' if len(frame) != 1 else ''}", markup=False, highlight=False)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NaT or value is pd.NA:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def _table_cell(column: str, value: Any) -> str:
+    if _is_missing(value):
+        return "-"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4f}" if str(column).startswith("acc_") else f"{value:.6g}"
+    if isinstance(value, dt.datetime):
+        return _utc(value).isoformat(timespec="seconds")
+    if isinstance(value, (list, tuple, dict, np.ndarray)):
+        return json.dumps(_json_value(value))
+    return str(value)
+
+
+def _json_value(value: Any) -> Any:
+    """A value DuckDB/pandas gave as plain JSON: NaN and NaT -> null, times as ISO 8601 text."""
+    if isinstance(value, np.ndarray):
+        return [_json_value(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _json_value(v) for k, v in value.items()}
+    if _is_missing(value):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating, decimal.Decimal)):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if isinstance(value, dt.datetime):
+        return _utc(value).isoformat()
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (dt.timedelta, pd.Timedelta)):
+        return pd.Timedelta(value).isoformat()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value if isinstance(value, str) else str(value)
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """DuckDB hands out time stamps in the local time zone; results show them in UTC."""
+    return value.astimezone(dt.timezone.utc) if value.tzinfo is not None else value
