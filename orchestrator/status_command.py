@@ -84,7 +84,7 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
     for row in trials.to_dict("records"):
         total = sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
         cells = [row["config_hash"][:8], row["status"]]
-        cells += [_cell(row.get(c)) for c in settings]
+        cells += [_cell(row.get(c), "{:.4g}") for c in settings]
         cells += [_cell(row.get(m)) for m in HEADLINE_METRICS]
         cells.append(f"{total:.0f}")
         table.add_row(*cells)
@@ -98,7 +98,7 @@ def _finite(value) -> bool:
     return isinstance(value, float) and math.isfinite(value)
 
 
-def _cell(value) -> str:
+def _cell(value, float_format: str = "{:.4f}") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    return float_format.format(value) if isinstance(value, float) else str(value)
