@@ -124,6 +124,12 @@ def epochs_path(sweep_dir: Path, config_hash: str) -> Path:
     return Path(sweep_dir) / EPOCHS_DIR / f"{config_hash}.parquet"
 
 
+def read_trial(sweep_dir: Path, config_hash: str) -> dict[str, Any] | None:
+    """The results row of one trial, or None when it has not finished."""
+    path = trial_path(sweep_dir, config_hash)
+    return pq.read_table(path).to_pylist()[0] if path.is_file() else None
+
+
 def write_trial(sweep_dir: Path, row: dict[str, Any]) -> Path:
     path = trial_path(sweep_dir, row["config_hash"])
     write_rows(path, [row])
@@ -144,6 +150,13 @@ class EpochLog:
         if self.path.is_file():
             for record in pq.read_table(self.path).to_pylist():
                 self.records[(record["stage"], record["epoch"])] = record
+
+    def last_position(self) -> str | None:
+        """'<stage> epoch <n>' of the latest record on disk, or None for a trial starting afresh."""
+        if not self.records:
+            return None
+        last = max(self.records.values(), key=lambda record: record["recorded_at"])
+        return f"{last['stage']} epoch {last['epoch']}"
 
     def add(self, record: dict[str, Any]) -> None:
         row = {**self.identity, "recorded_at": now_utc(), **{k: _scalar(v) for k, v in record.items()}}

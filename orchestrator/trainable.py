@@ -15,7 +15,7 @@ from typing import Any
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.trial import run_trial, validate_trial_config
 
-from .results import ERROR, TERMINATED, EpochLog, now_utc, trial_row, write_trial
+from .results import ERROR, TERMINATED, EpochLog, now_utc, read_trial, trial_row, write_trial
 from .spec import apply_overrides
 
 MANIFEST = "manifest.json"
@@ -44,48 +44,52 @@ def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base
     key = config_hash(config)
     workdir = trial_workdir(sweep_dir_path, key)
     trial_id = tune.get_context().get_trial_id()
-    started = now_utc()
-    resumed = _resumed_from(tune.get_checkpoint())
-    atomic_write_json(workdir / "config.json", {"config": config, "overrides": params, "trial_id": trial_id})
-
-    epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
     # Optuna's single-objective searcher reads its metric from every report: NaN until evaluated.
     pending = {metric: math.nan for metric in objectives}
-
-    def on_epoch(record: dict[str, Any]) -> None:
-        for name, value in record.items():
-            if "loss" in name and isinstance(value, float) and not math.isfinite(value):
-                raise FloatingPointError(f"{record.get('stage')}: non-finite {name} at epoch {record.get('epoch')}")
-        epochs.add(record)
-        numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        with tempfile.TemporaryDirectory() as folder:
-            # The weights stay in the trial's workdir and the shared artifact store (a pre-processor
-            # is shared by every trial that trains the same one); Ray's checkpoint says where we were.
-            (Path(folder) / MANIFEST).write_text(json.dumps({"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]}))
-            tune.report({**pending, **numbers, "stage": record["stage"], "config_hash": key},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
-
-    def row(status: str, metrics: dict | None, error: str | None) -> dict[str, Any]:
-        extra = {"resumed_from": resumed, "device": device}
-        return trial_row(sweep=sweep_name, trial_id=trial_id, config_hash=key, config=config, status=status,
-                         metrics=metrics, error=error, started_at=started, finished_at=now_utc(), extra=extra)
 
     # Two trials with the same config (Optuna may sample a categorical point twice) share a
     # workdir: the second waits here and then returns the first one's saved result.
     with artifact_lock(workdir):
+        # The Parquet row, not Tune's experiment state, says a trial is finished: a driver killed
+        # before Tune saved its state restores this trial as unfinished; it must not run again.
+        finished = read_trial(sweep_dir_path, key)
+        if finished is not None and finished["status"] == TERMINATED:
+            tune.report({**_numbers(finished), "stage": "done", "config_hash": key})
+            return
+        started = now_utc()
+        atomic_write_json(workdir / "config.json", {"config": config, "overrides": params, "trial_id": trial_id})
+        epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
+        # Where an earlier, interrupted run of this trial got to: its last epoch on disk, the same
+        # record the weights were saved with (Ray's checkpoint can lag behind its experiment state).
+        resumed = epochs.last_position()
+
+        def on_epoch(record: dict[str, Any]) -> None:
+            for name, value in record.items():
+                if "loss" in name and isinstance(value, float) and not math.isfinite(value):
+                    raise FloatingPointError(f"{record.get('stage')}: non-finite {name} at epoch {record.get('epoch')}")
+            epochs.add(record)
+            with tempfile.TemporaryDirectory() as folder:
+                # The weights stay in the trial's workdir and the shared artifact store (a pre-processor
+                # is shared by every trial that trains the same one), where run_trial resumes from;
+                # Ray's checkpoint is a manifest of where the trial was, for Ray's own bookkeeping.
+                (Path(folder) / MANIFEST).write_text(json.dumps({"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]}))
+                tune.report({**pending, **_numbers(record), "stage": record["stage"], "config_hash": key},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+        def row(status: str, metrics: dict | None, error: str | None) -> dict[str, Any]:
+            extra = {"resumed_from": resumed, "device": device}
+            return trial_row(sweep=sweep_name, trial_id=trial_id, config_hash=key, config=config, status=status,
+                             metrics=metrics, error=error, started_at=started, finished_at=now_utc(), extra=extra)
+
         try:
             metrics = run_trial(config, workdir, artifacts=sweep_dir_path / "artifacts", device=device, on_epoch=on_epoch)
         except Exception as err:
             write_trial(sweep_dir_path, row(ERROR, None, f"{type(err).__name__}: {err}"))
             raise
         write_trial(sweep_dir_path, row(TERMINATED, metrics, None))
-    final = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    tune.report({**final, "stage": "done", "config_hash": key, "integrity_flags": ",".join(metrics.get("integrity_flags", []))})
+    tune.report({**_numbers(metrics), "stage": "done", "config_hash": key, "integrity_flags": ",".join(metrics.get("integrity_flags", []))})
 
 
-def _resumed_from(checkpoint) -> str | None:
-    if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        manifest = json.loads((Path(folder) / MANIFEST).read_text())
-    return f"{manifest['stage']} epoch {manifest['epoch']}"
+def _numbers(values: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of a record, the ones Tune and Optuna can use as metrics."""
+    return {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -99,6 +100,14 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_r
     assert len(after) == 3
     assert sorted(after["finished_at"]) == sorted(trials["finished_at"])
 
+    # The Parquet rows, not Tune's state, say what is finished: a driver killed before Tune saved
+    # its state restarts trials Tune thinks are unfinished, and they must find their rows and stop.
+    shutil.rmtree(sweep_dir / "ray")
+    fresh = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
+    assert fresh.done == 3
+    assert sorted(load_trials(sweep_dir)["finished_at"]) == sorted(trials["finished_at"])
+    assert connect(sweep_dir).execute("SELECT count(*) FROM epochs").fetchone() == (15,)
+
 
 def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
     empty_root = tmp_path / "no-data"
@@ -160,9 +169,16 @@ def _kill_tree(pid: int) -> None:
 
 
 def _rows(path: Path):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.read_table(path).to_pylist() if path.is_file() else []
+    # Read the bytes in one go: pq.read_table(path) takes the size first and reads after, and the
+    # running trial may replace the file in between (CI once read a new file with an old size).
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    return pq.read_table(pa.BufferReader(data)).to_pylist()
 
 
 def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
