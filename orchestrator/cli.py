@@ -1,6 +1,7 @@
 """`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
 
-Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), and
+Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), `cancel`
+(a sweep's Slurm jobs), and
 `preprocessors` (train the pre-processors of one dataset, no Ray).
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from trainables.errors import UserError  # noqa: E402
 
-from . import preprocessors_command, results_command, status_command, sweep_command  # noqa: E402
+from . import cancel_command, preprocessors_command, results_command, status_command, sweep_command  # noqa: E402
 
 EXIT_USER_ERROR = 2
 
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_command.add_parser(commands)
     status_command.add_parser(commands)
     results_command.add_parser(commands)
+    cancel_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
     return parser
 

@@ -20,8 +20,11 @@ from trainables.errors import ConfigError, UserError
 from trainables.evaluation import ATTACKS
 from trainables.trial import SECTIONS, validate_trial_config
 
+from .backends.slurm_settings import SlurmSettings, parse_slurm
+
 TOP_LEVEL_KEYS = ("name", "description", "trial", "grid", "search", "seeds", "objectives", "resources",
-                  "max_concurrent", "max_retries")
+                  "max_concurrent", "max_retries", "backend", "slurm")
+BACKENDS = ("local", "slurm")
 SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -31,7 +34,7 @@ OBJECTIVE_METRICS = ("acc_natural", *(f"acc_{name}" for name in ATTACKS))
 SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
 SEED_KEY = "seed"
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
-OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries")
+OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "slurm")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class SweepSpec:
     resources: dict[str, float]
     max_concurrent: int | None
     max_retries: int
+    backend: str = "local"
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)
     raw: dict = field(repr=False, default_factory=dict)
 
     @property
@@ -189,11 +194,15 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     max_retries = raw.get("max_retries", 1)
     if not (is_int(max_retries) and max_retries >= 0):
         raise fail("max_retries", "an integer >= 0 (retries of a failed trial)", max_retries)
+    backend = raw.get("backend", "local")
+    if backend not in BACKENDS:
+        raise fail("backend", f"one of {list(BACKENDS)}{did_you_mean(backend, list(BACKENDS))}", backend)
+    slurm = parse_slurm(raw.get("slurm"), source=source)
 
     spec = SweepSpec(path=path or Path(source), name=name, description=description, trial=trial, grid_points=points,
                      search=search, search_trials=search_trials, sampler=sampler, sampler_seed=sampler_seed,
                      objectives=objectives, resources=resources, max_concurrent=max_concurrent,
-                     max_retries=max_retries, raw={**raw, "name": name})
+                     max_retries=max_retries, backend=backend, slurm=slurm, raw={**raw, "name": name})
     _check_trial_configs(spec, grid_keys, source)
     return spec
 

@@ -70,6 +70,7 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
     sweep_dir = Path(sweep_dir)
     counts = sweep_counts(sweep_dir)
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    print_slurm_jobs(sweep_dir, console)
     trials = load_trials(sweep_dir)
     if not len(trials):
         return
@@ -92,6 +93,24 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
     for row in trials.to_dict("records"):
         if isinstance(row.get("error"), str) and row["error"]:  # pandas reads a missing text as NaN
             console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)
+
+
+def print_slurm_jobs(sweep_dir: Path, console: Console) -> None:
+    """One line per Slurm job (or array task) of the sweep: id, mode, Slurm's state, its logs."""
+    from .backends.slurm import job_states, recorded_jobs
+
+    jobs = recorded_jobs(sweep_dir)
+    if not jobs:
+        return
+    states = job_states(jobs)
+    for job in jobs:
+        ids = [job.job_id] if job.mode == "ray" else [f"{job.job_id}_{task}" for task in range(job.tasks)]
+        for job_id in ids:
+            # submitit's layout: <folder with %j as the id>/<id>_<task rank>_log.out
+            folder = Path(job.log_folder) if job.mode == "ray" else Path(job.log_folder) / job_id
+            logs = folder / f"{job_id}_0_log.out"
+            console.print(f"slurm job {job_id} ({job.mode}): {states.get(job_id, 'UNKNOWN')}; log {logs}",
+                          markup=False, highlight=False)
 
 
 def _finite(value) -> bool:

@@ -1,33 +1,80 @@
-"""`orchestrator sweep SPEC.yaml`: run a study (or resume it) on Ray here or on a Ray cluster.
+"""`orchestrator sweep SPEC.yaml`: run a study (or resume it) here, on a Ray cluster, or on Slurm.
 
 The spec is validated completely first; a second run of the same command resumes the sweep.
+With --backend slurm (or `backend: slurm` in the spec) the sweep is submitted with submitit.
 """
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
 
 from .backends import LocalBackend
 from .runner import default_sweep_dir, run_sweep
-from .spec import load_spec
+from .spec import BACKENDS, load_spec
 from .status_command import print_status
+
+# Command-line flags that override the spec's slurm: section (flag name -> spec key).
+SLURM_FLAGS = {"slurm_mode": "mode", "partition": "partition", "account": "account", "qos": "qos",
+               "nodes": "nodes", "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task",
+               "mem": "mem", "time": "time", "constraint": "constraint"}
+WAIT_POLL_S = 5.0
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("sweep", help="run or resume the sweep a YAML spec describes")
     parser.add_argument("spec", type=Path, help="sweep spec, e.g. search_spaces/quickstart.yaml")
     parser.add_argument("--out", type=Path, default=None, help="sweep directory (default: runs/<name>)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="local: Ray here or at --address; slurm: submit with submitit (default: the spec's backend:, else local)")
     parser.add_argument("--address", default=None, help="join a running Ray cluster (default: start Ray here)")
     parser.add_argument("--restart", action="store_true", help="move an existing sweep directory aside and start over")
     parser.add_argument("--retry-failed", action="store_true", help="on resume, run failed trials again")
     parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    slurm = parser.add_argument_group("slurm", "override the spec's slurm: section")
+    slurm.add_argument("--slurm-mode", choices=("ray", "array"), default=None,
+                       help="ray: one allocation runs a Ray cluster; array: one array task per trial")
+    for flag, kind, what in (("partition", str, "partition"), ("account", str, "account"), ("qos", str, "QOS"),
+                             ("nodes", int, "nodes (ray mode)"), ("gpus-per-node", int, "GPUs per node"),
+                             ("cpus-per-task", int, "CPUs per node (ray) or per trial (array)"),
+                             ("mem", str, "memory per node, e.g. 16G"), ("time", str, "time limit: minutes or D-HH:MM:SS"),
+                             ("constraint", str, "node features")):
+        slurm.add_argument(f"--{flag}", type=kind, default=None, help=what)
+    slurm.add_argument("--wait", action="store_true", help="after submitting, follow the sweep until its jobs end")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     sweep_dir = args.out or default_sweep_dir(spec)
+    if (args.backend or spec.backend) == "slurm":
+        return run_on_slurm(args, spec, Path(sweep_dir))
     outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(address=args.address), restart=args.restart,
                         retry_failed=args.retry_failed, live=False if args.plain else None)
     print_status(outcome.sweep_dir)
     return 0 if outcome.failed == 0 and outcome.unfinished == 0 else 1
+
+
+def run_on_slurm(args: argparse.Namespace, spec, sweep_dir: Path) -> int:
+    from .backends.slurm import active_jobs
+    from .slurm_sweep import submit_sweep
+    from .status_command import sweep_counts
+
+    overrides = {key: getattr(args, flag) for flag, key in SLURM_FLAGS.items()}
+    settings = spec.slurm.with_overrides(overrides)
+    jobs = submit_sweep(spec, sweep_dir, settings, restart=args.restart, retry_failed=args.retry_failed)
+    sweep_dir = sweep_dir.resolve()
+    if not jobs:
+        print(f"orchestrator: every planned trial of {sweep_dir} has a result; nothing submitted", file=sys.stderr)
+    for job in jobs:
+        what = "the sweep driver (Ray)" if job.mode == "ray" else f"{job.tasks} trials as a job array"
+        print(f"submitted Slurm job {job.job_id}: {what}; logs under {job.log_folder}", file=sys.stderr)
+    if not args.wait:
+        print(f"follow it with `orchestrator status {sweep_dir}`", file=sys.stderr)
+        return 0
+    while active_jobs(sweep_dir):
+        time.sleep(WAIT_POLL_S)
+    print_status(sweep_dir)
+    counts = sweep_counts(sweep_dir)
+    return 0 if counts["finished"] == counts["planned"] else 1

@@ -1,8 +1,8 @@
-"""The Ray Tune function that runs one trial of a sweep on a worker, and writes its results.
+"""One trial of a sweep, run where it is scheduled (a Ray worker or a Slurm array task): results too.
 
-It wraps trainables.trial.run_trial: per-epoch tune.report and checkpoint, per-epoch Parquet,
-and one Parquet row at the end (TERMINATED, or ERROR with the reason) written by the worker
-itself, so a row survives a driver that dies right after the trial.
+It wraps trainables.trial.run_trial: per-epoch reports (tune.report with a checkpoint under Ray),
+per-epoch Parquet, and one Parquet row at the end (TERMINATED, or ERROR with the reason) written
+by the worker itself, so a row survives a driver that dies right after the trial.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.trial import run_trial, validate_trial_config
@@ -19,6 +19,8 @@ from .results import ERROR, TERMINATED, EpochLog, now_utc, read_trial, trial_row
 from .spec import apply_overrides
 
 MANIFEST = "manifest.json"
+# report(record, manifest): per epoch with a manifest of where the trial is, at the end with None.
+Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
 
 def trial_key(config: dict) -> str:
@@ -32,20 +34,45 @@ def trial_workdir(sweep_dir: Path, key: str) -> Path:
 
 def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict,
                 objectives: list[str], cpus: float, gpus: float) -> None:
-    """One trial: `params` are the dotted overrides OptunaSearch chose (grid point or sample)."""
-    import torch
+    """One trial as a Ray Tune function: `params` are the dotted overrides OptunaSearch chose."""
     from ray import tune
 
-    # Ray gives each trial its share of CPUs; torch would otherwise start one thread per core.
+    # Optuna's single-objective searcher reads its metric from every report: NaN until evaluated.
+    pending = {metric: math.nan for metric in objectives}
+
+    def report(record: dict[str, Any], manifest: dict[str, Any] | None) -> None:
+        if manifest is None:  # the final report: the metrics themselves
+            tune.report(record)
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            # The weights stay in the trial's workdir and the shared artifact store (a pre-processor
+            # is shared by every trial that trains the same one), where run_trial resumes from;
+            # Ray's checkpoint is a manifest of where the trial was, for Ray's own bookkeeping.
+            (Path(folder) / MANIFEST).write_text(json.dumps(manifest))
+            tune.report({**pending, **record}, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    run_one_trial(params, sweep_dir=sweep_dir, sweep_name=sweep_name, base_trial=base_trial, cpus=cpus, gpus=gpus,
+                  trial_id=tune.get_context().get_trial_id(), report=report)
+
+
+def run_one_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict, cpus: float,
+                  gpus: float, trial_id: str, report: Report | None = None) -> dict[str, Any]:
+    """Run (or resume, or look up) one trial and write its Parquet rows; returns its metrics.
+
+    `report(record, manifest)` is called per epoch (manifest says where the trial is) and once at
+    the end (manifest None, record["stage"] == "done"); Ray Tune's wrapper reports to Tune,
+    a Slurm array task passes nothing.
+    """
+    import torch
+
+    report = report or (lambda record, manifest: None)
+    # The scheduler gives each trial its share of CPUs; torch would otherwise start one thread per core.
     torch.set_num_threads(max(1, int(cpus)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
     sweep_dir_path = Path(sweep_dir)
     config = validate_trial_config(apply_overrides(base_trial, params))
     key = config_hash(config)
     workdir = trial_workdir(sweep_dir_path, key)
-    trial_id = tune.get_context().get_trial_id()
-    # Optuna's single-objective searcher reads its metric from every report: NaN until evaluated.
-    pending = {metric: math.nan for metric in objectives}
 
     # Two trials with the same config (Optuna may sample a categorical point twice) share a
     # workdir: the second waits here and then returns the first one's saved result.
@@ -54,8 +81,8 @@ def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base
         # before Tune saved its state restores this trial as unfinished; it must not run again.
         finished = read_trial(sweep_dir_path, key)
         if finished is not None and finished["status"] == TERMINATED:
-            tune.report({**_numbers(finished), "stage": "done", "config_hash": key})
-            return
+            report({**_numbers(finished), "stage": "done", "config_hash": key}, None)
+            return finished
         started = now_utc()
         atomic_write_json(workdir / "config.json", {"config": config, "overrides": params, "trial_id": trial_id})
         epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
@@ -68,13 +95,8 @@ def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base
                 if "loss" in name and isinstance(value, float) and not math.isfinite(value):
                     raise FloatingPointError(f"{record.get('stage')}: non-finite {name} at epoch {record.get('epoch')}")
             epochs.add(record)
-            with tempfile.TemporaryDirectory() as folder:
-                # The weights stay in the trial's workdir and the shared artifact store (a pre-processor
-                # is shared by every trial that trains the same one), where run_trial resumes from;
-                # Ray's checkpoint is a manifest of where the trial was, for Ray's own bookkeeping.
-                (Path(folder) / MANIFEST).write_text(json.dumps({"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]}))
-                tune.report({**pending, **_numbers(record), "stage": record["stage"], "config_hash": key},
-                            checkpoint=tune.Checkpoint.from_directory(folder))
+            report({**_numbers(record), "stage": record["stage"], "config_hash": key},
+                   {"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]})
 
         def row(status: str, metrics: dict | None, error: str | None) -> dict[str, Any]:
             extra = {"resumed_from": resumed, "device": device}
@@ -87,7 +109,9 @@ def sweep_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base
             write_trial(sweep_dir_path, row(ERROR, None, f"{type(err).__name__}: {err}"))
             raise
         write_trial(sweep_dir_path, row(TERMINATED, metrics, None))
-    tune.report({**_numbers(metrics), "stage": "done", "config_hash": key, "integrity_flags": ",".join(metrics.get("integrity_flags", []))})
+    report({**_numbers(metrics), "stage": "done", "config_hash": key,
+            "integrity_flags": ",".join(metrics.get("integrity_flags", []))}, None)
+    return metrics
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:

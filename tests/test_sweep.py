@@ -28,29 +28,9 @@ from orchestrator.spec import load_spec
 from orchestrator.trainable import trial_key
 from trainables.errors import ConfigError, UserError
 
+from sweep_helpers import planned_hashes, read_rows, write_spec
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny", grid=None, **top) -> Path:
-    spec = {
-        "name": name,
-        "trial": {
-            "data": {"dataset": "digits2", "data_fraction": 0.5},
-            "foundation": foundation,
-            "preprocessor": {"kind": "cropd", "arch": arch, "epochs": 3, "batch_size": 32, "lr": 2e-3},
-            "head": {"epochs": 3},
-            "evaluation": {"n_examples": 40, "attacks": ["pgd10", "pgd20"]},
-        },
-        "grid": grid if grid is not None else [{"preprocessor.kind": ["identity"]},
-                                               {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
-        "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
-        "resources": {"cpu": 1},
-        "max_concurrent": 2,
-        **top,
-    }
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
 
 
 @pytest.fixture
@@ -58,10 +38,6 @@ def ray_temp_dir():
     # Ray's unix sockets live here; the path must be short, and each run gets its own.
     folder = tempfile.mkdtemp(prefix="cr-", dir="/tmp")
     yield folder
-
-
-def planned_hashes(spec) -> set[str]:
-    return {trial_key(spec.trial_config(point)) for point in spec.grid_points}
 
 
 def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
@@ -168,19 +144,6 @@ def _kill_tree(pid: int) -> None:
     psutil.wait_procs(processes, timeout=30)
 
 
-def _rows(path: Path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    # Read the bytes in one go: pq.read_table(path) takes the size first and reads after, and the
-    # running trial may replace the file in between (CI once read a new file with an old size).
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    return pq.read_table(pa.BufferReader(data)).to_pylist()
-
-
 def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
     # One trial at a time and enough epochs that the kill lands inside the second trial's training.
     path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="killed", max_concurrent=1,
@@ -201,14 +164,14 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
             time.sleep(0.5)
             finished = {p.stem for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
             for epochs_file in (sweep_dir / "results" / "epochs").glob("*.parquet"):
-                records = _rows(epochs_file)
+                records = read_rows(epochs_file)
                 if finished and epochs_file.stem not in finished and any(r["stage"] == "preprocessor" and r["epoch"] >= 3 for r in records):
                     interrupted = epochs_file.stem
         assert interrupted is not None, driver.stdout.read().decode() if driver.poll() is not None else "no trial reached epoch 3"
     finally:
         _kill_tree(driver.pid)
     killed_at = datetime.now(timezone.utc)
-    finished_before = {p.stem: _rows(p)[0]["finished_at"] for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
+    finished_before = {p.stem: read_rows(p)[0]["finished_at"] for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
     assert interrupted not in finished_before and len(finished_before) >= 1
 
     resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
@@ -216,7 +179,7 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
     # Off a terminal the progress display is plain lines; the resumed run counts the earlier trials.
     assert "3/3 done, 0 running, 0 failed; best acc_natural:" in resumed.stderr
 
-    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in _rows(p)]
+    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
     assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))  # one row per planned trial
     assert {r["status"] for r in rows} == {"TERMINATED"}
     by_hash = {r["config_hash"]: r for r in rows}
@@ -224,7 +187,7 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
         assert by_hash[key]["finished_at"] == finished_at  # a finished trial was not run again
 
     # The interrupted trial continued from its checkpoint: after the kill it never redid epoch 1.
-    records = _rows(sweep_dir / "results" / "epochs" / f"{interrupted}.parquet")
+    records = read_rows(sweep_dir / "results" / "epochs" / f"{interrupted}.parquet")
     redone = [r["epoch"] for r in records if r["stage"] == "preprocessor" and r["recorded_at"] > killed_at]
     assert redone and min(redone) > 1
     assert sorted(r["epoch"] for r in records if r["stage"] == "preprocessor") == list(range(1, 26))

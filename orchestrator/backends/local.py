@@ -16,6 +16,9 @@ class LocalBackend:
 
     address: str | None = None
     temp_dir: str | None = None  # Ray's session folder; tests give each run its own to clean up by
+    # What Ray may use here; default: this machine's (a Slurm job passes its allocation's share).
+    num_cpus: int | None = None
+    num_gpus: int | None = None
 
     def check_resources(self, resources: dict[str, float], source: str) -> None:
         """One clear line if no node could ever run one trial; call before start() for local Ray."""
@@ -23,8 +26,9 @@ class LocalBackend:
             return  # checked against the cluster's nodes once connected
         import torch
 
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        _check_fits(resources, [{"CPU": cpus, "GPU": torch.cuda.device_count()}], source, "this machine")
+        cpus = self.num_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        gpus = torch.cuda.device_count() if self.num_gpus is None else self.num_gpus
+        _check_fits(resources, [{"CPU": cpus, "GPU": gpus}], source, "this machine" if self.num_cpus is None else "this allocation")
 
     def start(self, resources: dict[str, float], source: str) -> None:
         import ray
@@ -40,7 +44,8 @@ class LocalBackend:
             return
         # In-process Ray bound to this machine only; the auth token adds nothing there.
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self.temp_dir)
+        ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self.temp_dir, num_cpus=self.num_cpus,
+                 num_gpus=self.num_gpus)
 
     def stop(self) -> None:
         import ray

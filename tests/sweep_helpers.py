@@ -1,0 +1,53 @@
+"""Helpers the sweep tests share: a tiny spec on disk, the planned trial hashes, a race-free Parquet read.
+
+A plain module beside the tests (pytest puts tests/ on sys.path), not a conftest fixture,
+because the Slurm tests also write specs for jobs that run in other processes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from orchestrator.trainable import trial_key
+
+
+def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny", grid=None, **top) -> Path:
+    spec = {
+        "name": name,
+        "trial": {
+            "data": {"dataset": "digits2", "data_fraction": 0.5},
+            "foundation": foundation,
+            "preprocessor": {"kind": "cropd", "arch": arch, "epochs": 3, "batch_size": 32, "lr": 2e-3},
+            "head": {"epochs": 3},
+            "evaluation": {"n_examples": 40, "attacks": ["pgd10", "pgd20"]},
+        },
+        "grid": grid if grid is not None else [{"preprocessor.kind": ["identity"]},
+                                               {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
+        "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
+        "resources": {"cpu": 1},
+        "max_concurrent": 2,
+        **top,
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def planned_hashes(spec) -> set[str]:
+    return {trial_key(spec.trial_config(point)) for point in spec.grid_points}
+
+
+def read_rows(path: Path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # Read the bytes in one go: pq.read_table(path) takes the size first and reads after, and the
+    # running trial may replace the file in between (CI once read a new file with an old size).
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    return pq.read_table(pa.BufferReader(data)).to_pylist()
+
+

@@ -1,0 +1,254 @@
+"""`--backend slurm` against a real Slurm (slurm/local_cluster/cluster.sh): runs, preemption, requeues, arrays.
+
+Every job here is a real sbatch job running the real engine on the embedded data. Without a
+reachable cluster these tests skip, unless CROPD_REQUIRE_SLURM=1 (CI sets it), where they fail.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from orchestrator.backends.slurm import EVENTS_FILE, JOBS_FILE
+from orchestrator.results import connect, load_trials
+from orchestrator.search import journal_storage
+from orchestrator.spec import load_spec
+
+from sweep_helpers import planned_hashes, read_rows, write_spec
+
+REPO = Path(__file__).resolve().parent.parent
+JOB_WAIT_S = 420
+
+
+def _cluster_answers() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
+    return result.returncode == 0 and any(state.strip() in ("idle", "mixed", "allocated") for state in result.stdout.split())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def slurm_cluster():
+    if not _cluster_answers():
+        if os.environ.get("CROPD_REQUIRE_SLURM") == "1":
+            pytest.fail("CROPD_REQUIRE_SLURM=1 but no Slurm answers (start it: slurm/local_cluster/cluster.sh start)")
+        pytest.skip("no Slurm cluster answers here (slurm/local_cluster/cluster.sh start)")
+
+
+def slurm_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int = 3, slurm: dict | None = None, **top) -> Path:
+    path = write_spec(folder, foundation, arch, name=name, **top)
+    text = yaml.safe_load(path.read_text())
+    text["trial"]["preprocessor"]["epochs"] = epochs
+    text["slurm"] = {"partition": "debug", "time": 20, "cpus_per_task": 2, "mem": "6G", **(slurm or {})}
+    path.write_text(yaml.safe_dump(text, sort_keys=False))
+    return path
+
+
+def orchestrator(*args: str, cwd: Path, timeout: float = JOB_WAIT_S) -> subprocess.CompletedProcess:
+    # The job inherits this environment through sbatch (--export=ALL): the test's artifact cache included.
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def jobs_of(sweep_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (sweep_dir / "slurm" / JOBS_FILE).read_text().splitlines()]
+
+
+def events_of(sweep_dir: Path) -> list[dict]:
+    path = sweep_dir / "slurm" / EVENTS_FILE
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
+def sacct_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True).stdout
+    return out.split()[0] if out.split() else ""
+
+
+def wait_for(condition, what: str, timeout: float = JOB_WAIT_S, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def wait_until_done(sweep_dir: Path, job_id: str) -> None:
+    wait_for(lambda: sacct_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), f"job {job_id} to end", poll=2)
+
+
+def running_trial_past(sweep_dir: Path, epoch: int) -> tuple[str, int] | None:
+    """(config hash, epoch) of a trial without a result whose pre-processor reached `epoch`."""
+    finished = {p.stem for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
+    for path in (sweep_dir / "results" / "epochs").glob("*.parquet"):
+        done = [r["epoch"] for r in read_rows(path) if r["stage"] == "preprocessor"]
+        if path.stem not in finished and done and max(done) >= epoch:
+            return path.stem, max(done)
+    return None
+
+
+def assert_each_trial_once_and_every_epoch_once(sweep_dir: Path, spec, epochs: int) -> None:
+    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
+    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))
+    assert {r["status"] for r in rows} == {"TERMINATED"}
+    counts = connect(sweep_dir).execute(
+        "SELECT config_hash, count(*), count(DISTINCT epoch) FROM epochs WHERE stage = 'preprocessor' GROUP BY 1").fetchall()
+    for key, n, distinct in counts:
+        assert n == distinct == epochs, (key, n, distinct)
+
+
+def test_a_sweep_runs_to_completion_through_slurm(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="onslurm")
+    sweep_dir = tmp_path / "runs" / "onslurm"
+    done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [job] = jobs_of(sweep_dir)
+    assert f"submitted Slurm job {job['job_id']}" in done.stderr and sacct_state(job["job_id"]) == "COMPLETED"
+    assert_each_trial_once_and_every_epoch_once(sweep_dir, load_spec(spec_path), epochs=3)
+    assert [e["event"] for e in events_of(sweep_dir)] == ["driver started", "driver finished"]
+
+    # status shows the job, Slurm's state of it and where its log is; the log is the job's own.
+    status = orchestrator("status", str(sweep_dir), cwd=tmp_path, timeout=120)
+    line = next(line for line in status.stdout.splitlines() if line.startswith("slurm job"))
+    assert f"slurm job {job['job_id']} (ray): COMPLETED; log " in line
+    log = Path(line.split("; log ", 1)[1])
+    assert log.is_file() and f"job_id={job['job_id']}" in log.read_text()
+
+    # Submitting the finished sweep again resumes it: the job finds every row and reruns nothing.
+    before = sorted(load_trials(sweep_dir)["finished_at"])
+    again = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert sorted(load_trials(sweep_dir)["finished_at"]) == before and len(jobs_of(sweep_dir)) == 2
+
+
+def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    epochs = 30
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="preempted", epochs=epochs, max_concurrent=1,
+                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]})
+    sweep_dir = tmp_path / "runs" / "preempted"
+    submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = jobs_of(sweep_dir)[0]["job_id"]
+
+    # Preemption: USR2, the signal submitit checkpoints and requeues on (as `job._interrupt(timeout=True)`).
+    first, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "a trial at pre-processor epoch 3")
+    subprocess.run(["scancel", "--signal", "USR2", job_id], check=True)
+    wait_for(lambda: any(e["event"] == "driver started" and e["restart_count"] == 1 for e in events_of(sweep_dir)),
+             "the requeued driver to start")
+
+    # An outside `scontrol requeue`, which submitit never sees: the job just starts over.
+    second, _ = wait_for(lambda: running_trial_past(sweep_dir, reached + 3), "a trial past the resumed epochs")
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    wait_for(lambda: any(e["event"] == "driver started" and e["restart_count"] == 2 for e in events_of(sweep_dir)),
+             "the driver to start after scontrol requeue")
+    wait_until_done(sweep_dir, job_id)
+
+    assert sacct_state(job_id) == "COMPLETED"
+    assert [e["event"] for e in events_of(sweep_dir)].count("requeue requested") == 1  # only the USR2 went through submitit
+    spec = load_spec(spec_path)
+    assert_each_trial_once_and_every_epoch_once(sweep_dir, spec, epochs)
+    trials = load_trials(sweep_dir).set_index("config_hash")
+    assert trials.loc[second, "resumed_from"].startswith("preprocessor epoch")
+    if first == second:  # both interruptions hit the same trial: it resumed past the first one's epochs
+        assert int(trials.loc[first, "resumed_from"].split()[-1]) > reached
+
+
+def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    # Slurm sends the time-limit USR2 "up to 60 s earlier than specified" (sbatch --signal): to land it
+    # inside a trial, the test shortens the running job's limit once the trial is under way.
+    epochs = 150
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="timelimit", epochs=epochs,
+                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}, slurm={"signal_delay_s": 90})
+    sweep_dir = tmp_path / "runs" / "timelimit"
+    submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job_id = jobs_of(sweep_dir)[0]["job_id"]
+    interrupted, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "the trial at pre-processor epoch 3")
+    elapsed_s = _seconds(subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True).stdout)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={elapsed_s // 60 + 1}"], check=True)
+    wait_for(lambda: "requeue requested" in [e["event"] for e in events_of(sweep_dir)], "the time-limit signal", timeout=180)
+    # The requeued run gets the study's own limit back, as a fresh allocation would.
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=20"], check=True)
+    wait_until_done(sweep_dir, job_id)
+
+    assert sacct_state(job_id) == "COMPLETED"
+    restarts = [e["restart_count"] for e in events_of(sweep_dir) if e["event"] == "driver started"]
+    assert restarts == [0, 1]
+    assert_each_trial_once_and_every_epoch_once(sweep_dir, load_spec(spec_path), epochs)
+    resumed_from = load_trials(sweep_dir).set_index("config_hash").loc[interrupted, "resumed_from"]
+    assert resumed_from.startswith("preprocessor epoch") and int(resumed_from.split()[-1]) >= reached
+
+
+def _seconds(elapsed: str) -> int:
+    """squeue's %M ([D-][H:]M:SS) in seconds."""
+    days, _, clock = elapsed.strip().rpartition("-")
+    parts = [int(p) for p in clock.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def test_array_mode_runs_a_grid_one_task_per_trial_and_tells_optuna(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="arrayed",
+                           slurm={"mode": "array", "array_parallelism": 2, "cpus_per_task": 1, "mem": "3G"})
+    sweep_dir = tmp_path / "runs" / "arrayed"
+    done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [job] = jobs_of(sweep_dir)
+    assert job["mode"] == "array" and job["tasks"] == 3
+    spec = load_spec(spec_path)
+    assert_each_trial_once_and_every_epoch_once(sweep_dir, spec, epochs=3)
+    trials = load_trials(sweep_dir)
+    assert sorted(trials["trial_id"]) == [f"slurm-{job['job_id']}_{task}" for task in range(3)]
+    study = optuna.load_study(study_name="arrayed", storage=journal_storage(sweep_dir))
+    told = sorted(tuple(t.values) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE)
+    assert len(study.trials) == 3 and told == sorted(zip(trials["acc_natural"], trials["acc_pgd20"]))
+    status = orchestrator("status", str(sweep_dir), cwd=tmp_path, timeout=120).stdout
+    assert all(f"slurm job {job['job_id']}_{task} (array): COMPLETED" in status for task in range(3))
+
+    # Nothing left to run: a resubmission submits nothing.
+    again = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing submitted" in again.stderr and len(jobs_of(sweep_dir)) == 1
+
+
+def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_one_runs(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="cancelled", epochs=200)
+    sweep_dir = tmp_path / "runs" / "cancelled"
+    assert orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path).returncode == 0
+    job_id = jobs_of(sweep_dir)[0]["job_id"]
+    wait_for(lambda: sacct_state(job_id) == "RUNNING", "the job to run")
+
+    twice = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
+    assert twice.returncode == 2 and f"already has Slurm jobs that may run ({job_id} RUNNING)" in twice.stderr
+    assert len(jobs_of(sweep_dir)) == 1
+
+    cancelled = orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120)
+    assert cancelled.returncode == 0 and f"cancelled Slurm job(s) {job_id}" in cancelled.stderr
+    wait_for(lambda: sacct_state(job_id) == "CANCELLED", "the job to be cancelled", timeout=60)
+    assert "no Slurm job of this sweep is pending or running" in orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120).stderr
+
+
+@pytest.mark.parametrize("slurm, expected", [
+    ({"partition": "nosuchpartition"}, "sbatch refuses this job: sbatch: error: invalid partition specified: nosuchpartition"),
+    ({"additional": {"frobnicate": 3}}, "sbatch refuses this job: sbatch: unrecognized option '--frobnicate=3'"),
+    ({"partition": "debug$(touch MARKER)"}, "sbatch refuses this job: sbatch: error: invalid partition specified: debug$(touch MARKER)"),
+])
+def test_bad_slurm_settings_get_sbatchs_own_line_and_nothing_is_submitted_or_written(tmp_path, tiny_foundation_config, tiny_arch, slurm, expected):
+    marker = tmp_path / "MARKER"
+    slurm = {key: (value.replace("MARKER", str(marker)) if isinstance(value, str) else value) for key, value in slurm.items()}
+    expected = expected.replace("MARKER", str(marker))
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="bad", slurm=slurm)
+    refused = orchestrator("sweep", str(spec_path), "--backend", "slurm", cwd=tmp_path, timeout=120)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == f"orchestrator: error: {spec_path}: slurm: {expected}"
+    assert not (tmp_path / "runs").exists() and not marker.exists()  # nothing written, nothing executed
