@@ -6,7 +6,6 @@ engine's, run inside the allocation (mode ray) or one trial per array task (mode
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,8 @@ def submit_sweep(spec: SweepSpec, sweep_dir: Path, settings: SlurmSettings, *, r
         raise UserError(f"{sweep_dir}: this sweep already has Slurm jobs that may run ({listed}); "
                         f"wait for them, or `orchestrator cancel {sweep_dir}` first")
     executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=slurm_dir(sweep_dir) / "logs")
-    preflight(executor, source=source, tasks=None)  # before the sweep dir is touched
+    # Before the sweep dir is touched; an array as large as the plan (a resubmission runs fewer).
+    preflight(executor, source=source, tasks=spec.num_trials if settings.mode == "array" else None)
 
     prepare_sweep_dir(spec, sweep_dir, restart=restart)
     write_state(spec, sweep_dir)
@@ -61,7 +61,6 @@ def submit_sweep(spec: SweepSpec, sweep_dir: Path, settings: SlurmSettings, *, r
     entries = [entry for entry in array_plan(spec, sweep_dir) if _still_to_run(spec, sweep_dir, entry, retry_failed)]
     if not entries:
         return []
-    preflight(executor, source=source, tasks=len(entries))
     jobs = executor.map_array(ArrayTrial(spec, str(sweep_dir)), entries)
     array_id = jobs[0].job_id.split("_")[0]
     submitted = SubmittedJob(array_id, "array", time.time(), str(jobs[0].paths.folder.parent), tasks=len(entries))
@@ -102,12 +101,7 @@ def array_plan(spec: SweepSpec, sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def _still_to_run(spec: SweepSpec, sweep_dir: Path, entry: dict[str, Any], retry_failed: bool) -> bool:
-    try:
-        key = trial_key(spec.trial_config(entry["params"]))
-    except ConfigError as err:  # cannot happen for a validated spec; say so rather than skip
-        print(f"orchestrator: warning: planned trial {entry['number']} is not valid: {err}", file=sys.stderr)
-        return True
-    row = read_trial(sweep_dir, key)
+    row = read_trial(sweep_dir, trial_key(spec.trial_config(entry["params"])))
     if row is None:
         return True
     return row["status"] != TERMINATED and (retry_failed or row["status"] != ERROR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -128,8 +129,6 @@ def recorded_jobs(sweep_dir: Path) -> list[SubmittedJob]:
 
 def record_event(sweep_dir: Path, event: str, **details: Any) -> None:
     """A line in <sweep>/slurm/events.jsonl: what happened to the driver or a task, and when."""
-    import os
-
     path = slurm_dir(sweep_dir) / EVENTS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {"time": time.time(), "event": event, "job_id": os.environ.get("SLURM_JOB_ID"),
@@ -144,21 +143,21 @@ def job_states(jobs: list[SubmittedJob]) -> dict[str, str]:
     if not jobs:
         return {}
     ids = ",".join(job.job_id for job in jobs)
-    states: dict[str, str] = {}
-    result = _run(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobID,State"])
-    if result is not None and result.returncode == 0:
-        for line in result.stdout.splitlines():
-            if "|" in line:
-                job_id, state = line.split("|", 1)
-                states[job_id] = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
-        if states:
-            return _expand_pending_arrays(states, jobs)
-    result = _run(["squeue", "-h", "-r", "-j", ids, "-o", "%i|%T"])
-    if result is not None and result.returncode == 0:
-        for line in result.stdout.splitlines():
-            if "|" in line:
-                job_id, state = line.split("|", 1)
-                states[job_id] = state
+    states = _id_state_lines(_run(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobID,State"]))
+    if states:
+        return _expand_pending_arrays(states, jobs)
+    return _id_state_lines(_run(["squeue", "-h", "-r", "-j", ids, "-o", "%i|%T"]))
+
+
+def _id_state_lines(result: subprocess.CompletedProcess | None) -> dict[str, str]:
+    """'<job id>|<state>' lines of sacct or squeue as a dict; empty when the command failed."""
+    if result is None or result.returncode != 0:
+        return {}
+    states = {}
+    for line in result.stdout.splitlines():
+        if "|" in line:
+            job_id, state = line.split("|", 1)
+            states[job_id] = state.split()[0] if state.strip() else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
     return states
 
 

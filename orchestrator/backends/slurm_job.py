@@ -176,11 +176,8 @@ def _head_file(sweep_dir: Path, env) -> Path:
 
 def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subprocess.Popen, str]:
     """`ray start --head --block` on this node; its address is published in the sweep dir for the workers."""
-    import ray
-
-    host = env.hostnames[0]
-    address = f"{socket.gethostbyname(host)}:{_free_port()}"
-    port = address.rsplit(":", 1)[1]
+    port = _free_port()
+    address = f"{socket.gethostbyname(env.hostnames[0])}:{port}"
     with usr2_kept_from_children():
         head = subprocess.Popen([_ray_command(), "start", "--head", "--block", f"--port={port}",
                                  f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--include-dashboard=false",
@@ -188,19 +185,18 @@ def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subproc
     deadline = time.time() + HEAD_WAIT_S
     while True:  # wait until the head answers, then tell the workers where it is
         try:
-            ray.init(address=address, log_to_driver=False)
-            ray.shutdown()
+            alive = sum(ray_nodes(address))
             break
         except Exception:
             if head.poll() is not None or time.time() > deadline:
                 raise RuntimeError(f"the Ray head at {address} did not come up (exit code {head.poll()})") from None
             time.sleep(2)
-    path = _head_file(sweep_dir, env)
-    path.write_text(address)
+    _head_file(sweep_dir, env).write_text(address)
     # Wait for every worker node to join before the driver sizes its trials to the cluster.
-    while len([n for n in ray_nodes(address) if n]) < env.num_nodes and time.time() < deadline:
+    while alive < env.num_nodes and time.time() < deadline:
         time.sleep(2)
-    record_event(sweep_dir, "ray cluster up", address=address, nodes=env.num_nodes)
+        alive = sum(ray_nodes(address))
+    record_event(sweep_dir, "ray cluster up", address=address, nodes=alive, nodes_allocated=env.num_nodes)
     return head, address
 
 

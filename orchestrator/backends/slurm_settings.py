@@ -52,10 +52,7 @@ class SlurmSettings:
                 continue
             flag = "--" + key.replace("_", "-")
             merged[_SPEC_KEYS[key]] = _parse_value(key, value, lambda _k, expected, got: ConfigError(flag, expected, got, source="command line"))
-        settings = SlurmSettings(**merged)
-        if settings.mode == "array" and settings.nodes != 1:
-            raise ConfigError("--nodes", "1 in array mode (each array task is one trial on one node)", settings.nodes, source="command line")
-        return settings
+        return _checked(SlurmSettings(**merged), lambda _k, expected, got: ConfigError("--nodes", expected, got, source="command line"))
 
 
 # spec key -> field name, where they differ
@@ -76,7 +73,11 @@ def parse_slurm(raw: Any, *, source: str, where: str = "slurm") -> SlurmSettings
         if key not in _SPEC_KEYS:
             raise fail(str(key), f"a known key: one of {sorted(_SPEC_KEYS)}{did_you_mean(key, sorted(_SPEC_KEYS))}", "unknown key")
         values[_SPEC_KEYS[key]] = _parse_value(key, value, fail)
-    settings = SlurmSettings(**values)
+    return _checked(SlurmSettings(**values), fail)
+
+
+def _checked(settings: SlurmSettings, fail) -> SlurmSettings:
+    """Settings that fit together: an array task is one trial on one node."""
     if settings.mode == "array" and settings.nodes != 1:
         raise fail("nodes", "1 in array mode (each array task is one trial on one node)", settings.nodes)
     return settings
