@@ -1,8 +1,8 @@
 """`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
 
-Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), `cancel`
-(a sweep's Slurm jobs), and
-`preprocessors` (train the pre-processors of one dataset, no Ray).
+Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), `report`
+(the paper-style table), `plot`, `pareto`, `cancel` (a sweep's Slurm jobs), and `preprocessors`
+(train the pre-processors of one dataset, no Ray).
 """
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from trainables.errors import UserError  # noqa: E402
 
-from . import cancel_command, preprocessors_command, results_command, status_command, sweep_command  # noqa: E402
+# Each command module imports torch, Ray and the like inside its run(), so `--help` and the
+# read-only commands start in about a second.
+from . import (cancel_command, pareto_command, plot_command, preprocessors_command, report_command,  # noqa: E402
+               results_command, status_command, sweep_command)
 
 EXIT_USER_ERROR = 2
 
@@ -27,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_command.add_parser(commands)
     status_command.add_parser(commands)
     results_command.add_parser(commands)
+    report_command.add_parser(commands)
+    plot_command.add_parser(commands)
+    pareto_command.add_parser(commands)
     cancel_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
     return parser

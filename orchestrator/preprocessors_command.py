@@ -9,16 +9,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
 import yaml
-from rich.console import Console
-from rich.table import Table
 
-from trainables.data import load_dataset, stratified_fraction
 from trainables.errors import ConfigError, UserError
-from trainables.foundation import load_foundation
-from trainables.losses import reconstruction_mse
-from trainables.preprocessors import KINDS, fit_preprocessor, resolve_preprocessor_config
+
+# torch and the trainables that need it are imported inside the functions below, so that
+# `orchestrator --help` and the other commands do not wait seconds for torch.
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -35,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--foundation", default="embedded", help="foundation name or local path (default: embedded)")
     parser.add_argument("--config", type=Path, default=None, help="YAML mapping of extra preprocessor settings")
     parser.add_argument("--out", type=Path, default=Path("runs/preprocessors"), help="working folder (artifacts, checkpoints)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.set_defaults(run=run)
 
 
@@ -54,6 +50,8 @@ def _read_extra_settings(path: Path | None) -> dict:
 
 
 def _configs(args: argparse.Namespace, extra: dict) -> list[dict]:
+    from trainables.preprocessors import KINDS
+
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     for kind in kinds:
         if kind not in KINDS:
@@ -74,6 +72,8 @@ def _configs(args: argparse.Namespace, extra: dict) -> list[dict]:
 
 def _validate(configs: list[dict], source: Path | None) -> None:
     """Every config checked before anything loads or trains; errors name the YAML file."""
+    from trainables.preprocessors import resolve_preprocessor_config
+
     for cfg in configs:
         try:
             resolve_preprocessor_config(cfg)
@@ -82,6 +82,16 @@ def _validate(configs: list[dict], source: Path | None) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainables.data import load_dataset, stratified_fraction
+    from trainables.foundation import load_foundation
+    from trainables.losses import reconstruction_mse
+    from trainables.preprocessors import fit_preprocessor
+
+    args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Off a terminal rich would wrap to 80 columns and truncate names; logs can be wide.
     console = Console(width=None if sys.stdout.isatty() else 160)
     extra = _read_extra_settings(args.config)

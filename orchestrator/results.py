@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 from datetime import datetime, timezone
 from functools import lru_cache
 from importlib import metadata
@@ -18,19 +19,38 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainables.artifacts import atomic_write_bytes
-from trainables.preprocessors.schema import RELEVANT
 
+STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 TRIALS_DIR = Path("results") / "trials"
 EPOCHS_DIR = Path("results") / "epochs"
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
 # The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
 UNPREFIXED_SECTION = "data"
+SETTING_PREFIXES = ("foundation.", "preprocessor.", "head.", "evaluation.")
+# Where a spec's `seeds` land in a trial config: every stage that draws random numbers while
+# training. evaluation.seed stays fixed so every trial is attacked with the same test-time randomness.
+SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
 VERSIONED_PACKAGES = ("torch", "torchvision", "transformers", "ray", "optuna", "pyautoattack", "cropd-orchestrator")
 
 
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def flat_name(section: str, key: str) -> str:
+    """The Parquet column of a config value: `seed` for data.seed, `preprocessor.lambda` ..."""
+    return key if section == UNPREFIXED_SECTION else f"{section}.{key}"
+
+
+SEED_COLUMNS = tuple(flat_name(*field.split(".")) for field in SEED_FIELDS)
+
+
+def is_setting(column: str) -> bool:
+    """Whether a trials column holds a config value (as opposed to identity, metrics, versions)."""
+    from trainables.data_schema import DATA_SCHEMA
+
+    return column in DATA_SCHEMA or column.startswith(SETTING_PREFIXES)
 
 
 def flatten_config(config: dict) -> dict[str, Any]:
@@ -42,9 +62,12 @@ def flatten_config(config: dict) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, values in config.items():
         for key, value in (values or {}).items():
-            flat[key if section == UNPREFIXED_SECTION else f"{section}.{key}"] = _scalar(value)
+            flat[flat_name(section, key)] = _scalar(value)
     # Settings a pre-processor kind ignores are null, so `WHERE "preprocessor.lambda" = 1` never
-    # matches an identity trial that merely carried the default.
+    # matches an identity trial that merely carried the default. (Imported here: the package pulls
+    # in torch, which only the trial workers that write rows have loaded anyway.)
+    from trainables.preprocessors.schema import RELEVANT
+
     kind = (config.get("preprocessor") or {}).get("kind")
     if kind in RELEVANT:
         for key in config["preprocessor"]:
@@ -76,6 +99,10 @@ def trial_row(*, sweep: str, trial_id: str, config_hash: str, config: dict, stat
     row.setdefault("integrity_flags", None)
     row.update(extra or {})
     row.update(environment())
+    # CPU float sums depend on the thread count: the same trial on 1 and 2 threads differs
+    # (embedded foundation weights by ~5e-5 after 2 epochs), so it is part of the provenance.
+    torch = sys.modules.get("torch")
+    row["torch_threads"] = torch.get_num_threads() if torch is not None else None
     return row
 
 
@@ -165,22 +192,42 @@ class EpochLog:
 
 
 def connect(sweep_dir: Path):
-    """A DuckDB connection with views `trials` and `epochs` over the sweep's Parquet files."""
+    """A DuckDB connection with tables `trials` and `epochs` over the sweep's Parquet files."""
+    return connect_results(Path(sweep_dir) / "results")
+
+
+def connect_results(results_dir: Path):
+    """`connect` for a results folder itself (say a copy of a sweep's results/ on a laptop)."""
     import duckdb
 
     connection = duckdb.connect()
-    for table, folder in (("trials", TRIALS_DIR), ("epochs", EPOCHS_DIR)):
-        files = sorted((Path(sweep_dir) / folder).glob("*.parquet"))
-        if files:
-            # union_by_name: an ERROR row lacks the metric columns a finished one has, and a
-            # column that is null in one file and a number in another unifies to the number.
-            listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-            connection.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+    for table, folder in (("trials", TRIALS_DIR.name), ("epochs", EPOCHS_DIR.name)):
+        snapshot = read_folder(Path(results_dir) / folder)
+        if snapshot is not None:
+            connection.register(table, snapshot)
         else:
             # No file yet (a sweep just started): an empty table with the columns every row has,
             # so the usual queries (ORDER BY started_at, WHERE stage = ...) still bind.
             connection.execute(f"CREATE TABLE {table} ({EMPTY_COLUMNS[table]})")
     return connection
+
+
+def read_folder(folder: Path) -> pa.Table | None:
+    """Every Parquet file in `folder` as one Arrow table (None when there is none), race-free.
+
+    A running sweep replaces files while we read: each file's bytes are read in one go (pyarrow
+    would take the size first and read later, and can see a new file with the old size), and a
+    file gone in between is skipped. Columns unify by name: an ERROR row lacks the metric columns,
+    and a column null in one file and a number in another becomes the number.
+    """
+    tables = []
+    for path in sorted(Path(folder).glob("*.parquet")):
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            continue
+        tables.append(pq.read_table(pa.BufferReader(data)))
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
 EMPTY_COLUMNS = {

@@ -22,14 +22,11 @@ from rich.table import Table
 from rich.text import Text
 
 from trainables.errors import UserError
-from trainables.trial import DATA_SCHEMA
 
-from .results import HEADLINE_METRICS, connect, frame
+from .results import HEADLINE_METRICS, connect, frame, is_setting
 from .status_command import resolve_sweep_dir
 
 FORMATS = ("table", "csv", "json")
-# Flat config columns: the data section's keys unprefixed, the other sections' as `section.key`.
-SETTING_PREFIXES = ("foundation.", "preprocessor.", "head.", "evaluation.")
 IDENTITY_COLUMNS = ("config_hash", "status")
 METRIC_COLUMNS = tuple(name + suffix for name in HEADLINE_METRICS for suffix in ("", "_lo", "_hi"))
 
@@ -75,15 +72,11 @@ def query(sweep_dir: Path, sql: str | None = None) -> pd.DataFrame:
 
 def default_view(trials: pd.DataFrame) -> pd.DataFrame:
     """Hash, status, the settings that differ between trials, and the headline metrics."""
-    settings = [c for c in trials.columns if _is_setting(c) and trials[c].nunique(dropna=True) > 1]
+    settings = [c for c in trials.columns if is_setting(c) and trials[c].nunique(dropna=True) > 1]
     if not settings and "preprocessor.kind" in trials.columns:
         settings = ["preprocessor.kind"]
     columns = [c for c in (*IDENTITY_COLUMNS, *settings, *METRIC_COLUMNS) if c in trials.columns]
     return trials[columns].reset_index(drop=True)
-
-
-def _is_setting(column: str) -> bool:
-    return column in DATA_SCHEMA or column.startswith(SETTING_PREFIXES)
 
 
 def write(frame: pd.DataFrame, fmt: str, console: Console | None = None) -> None:

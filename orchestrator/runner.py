@@ -16,11 +16,11 @@ from trainables.errors import UserError
 
 from .backends import LocalBackend
 from .progress import SweepProgress
+from .results import STATE_FILE
 from .search import build_searcher
 from .spec import SweepSpec
 from .trainable import sweep_trial
 
-STATE_FILE = "sweep.json"
 RAY_FOLDER = "ray"
 # Keep every per-epoch manifest checkpoint (a few bytes each): with num_to_keep set, Tune saves the
 # whole experiment state every num_to_keep trial checkpoints, which grows with the sweep and slowed

@@ -20,18 +20,17 @@ from trainables.errors import ConfigError, UserError
 from trainables.evaluation import ATTACKS
 from trainables.trial import SECTIONS, validate_trial_config
 
+from .backends import BACKENDS
 from .backends.slurm_settings import SlurmSettings, parse_slurm
+from .results import SEED_FIELDS
 
 TOP_LEVEL_KEYS = ("name", "description", "trial", "grid", "search", "seeds", "objectives", "resources",
                   "max_concurrent", "max_retries", "backend", "slurm")
-BACKENDS = ("local", "slurm")
 SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "nsga2", "random")
 OBJECTIVE_METRICS = ("acc_natural", *(f"acc_{name}" for name in ATTACKS))
-# Where `seeds` lands in a trial config: every stage that draws random numbers while training.
-# evaluation.seed stays fixed so every trial is attacked with the same test-time randomness.
-SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
+# A spec's `seeds` key; its values land in every field of results.SEED_FIELDS.
 SEED_KEY = "seed"
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
 OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "slurm")

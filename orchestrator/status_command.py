@@ -15,9 +15,8 @@ from rich.table import Table
 
 from trainables.errors import UserError
 
-from .results import HEADLINE_METRICS, load_trials
+from .results import HEADLINE_METRICS, STATE_FILE, load_trials
 
-STATE_FILE = "sweep.json"
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 SHOWN_SETTINGS = ("dataset", "data_fraction", "seed", "preprocessor.kind", "preprocessor.lambda",
                   "preprocessor.temperature", "head.mode")

@@ -10,9 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .backends import LocalBackend
-from .runner import default_sweep_dir, run_sweep
-from .spec import BACKENDS, load_spec
+from .backends import BACKENDS, LocalBackend
 from .status_command import print_status
 
 # Command-line flags that override the spec's slurm: section (flag name -> spec key).
@@ -46,6 +44,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: they pull in torch and Ray, which `orchestrator --help` and
+    # the read-only commands should not wait for.
+    from .runner import default_sweep_dir, run_sweep
+    from .spec import load_spec
+
     spec = load_spec(args.spec)
     sweep_dir = args.out or default_sweep_dir(spec)
     if (args.backend or spec.backend) == "slurm":

@@ -5,6 +5,7 @@ config that determines it, and appears there only complete (write aside, then re
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -12,12 +13,17 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import filelock
-import torch
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported inside the checkpoint functions only: the hashing and atomic-write helpers
+# serve the command line and the results readers too, which should not pay seconds for torch.
 
 
 def canonical_json(obj: Any) -> str:
@@ -59,6 +65,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600; results, reports and figures get the permissions an
+        # ordinary file would (0666 less the umask) so a lab's group can read them.
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -67,6 +76,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    current = os.umask(0)  # the only portable way to read it is to set it and put it back
+    os.umask(current)
+    return current
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -79,6 +95,8 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    import torch
+
     try:
         torch.save(state, tmp)
         os.replace(tmp, path)
@@ -92,6 +110,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
+    import torch
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files

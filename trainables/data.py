@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchvision.datasets as tvd
 from torchvision.transforms import v2
 
+from .data_schema import DATASETS, DatasetInfo  # noqa: F401  (re-exported: the registry's old home)
 from .errors import ConfigError, DataNotFoundError
 
 SPLITS = ("train", "test")
@@ -26,48 +27,6 @@ ROOT_ENV = "CROPD_DATA_ROOT"
 # Fixed so every process, machine and rerun sees the same digits train/test split.
 _DIGITS_SPLIT_SEED = 0
 _DIGITS_SIZE = 32
-
-_NEEDS_NETWORK = "or set download: true (needs network)"
-
-
-@dataclass(frozen=True)
-class DatasetInfo:
-    title: str
-    num_classes: int
-    image_size: int
-    eps: float  # default L-inf attack budget for this resolution
-    how_to_get: str
-
-
-DATASETS: dict[str, DatasetInfo] = {
-    "digits": DatasetInfo("scikit-learn digits", 10, 32, 8 / 255, "embedded; nothing to get"),
-    "digits2": DatasetInfo("scikit-learn digits 0/1", 2, 32, 8 / 255, "embedded; nothing to get"),
-    "cifar2": DatasetInfo(
-        "CIFAR-10", 2, 32, 8 / 255, f"put torchvision's cifar-10-python files there {_NEEDS_NETWORK}"
-    ),
-    "cifar10": DatasetInfo(
-        "CIFAR-10", 10, 32, 8 / 255, f"put torchvision's cifar-10-python files there {_NEEDS_NETWORK}"
-    ),
-    "cifar100": DatasetInfo(
-        "CIFAR-100", 100, 32, 8 / 255, f"put torchvision's cifar-100-python files there {_NEEDS_NETWORK}"
-    ),
-    "svhn": DatasetInfo(
-        "SVHN", 10, 32, 8 / 255, f"put SVHN's train_32x32.mat and test_32x32.mat there {_NEEDS_NETWORK}"
-    ),
-    "stl10": DatasetInfo(
-        "STL-10", 10, 96, 8 / 255, f"extract stl10_binary.tar.gz there (stl10_binary/*.bin) {_NEEDS_NETWORK}"
-    ),
-    "imagenette": DatasetInfo(
-        "Imagenette", 10, 224, 4 / 255,
-        "extract fast.ai's imagenette2.tgz there (imagenette2/{train,val}/<wnid>/*.JPEG) "
-        f"{_NEEDS_NETWORK}",
-    ),
-    "tinyimagenet": DatasetInfo(
-        "Tiny ImageNet", 200, 64, 8 / 255,
-        "extract tiny-imagenet-200.zip there and move val/images/* into val/<wnid>/ folders "
-        "following val/val_annotations.txt (no automatic download)",
-    ),
-}
 
 
 @dataclass

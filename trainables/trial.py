@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .artifacts import atomic_write_json, config_hash, count_parameters
-from .config import Field, integer, number, optional, resolve, text
-from .data import DATASETS, load_dataset, stratified_fraction
+from .config import resolve
+from .data import load_dataset, stratified_fraction
+from .data_schema import DATA_SCHEMA, DATASETS
 from .errors import ConfigError
 from .evaluation import check_evaluation_config, evaluate, resolve_evaluation_config
 from .foundation import load_foundation, resolve_foundation_config
@@ -25,14 +26,6 @@ from .seeding import seed_everything
 
 SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
 RESULT_FILE = "result.json"
-
-DATA_SCHEMA = {
-    "dataset": Field("digits2", f"a dataset name: one of {sorted(DATASETS)}", text),
-    "root": Field(None, "a local data folder, or null for $CROPD_DATA_ROOT / ./data", optional(text)),
-    "data_fraction": Field(1.0, "a number in (0, 1]", number(0, 1, low_open=True)),
-    "seed": Field(0, "an integer", integer()),
-    "preprocessor_dataset": Field(None, "a dataset name to train the pre-processor on (transfer, Table 3), or null", optional(text)),
-}
 
 EpochCallback = Callable[[dict[str, Any]], None]
 

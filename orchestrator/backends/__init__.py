@@ -4,4 +4,7 @@ The Slurm backend (submitit) starts a cluster inside an allocation and then runs
 """
 from .local import LocalBackend
 
+# Where a sweep runs: `local` (Ray here, or at --address) or `slurm` (submitted with submitit).
+BACKENDS = ("local", "slurm")
+
 __all__ = ["LocalBackend"]

@@ -1,0 +1,207 @@
+"""A sweep's results for analysis: finished trials, means over seeds, Pareto fronts.
+
+Reads only the Parquet files under results/ (no Ray, Optuna or torch), so it works on a copy of
+results/ on a laptop, and on a sweep still running (on the trials finished so far).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainables.errors import UserError
+
+from .results import HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, connect_results, is_setting
+
+# Columns that identify a row or describe its run rather than measure it.
+IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
+                    "torch_threads")
+INTERVAL_LEVEL = 0.95
+
+
+def results_dir(target: Path) -> Path:
+    """The results folder of a sweep directory, of a spec's sweep, or a results folder itself."""
+    target = Path(target)
+    if target.is_dir():
+        if (target / "trials").is_dir() and not (target / STATE_FILE).is_file():
+            return target  # a results/ folder, perhaps copied away from its sweep
+        if (target / "results").is_dir() or (target / STATE_FILE).is_file():
+            return target / "results"
+        raise UserError(f"{target}: not a sweep directory (no {STATE_FILE}) nor a results folder (no trials/)")
+    from .status_command import resolve_sweep_dir  # a spec file: its default sweep directory
+
+    return resolve_sweep_dir(target) / "results"
+
+
+def load(target: Path, *, where: str | None = None, finished_only: bool = True) -> pd.DataFrame:
+    """A sweep's trial rows as a pandas DataFrame, oldest first: the notebook entry point.
+
+    `target` is a sweep directory, a spec file, or a results folder. `where` is a DuckDB
+    condition on the `trials` table (quote dotted names: '"preprocessor.lambda" >= 1').
+    """
+    return frame_of(relation(target, where=where, finished_only=finished_only))
+
+
+def relation(target: Path, sql: str | None = None, *, where: str | None = None, finished_only: bool = True):
+    """The same rows as a DuckDB relation (or any `sql` over the tables `trials` and `epochs`)."""
+    import duckdb
+
+    connection = connect_results(results_dir(target))
+    if sql is None:
+        conditions = [f"status = '{TERMINATED}'"] if finished_only else []
+        if where is not None:
+            if not where.strip():
+                raise UserError("--where: the condition is empty")
+            conditions.append(f"({where})")
+        sql = "SELECT * FROM trials" + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY started_at"
+    try:
+        return connection.sql(sql)
+    except duckdb.Error as err:
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        option = f"--where {where!r}" if where is not None else "--sql"
+        raise UserError(f"{option}: {lines[0] if lines else type(err).__name__}") from None
+
+
+def frame_of(rel) -> pd.DataFrame:
+    import duckdb
+
+    try:
+        return rel.to_arrow_table().to_pandas()
+    except duckdb.Error as err:  # some errors (a bad cast in --where) only show when rows are read
+        raise UserError(f"--where: {str(err).splitlines()[0]}") from None
+
+
+def finished_trials(target: Path, *, where: str | None = None) -> pd.DataFrame:
+    """The finished trials, or a UserError saying there are none (yet, or under `where`)."""
+    trials = load(target, where=where)
+    if trials.empty:
+        everything = load(target, finished_only=False)
+        finished = int((everything["status"] == TERMINATED).sum()) if len(everything) else 0
+        if where is not None and finished:
+            raise UserError(f"--where: none of the {finished} finished trials matches {where!r}")
+        raise UserError(f"{target}: no finished trials yet ({len(everything)} results rows, none {TERMINATED})")
+    return trials
+
+
+def metric_columns(trials: pd.DataFrame) -> list[str]:
+    """Numeric columns that measure a trial: accuracies, times, parameter counts, bounds aside."""
+    return [c for c in trials.columns
+            if not is_setting(c) and c not in IDENTITY_COLUMNS and not c.startswith(("version.", "n_"))
+            and not c.endswith(("_lo", "_hi")) and pd.api.types.is_numeric_dtype(trials[c])
+            and not pd.api.types.is_bool_dtype(trials[c]) and trials[c].notna().any()]
+
+
+def check_metric(trials: pd.DataFrame, name: str, option: str) -> str:
+    metrics = metric_columns(trials)
+    if name not in metrics:
+        raise UserError(f"{option}: no metric {name!r} in these results; metrics: {', '.join(metrics)}")
+    return name
+
+
+def present_metrics(trials: pd.DataFrame, names=HEADLINE_METRICS) -> list[str]:
+    """The headline accuracies some finished trial measured (AutoAttack often was not asked for)."""
+    return [name for name in names if name in trials.columns and trials[name].notna().any()]
+
+
+def config_columns(trials: pd.DataFrame) -> list[str]:
+    """The settings that identify a configuration: every setting except the training seeds."""
+    return [c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS]
+
+
+def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns among `columns` that tell the trials apart.
+
+    A column varies when it takes two values, or when it is null in some trials and not in
+    others, unless that follows from the pre-processor kind (results null the settings a kind
+    ignores: Identity has no lambda). An explicit null, like the transfer study's
+    preprocessor_dataset, does vary.
+    """
+    kinds = trials["preprocessor.kind"].astype("string").fillna("<null>") if "preprocessor.kind" in trials else None
+    found = []
+    for column in columns:
+        values = trials[column]
+        if values.dropna().astype("string").nunique() > 1:
+            found.append(column)
+        elif values.isna().any() and values.notna().any():
+            null_by_kind = kinds is not None and column.startswith("preprocessor.") and \
+                (values.isna().groupby(kinds).nunique() == 1).all()
+            if not null_by_kind:
+                found.append(column)
+    return found
+
+
+def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per configuration: each metric's mean over seeds with a 95% interval.
+
+    For one seed the interval is the trial's own bootstrap interval over test points (`_lo`,
+    `_hi`); for several it is Student's t interval of the mean over seeds (training variation).
+    Columns: the configuration's settings, `n_seeds`, `interval` ('bootstrap' or 't over seeds'),
+    per metric `<m>`, `<m>_lo`, `<m>_hi`, `<m>_half`, then `integrity_flags` (every flag any
+    seed raised) and `config_hashes`.
+    """
+    from scipy import stats
+
+    keys = config_columns(trials)
+    rows = []
+    # Group on text so that nulls and floats compare as written (1 and 1.0 are one lambda).
+    key_text = trials[keys].astype("string").fillna("<null>") if keys else pd.DataFrame(index=trials.index)
+    for _, index in (key_text.groupby(keys, dropna=False, sort=False).groups.items() if keys else [((), trials.index)]):
+        group = trials.loc[index]
+        row = {key: group[key].iloc[0] for key in keys}
+        row["n_seeds"] = len(group)
+        row["interval"] = "bootstrap" if len(group) == 1 else "t over seeds"
+        for metric in metrics:
+            values = group[metric].dropna().to_numpy(dtype=float)
+            mean = values.mean() if len(values) else math.nan
+            if len(values) == 1 and len(group) == 1:
+                low, high = (float(group[f"{metric}_{end}"].iloc[0]) if f"{metric}_{end}" in group else math.nan
+                             for end in ("lo", "hi"))
+            elif len(values) >= 2:
+                half = stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+                low, high = mean - half, mean + half
+            else:
+                low = high = math.nan
+            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high, f"{metric}_half": (high - low) / 2})
+        flags = set()
+        for value in group.get("integrity_flags", pd.Series(dtype=object)).dropna():
+            flags.update(flag for flag in str(value).split(",") if flag)
+        row["integrity_flags"] = ",".join(sorted(flags)) or None
+        row["config_hashes"] = ",".join(group["config_hash"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_mask(x, y, *, maximize: tuple[bool, bool] = (True, True)) -> np.ndarray:
+    """True for the points no other point dominates (at least as good in both, better in one).
+
+    Points with a missing coordinate are never on the front; equal points are all on it.
+    Sorting by x then y makes this O(n log n), so a 10,000-trial sweep is instant.
+    """
+    xs = np.asarray(x, dtype=float) * (1 if maximize[0] else -1)
+    ys = np.asarray(y, dtype=float) * (1 if maximize[1] else -1)
+    on_front = np.zeros(len(xs), dtype=bool)
+    valid = np.flatnonzero(~(np.isnan(xs) | np.isnan(ys)))
+    order = valid[np.lexsort((-ys[valid], -xs[valid]))]  # best x first, best y first within an x
+    best_y_at_larger_x = -math.inf
+    start = 0
+    while start < len(order):
+        end = start
+        while end < len(order) and xs[order[end]] == xs[order[start]]:
+            end += 1
+        same_x = order[start:end]
+        top = ys[same_x[0]]
+        # Within one x only the highest y survives (ties all survive), and only if no point with
+        # a larger x reaches that y.
+        if top > best_y_at_larger_x:
+            on_front[same_x[ys[same_x] == top]] = True
+        best_y_at_larger_x = max(best_y_at_larger_x, top)
+        start = end
+    return on_front
+
+
+def pareto_front(trials: pd.DataFrame, x: str, y: str, *, maximize: tuple[bool, bool] = (True, True)) -> pd.DataFrame:
+    """The non-dominated rows, best x first."""
+    front = trials[pareto_mask(trials[x], trials[y], maximize=maximize)]
+    return front.sort_values([x, y], ascending=[not maximize[0], not maximize[1]]).reset_index(drop=True)

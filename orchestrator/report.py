@@ -1,0 +1,116 @@
+"""The paper-style table of a sweep: one row per configuration, accuracies as mean ± half-interval.
+
+Rows are pre-processor, lambda and head mode (plus any other setting the sweep varied), columns
+Natural, PGD-10, PGD-20, AutoAttack in %, the best per column marked, integrity flags beside a row.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from .analysis import aggregate_seeds, config_columns, present_metrics, varying
+
+FORMATS = ("markdown", "latex", "csv")
+# Row order of pre-processor kinds as in the paper's tables; kinds not listed follow in the order seen.
+KIND_ORDER = ("identity", "vanilla", "vae", "arae", "encoder_only", "cropd")
+# The paper's row keys, always shown; other settings appear when the sweep varied them.
+ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
+TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head",
+          "preprocessor.temperature": "τ", "data_fraction": "Data fraction", "dataset": "Dataset",
+          "acc_natural": "Natural", "acc_pgd10": "PGD-10", "acc_pgd20": "PGD-20", "acc_autoattack": "AutoAttack"}
+LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
+
+
+def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Seed means of the headline accuracies, one row per configuration, in the paper's order.
+
+    Returns the aggregated frame, its row-key columns and its metric columns.
+    """
+    metrics = present_metrics(trials)
+    table = aggregate_seeds(trials, metrics)
+    keys = [k for k in ROW_KEYS if k in table.columns]
+    keys += [k for k in varying(table, config_columns(table)) if k not in keys]
+    # Baselines first, in the paper's order, then the robust pre-processors; then by each key's value.
+    seen = [kind for kind in dict.fromkeys(table.get("preprocessor.kind", [])) if kind not in KIND_ORDER]
+    rank = {kind: i for i, kind in enumerate([*KIND_ORDER, *seen])}
+    sort_keys = [table["preprocessor.kind"].map(rank)] if "preprocessor.kind" in table else []
+    order = pd.DataFrame({f"k{i}": column for i, column in enumerate(sort_keys + [table[k] for k in keys[1:]])})
+    table = table.loc[order.sort_values(list(order.columns), na_position="first").index] if len(order.columns) else table
+    return table.reset_index(drop=True), keys, metrics
+
+
+def render(trials: pd.DataFrame, fmt: str) -> str:
+    table, keys, metrics = paper_table(trials)
+    if fmt == "csv":
+        return _csv(table, keys, metrics)
+    best = {m: table[m] == table[m].max() for m in metrics}  # ties are all marked
+    flagged = table["integrity_flags"].notna().any()
+    header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics] + (["Integrity flags"] if flagged else [])
+    rows = []  # cells as (text, bold)
+    for i, row in table.iterrows():
+        cells = [(_setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
+        cells += [(_accuracy_text(row[m], row[f"{m}_half"]), bool(best[m][i])) for m in metrics]
+        if flagged:
+            cells.append((", ".join(str(row["integrity_flags"]).split(",")) if pd.notna(row["integrity_flags"]) else "", False))
+        rows.append(cells)
+    sweeps = ", ".join(sorted(set(trials["sweep"])))
+    note = (f"Accuracy in % on {_test_points(trials)}; mean ± half of a 95% interval: for n = 1 seed the "
+            "bootstrap interval over test points, for n > 1 Student's t interval over seeds. "
+            "Best per column in bold.")
+    if fmt == "latex":
+        return _latex(header, rows, caption=f"{sweeps}. {note}")
+    return _markdown(header, rows) + f"\n\n{sweeps}: {note}\n"
+
+
+def _test_points(trials: pd.DataFrame) -> str:
+    counts = sorted({int(n) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
+    return f"{'/'.join(map(str, counts))} test points" if counts else "the test points"
+
+
+def _setting_text(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _accuracy_text(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{100 * mean:.1f} ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}"
+
+
+def _markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
+    def line(cells):
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    body = [line(f"**{text}**" if bold else text for text, bold in row) for row in rows]
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *body])
+
+
+LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+
+
+def _latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) -> str:
+    heads = [LATEX_TITLES.get(h, _latex_escape(h)) for h in header]
+    body = [" & ".join(f"\\textbf{{{_latex_escape(text)}}}" if bold else _latex_escape(text) for text, bold in row) + r" \\"
+            for row in rows]
+    return "\n".join([r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex_escape(caption)}}}",
+                      f"\\begin{{tabular}}{{{'l' * len(header)}}}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule",
+                      *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+
+
+def _csv(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
+    """Numbers, not text: mean, bounds and half-interval per metric, a best_<metric> column."""
+    columns = [*keys, "n_seeds", "interval"]
+    for m in metrics:
+        table[f"best_{m}"] = table[m] == table[m].max()
+        columns += [m, f"{m}_lo", f"{m}_hi", f"{m}_half", f"best_{m}"]
+    return table[columns + ["integrity_flags", "config_hashes"]].to_csv(index=False)

@@ -1,0 +1,232 @@
+"""Analysis on hand-built Parquet stores with known answers: Pareto fronts, seed means, the report.
+
+Stores are written by the same row writer the trials use; the fronts are checked exactly
+against a brute-force definition, and every bad input must exit 2 with nothing written.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from orchestrator import analysis, report
+from orchestrator.cli import main
+from orchestrator.results import read_folder, trial_row, write_trial
+from trainables.artifacts import config_hash
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def add_trial(sweep_dir: Path, *, kind: str, lam=None, seed=0, natural: float, pgd20: float, status="TERMINATED",
+              head="clean", flags=(), minute=0, **data) -> str:
+    """One trial row as a real trial writes it; returns its config hash."""
+    preprocessor = {"kind": kind, "seed": seed, **({"lambda": lam} if lam is not None else {})}
+    config = {"data": {"dataset": "digits", "data_fraction": 1.0, "seed": seed, **data}, "preprocessor": preprocessor, "head": {"mode": head, "seed": seed}}
+    metrics = None if status != "TERMINATED" else {
+        "acc_natural": natural, "acc_natural_lo": natural - 0.02, "acc_natural_hi": natural + 0.03,
+        "acc_pgd20": pgd20, "acc_pgd20_lo": pgd20 - 0.04, "acc_pgd20_hi": pgd20 + 0.01, "n_natural": 200,
+        "time_head_s": 1.5, "integrity_flags": list(flags)}
+    key = config_hash(config)
+    write_trial(sweep_dir, trial_row(sweep="hand", trial_id=f"t-{key[:6]}", config_hash=key, config=config, status=status,
+                                     metrics=metrics, error=None if metrics else "RuntimeError: boom",
+                                     started_at=T0 + timedelta(minutes=minute), finished_at=T0 + timedelta(minutes=minute + 1)))
+    return key
+
+
+@pytest.fixture
+def store(tmp_path):
+    """Identity, Vanilla and CRoPD at lambda 1 and 10, two seeds each, one failed trial."""
+    sweep_dir = tmp_path / "hand"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text("{}")
+    values = {("identity", None): [(0.74, 0.0), (0.72, 0.0)], ("vanilla", None): [(0.61, 0.30), (0.60, 0.25)],
+              ("cropd", 1): [(0.62, 0.32), (0.58, 0.30)], ("cropd", 10): [(0.55, 0.36), (0.57, 0.34)]}
+    minute = 0
+    for seed in (0, 1):
+        for (kind, lam), per_seed in values.items():
+            natural, pgd20 = per_seed[seed]
+            add_trial(sweep_dir, kind=kind, lam=lam, seed=seed, natural=natural, pgd20=pgd20, minute=minute,
+                      flags=("robust_above_natural",) if (kind, lam, seed) == ("cropd", 10, 1) else ())
+            minute += 1
+    add_trial(sweep_dir, kind="arae", natural=0, pgd20=0, status="ERROR", minute=minute)
+    return sweep_dir
+
+
+def brute_force_front(x, y) -> np.ndarray:
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = []
+    for i in range(len(x)):
+        if np.isnan(x[i]) or np.isnan(y[i]):
+            keep.append(False)
+            continue
+        dominated = any(x[j] >= x[i] and y[j] >= y[i] and (x[j] > x[i] or y[j] > y[i]) for j in range(len(x)) if j != i)
+        keep.append(not dominated)
+    return np.array(keep)
+
+
+def test_pareto_mask_on_a_known_front_with_ties_and_missing_values():
+    x = [0.9, 0.8, 0.8, 0.7, 0.7, 0.6, 0.5, math.nan, 0.9]
+    y = [0.1, 0.3, 0.2, 0.3, 0.4, 0.4, 0.5, 0.9, 0.1]
+    # (0.9, 0.1) twice: equal points are both on it; (0.8, 0.2) loses to (0.8, 0.3) at the same x;
+    # (0.7, 0.3) loses to (0.7, 0.4); (0.6, 0.4) loses to (0.7, 0.4) at the same y; NaN never counts.
+    assert analysis.pareto_mask(x, y).tolist() == [True, True, False, False, True, False, True, False, True]
+    # Minimising y instead: only the lowest y at each x that nothing beats.
+    assert analysis.pareto_mask(x, y, maximize=(True, False)).tolist() == [True, False, False, False, False, False, False, False, True]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pareto_mask_equals_the_definition_on_random_points(seed):
+    rng = np.random.default_rng(seed)
+    # Rounded, so ties in x, in y and in both are common.
+    x, y = rng.integers(0, 8, 60) / 8, rng.integers(0, 8, 60) / 8
+    assert (analysis.pareto_mask(x, y) == brute_force_front(x, y)).all()
+    assert (analysis.pareto_mask(x, y, maximize=(False, True)) == brute_force_front(-x, y)).all()
+
+
+def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
+    assert main(["pareto", str(store), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["preprocessor.kind"], r["acc_natural"], r["acc_pgd20"]) for r in rows] == [
+        ("identity", 0.74, 0.0), ("cropd", 0.62, 0.32), ("cropd", 0.57, 0.34), ("cropd", 0.55, 0.36)]
+    # Per configuration (mean over seeds): identity 0.73/0, cropd-1 0.60/0.31, cropd-10 0.56/0.35;
+    # vanilla 0.605/0.275 is dominated by nothing on x alone, so it stays.
+    assert main(["pareto", str(store), "--by-config", "--format", "json"]) == 0
+    configs = json.loads(capsys.readouterr().out)
+    assert [(r["preprocessor.kind"], r["preprocessor.lambda"]) for r in configs] == [
+        ("identity", None), ("vanilla", None), ("cropd", 1.0), ("cropd", 10.0)]
+    assert main(["pareto", str(store), "--where", "\"preprocessor.kind\" = 'cropd'", "--x", "acc_pgd20",
+                 "--y", "time_head_s", "--minimize-y", "--format", "json"]) == 0
+    assert [r["acc_pgd20"] for r in json.loads(capsys.readouterr().out)] == [0.36]
+
+
+def test_seed_means_use_the_bootstrap_interval_for_one_seed_and_student_t_for_several(store):
+    trials = analysis.finished_trials(store)
+    assert len(trials) == 8  # the ERROR row is not a finished trial
+    table = analysis.aggregate_seeds(trials, ["acc_natural", "acc_pgd20"]).set_index("config_hashes")
+    assert (table["n_seeds"] == 2).all() and set(table["interval"]) == {"t over seeds"}
+    cropd1 = table[table["preprocessor.lambda"] == 1].iloc[0]
+    t_975_1 = 12.706204736174707  # Student's t, 97.5% quantile, 1 degree of freedom
+    assert cropd1["acc_natural"] == pytest.approx(0.60)
+    assert cropd1["acc_natural_half"] == pytest.approx(t_975_1 * np.std([0.62, 0.58], ddof=1) / math.sqrt(2))
+    assert cropd1["acc_natural_lo"] == pytest.approx(0.60 - cropd1["acc_natural_half"])
+
+    one_seed = analysis.aggregate_seeds(trials[trials["seed"] == 0], ["acc_natural"])
+    assert set(one_seed["interval"]) == {"bootstrap"}
+    vanilla = one_seed[one_seed["preprocessor.kind"] == "vanilla"].iloc[0]
+    assert (vanilla["acc_natural_lo"], vanilla["acc_natural_hi"]) == pytest.approx((0.59, 0.64))
+    assert vanilla["acc_natural_half"] == pytest.approx(0.025)
+
+
+def test_settings_a_kind_ignores_do_not_split_or_label_configurations(tmp_path):
+    (tmp_path / "sweep.json").write_text("{}")
+    add_trial(tmp_path, kind="identity", natural=0.7, pgd20=0.0)
+    add_trial(tmp_path, kind="cropd", lam=10, natural=0.6, pgd20=0.3)
+    add_trial(tmp_path, kind="cropd", lam=10, natural=0.5, pgd20=0.2, preprocessor_dataset="digits2")
+    trials = analysis.finished_trials(tmp_path)
+    # lambda is null for identity because identity ignores it: only the kind tells those apart.
+    # preprocessor_dataset is null by choice in one CRoPD trial and set in the other: it varies.
+    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {"preprocessor_dataset", "preprocessor.kind"}
+
+
+def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(store, capsys):
+    assert main(["report", str(store)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| Pre-processor | λ | Head | n | Natural | PGD-20 | Integrity flags |"
+    body = lines[2:6]
+    assert [line.split(" | ")[0:2] for line in body] == [["| identity", "-"], ["| vanilla", "-"], ["| cropd", "1"], ["| cropd", "10"]]
+    half = 100 * 12.706204736174707 * np.std([0.74, 0.72], ddof=1) / math.sqrt(2)
+    assert f"| **73.0 ± {half:.1f}** |" in body[0]  # best natural: identity
+    assert "**35.0 ±" in body[3] and body[3].endswith("| robust_above_natural |")  # best PGD-20: cropd 10
+    assert sum("**" in line for line in body) == 2
+    assert all(line.endswith("|  |") for line in body[:3])
+
+    assert main(["report", str(store), "--format", "latex"]) == 0
+    latex = capsys.readouterr().out
+    assert r"Pre-processor & $\lambda$ & Head & n & Natural & PGD-20 & Integrity flags \\" in latex
+    assert r"\textbf{73.0 $\pm$" in latex and r"robust\_above\_natural \\" in latex and r"in \%" in latex
+
+    out = store / "report.csv"
+    assert main(["report", str(store), "--format", "csv", "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table["best_acc_pgd20"].tolist() == [False, False, False, True]
+    assert table["acc_pgd20"].tolist() == pytest.approx([0.0, 0.275, 0.31, 0.35])
+
+
+def test_paper_table_and_loaders_for_notebooks(store):
+    import orchestrator
+
+    frame = orchestrator.load_results(store)
+    assert len(frame) == 8 and set(frame["status"]) == {"TERMINATED"}
+    assert len(orchestrator.load_results(store / "results", finished_only=False)) == 9  # a results folder itself
+    relation = orchestrator.results_relation(store, where="acc_pgd20 > 0.3")
+    assert sorted(relation.to_arrow_table().column("acc_pgd20").to_pylist()) == [0.32, 0.34, 0.36]
+    table, keys, metrics = orchestrator.paper_table(frame)
+    assert keys == ["preprocessor.kind", "preprocessor.lambda", "head.mode"] and metrics == ["acc_natural", "acc_pgd20"]
+
+
+def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store):
+    """A running sweep rewrites files under the reader; every read sees each trial exactly once."""
+    stop = threading.Event()
+
+    def rewrite():
+        minute = 100
+        while not stop.is_set():  # alternating sizes: an error text appears and disappears
+            add_trial(store, kind="vanilla", seed=0, natural=0.61, pgd20=0.30, minute=minute,
+                      flags=("x" * (minute % 7 * 50),) if minute % 2 else ())
+            minute += 1
+
+    writer = threading.Thread(target=rewrite)
+    writer.start()
+    try:
+        counts = {len(read_folder(store / "results" / "trials")) for _ in range(150)}
+    finally:
+        stop.set()
+        writer.join()
+    assert counts == {9}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pareto", "{store}", "--x", "acc_nope"], "--x: no metric 'acc_nope' in these results; metrics: acc_natural, acc_pgd20, time_head_s"),
+    (["report", "{store}", "--where", "status = = 1"], "--where 'status = = 1': Parser Error"),
+    (["report", "{store}", "--where", "\"preprocessor.kind\" = 'vae'"], "--where: none of the 8 finished trials matches"),
+    (["plot", "{store}", "--kind", "fraction", "-o", "{out}.png"], "parameter axis data_fraction: one value (1)"),
+    (["plot", "{store}", "--kind", "tradeoff", "--param", "head.mode", "-o", "{out}.png"], "parameter axis head.mode: expected numbers"),
+    (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
+    (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
+    (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
+    (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),
+])
+def test_bad_input_is_one_line_exit_2_and_no_file(store, tmp_path, capsys, argv, message):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "sweep.json").write_text("{}")
+    add_trial(empty, kind="identity", natural=0, pgd20=0, status="ERROR")
+    (tmp_path / "nowhere").mkdir()
+    out = tmp_path / "figure"
+    names = {"store": store, "empty": empty, "nowhere": tmp_path / "nowhere", "out": out}
+    assert main([arg.format(**names) for arg in argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert not list(tmp_path.glob("figure*")) and not list(tmp_path.glob(".figure*"))
+
+
+def test_data_fraction_table_plot_from_a_store_with_three_fractions(tmp_path):
+    from matplotlib.image import imread
+
+    (tmp_path / "sweep.json").write_text("{}")
+    for i, fraction in enumerate((0.1, 0.5, 1.0)):
+        for kind, lam in (("vanilla", None), ("cropd", 10)):
+            add_trial(tmp_path, kind=kind, lam=lam, natural=0.5 + fraction / 5, pgd20=0.2 + fraction / 10,
+                      data_fraction=fraction, minute=i)
+    out = tmp_path / "fraction.png"
+    assert main(["plot", str(tmp_path), "--kind", "fraction", "-o", str(out)]) == 0
+    image = imread(out)
+    assert image.shape[2] == 4 and image.shape[1] == round(4.2 * 2 * 150)  # two panels at 150 dpi
+    assert report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()[0].startswith(
+        "| Pre-processor | λ | Head | Data fraction | n |")
