@@ -23,7 +23,8 @@ from .report import TITLES
 
 IMAGE_FORMATS = ("png", "svg")
 DPI = 150
-MAX_LABELLED_LINES = 10  # more configurations than this: colour by pre-processor kind instead
+MAX_LABELLED_LINES = 10
+MAX_VALUE_TICKS = 6  # more configurations than this: colour by pre-processor kind instead
 STAGE_ORDER = ("foundation", "preprocessor", "head")
 # Per-epoch columns drawn, where a stage records them: the optimised loss, the reconstruction
 # alone (comparable across pre-processor kinds, unlike their total losses), head accuracy.
@@ -116,10 +117,13 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
             ax.axhline(base[metric], linestyle="--", color=colours[base["label"]], label=f"{base['label']} (no {_title(param)})")
             ax.axhspan(base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0)
         scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param)
-        # Ticks at the values the sweep ran, written as numbers (not 10^0) so a grid is read off directly.
-        ax.set_xticks(sorted(curves[param].unique()))
+        # A grid's few values become the ticks, written as numbers (1, 10, not 10^0), so a point is
+        # read off directly; many values (an Optuna search) keep matplotlib's ticks, which do not collide.
+        ran = sorted(curves[param].unique())
+        if len(ran) <= MAX_VALUE_TICKS:
+            ax.set_xticks(ran)
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(_title(param) + scale)
         ax.set_ylabel(f"{_title(metric)} accuracy")
         ax.set_title(_title(metric))

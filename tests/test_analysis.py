@@ -23,10 +23,11 @@ from trainables.artifacts import config_hash
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
-def add_trial(sweep_dir: Path, *, kind: str, lam=None, seed=0, natural: float, pgd20: float, status="TERMINATED",
+def add_trial(sweep_dir: Path, *, kind: str, lam=None, tau=None, seed=0, natural: float, pgd20: float, status="TERMINATED",
               head="clean", flags=(), minute=0, **data) -> str:
     """One trial row as a real trial writes it; returns its config hash."""
-    preprocessor = {"kind": kind, "seed": seed, **({"lambda": lam} if lam is not None else {})}
+    preprocessor = {"kind": kind, "seed": seed, **({"lambda": lam} if lam is not None else {}),
+                    **({"temperature": tau} if tau is not None else {})}
     config = {"data": {"dataset": "digits", "data_fraction": 1.0, "seed": seed, **data}, "preprocessor": preprocessor, "head": {"mode": head, "seed": seed}}
     metrics = None if status != "TERMINATED" else {
         "acc_natural": natural, "acc_natural_lo": natural - 0.02, "acc_natural_hi": natural + 0.03,
@@ -230,3 +231,23 @@ def test_data_fraction_table_plot_from_a_store_with_three_fractions(tmp_path):
     assert image.shape[2] == 4 and image.shape[1] == round(4.2 * 2 * 150)  # two panels at 150 dpi
     assert report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()[0].startswith(
         "| Pre-processor | λ | Head | Data fraction | n |")
+
+
+def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_collide(tmp_path):
+    from itertools import combinations
+
+    from orchestrator import plots
+
+    (tmp_path / "sweep.json").write_text("{}")
+    rng = np.random.default_rng(0)
+    for i, tau in enumerate(rng.uniform(0.05, 1.0, 20)):  # what an Optuna tau search leaves behind
+        add_trial(tmp_path, kind="cropd", lam=10, tau=float(tau), natural=0.6, pgd20=0.2 + tau / 10, minute=i)
+    trials = analysis.finished_trials(tmp_path)
+    figure = plots.tradeoff_figure(trials, "preprocessor.temperature", ["acc_natural", "acc_pgd20"], title="tau")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(figure).get_renderer()
+    figure.draw_without_rendering()
+    for ax in figure.axes:
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_visible() and label.get_text()]
+        assert len(boxes) >= 2 and not any(a.overlaps(b) for a, b in combinations(boxes, 2))
