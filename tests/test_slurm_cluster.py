@@ -175,8 +175,13 @@ def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(tmp_pat
     job_id = jobs_of(sweep_dir)[0]["job_id"]
     interrupted, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "the trial at pre-processor epoch 3")
     elapsed_s = _seconds(subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True).stdout)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={elapsed_s // 60 + 1}"], check=True)
-    wait_for(lambda: "requeue requested" in [e["event"] for e in events_of(sweep_dir)], "the time-limit signal", timeout=180)
+    # A whole-minute limit leaving 45-105 s: within the 90 s signal delay, so the signal is due at
+    # once, and long enough for slurmctld's periodic time-limit pass (about every 30 s) to send it
+    # before the kill. (`elapsed // 60 + 1` once left 5 s on a loaded machine: killed unsignalled.)
+    limit_min = -(-(elapsed_s + 45) // 60)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit_min}"], check=True)
+    wait_for(lambda: "requeue requested" in [e["event"] for e in events_of(sweep_dir)],
+             f"the time-limit signal (limit {limit_min} min set at {elapsed_s} s elapsed)", timeout=180)
     # The requeued run gets the study's own limit back, as a fresh allocation would.
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=20"], check=True)
     wait_until_done(sweep_dir, job_id)
