@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     from trainables.foundation import load_foundation
     from trainables.losses import reconstruction_mse
     from trainables.preprocessors import fit_preprocessor
+    from trainables.pseudo_labels import FeatureModel
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Off a terminal rich would wrap to 80 columns and truncate names; logs can be wide.
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"  embedded foundation pre-training (once, then cached) epoch {record['epoch']} loss {record['loss']:.4f}")
 
     foundation = load_foundation({"name": args.foundation}, device=args.device, on_pretrain_epoch=pretrain_report)
+    features_of = FeatureModel.of_foundation({"name": args.foundation}, foundation)  # advcl's pseudo-labels cluster these
     console.print(f"foundation: {args.foundation} ({sum(p.numel() for p in foundation.parameters()):,} parameters, frozen)")
     console.print(f"data: {args.dataset}, {len(train)} training images, {len(test)} test images")
 
@@ -116,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         def report(record: dict, label: str = label) -> None:
             console.print(f"  {label} epoch {record['epoch']}/{record['epochs']} loss {record['loss']:.4f} ({record['epoch_time_s']:.1f}s)")
 
-        fitted = fit_preprocessor(cfg, train, args.out, device=args.device, on_epoch=report)
+        fitted = fit_preprocessor(cfg, train, args.out, device=args.device, on_epoch=report, foundation=features_of)
         with torch.no_grad():
             module = fitted.module.eval()
             if getattr(module, "produces", "images") == "logits":

@@ -22,6 +22,7 @@ from .head import build_linear_head, resolve_head_config, train_head
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor, resolve_preprocessor_config
 from .preprocessors.fit import data_fingerprint
+from .pseudo_labels import FeatureModel
 from .seeding import seed_everything
 
 SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
@@ -84,7 +85,8 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     foundation = load_foundation(cfg["foundation"], device=device)
     times["foundation"] = time.perf_counter() - started
 
-    fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch)
+    fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch,
+                              foundation=FeatureModel.of_foundation(cfg["foundation"], foundation))
     times["preprocessor"] = fitted.time_s
 
     key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": str(fitted.path or fitted.config),

@@ -1,4 +1,4 @@
-"""Pre-processors x -> x_hat in front of the foundation: identity, vanilla, cropd, arae, vae, encoder_only.
+"""Pre-processors x -> x_hat in front of the foundation: identity, vanilla, cropd, arae, vae, encoder_only, advcl.
 
 One interface: `fit_preprocessor(config, train_images, workdir)` gives a FittedPreprocessor whose
 module maps images to images (encoder_only, a baseline classifier, maps images to logits).

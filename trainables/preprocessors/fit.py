@@ -20,17 +20,20 @@ from torch import nn
 from ..artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, iterate_batches, paper_augmentation
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
+from ..pseudo_labels import FeatureModel, pseudo_labels
 from ..seeding import seed_everything
+from .advcl import AdvCLAutoencoder
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 from .objectives import STEPS
-from .schema import TRAINED_KINDS, artifact_key_config, resolve_preprocessor_config
+from .schema import TRAINED_KINDS, artifact_key_config, check_clusters_fit, resolve_preprocessor_config, uses_pseudo_labels
 from .simple import IdentityPreprocessor, VAEPreprocessor
 
 EpochCallback = Callable[[dict[str, Any]], None]
 WEIGHTS = "model.safetensors"
 METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
+PSEUDO_LABELS = "pseudo_labels"  # beside "preprocessors" in the artifact folder: shared by every advcl trial
 # Bumped whenever a code change alters what training produces, so stale artifacts are not reused.
 ARTIFACT_VERSION = 2
 
@@ -56,6 +59,8 @@ def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Modul
         return VAEPreprocessor(cfg["path"])
     if kind == "encoder_only":
         return EncoderOnlyClassifier(cfg["arch"], image_size, num_classes)
+    if kind == "advcl":
+        return AdvCLAutoencoder(cfg["arch"], image_size, cfg["pseudo_clusters"])
     return MaskedAutoencoder(cfg["arch"], image_size)
 
 
@@ -67,10 +72,24 @@ def data_fingerprint(data: ImageDataset) -> str:
     return digest.hexdigest()[:16]
 
 
-def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path) -> Path:
-    key = config_hash({"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train),
-                       "image_size": train.image_size, "version": ARTIFACT_VERSION})
-    return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{key}"
+def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None) -> Path:
+    """`features`: the pseudo-label model when the config uses one; its identity joins the key."""
+    identity = {"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train),
+                "image_size": train.image_size, "version": ARTIFACT_VERSION}
+    if features is not None:
+        identity["pseudo_label_model"] = features.identity
+    return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{config_hash(identity)}"
+
+
+def pseudo_label_model(cfg: dict, foundation: FeatureModel | None) -> FeatureModel | None:
+    """f_pre for an advcl config with the pseudo-label stimulus: pseudo_model, else the foundation."""
+    if not uses_pseudo_labels(cfg):
+        return None
+    if cfg["pseudo_model"] is not None:
+        return FeatureModel.of_foundation({"name": cfg["pseudo_model"]})
+    if foundation is None:
+        raise ConfigError("preprocessor.pseudo_model", "a foundation name to cluster features of (no foundation was passed in to default to)", None)
+    return foundation
 
 
 def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
@@ -92,17 +111,22 @@ def fit_preprocessor(
     *,
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
+    foundation: FeatureModel | None = None,
 ) -> FittedPreprocessor:
     """Train (or reuse, or resume) the pre-processor described by `config` on `train`.
 
     Every epoch ends with a checkpoint, then `on_epoch(metrics)`; an interrupted call resumes
     from the last checkpoint and ends with the same weights as an uninterrupted one.
+    `foundation` is the trial's foundation: advcl's pseudo-labels cluster its features unless
+    the config names another model.
     """
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
+    check_clusters_fit(cfg, len(train))
+    features = pseudo_label_model(cfg, foundation)
     if cfg["kind"] not in TRAINED_KINDS:
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
-    folder = artifact_folder(cfg, train, workdir)
+    folder = artifact_folder(cfg, train, workdir, features)
     # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
     # once: the others wait on the lock and then reuse the published folder.
     with artifact_lock(folder):
@@ -110,10 +134,22 @@ def fit_preprocessor(
             fitted = load_preprocessor(folder, device=device)
             fitted.reused = True
             return fitted
-        return _train(cfg, train, folder, device, on_epoch)
+        return _train(cfg, train, _targets(cfg, train, features, workdir, device), folder, device, on_epoch)
 
 
-def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: EpochCallback | None) -> FittedPreprocessor:
+def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, workdir: Path, device: str) -> torch.Tensor:
+    """What each image is learnt against: its label, or for advcl its pseudo-label under each K."""
+    if cfg["kind"] != "advcl":
+        return train.labels
+    if features is None:  # no pseudo-label stimulus: no columns
+        return torch.zeros(len(train), 0, dtype=torch.int64)
+    return pseudo_labels(train, cfg["pseudo_clusters"], features, Path(workdir) / PSEUDO_LABELS,
+                         data_key=data_fingerprint(train), seed=cfg["pseudo_seed"], device=device)
+
+
+def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, device: str,
+           on_epoch: EpochCallback | None) -> FittedPreprocessor:
+    """`targets[i]` is what the step learns image i against: its label, or advcl's pseudo-labels."""
     checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS)
     seed_everything(cfg["seed"], "preprocessor-init", folder.name)
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
@@ -128,7 +164,8 @@ def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: 
         start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
 
     step = STEPS[cfg["kind"]]
-    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and cfg["kind"] != "arae" else None
+    # ARAE trains without augmentation; advcl augments in its step, as t1 and t2 need the stored images.
+    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and cfg["kind"] not in ("arae", "advcl") else None
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()
         seed_everything(cfg["seed"], "preprocessor", folder.name, epoch)
@@ -139,7 +176,7 @@ def _train(cfg: dict, train: ImageDataset, folder: Path, device: str, on_epoch: 
             x = train.float_images(index)
             if augmentation is not None:
                 x = augment_batch(x, augmentation)
-            terms = step(model, x.to(device), train.labels[index].to(device), cfg)
+            terms = step(model, x.to(device), targets[index].to(device), cfg)
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"preprocessor {cfg['kind']}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")
             optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,4 @@
-"""One training step per trained pre-processor kind: the losses of CRoPD, Vanilla, ARAE, Encoder-Only.
+"""One training step per trained pre-processor kind: the losses of CRoPD, Vanilla, ARAE, Encoder-Only, AdvCL.
 
 Each returns a dict of named scalar tensors; "loss" is the one optimised.
 """
@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..attacks import fgsm, pgd
 from ..losses import adversarial_nt_xent, reconstruction_mse
+from .advcl import advcl_step
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 
 
@@ -66,4 +67,4 @@ def encoder_only_step(model: EncoderOnlyClassifier, x: torch.Tensor, labels: tor
     return {"loss": loss, "loss_adversarial_ce": loss, "train_acc_adversarial": accuracy}
 
 
-STEPS = {"vanilla": vanilla_step, "cropd": cropd_step, "arae": arae_step, "encoder_only": encoder_only_step}
+STEPS = {"vanilla": vanilla_step, "cropd": cropd_step, "arae": arae_step, "encoder_only": encoder_only_step, "advcl": advcl_step}
