@@ -235,7 +235,7 @@ def test_fresh_autoencoder_knows_patch_positions():
 def test_vanilla_reconstructs_better_than_the_mean_image(tmp_path):
     train, test = load_dataset("digits2", "train"), load_dataset("digits2", "test")
     # Small batches: many updates for little compute (10 epochs at batch 8 reach ~0.2 of the
-    # mean-image error in ~20 s; 40 epochs at batch 32 took over a minute for ~0.7).
+    # mean-image error in ~20 s, where 40 epochs at batch 32 took over a minute).
     fitted = fit_preprocessor({"kind": "vanilla", "epochs": 10, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 1, "augment": False},
                              train, tmp_path)
     x = test.float_images()

@@ -25,7 +25,6 @@ from orchestrator.results import connect, load_trials
 from orchestrator.runner import STATE_FILE, prepare_sweep_dir, run_sweep, write_state
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
-from orchestrator.trainable import trial_key
 from trainables.errors import ConfigError, UserError
 
 from sweep_helpers import planned_hashes, read_rows, write_spec
