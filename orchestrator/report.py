@@ -5,6 +5,7 @@ Natural, PGD-10, PGD-20, AutoAttack in %, the best per column marked, integrity 
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -18,6 +19,7 @@ KIND_ORDER = ("identity", "vanilla", "vae", "arae", "encoder_only", "cropd")
 ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
 TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head",
           "preprocessor.temperature": "τ", "data_fraction": "Data fraction", "dataset": "Dataset",
+          "preprocessor.views": "Views", "preprocessor.pseudo_clusters": "K", "preprocessor.fft_radius": "r",
           "acc_natural": "Natural", "acc_pgd10": "PGD-10", "acc_pgd20": "PGD-20", "acc_autoattack": "AutoAttack"}
 LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
 
@@ -73,6 +75,11 @@ def _setting_text(value) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, str) and value.startswith("["):  # a list setting, stored as JSON text
+        try:
+            return "+".join(str(item) for item in json.loads(value)) or "none"
+        except ValueError:
+            pass
     return str(value)
 
 

@@ -251,3 +251,16 @@ def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_coll
     for ax in figure.axes:
         boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_visible() and label.get_text()]
         assert len(boxes) >= 2 and not any(a.overlaps(b) for a, b in combinations(boxes, 2))
+
+
+def test_list_settings_read_as_the_spec_writes_them(tmp_path):
+    (tmp_path / "sweep.json").write_text("{}")
+    for i, views in enumerate((["adversarial", "t1"], ["adversarial", "t1", "t2", "high"])):
+        key = add_trial(tmp_path, kind="cropd", lam=1, seed=i, natural=0.5 + i / 10, pgd20=0.2, minute=i)
+        # the row as an advcl trial writes it: the list setting as JSON text
+        path = tmp_path / "results" / "trials" / f"{key}.parquet"
+        frame = pd.read_parquet(path).assign(**{"preprocessor.views": json.dumps(views)})
+        frame.to_parquet(path)
+    lines = report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()
+    assert lines[0].startswith("| Pre-processor | λ | Head | Views | n |")
+    assert sorted(line.split(" | ")[3] for line in lines[2:4]) == ["adversarial+t1", "adversarial+t1+t2+high"]
