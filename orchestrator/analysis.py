@@ -13,7 +13,7 @@ import pandas as pd
 
 from trainables.errors import UserError
 
-from .results import HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, connect_results, is_setting
+from .results import HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, connect_results, first_line, is_setting
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
@@ -59,18 +59,17 @@ def relation(target: Path, sql: str | None = None, *, where: str | None = None, 
     try:
         return connection.sql(sql)
     except duckdb.Error as err:
-        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         option = f"--where {where!r}" if where is not None else "--sql"
-        raise UserError(f"{option}: {lines[0] if lines else type(err).__name__}") from None
+        raise UserError(f"{option}: {first_line(err)}") from None
 
 
-def frame_of(rel) -> pd.DataFrame:
+def frame_of(rel, option: str = "--where") -> pd.DataFrame:
     import duckdb
 
     try:
         return rel.to_arrow_table().to_pandas()
     except duckdb.Error as err:  # some errors (a bad cast in --where) only show when rows are read
-        raise UserError(f"--where: {str(err).splitlines()[0]}") from None
+        raise UserError(f"{option}: {first_line(err)}") from None
 
 
 def finished_trials(target: Path, *, where: str | None = None) -> pd.DataFrame:

@@ -51,16 +51,12 @@ def _title(name: str) -> str:
     return TITLES.get(name, name)
 
 
-def _is_missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
-
-
 def _label(row: pd.Series, keys: list[str]) -> str:
     """A configuration named by the settings that tell it apart: 'cropd, robust head'."""
     parts = []
     for key in keys:
         value = row[key]
-        if _is_missing(value):
+        if pd.isna(value):
             continue
         text = f"{value:g}" if isinstance(value, float) else str(value)
         parts.append(text if key == "preprocessor.kind" else f"{text} head" if key == "head.mode" else f"{_title(key)}={text}")
@@ -159,7 +155,7 @@ def pareto_figure(trials: pd.DataFrame, x: str, y: str, *, param: str, maximize=
     if param in trials.columns:
         order = list(trials.index[front]) + list(trials.index[~front])
         place_labels(ax, [(trials.at[i, x], trials.at[i, y], _param_text(param, trials.at[i, param])) for i in order
-                          if not _is_missing(trials.at[i, param])])
+                          if not pd.isna(trials.at[i, param])])
     return figure
 
 

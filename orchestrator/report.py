@@ -71,7 +71,7 @@ def _test_points(trials: pd.DataFrame) -> str:
 
 
 def _setting_text(value) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+    if pd.isna(value):  # a setting the kind ignores (Identity's lambda), or one left unset
         return "-"
     if isinstance(value, float):
         return f"{value:g}"

@@ -245,6 +245,12 @@ def frame(connection, sql: str):
     return relation.to_arrow_table().to_pandas()
 
 
+def first_line(err: Exception) -> str:
+    """A DuckDB error as the one line a user needs (its message spans several, with a caret)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
 def load_trials(sweep_dir: Path):
     """Every trial row of a sweep as a pandas DataFrame (via DuckDB, which unifies the files)."""
     return frame(connect(sweep_dir), "SELECT * FROM trials ORDER BY started_at")

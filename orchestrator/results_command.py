@@ -23,7 +23,7 @@ from rich.text import Text
 
 from trainables.errors import UserError
 
-from .results import HEADLINE_METRICS, connect, frame, is_setting
+from .results import HEADLINE_METRICS, connect, first_line, frame, is_setting
 from .status_command import resolve_sweep_dir
 
 FORMATS = ("table", "csv", "json")
@@ -64,8 +64,7 @@ def query(sweep_dir: Path, sql: str | None = None) -> pd.DataFrame:
         except ValueError as err:
             raise UserError(f"--sql: {err}") from None
         except duckdb.Error as err:
-            lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-            raise UserError(f"--sql: {lines[0] if lines else type(err).__name__}") from None
+            raise UserError(f"--sql: {first_line(err)}") from None
     finally:
         connection.close()
 
