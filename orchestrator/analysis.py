@@ -109,25 +109,31 @@ def config_columns(trials: pd.DataFrame) -> list[str]:
     return [c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS]
 
 
+# Settings that depend on another: results null what a pre-processor kind ignores, a trial
+# without robust pre-training (or without a ResNet) has no such settings, and methods and kinds
+# bring their own defaults (rocl's PGD-7 against advcl's PGD-5).
+OWNERS = {"preprocessor.": "preprocessor.kind", "foundation.pretraining.": "foundation.pretraining.method",
+          "foundation.resnet.": "foundation.name"}
+
+
 def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
     """The columns among `columns` that tell the trials apart.
 
     A column varies when it takes two values, or when it is null in some trials and not in
-    others, unless that follows from the pre-processor kind (results null the settings a kind
-    ignores: Identity has no lambda). An explicit null, like the transfer study's
-    preprocessor_dataset, does vary.
+    others (an explicit null, like the transfer study's preprocessor_dataset, does vary),
+    unless it only follows its owner (OWNERS): one value, null included, per value of the
+    owner, as Identity has no lambda and rocl always attacks with 7 steps.
     """
-    kinds = trials["preprocessor.kind"].astype("string").fillna("<null>") if "preprocessor.kind" in trials else None
     found = []
     for column in columns:
-        values = trials[column]
-        if values.dropna().astype("string").nunique() > 1:
-            found.append(column)
-        elif values.isna().any() and values.notna().any():
-            null_by_kind = kinds is not None and column.startswith("preprocessor.") and \
-                (values.isna().groupby(kinds).nunique() == 1).all()
-            if not null_by_kind:
-                found.append(column)
+        values = trials[column].astype("string").fillna("<null>")
+        if values.nunique() < 2:
+            continue
+        owner = next((owner for prefix, owner in OWNERS.items() if column.startswith(prefix) and column != owner), None)
+        if owner is not None and owner in trials and \
+                (values.groupby(trials[owner].astype("string").fillna("<null>")).nunique() == 1).all():
+            continue
+        found.append(column)
     return found
 
 

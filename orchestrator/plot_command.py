@@ -1,8 +1,9 @@
-"""`orchestrator plot <sweep> --kind tradeoff|pareto|fraction|epochs -o FILE.png|FILE.svg`.
+"""`orchestrator plot <sweep> --kind tradeoff|pareto|fraction|epochs|strength -o FILE.png|FILE.svg`.
 
 tradeoff: accuracies against a parameter (lambda by default); pareto: clean against robust
 accuracy, front highlighted; fraction: accuracy against data_fraction (paper Table 9);
-epochs: training curves. Everything is checked before drawing; no image is left half-written.
+epochs: training curves; strength: PGD accuracy against eps and steps (obfuscated-gradient
+check, AdvCL Fig. 3). Everything is checked before drawing; no image is left half-written.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("tradeoff", "pareto", "fraction", "epochs")
+KINDS = ("tradeoff", "pareto", "fraction", "epochs", "strength")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("plot", help="trade-off curves, Pareto front, data fraction or training curves as PNG/SVG",
+    parser = commands.add_parser("plot", help="trade-off curves, Pareto front, data fraction, training curves or attack strength as PNG/SVG",
                                  description=__doc__.splitlines()[0])
     parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
     parser.add_argument("--kind", choices=KINDS, required=True)
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
         x, y = check_metric(trials, args.x, "--x"), check_metric(trials, args.y, "--y")
         figure = plots.pareto_figure(trials, x, y, param=args.param or "preprocessor.lambda",
                                      title=f"{sweep}: {plots.TITLES.get(x, x)} against {plots.TITLES.get(y, y)}")
+    elif args.kind == "strength":
+        figure = plots.strength_figure(trials, title=f"{sweep}: robust accuracy against attack strength")
     else:
         epochs = relation(args.target, "SELECT * FROM epochs").to_arrow_table().to_pandas()
         figure = plots.epochs_figure(trials, epochs, title=f"{sweep}: training curves")

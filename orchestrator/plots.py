@@ -1,4 +1,5 @@
-"""Figures of a sweep's results: trade-off curves, the Pareto front, data fraction, training curves.
+"""Figures of a sweep's results: trade-off curves, the Pareto front, data fraction, training curves,
+robust accuracy against attack strength.
 
 matplotlib's object API (no pyplot state, no display needed); seeds of one configuration are one
 point with its 95% interval as error bars; images are written whole or not at all.
@@ -6,6 +7,7 @@ point with its 95% interval as error bars; images are written whole or not at al
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from trainables.artifacts import atomic_write_bytes
 from trainables.errors import UserError
 
 from .analysis import aggregate_seeds, config_columns, pareto_mask, varying
-from .report import TITLES
+from .report import TITLES, setting_text
 
 IMAGE_FORMATS = ("png", "svg")
 DPI = 150
@@ -29,6 +31,11 @@ STAGE_ORDER = ("foundation", "preprocessor", "head")
 # Per-epoch columns drawn, where a stage records them: the optimised loss, the reconstruction
 # alone (comparable across pre-processor kinds, unlike their total losses), head accuracy.
 EPOCH_PANELS = {"loss": "training loss", "loss_reconstruction": "reconstruction MSE", "train_acc": "train accuracy"}
+# The attack-strength sweep of each trial (JSON [[x, accuracy], ...]): its column, x label, x scale.
+STRENGTH_PANELS = {"sweep_eps": ("PGD-10 against eps", "eps (x/255)", 255.0),
+                   "sweep_steps": ("PGD at the evaluation eps against steps", "PGD steps (log scale)", 1.0)}
+RISES_FLAGS = {"accuracy_rises_with_eps": "eps", "accuracy_rises_with_steps": "steps"}
+SWEEP_POINTS = 64  # trainables.evaluation's, not imported from there: that module loads torch
 # Label positions tried around a point, in points from it: right, above, left, below, diagonals.
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (0, 9), (0, -15), (12, 12), (-12, -18))
 
@@ -58,7 +65,7 @@ def _label(row: pd.Series, keys: list[str]) -> str:
         value = row[key]
         if pd.isna(value):
             continue
-        text = f"{value:g}" if isinstance(value, float) else str(value)
+        text = setting_text(value)  # list settings (advcl views) as a+b, as the report writes them
         parts.append(text if key == "preprocessor.kind" else f"{text} head" if key == "head.mode" else f"{_title(key)}={text}")
     return ", ".join(parts) or "all trials"
 
@@ -89,6 +96,16 @@ def _set_xscale(ax, values: np.ndarray, param: str) -> str:
     return " (symlog scale)"
 
 
+def _value_ticks(ax, values: pd.Series) -> None:
+    """A grid's few values become the ticks, written as numbers (1, 10, not 10^0), so a point is
+    read off directly; many values (an Optuna search) keep matplotlib's ticks, which do not collide."""
+    ran = sorted(values.unique())
+    if len(ran) <= MAX_VALUE_TICKS:
+        ax.set_xticks(ran)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
 def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, title: str) -> Figure:
     """One panel per accuracy against `param`, one line per configuration the parameter does not set.
 
@@ -113,13 +130,7 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
             ax.axhline(base[metric], linestyle="--", color=colours[base["label"]], label=f"{base['label']} (no {_title(param)})")
             ax.axhspan(base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0)
         scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param)
-        # A grid's few values become the ticks, written as numbers (1, 10, not 10^0), so a point is
-        # read off directly; many values (an Optuna search) keep matplotlib's ticks, which do not collide.
-        ran = sorted(curves[param].unique())
-        if len(ran) <= MAX_VALUE_TICKS:
-            ax.set_xticks(ran)
-            ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        _value_ticks(ax, curves[param])
         ax.set_xlabel(_title(param) + scale)
         ax.set_ylabel(f"{_title(metric)} accuracy")
         ax.set_title(_title(metric))
@@ -226,3 +237,57 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
     figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
     figure.suptitle(title)
     return figure
+
+
+def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
+    """PGD accuracy against eps and against steps on the first test points, one line per configuration.
+
+    The line is the mean over seeds, the band their min-max (only means are stored per trial, so
+    there is no interval). A rising line is the obfuscated-gradient sign (AdvCL Sec. 5.1);
+    configurations a seed of which was flagged for it say so in the legend.
+    """
+    table = aggregate_seeds(trials, [])
+    keys = varying(table, config_columns(table))
+    line_of = {}
+    for _, row in table.iterrows():
+        rises = [what for flag, what in RISES_FLAGS.items() if flag in str(row["integrity_flags"]).split(",")]
+        label = _label(row, keys) + (f" (flag: rises with {' and '.join(rises)})" if rises else "")
+        line_of.update(dict.fromkeys(row["config_hashes"].split(","), label))
+    points = {column: _sweep_points(trials, column, line_of, scale) for column, (_, _, scale) in STRENGTH_PANELS.items()}
+    if all(frame.empty for frame in points.values()):
+        raise UserError("these trials have no attack-strength sweep (sweep_eps and sweep_steps are empty: "
+                        "evaluation.integrity was off, or eps was 0)")
+    drawn = pd.concat(points.values())["line"]  # a configuration with no sweep gets no legend entry
+    colours = {line: f"C{i % 10}" for i, line in enumerate(dict.fromkeys(drawn))}
+    figure = Figure(figsize=(10, 5.2), layout="constrained")
+    axes = figure.subplots(1, 2)
+    for ax, (column, (panel, xlabel, _)) in zip(axes, STRENGTH_PANELS.items()):
+        for line, members in points[column].groupby("line", sort=False):
+            seeds = members.groupby("x")["accuracy"].agg(["mean", "min", "max"])
+            ax.plot(seeds.index, seeds["mean"], marker="o", color=colours[line], label=line)
+            ax.fill_between(seeds.index, seeds["min"], seeds["max"], color=colours[line], alpha=0.15, linewidth=0)
+        if column == "sweep_steps":
+            ax.set_xscale("log")
+        _value_ticks(ax, points[column]["x"])
+        ax.set(xlabel=xlabel, ylabel="robust accuracy", title=panel)
+        ax.grid(alpha=0.3)
+    # Every evaluation eps among the swept trials: trials may differ in it, x is absolute.
+    swept = trials[trials["config_hash"].isin(points["sweep_eps"]["config_hash"])]
+    marks = sorted(set(swept.get("eps", pd.Series(dtype=float)).dropna()))
+    for eps in marks:
+        axes[0].axvline(255 * eps, linestyle=":", color="0.35")
+    handles = [Line2D([], [], color=colour, marker="o", label=line) for line, colour in colours.items()]
+    handles += [Line2D([], [], linestyle=":", color="0.35", label="evaluation eps")] if marks else []
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(2, len(handles)), fontsize="small")
+    counts = sorted({min(SWEEP_POINTS, int(n)) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
+    figure.suptitle(f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
+                    "shaded: min-max over seeds; a rising line suggests obfuscated gradients", fontsize="medium")
+    return figure
+
+
+def _sweep_points(trials: pd.DataFrame, column: str, line_of: dict, scale: float) -> pd.DataFrame:
+    """One row per trial and sweep point: config_hash, line, x (times `scale`), accuracy; '[]' or no column adds none."""
+    texts = trials[column] if column in trials else pd.Series(None, index=trials.index, dtype=object)
+    rows = [(key, line_of[key], round(scale * x, 9), accuracy) for key, text in zip(trials["config_hash"], texts)
+            if isinstance(text, str) for x, accuracy in json.loads(text)]
+    return pd.DataFrame(rows, columns=["config_hash", "line", "x", "accuracy"])

@@ -16,13 +16,15 @@ DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
 
 
 def describe(config: dict[str, Any]) -> str:
-    """A trial's chosen settings, short: `kind=cropd lambda=1 seed=0`."""
+    """A trial's chosen settings, short: `kind=cropd lambda=1 seed=0`; a name two settings end
+    in is written whole (`foundation.mode=adversarial_finetune head.mode=robust`)."""
+    last = [key.rsplit(".", 1)[-1] for key in config]
     parts = []
-    for key, value in config.items():
+    for (key, value), short in zip(config.items(), last):
         if value is None:
             continue
         shown = f"{value:.4g}" if isinstance(value, float) else str(value)
-        parts.append(f"{key.rsplit('.', 1)[-1]}={shown}")
+        parts.append(f"{short if last.count(short) == 1 else key}={shown}")
     return " ".join(parts) or "(base config)"
 
 

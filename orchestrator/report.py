@@ -20,6 +20,8 @@ ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
 TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head",
           "preprocessor.temperature": "τ", "data_fraction": "Data fraction", "dataset": "Dataset",
           "preprocessor.views": "Views", "preprocessor.pseudo_clusters": "K", "preprocessor.fft_radius": "r",
+          "foundation.name": "Foundation", "foundation.mode": "Foundation mode", "foundation.pretraining.method": "Pre-training",
+          "foundation.resnet.width": "Width", "foundation.pretraining.lr": "Pre-training lr",
           "acc_natural": "Natural", "acc_pgd10": "PGD-10", "acc_pgd20": "PGD-20", "acc_autoattack": "AutoAttack"}
 LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
 
@@ -51,7 +53,7 @@ def render(trials: pd.DataFrame, fmt: str) -> str:
     header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics] + (["Integrity flags"] if flagged else [])
     rows = []  # cells as (text, bold)
     for i, row in table.iterrows():
-        cells = [(_setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
+        cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
         cells += [(_accuracy_text(row[m], row[f"{m}_half"]), bool(best[m][i])) for m in metrics]
         if flagged:
             cells.append((", ".join(str(row["integrity_flags"]).split(",")) if pd.notna(row["integrity_flags"]) else "", False))
@@ -70,7 +72,7 @@ def _test_points(trials: pd.DataFrame) -> str:
     return f"{'/'.join(map(str, counts))} test points" if counts else "the test points"
 
 
-def _setting_text(value) -> str:
+def setting_text(value) -> str:
     if pd.isna(value):  # a setting the kind ignores (Identity's lambda), or one left unset
         return "-"
     if isinstance(value, float):

@@ -53,6 +53,11 @@ def is_setting(column: str) -> bool:
     return column in DATA_SCHEMA or column.startswith(SETTING_PREFIXES)
 
 
+# Mappings whose settings get a column each (`foundation.pretraining.method`), as a sweep varies
+# them one by one; other mappings (an inline architecture) stay one JSON column.
+NESTED_SETTINGS = ("foundation.pretraining", "foundation.resnet")
+
+
 def flatten_config(config: dict) -> dict[str, Any]:
     """A validated nested trial config as flat columns: `dataset`, `preprocessor.lambda`, ...
 
@@ -62,7 +67,11 @@ def flatten_config(config: dict) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for section, values in config.items():
         for key, value in (values or {}).items():
-            flat[flat_name(section, key)] = _scalar(value)
+            if f"{section}.{key}" in NESTED_SETTINGS:
+                for inner, inner_value in value.items():
+                    flat[f"{flat_name(section, key)}.{inner}"] = _scalar(inner_value)
+            else:
+                flat[flat_name(section, key)] = _scalar(value)
     # Settings a pre-processor kind ignores are null, so `WHERE "preprocessor.lambda" = 1` never
     # matches an identity trial that merely carried the default. (Imported here: the package pulls
     # in torch, which only the trial workers that write rows have loaded anyway.)

@@ -18,8 +18,10 @@ from trainables.errors import UserError
 from .results import HEADLINE_METRICS, STATE_FILE, load_trials
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
-SHOWN_SETTINGS = ("dataset", "data_fraction", "seed", "preprocessor.kind", "preprocessor.lambda",
-                  "preprocessor.temperature", "head.mode")
+COLUMN_TITLES = {"head.mode": "head", "foundation.mode": "foundation mode", "foundation.name": "foundation",
+                 "foundation.pretraining.method": "pre-training"}
+SHOWN_SETTINGS = ("dataset", "data_fraction", "seed", "foundation.name", "foundation.pretraining.method", "foundation.mode",
+                  "preprocessor.kind", "preprocessor.lambda", "preprocessor.temperature", "head.mode")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -78,7 +80,7 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
     table.add_column("trial")
     table.add_column("status")
     for column in settings:
-        table.add_column(column.rsplit(".", 1)[-1] if column != "head.mode" else "head")
+        table.add_column(COLUMN_TITLES.get(column, column.rsplit(".", 1)[-1]))
     for column in (*(m.removeprefix("acc_") for m in HEADLINE_METRICS), "time (s)"):
         table.add_column(column, justify="right")
     for row in trials.to_dict("records"):

@@ -17,7 +17,7 @@ from trainables.errors import ConfigError
 from trainables.frequency import frequency_split, low_pass_mask
 from trainables.losses import multiview_nt_xent
 from trainables.preprocessors import fit_preprocessor, load_preprocessor, resolve_preprocessor_config
-from trainables.preprocessors.advcl import make_views
+from trainables.multiview import make_views
 from trainables.preprocessors.fit import artifact_folder, data_fingerprint
 from trainables.pseudo_labels import FeatureModel, pseudo_labels
 
@@ -123,7 +123,7 @@ def test_views_are_what_the_config_names_and_frequency_views_have_xs_contrast(sm
     images = small_train.float_images(torch.arange(8))
     cfg = resolve_preprocessor_config(_advcl(tiny_arch, augment=False, views="adversarial+t1+high+low", fft_radius=4), image_size=32)
     torch.manual_seed(0)
-    x, views = make_views(images, cfg)
+    x, views = make_views(images, cfg["views"], augment=False, fft_radius=cfg["fft_radius"])
     assert torch.equal(x, images) and list(views) == ["t1", "high", "low"]  # the adversarial view is the step's PGD
     assert not torch.equal(views["t1"], images)  # an augmentation draw
     low, high = frequency_split(x, 4)
@@ -134,7 +134,7 @@ def test_views_are_what_the_config_names_and_frequency_views_have_xs_contrast(sm
         # the same image content, only shifted and scaled per channel
         correlation = torch.corrcoef(torch.stack([view[:, 0].flatten(), part[:, 0].flatten()]))[0, 1]
         assert correlation > 0.9999
-    augmented, _ = make_views(images, {**cfg, "augment": True})
+    augmented, _ = make_views(images, cfg["views"], augment=True, fft_radius=cfg["fft_radius"])
     assert not torch.equal(augmented, images)  # with augment on, x is itself an augmentation draw, as for cropd
 
 

@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from orchestrator import analysis, report
+from orchestrator import analysis, report, results
 from orchestrator.cli import main
 from orchestrator.results import read_folder, trial_row, write_trial
 from trainables.artifacts import config_hash
+from trainables.trial import validate_trial_config
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -200,6 +201,7 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
     (["plot", "{store}", "--kind", "tradeoff", "--param", "head.mode", "-o", "{out}.png"], "parameter axis head.mode: expected numbers"),
     (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
     (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
+    (["plot", "{store}", "--kind", "strength", "-o", "{out}.png"], "these trials have no attack-strength sweep"),
     (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
     (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),
 ])
@@ -264,3 +266,91 @@ def test_list_settings_read_as_the_spec_writes_them(tmp_path):
     lines = report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()
     assert lines[0].startswith("| Pre-processor | λ | Head | Views | n |")
     assert sorted(line.split(" | ")[3] for line in lines[2:4]) == ["adversarial+t1", "adversarial+t1+t2+high"]
+
+
+def add_swept_trial(sweep_dir: Path, *, eps: float, sweep_eps: list, sweep_steps: list, **trial) -> str:
+    """A trial row with its attack-strength sweep as evaluation writes it: [[x, accuracy], ...] as JSON text."""
+    key = add_trial(sweep_dir, **trial)
+    path = sweep_dir / "results" / "trials" / f"{key}.parquet"
+    pd.read_parquet(path).assign(eps=eps, sweep_eps=json.dumps(sweep_eps), sweep_steps=json.dumps(sweep_steps)).to_parquet(path)
+    return key
+
+
+def _eps_sweep(eps: float, accuracies: list[float]) -> list:
+    return [[factor * eps, accuracy] for factor, accuracy in zip((0.25, 0.5, 1.0, 2.0), accuracies)]
+
+
+@pytest.fixture
+def strength_store(tmp_path):
+    """CRoPD lambda 1 (two seeds, eps 8/255, one seed flagged for steps), lambda 10 (eps 16/255, rises
+    with eps, flagged), Vanilla with no sweep (integrity off)."""
+    sweep_dir = tmp_path / "strength"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text("{}")
+    add_swept_trial(sweep_dir, kind="cropd", lam=1, seed=0, natural=0.6, pgd20=0.3, minute=0, eps=8 / 255,
+                    sweep_eps=_eps_sweep(8 / 255, [0.6, 0.5, 0.4, 0.2]), sweep_steps=[[1, 0.45], [10, 0.4], [50, 0.38]])
+    add_swept_trial(sweep_dir, kind="cropd", lam=1, seed=1, natural=0.6, pgd20=0.3, minute=1, eps=8 / 255,
+                    flags=("accuracy_rises_with_steps", "robust_above_natural"),
+                    sweep_eps=_eps_sweep(8 / 255, [0.5, 0.4, 0.3, 0.1]), sweep_steps=[[1, 0.35], [10, 0.3], [50, 0.32]])
+    add_swept_trial(sweep_dir, kind="cropd", lam=10, seed=0, natural=0.5, pgd20=0.3, minute=2, eps=16 / 255,
+                    flags=("accuracy_rises_with_eps",), sweep_eps=_eps_sweep(16 / 255, [0.3, 0.35, 0.4, 0.2]),
+                    sweep_steps=[[1, 0.4], [10, 0.4], [50, 0.4]])
+    add_swept_trial(sweep_dir, kind="vanilla", seed=0, natural=0.6, pgd20=0.2, minute=3, eps=8 / 255, sweep_eps=[], sweep_steps=[])
+    return sweep_dir
+
+
+def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(strength_store):
+    from orchestrator import plots
+
+    figure = plots.strength_figure(analysis.finished_trials(strength_store), title="s")
+    assert len(figure.axes) == 2
+    eps_ax, steps_ax = figure.axes
+    assert steps_ax.get_xscale() == "log" and eps_ax.get_xscale() == "linear"
+    assert eps_ax.get_xlabel() == "eps (x/255)"
+    # One line per configuration with a sweep (Vanilla has none); the eps panel adds a dotted
+    # line at each trial's own evaluation eps.
+    assert [line.get_label() for line in steps_ax.lines] == ["cropd, λ=1 (flag: rises with steps)",
+                                                             "cropd, λ=10 (flag: rises with eps)"]
+    cropd1, cropd10, *marks = eps_ax.lines
+    assert [(m.get_linestyle(), m.get_xdata()[0]) for m in marks] == [(":", pytest.approx(8)), (":", pytest.approx(16))]
+    # The two-seed configuration: the mean of the seeds at each point, the band their min-max.
+    assert list(cropd1.get_xdata()) == pytest.approx([2, 4, 8, 16])
+    assert list(cropd1.get_ydata()) == pytest.approx([0.55, 0.45, 0.35, 0.15])
+    assert list(steps_ax.lines[0].get_xdata()) == [1, 10, 50]
+    assert list(steps_ax.lines[0].get_ydata()) == pytest.approx([0.40, 0.35, 0.35])
+    band = eps_ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert (band.min(), band.max()) == pytest.approx((0.1, 0.6))
+    # A different evaluation eps is drawn at its own absolute eps, not at the same factors.
+    assert list(cropd10.get_xdata()) == pytest.approx([4, 8, 16, 32])
+    assert list(cropd10.get_ydata()) == pytest.approx([0.3, 0.35, 0.4, 0.2])
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == ["cropd, λ=1 (flag: rises with steps)", "cropd, λ=10 (flag: rises with eps)", "evaluation eps"]
+    assert "first 64 evaluated test points" in figure.get_suptitle()
+
+
+def test_strength_plot_of_trials_without_sweeps_is_one_line_exit_2_and_no_file(tmp_path, capsys):
+    (tmp_path / "sweep.json").write_text("{}")
+    for seed in (0, 1):  # integrity checks off: the sweep columns are there, empty
+        add_swept_trial(tmp_path, kind="cropd", lam=1, seed=seed, natural=0.6, pgd20=0.3, minute=seed, eps=8 / 255,
+                        sweep_eps=[], sweep_steps=[])
+    out = tmp_path / "strength.png"
+    assert main(["plot", str(tmp_path), "--kind", "strength", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "these trials have no attack-strength sweep" in err, err
+    assert not list(tmp_path.glob("*strength*"))
+
+
+def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_varied():
+    configs = [
+        {"foundation": {"name": "embedded"}},  # no robust pre-training: every pretraining column null
+        {"foundation": {"name": "embedded", "pretraining": {"method": "rocl", "views": "t1+t2"}}},
+        {"foundation": {"name": "embedded", "pretraining": {"method": "advcl", "fft_radius": 2}}},
+        {"foundation": {"name": "resnet18", "resnet": {"width": 8}, "pretraining": {"method": "rocl"}}},
+    ]
+    trials = pd.DataFrame([results.flatten_config(validate_trial_config(config)) for config in configs])
+    assert trials["foundation.pretraining.method"].fillna("-").tolist() == ["-", "rocl", "advcl", "rocl"]
+    assert trials["foundation.resnet.width"].tolist()[3] == 8 and "foundation.pretraining" not in trials
+    # Nulls implied by no pre-training, by rocl (no views) or by a ViT (no resnet width) do not
+    # split configurations; the lr really differs (1e-4 from MAE weights, 1e-3 from scratch).
+    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
+        "foundation.name", "foundation.pretraining.method", "foundation.pretraining.lr"}

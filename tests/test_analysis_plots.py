@@ -54,7 +54,7 @@ def test_a_copy_of_results_alone_gives_the_same_report(sweep_dir, tmp_path, caps
     assert capsys.readouterr().out == original
 
 
-@pytest.mark.parametrize("kind, suffix", [("tradeoff", "png"), ("pareto", "svg"), ("epochs", "png")])
+@pytest.mark.parametrize("kind, suffix", [("tradeoff", "png"), ("pareto", "svg"), ("epochs", "png"), ("strength", "png")])
 def test_each_plot_kind_writes_a_readable_image(sweep_dir, tmp_path, kind, suffix):
     out = tmp_path / f"{kind}.{suffix}"
     assert main(["plot", str(sweep_dir), "--kind", kind, "-o", str(out)]) == 0

@@ -73,3 +73,11 @@ def test_missing_dataset_and_foundation_from_the_console_script(tmp_path):
     assert missing_model.returncode == 2
     assert "foundation.name" in missing_model.stderr and "\n" not in missing_model.stderr.strip()
     assert not (tmp_path / "out" / "preprocessors").exists()
+
+
+def test_progress_lines_name_a_setting_whole_when_two_settings_end_alike():
+    from orchestrator.progress import describe
+
+    assert describe({"preprocessor.kind": "cropd", "preprocessor.lambda": 1.0, "seed": 0}) == "kind=cropd lambda=1 seed=0"
+    assert describe({"foundation.pretraining.method": "rocl", "foundation.mode": "adversarial_finetune", "head.mode": "robust"}) == \
+        "method=rocl foundation.mode=adversarial_finetune head.mode=robust"

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -256,6 +257,14 @@ _LOADERS: dict[str, Callable[[str, str, Path, bool], ImageDataset]] = {
 
 
 # --- subsets, augmentation, batching ------------------------------------------------------------
+
+
+def data_fingerprint(data: ImageDataset) -> str:
+    """Hash of the training images and labels themselves (a data_fraction subset differs)."""
+    digest = hashlib.sha256()
+    digest.update(data.images.contiguous().numpy().tobytes())
+    digest.update(data.labels.contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> ImageDataset:

@@ -1,31 +1,41 @@
-"""The frozen foundation model: a HuggingFace ViT-MAE made deterministic, images in, features out.
+"""The foundation model from its config: a ViT-MAE (hub, local or embedded) or a ResNet-18, deterministic.
 
-Also Algorithm 1 step 1 for the embedded default: a small ViT-MAE pre-trained on the embedded
-data on the spot, saved with save_pretrained and loaded back by the very same loading code.
+Also Algorithm 1 step 1: the embedded ViT-MAE is MAE pre-trained on the spot, and any foundation
+can be robustly pre-trained (AdvCL, RoCL); both are saved and loaded back by the same loading code.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from safetensors.torch import load_file, save_file
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.utils import logging as transformers_logging
 
 from .artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from .config import Field, boolean, integer, number, one_of, resolve, text
+from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
+from .pretraining_schema import resolve_pretraining_config
 from .seeding import seed_everything
+
+if TYPE_CHECKING:
+    from .data import ImageDataset
 
 # facebook/vit-mae-* checkpoints normalise with ImageNet statistics (their preprocessor_config.json).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EMBEDDED_NAME = "embedded"
+RESNET_NAME = "resnet18"
+RESNET_FILE = "resnet.json"  # marks a saved ResNet foundation folder (a ViT-MAE one has config.json)
+ROBUST_RECORD = "robust_pretraining.json"  # what robust pre-training made a folder: config, data, time, history
 
 FOUNDATION_SCHEMA = {
     "name": Field("facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text),
@@ -34,6 +44,17 @@ FOUNDATION_SCHEMA = {
     "pooling": Field("mean", "'mean' (patch tokens) or 'cls'", one_of("mean", "cls")),
     "allow_download": Field(False, "true or false", boolean),
     "embedded": Field(None, "a mapping of embedded-foundation settings (name: embedded only)", lambda v: v is None or isinstance(v, dict)),
+    "resnet": Field(None, "a mapping of resnet18 settings (name: resnet18 only)", lambda v: v is None or isinstance(v, dict)),
+    "pretraining": Field(None, "a mapping of robust pre-training settings (method advcl or rocl), or null", lambda v: v is None or isinstance(v, dict)),
+}
+# Added after sweeps existed: left out of a resolved config when null, so older configs keep their hashes.
+OPTIONAL_SECTIONS = ("resnet", "pretraining")
+
+# name: resnet18 builds a CIFAR-style ResNet-18 with random weights; robust pre-training trains it.
+RESNET_SCHEMA = {
+    "width": Field(64, "an integer >= 1 (64 is ResNet-18; smaller is a CPU-sized one)", integer(1)),
+    "image_size": Field(32, "an integer >= 8 (inputs are resized to it)", integer(8)),
+    "seed": Field(0, "an integer (initial weights)", integer()),
 }
 
 # The embedded foundation: small enough to pre-train in well under a CPU-minute on the digits.
@@ -78,51 +99,25 @@ def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
 
 
 def resolve_foundation_config(given: dict | None) -> dict:
-    return resolve("foundation", given, FOUNDATION_SCHEMA)
+    cfg = resolve("foundation", given, FOUNDATION_SCHEMA)
+    if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
+        raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
+    if cfg["name"] == RESNET_NAME:
+        cfg["resnet"] = resolve("foundation.resnet", cfg["resnet"], RESNET_SCHEMA)
+    elif cfg["resnet"] is not None:
+        raise ConfigError("foundation.resnet", f"no resnet settings unless foundation.name is '{RESNET_NAME}'", cfg["name"])
+    cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME)
+    if cfg["name"] == RESNET_NAME and cfg["pretraining"] is None:
+        raise ConfigError("foundation.pretraining.method", f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training", "none")
+    for key in OPTIONAL_SECTIONS:
+        if cfg[key] is None:
+            del cfg[key]
+    return cfg
 
 
-class FoundationFeatures(nn.Module):
-    """images in [0,1] (B,3,h,w) -> pooled ViT-MAE features (B, hidden), deterministic.
-
-    Inputs are resized with differentiable bilinear interpolation to the model's image size and
-    normalised with its mean/std, so attacks see gradients through the whole path. The model
-    masks at random even in eval mode, so mask_ratio is 0 AND a fixed noise tensor pins the
-    (otherwise shuffled) patch order.
-    """
-
-    def __init__(self, model: ViTMAEModel, mean: tuple[float, ...], std: tuple[float, ...], pooling: str, trainable: bool):
-        super().__init__()
-        if model.config.mask_ratio != 0.0:
-            raise ValueError("FoundationFeatures needs a ViTMAEModel loaded with mask_ratio=0.0")
-        self.model = model
-        self.pooling = pooling
-        self.image_size = int(model.config.image_size)
-        self.num_patches = (self.image_size // int(model.config.patch_size)) ** 2
-        self.feature_dim = int(model.config.hidden_size)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
-        self.set_trainable(trainable)
-
-    def set_trainable(self, trainable: bool) -> None:
-        self.trainable = trainable
-        self.model.requires_grad_(trainable)
-        if not trainable:
-            self.model.eval()
-
-    def train(self, mode: bool = True) -> "FoundationFeatures":
-        # A frozen foundation stays in eval mode whatever the enclosing pipeline asks.
-        super().train(mode and self.trainable)
-        return self
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
-        pixels = (images - self.mean) / self.std
-        noise = torch.arange(self.num_patches, device=images.device, dtype=torch.float32).expand(images.shape[0], -1)
-        hidden = self.model(pixel_values=pixels, noise=noise).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        return hidden[:, 1:].mean(dim=1)
+def base_foundation_config(cfg: dict) -> dict:
+    """A resolved config without its robust pre-training: the model that pre-training starts from."""
+    return {key: value for key, value in cfg.items() if key != "pretraining"}
 
 
 def _read_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -138,8 +133,8 @@ def _locate(name: str, allow_download: bool) -> Path:
     """A local folder for `name`: the path itself, or the hub snapshot in the local HF cache."""
     local = Path(name).expanduser()
     if local.exists():
-        if not (local / "config.json").is_file():
-            raise ConfigError("foundation.name", "a folder holding a ViT-MAE saved with save_pretrained (config.json missing)", str(local))
+        if not (local / "config.json").is_file() and not (local / RESNET_FILE).is_file():
+            raise ConfigError("foundation.name", f"a folder holding a ViT-MAE saved with save_pretrained (config.json missing) or a saved ResNet ({RESNET_FILE})", str(local))
         return local
     from huggingface_hub import snapshot_download
 
@@ -160,35 +155,91 @@ def load_foundation(
     cache_root: Path | None = None,
     device: str = "cpu",
     on_pretrain_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> FoundationFeatures:
+    train: ImageDataset | None = None,
+) -> Foundation:
     """Load the foundation named in `config` (validated), deterministic and frozen by default.
 
     `name: embedded` pre-trains (or reuses from `cache_root`) the small embedded ViT-MAE and
-    then loads it through exactly the same path as a hub model.
+    then loads it through exactly the same path as a hub model. With `pretraining`, the model
+    is first robustly pre-trained on the unlabeled images of `train` (or reused from the cache).
     """
     cfg = resolve_foundation_config(config)
-    if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
-        raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
-    if cfg["name"] == EMBEDDED_NAME:
+    if "pretraining" in cfg:
+        from .robust_pretraining import robust_foundation_folder  # late: it imports the pseudo-labels, which import this
+
+        if train is None:
+            raise ConfigError("foundation.pretraining", "training images to pre-train on (a trial passes its own)", cfg["pretraining"]["method"])
+        folder = robust_foundation_folder(cfg, train, cache_root=cache_root or default_cache_root(), device=device, on_epoch=on_pretrain_epoch)
+    elif cfg["name"] == EMBEDDED_NAME:
         folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch)
     else:
         folder = _locate(cfg["name"], cfg["allow_download"])
+    return load_foundation_folder(folder, pooling=cfg["pooling"], trainable=cfg["mode"] != "frozen", device=device)
+
+
+def build_untrained_resnet(cfg: dict, *, trainable: bool) -> ResNetFeatures:
+    """name: resnet18 as built, seeded: the starting point of its robust pre-training."""
+    settings = cfg["resnet"]
+    seed_everything(settings["seed"], "resnet18-init")
+    network = CifarResNet18(settings["width"])
+    return ResNetFeatures(network, settings["image_size"], network.feature_dim, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), trainable)
+
+
+def save_foundation(foundation: Foundation, folder: Path) -> None:
+    """Into an existing folder, in the form load_foundation_folder reads: a ViT-MAE by
+    save_pretrained plus its normalisation; a ResNet as safetensors (batch-norm statistics
+    included) plus what rebuilds the network."""
+    mean, std = foundation.mean.flatten().tolist(), foundation.std.flatten().tolist()
+    if isinstance(foundation, ResNetFeatures):
+        network = foundation.model
+        save_file({k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}, str(folder / "model.safetensors"))
+        (folder / RESNET_FILE).write_text(json.dumps({"architecture": "cifar_resnet18", "width": network.feature_dim // 8,
+                                                      "image_size": foundation.image_size, "image_mean": mean, "image_std": std}, indent=2))
+        return
+    with quiet_transformers():
+        foundation.model.save_pretrained(folder)
+    (folder / "preprocessor_config.json").write_text(json.dumps({
+        "image_processor_type": "ViTImageProcessor", "image_mean": mean, "image_std": std,
+        "size": {"height": foundation.image_size, "width": foundation.image_size}}, indent=2))
+
+
+def load_foundation_folder(folder: Path, *, pooling: str = "mean", trainable: bool = False, device: str = "cpu") -> Foundation:
+    """A saved foundation: a ViT-MAE saved with save_pretrained, or a ResNet saved by save_foundation."""
+    folder = Path(folder)
     try:
-        # A pre-training checkpoint also holds the MAE decoder; its "unexpected keys" report is noise here.
-        verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
-        transformers_logging.set_verbosity_error()
-        transformers_logging.disable_progress_bar()
-        try:
-            model = ViTMAEModel.from_pretrained(folder, mask_ratio=0.0)
-        finally:
-            transformers_logging.set_verbosity(verbosity)
-            if bars:
-                transformers_logging.enable_progress_bar()
+        if (folder / RESNET_FILE).is_file():
+            spec = json.loads((folder / RESNET_FILE).read_text())
+            network = CifarResNet18(int(spec["width"]))
+            network.load_state_dict(load_file(str(folder / "model.safetensors")))
+            features: Foundation = ResNetFeatures(network, spec["image_size"], network.feature_dim, spec["image_mean"], spec["image_std"], trainable)
+        else:
+            features = FoundationFeatures(_load_vitmae(folder), *_read_normalisation(folder), pooling, trainable=trainable)
     except Exception as exc:
-        raise ConfigError("foundation.name", "a loadable ViT-MAE checkpoint", f"{folder} ({type(exc).__name__})") from exc
-    mean, std = _read_normalisation(folder)
-    features = FoundationFeatures(model, mean, std, cfg["pooling"], trainable=cfg["mode"] != "frozen")
+        raise ConfigError("foundation.name", "a loadable ViT-MAE or ResNet foundation", f"{folder} ({type(exc).__name__})") from exc
+    record = folder / ROBUST_RECORD
+    if record.is_file():
+        features.pretraining = json.loads(record.read_text())
     return features.to(device)
+
+
+def _load_vitmae(folder: Path) -> ViTMAEModel:
+    # A pre-training checkpoint also holds the MAE decoder; its "unexpected keys" report is noise here.
+    with quiet_transformers():
+        return ViTMAEModel.from_pretrained(folder, mask_ratio=0.0)
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers' warnings and progress bars off for a load or save (a trial's log stays readable)."""
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def foundation_parameter_count(foundation: FoundationFeatures) -> int:
@@ -267,7 +318,7 @@ def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None
         scheduler.step()
         if on_epoch:
             on_epoch({"stage": "foundation", "epoch": epoch + 1, "loss": total / steps})
-    with atomic_dir(folder) as scratch:
+    with atomic_dir(folder) as scratch, quiet_transformers():
         model.save_pretrained(scratch)
         (scratch / "preprocessor_config.json").write_text(
             json.dumps({"image_processor_type": "ViTImageProcessor", "image_mean": list(mean), "image_std": list(std),

@@ -38,7 +38,8 @@ class FeatureModel:
     @classmethod
     def of_foundation(cls, config: dict | None, module: nn.Module | None = None) -> FeatureModel:
         cfg = resolve_foundation_config(config)
-        return cls({key: cfg[key] for key in ("name", "pooling", "embedded")}, module)
+        # resnet and pretraining only where present: identities without them, and their caches, stay as they were.
+        return cls({key: cfg[key] for key in ("name", "pooling", "embedded", "resnet", "pretraining") if key in cfg}, module)
 
     def features(self, data: ImageDataset, device: str) -> np.ndarray:
         """L2-normalised features (N, D) of every image, as ClusterFit clusters them."""

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 from .artifacts import atomic_write_json, config_hash, count_parameters
 from .config import resolve
-from .data import load_dataset, stratified_fraction
+from .contrastive_settings import check_radius_fits
+from .data import data_fingerprint, load_dataset, stratified_fraction
 from .data_schema import DATA_SCHEMA, DATASETS
 from .errors import ConfigError
 from .evaluation import check_evaluation_config, evaluate, resolve_evaluation_config
@@ -21,7 +22,6 @@ from .foundation import load_foundation, resolve_foundation_config
 from .head import build_linear_head, resolve_head_config, train_head
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor, resolve_preprocessor_config
-from .preprocessors.fit import data_fingerprint
 from .pseudo_labels import FeatureModel
 from .seeding import seed_everything
 
@@ -47,6 +47,8 @@ def validate_trial_config(config: dict) -> dict:
     if source is not None and DATASETS[source].image_size != info.image_size:
         raise ConfigError("data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source)
     foundation = resolve_foundation_config(config.get("foundation"))
+    if foundation.get("pretraining", {}).get("method") == "advcl":
+        check_radius_fits(foundation["pretraining"]["fft_radius"], info.image_size, "foundation.pretraining.fft_radius")
     preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
     check_evaluation_config(config.get("evaluation"))  # counts are resolved against the test set in run_trial
@@ -82,8 +84,13 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     times["data"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    foundation = load_foundation(cfg["foundation"], device=device)
+    # Robust pre-training (when configured) sees the trial's training images, never their labels.
+    # Its epochs are this trial's; the embedded MAE pre-training, shared by all trials, is not reported.
+    robust = "pretraining" in cfg["foundation"]
+    foundation = load_foundation(cfg["foundation"], device=device, train=train, on_pretrain_epoch=on_epoch if robust else None)
     times["foundation"] = time.perf_counter() - started
+    if foundation.pretraining is not None:  # its cost, also when an earlier trial paid it (paper Table 11)
+        times["foundation_pretraining"] = foundation.pretraining["time_s"]
 
     fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch,
                               foundation=FeatureModel.of_foundation(cfg["foundation"], foundation))

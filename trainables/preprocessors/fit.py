@@ -5,10 +5,7 @@ exactly what determines it (its relevant settings and the training data), so tri
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +16,11 @@ from torch import nn
 
 from ..artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
-from ..data import ImageDataset, augment_batch, iterate_batches, paper_augmentation
+from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmentation
 from ..errors import CheckpointError, ConfigError
 from ..pseudo_labels import FeatureModel, pseudo_labels
 from ..seeding import seed_everything
+from ..training_loop import fit_epochs
 from .advcl import AdvCLAutoencoder
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 from .objectives import STEPS
@@ -64,14 +62,6 @@ def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Modul
     return MaskedAutoencoder(cfg["arch"], image_size)
 
 
-def data_fingerprint(data: ImageDataset) -> str:
-    """Hash of the training images and labels themselves (a data_fraction subset differs)."""
-    digest = hashlib.sha256()
-    digest.update(data.images.contiguous().numpy().tobytes())
-    digest.update(data.labels.contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None) -> Path:
     """`features`: the pseudo-label model when the config uses one; its identity joins the key."""
     identity = {"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train),
@@ -90,18 +80,6 @@ def pseudo_label_model(cfg: dict, foundation: FeatureModel | None) -> FeatureMod
     if foundation is None:
         raise ConfigError("preprocessor.pseudo_model", "a foundation name to cluster features of (no foundation was passed in to default to)", None)
     return foundation
-
-
-def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
-    """Linear warm-up then cosine decay, as a per-epoch LR factor (paper Table 6)."""
-
-    def factor(epoch: int) -> float:
-        if epoch < warmup_epochs:
-            return (epoch + 1) / (warmup_epochs + 1)
-        span = max(1, epochs - warmup_epochs)
-        return 0.5 * (1 + math.cos(math.pi * (epoch - warmup_epochs) / span))
-
-    return factor
 
 
 def fit_preprocessor(
@@ -153,52 +131,18 @@ def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, 
     checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS)
     seed_everything(cfg["seed"], "preprocessor-init", folder.name)
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
-    start_epoch, elapsed, history = 0, 0.0, []
-    state = checkpoints.latest()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
-
     step = STEPS[cfg["kind"]]
     # ARAE trains without augmentation; advcl augments in its step, as t1 and t2 need the stored images.
     augmentation = paper_augmentation(train.image_size) if cfg["augment"] and cfg["kind"] not in ("arae", "advcl") else None
-    for epoch in range(start_epoch, cfg["epochs"]):
-        started = time.perf_counter()
-        seed_everything(cfg["seed"], "preprocessor", folder.name, epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        batches = 0
-        for index in iterate_batches(len(train), cfg["batch_size"], shuffle=True, drop_last=len(train) > cfg["batch_size"]):
-            x = train.float_images(index)
-            if augmentation is not None:
-                x = augment_batch(x, augmentation)
-            terms = step(model, x.to(device), targets[index].to(device), cfg)
-            if not torch.isfinite(terms["loss"]):
-                raise FloatingPointError(f"preprocessor {cfg['kind']}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            batches += 1
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        epoch_time = time.perf_counter() - started
-        elapsed += epoch_time
-        record = {"stage": "preprocessor", "kind": cfg["kind"], "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr,
-                  "epoch_time_s": epoch_time, **{name: total / batches for name, total in sums.items()}}
-        history.append(record)
-        checkpoints.save(epoch + 1, {
-            "time_s": elapsed, "history": history,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
-        if on_epoch:
-            on_epoch(record)
 
+    def one_step(x: torch.Tensor, batch_targets: torch.Tensor) -> dict[str, torch.Tensor]:
+        if augmentation is not None:
+            x = augment_batch(x, augmentation)
+        return step(model, x.to(device), batch_targets.to(device), cfg)
+
+    elapsed, history = fit_epochs(model, train, targets, one_step, cfg, checkpoints=checkpoints,
+                                  seed_parts=("preprocessor", folder.name), record={"stage": "preprocessor", "kind": cfg["kind"]},
+                                  what=f"preprocessor {cfg['kind']}", on_epoch=on_epoch)
     fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
     save_preprocessor(fitted, train, folder)
     checkpoints.clear()

@@ -4,17 +4,14 @@ Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown key
 """
 from __future__ import annotations
 
-from ..config import Field, boolean, did_you_mean, integer, is_int, number, one_of, optional, resolve, text
+from ..config import Field, boolean, integer, number, one_of, optional, resolve, text
+from ..contrastive_settings import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
+from ..contrastive_settings import check_clusters_fit as check_clusters_fit_images
 from ..errors import ConfigError
 
 KINDS = ("identity", "vanilla", "cropd", "arae", "vae", "encoder_only", "advcl")
 TRAINED_KINDS = ("vanilla", "cropd", "arae", "encoder_only", "advcl")
 
-# AdvCL's contrastive views (its Table 4): x + delta, the two augmentations, the FFT split of x.
-VIEWS = ("adversarial", "t1", "t2", "high", "low")
-# Lists cannot be grid values in a sweep, so views and cluster ensembles may also be written as
-# one string joined by this separator: "adversarial+t1+t2+high", "2+10+50+100+500".
-LIST_SEPARATOR = "+"
 
 # Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
 # the decoder width is not given there, so it equals the encoder's. tiny is the embedded default.
@@ -64,21 +61,14 @@ PREPROCESSOR_SCHEMA = {
     "path": Field(None, "a local folder holding a diffusers AutoencoderKL", optional(text)),
     # AdvCL as the contrastive term (kind advcl): reconstruction + lambda * multi-view NT-Xent
     # + pseudo_lambda * pseudo-label CE. eps, temperature, attack_steps, attack_step_size are shared.
-    "views": Field(["adversarial", "t1", "t2", "high"], f"a list of at least two distinct views from {list(VIEWS)}, or them joined by '{LIST_SEPARATOR}'",
-                   lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(name, str) for name in v))),
-    "fft_radius": Field(8, "a number > 0 and at most half the image size (low-pass radius of the high/low views; AdvCL: 8)", number(0, low_open=True)),
-    "pseudo_clusters": Field([], f"a list of distinct cluster numbers K >= 2 (one pseudo-label head each; [] = no pseudo-supervision), a single K, or Ks joined by '{LIST_SEPARATOR}'",
-                             lambda v: is_int(v) or isinstance(v, str) or (isinstance(v, list) and all(is_int(k) for k in v))),
-    "pseudo_lambda": Field(0.2, "a number >= 0 (weight of the pseudo-label CE; AdvCL: 0.2)", number(0)),
-    "pseudo_model": Field(None, "null (the trial's foundation) or a foundation name: a local folder, a hub name or 'embedded'", optional(text)),
-    "pseudo_seed": Field(0, "an integer (K-means seed; pseudo-labels are cached per data, model, K and seed)", integer()),
+    **advcl_fields(pseudo_model_default="the trial's foundation"),
 }
 
 # Defaults that differ by kind: AdvCL attacks with PGD-5 (eps 8/255, step 2/255).
 KIND_DEFAULTS = {"advcl": {"attack_steps": 5}}
 # Settings added with a kind. Another kind's resolved config holds them only where given, so the
 # configs, and the trial hashes, of the kinds that existed before stay exactly what they were.
-KIND_FIELDS = {"advcl": ("views", "fft_radius", "pseudo_clusters", "pseudo_lambda", "pseudo_model", "pseudo_seed")}
+KIND_FIELDS = {"advcl": ADVCL_SETTINGS}
 
 # Settings that do not change what a given kind computes are dropped from its hash key, so
 # e.g. an identity pre-processor is one artifact whatever lambda says.
@@ -135,55 +125,10 @@ def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = 
     return cfg
 
 
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in value.split(LIST_SEPARATOR)] if value.strip() else []
-
-
-def parse_views(given: list[str] | str) -> list[str]:
-    """At least two distinct known view names, in VIEWS order (eq. 5 is symmetric in its views)."""
-    names = _split(given) if isinstance(given, str) else list(given)
-    for name in names:
-        if name not in VIEWS:
-            raise ConfigError("preprocessor.views", f"view names from {list(VIEWS)}{did_you_mean(name, list(VIEWS))}", name)
-    if len(set(names)) != len(names):
-        raise ConfigError("preprocessor.views", "distinct view names (each view once)", given)
-    if len(names) < 2:
-        raise ConfigError("preprocessor.views", f"at least two views from {list(VIEWS)} (a contrastive loss needs positives)", given)
-    return [name for name in VIEWS if name in names]
-
-
-def parse_clusters(given: list[int] | int | str) -> list[int]:
-    """Distinct cluster numbers K >= 2, ascending; [] means no pseudo-supervision."""
-    if is_int(given):
-        clusters = [given]
-    elif isinstance(given, str):
-        try:
-            clusters = [int(part) for part in _split(given)]
-        except ValueError:
-            raise ConfigError("preprocessor.pseudo_clusters", f"integers K >= 2 joined by '{LIST_SEPARATOR}'", given) from None
-    else:
-        clusters = list(given)
-    for k in clusters:
-        if k < 2:
-            raise ConfigError("preprocessor.pseudo_clusters", "cluster numbers K >= 2 (K-means into fewer than 2 clusters labels nothing)", k)
-    if len(set(clusters)) != len(clusters):
-        raise ConfigError("preprocessor.pseudo_clusters", "distinct cluster numbers (one head per K in an ensemble)", given)
-    return sorted(clusters)
-
-
-def check_radius_fits(radius: float, image_size: int) -> None:
-    """The low-pass disc must fit in the centred spectrum: a larger one leaves x_high (near) empty."""
-    if radius > image_size / 2:
-        raise ConfigError("preprocessor.fft_radius", f"a radius > 0 and at most half the image size ({image_size / 2:g} for {image_size}px images)", radius)
-
-
 def check_clusters_fit(cfg: dict, num_images: int) -> None:
     """K-means needs at least K training images; checked where the training set is known."""
     if cfg["kind"] == "advcl":
-        for k in cfg["pseudo_clusters"]:
-            if k > num_images:
-                raise ConfigError("preprocessor.pseudo_clusters", f"cluster numbers K at most the number of training images ({num_images})", k)
-
+        check_clusters_fit_images(cfg["pseudo_clusters"], num_images)
 
 def uses_pseudo_labels(cfg: dict) -> bool:
     """Whether an advcl config trains with the pseudo-label stimulus (AdvCL eq. 10)."""

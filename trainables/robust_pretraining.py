@@ -1,0 +1,139 @@
+"""Algorithm 1 step 1 with a robust method: AdvCL or RoCL pre-training of a foundation encoder.
+
+On the trial's training images, labels never read; cached under the hash of the starting model,
+the settings and the images, resumable per epoch, published by atomic rename and shared by trials.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .artifacts import artifact_lock, atomic_dir, config_hash
+from .checkpointing import EpochCheckpoints
+from .contrastive_settings import check_clusters_fit
+from .data import ImageDataset, data_fingerprint
+from .encoders import Foundation
+from .errors import ConfigError
+from .foundation import (EMBEDDED_NAME, RESNET_NAME, ROBUST_RECORD, base_foundation_config, build_untrained_resnet,
+                         load_foundation, save_foundation)
+from .multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
+from .pretraining_schema import SECTION, uses_pseudo_labels
+from .pseudo_labels import FeatureModel, pseudo_labels
+from .seeding import seed_everything
+from .training_loop import fit_epochs
+
+# Bumped whenever a code change alters what pre-training produces, so stale foundations are not reused.
+VERSION = 1
+PSEUDO_LABELS = "pseudo_labels"
+IDENTITY_KEYS = ("name", "pooling", "embedded", "resnet")  # what decides the starting model's features
+
+
+class ContrastiveEncoder(nn.Module):
+    """The foundation being pre-trained, a 2-layer projector for the contrastive loss (dropped
+    afterwards, as in SimCLR, AdvCL and RoCL), and one linear pseudo-label head per K on the
+    foundation's features (AdvCL eq. 10)."""
+
+    def __init__(self, foundation: Foundation, projector_hidden: int, projector_dim: int, clusters: list[int]):
+        super().__init__()
+        self.foundation = foundation
+        width = foundation.feature_dim
+        self.projector = nn.Sequential(nn.Linear(width, projector_hidden), nn.ReLU(), nn.Linear(projector_hidden, projector_dim))
+        self.pseudo_heads = nn.ModuleList(nn.Linear(width, k) for k in clusters)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projector(self.foundation(x))
+
+    def pseudo_label_ce(self, x: torch.Tensor, pseudo_labels: torch.Tensor) -> torch.Tensor:
+        features = self.foundation(x)
+        return torch.stack([F.cross_entropy(head(features), pseudo_labels[:, i]) for i, head in enumerate(self.pseudo_heads)]).mean()
+
+
+def advcl_step(model: ContrastiveEncoder, images: torch.Tensor, pseudo_labels: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
+    """AdvCL (eq. 9, 10): the multi-view loss over cfg's views, x + delta by PGD from an augmented
+    x against the other views, plus pseudo_lambda times the pseudo-label CE under its own PGD."""
+    x, inputs = make_views(images, cfg["views"], augment=True, fft_radius=cfg["fft_radius"])
+    names = list(cfg["views"])
+    if "adversarial" in names:
+        inputs["adversarial"] = adversarial_view(model, x, [inputs[name] for name in names if name != "adversarial"], cfg)
+    contrastive = multiview_loss(model, [inputs[name] for name in names], cfg["temperature"])
+    loss, terms = contrastive, {"loss_contrastive": contrastive}
+    if uses_pseudo_labels(cfg):
+        pseudo = pseudo_label_term(model, x, pseudo_labels, cfg)
+        loss, terms["loss_pseudo_ce"] = loss + cfg["pseudo_lambda"] * pseudo, pseudo
+    return {"loss": loss, **terms}
+
+
+def rocl_step(model: ContrastiveEncoder, images: torch.Tensor, pseudo_labels: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
+    """RoCL: the instance-wise attack t1 + delta (PGD from t1 against t2), then NT-Xent with
+    t1, t2 and t1 + delta as mutual positives."""
+    _, views = make_views(images, ["t1", "t2"], augment=False)
+    adversarial = adversarial_view(model, views["t1"], [views["t2"]], cfg)
+    contrastive = multiview_loss(model, [views["t1"], views["t2"], adversarial], cfg["temperature"])
+    return {"loss": contrastive, "loss_contrastive": contrastive}
+
+
+STEPS = {"advcl": advcl_step, "rocl": rocl_step}
+
+
+def robust_foundation_folder(cfg: dict, train: ImageDataset, *, cache_root: Path, device: str = "cpu",
+                             on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """The folder of the foundation `cfg` describes after its robust pre-training on `train`,
+    trained (or resumed) here if no trial has published it yet."""
+    settings = cfg["pretraining"]
+    start = base_foundation_config(cfg)
+    identity = {"start": {key: start[key] for key in IDENTITY_KEYS if key in start}, "pretraining": settings,
+                "data": data_fingerprint(train), "image_size": train.image_size, "version": VERSION}
+    label = start["name"] if start["name"] in (EMBEDDED_NAME, RESNET_NAME) else "vitmae"
+    folder = Path(cache_root) / "foundations" / f"{settings['method']}-{label}-{config_hash(identity)}"
+    clusters = settings["pseudo_clusters"] if uses_pseudo_labels(settings) else []
+    check_clusters_fit(clusters, len(train), f"{SECTION}.pseudo_clusters")  # before any work or file
+    with artifact_lock(folder):
+        if not (folder / ROBUST_RECORD).is_file():
+            _pretrain(start, settings, identity, train, folder, Path(cache_root), device, on_epoch)
+    return folder
+
+
+def _starting_model(start: dict, cache_root: Path, device: str) -> Foundation:
+    if start["name"] == RESNET_NAME:
+        return build_untrained_resnet(start, trainable=True).to(device)
+    # The embedded ViT-MAE's own MAE pre-training, if it runs here, is not this stage's epochs: not reported.
+    return load_foundation({**start, "mode": "finetune"}, cache_root=cache_root, device=device)
+
+
+def _pseudo_label_model(start: dict, settings: dict, model: Foundation) -> FeatureModel:
+    """f_pre of eq. (10): pseudo_model, else the starting model (before this pre-training)."""
+    if settings["pseudo_model"] is not None:
+        return FeatureModel.of_foundation({"name": settings["pseudo_model"]})
+    if start["name"] == RESNET_NAME:
+        raise ConfigError(f"{SECTION}.pseudo_model", f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []", None)
+    return FeatureModel({key: start[key] for key in IDENTITY_KEYS if key in start}, model)
+
+
+def _pretrain(start: dict, settings: dict, identity: dict, train: ImageDataset, folder: Path, cache_root: Path, device: str,
+              on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    method = settings["method"]
+    clusters = settings["pseudo_clusters"] if uses_pseudo_labels(settings) else []
+    foundation = _starting_model(start, cache_root, device)
+    targets = torch.zeros(len(train), 0, dtype=torch.int64)
+    if clusters:
+        targets = pseudo_labels(train, clusters, _pseudo_label_model(start, settings, foundation), cache_root / PSEUDO_LABELS,
+                                data_key=data_fingerprint(train), seed=settings["pseudo_seed"], device=device)
+    seed_everything(settings["seed"], "robust-pretraining-init", folder.name)
+    model = ContrastiveEncoder(foundation, settings["projector_hidden"], settings["projector_dim"], clusters).to(device)
+    step = STEPS[method]
+    checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name)
+    elapsed, history = fit_epochs(
+        model, train, targets, lambda x, batch_targets: step(model, x.to(device), batch_targets.to(device), settings), settings,
+        checkpoints=checkpoints, seed_parts=("robust-pretraining", folder.name), record={"stage": "foundation", "method": method},
+        what=f"foundation pre-training ({method})", on_epoch=on_epoch)
+    with atomic_dir(folder) as scratch:
+        save_foundation(foundation, scratch)
+        (scratch / ROBUST_RECORD).write_text(json.dumps({
+            **identity, "time_s": elapsed, "history": history,
+            "train_images": {"name": train.name, "images": len(train)}}, indent=2, sort_keys=True, default=str))
+    checkpoints.clear()
