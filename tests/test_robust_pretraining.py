@@ -20,7 +20,7 @@ from trainables.foundation import ROBUST_RECORD, build_untrained_resnet, load_fo
 from trainables.losses import multiview_nt_xent
 from trainables.multiview import adversarial_view
 from trainables.pipeline import Pipeline
-from trainables.robust_pretraining import ContrastiveEncoder, robust_foundation_folder
+from trainables.robust_pretraining import ContrastiveEncoder, at_chance, chance_loss, robust_foundation_folder
 from trainables.trial import run_trial, validate_trial_config
 
 TINY_RESNET = {"width": 4, "image_size": 16}
@@ -228,3 +228,18 @@ def test_a_resnet_trial_records_its_pretraining_and_resnet_settings(tmp_path, ca
     assert [r["stage"] for r in seen] == ["foundation", "foundation", "head", "head", "head"]
     assert result["params_foundation"] == sum(p.numel() for p in CifarResNet18(4).parameters())
     assert 0 <= result["acc_pgd10"] <= result["acc_natural"] <= 1
+
+
+def test_a_collapsed_encoder_sits_exactly_at_the_chance_loss_and_is_flagged():
+    constant = torch.ones(8, 4)
+    chance = float(chance_loss(3, 8))
+    assert float(multiview_nt_xent([constant, constant, constant], 0.5)) == pytest.approx(chance)  # log(23)
+    record = {"pretraining": {"method": "rocl", "batch_size": 8}, "train_images": {"images": 100},
+              "history": [{"loss_contrastive": chance - 0.01}]}
+    assert at_chance(record)
+    record["history"][-1]["loss_contrastive"] = 0.95 * chance
+    assert not at_chance(record)
+    # advcl's chance depends on its view count; a training set smaller than a batch is one batch
+    record = {"pretraining": {"method": "advcl", "views": ["adversarial", "t1"], "batch_size": 64}, "train_images": {"images": 10},
+              "history": [{"loss_contrastive": math.log(19)}]}
+    assert at_chance(record)

@@ -6,6 +6,7 @@ the settings and the images, resumable per epoch, published by atomic rename and
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +32,7 @@ from .training_loop import fit_epochs
 VERSION = 1
 PSEUDO_LABELS = "pseudo_labels"
 IDENTITY_KEYS = ("name", "pooling", "embedded", "resnet")  # what decides the starting model's features
+CHANCE_MARGIN = 0.01
 
 
 class ContrastiveEncoder(nn.Module):
@@ -61,7 +63,7 @@ def advcl_step(model: ContrastiveEncoder, images: torch.Tensor, pseudo_labels: t
     if "adversarial" in names:
         inputs["adversarial"] = adversarial_view(model, x, [inputs[name] for name in names if name != "adversarial"], cfg)
     contrastive = multiview_loss(model, [inputs[name] for name in names], cfg["temperature"])
-    loss, terms = contrastive, {"loss_contrastive": contrastive}
+    loss, terms = contrastive, {"loss_contrastive": contrastive, "loss_chance": chance_loss(len(names), len(images))}
     if uses_pseudo_labels(cfg):
         pseudo = pseudo_label_term(model, x, pseudo_labels, cfg)
         loss, terms["loss_pseudo_ce"] = loss + cfg["pseudo_lambda"] * pseudo, pseudo
@@ -74,7 +76,26 @@ def rocl_step(model: ContrastiveEncoder, images: torch.Tensor, pseudo_labels: to
     _, views = make_views(images, ["t1", "t2"], augment=False)
     adversarial = adversarial_view(model, views["t1"], [views["t2"]], cfg)
     contrastive = multiview_loss(model, [views["t1"], views["t2"], adversarial], cfg["temperature"])
-    return {"loss": contrastive, "loss_contrastive": contrastive}
+    return {"loss": contrastive, "loss_contrastive": contrastive, "loss_chance": chance_loss(3, len(images))}
+
+
+def chance_loss(views: int, batch: int) -> torch.Tensor:
+    """The multi-view loss when every embedding is the same (collapse): log(views * batch - 1).
+
+    Recorded beside the loss because an adversarial contrastive objective can settle there: the
+    attack cannot raise the loss of a constant encoder, so collapse is a stable point of the game.
+    """
+    return torch.tensor(math.log(views * batch - 1))
+
+
+def at_chance(record: dict) -> bool:
+    """Whether a pre-training record (robust_pretraining.json) ended with its contrastive loss
+    within 1% of the collapse value of its views and (full) batches."""
+    settings, images = record["pretraining"], record["train_images"]["images"]
+    views = len(settings["views"]) if settings["method"] == "advcl" else 3
+    batch = settings["batch_size"] if images > settings["batch_size"] else images  # the epoch loop drops a short last batch
+    final = record["history"][-1]["loss_contrastive"]
+    return final >= (1 - CHANCE_MARGIN) * float(chance_loss(views, batch))
 
 
 STEPS = {"advcl": advcl_step, "rocl": rocl_step}

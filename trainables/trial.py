@@ -23,6 +23,7 @@ from .head import build_linear_head, resolve_head_config, train_head
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor, resolve_preprocessor_config
 from .pseudo_labels import FeatureModel
+from .robust_pretraining import at_chance
 from .seeding import seed_everything
 
 SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
@@ -113,6 +114,9 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
 
     metrics = evaluate(pipeline, test.float_images(), test.labels, evaluation_cfg, num_classes=test.num_classes,
                        default_eps=default_eps, device=device)
+    if foundation.pretraining is not None and at_chance(foundation.pretraining):
+        # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
+        metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})
     times["evaluation"] = metrics.pop("time_evaluation_s", math.nan)
     outcome = {
         **metrics,
