@@ -23,7 +23,7 @@ from .artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from .config import Field, boolean, integer, number, one_of, resolve, text
 from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
-from .pretraining_schema import resolve_pretraining_config
+from .pretraining_schema import resolve_pretraining_config, uses_pseudo_labels
 from .seeding import seed_everything
 
 if TYPE_CHECKING:
@@ -109,6 +109,8 @@ def resolve_foundation_config(given: dict | None) -> dict:
     cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME)
     if cfg["name"] == RESNET_NAME and cfg["pretraining"] is None:
         raise ConfigError("foundation.pretraining.method", f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training", "none")
+    if cfg["name"] == RESNET_NAME and uses_pseudo_labels(cfg["pretraining"]) and cfg["pretraining"]["pseudo_model"] is None:
+        raise ConfigError("foundation.pretraining.pseudo_model", f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []", None)
     for key in OPTIONAL_SECTIONS:
         if cfg[key] is None:
             del cfg[key]

@@ -19,7 +19,6 @@ from .checkpointing import EpochCheckpoints
 from .contrastive_settings import check_clusters_fit
 from .data import ImageDataset, data_fingerprint
 from .encoders import Foundation
-from .errors import ConfigError
 from .foundation import (EMBEDDED_NAME, RESNET_NAME, ROBUST_RECORD, base_foundation_config, build_untrained_resnet,
                          load_foundation, save_foundation)
 from .multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
@@ -130,8 +129,6 @@ def _pseudo_label_model(start: dict, settings: dict, model: Foundation) -> Featu
     """f_pre of eq. (10): pseudo_model, else the starting model (before this pre-training)."""
     if settings["pseudo_model"] is not None:
         return FeatureModel.of_foundation({"name": settings["pseudo_model"]})
-    if start["name"] == RESNET_NAME:
-        raise ConfigError(f"{SECTION}.pseudo_model", f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []", None)
     return FeatureModel({key: start[key] for key in IDENTITY_KEYS if key in start}, model)
 
 
