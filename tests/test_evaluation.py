@@ -288,3 +288,28 @@ def test_same_seed_gives_identical_results_and_leaves_global_rng_alone(binary):
     untimed = lambda result: {k: v for k, v in result.items() if not k.startswith("time_")}  # noqa: E731
     assert untimed(first) == untimed(second)
     assert 0 < first["acc_pgd10"] < first["acc_natural"]  # random starts matter at this eps
+
+
+class _OneClass(torch.nn.Module):
+    """What an auto-encoder stuck at its mean image gives a classifier: one answer for every input."""
+
+    def __init__(self, num_classes: int, answer: int):
+        super().__init__()
+        self.bias = torch.nn.Parameter(F.one_hot(torch.tensor(answer), num_classes).float())
+        self.scale = torch.nn.Parameter(torch.tensor(1e-3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias + self.scale * x.flatten(1)[:, : self.bias.numel()]
+
+
+def test_a_pipeline_that_answers_one_class_is_flagged_though_its_robust_accuracy_equals_its_natural(ten_class):
+    model, images, labels = ten_class
+    degenerate = _OneClass(10, answer=3)
+    result = evaluate(degenerate, images, labels, {"eps": 0.03, "attacks": PGD_ONLY}, num_classes=10, default_eps=8 / 255)
+    share = float((labels == 3).float().mean())
+    assert result["acc_natural"] == pytest.approx(share) and result["acc_pgd20"] == pytest.approx(share)  # "robust"
+    assert "constant_predictions" in result["integrity_flags"]
+    assert result["integrity_details"]["majority_prediction_share"] == 1.0
+    honest = evaluate(model, images, labels, {"eps": 0.03, "attacks": PGD_ONLY}, num_classes=10, default_eps=8 / 255)
+    assert "constant_predictions" not in honest["integrity_flags"]
+    assert honest["integrity_details"]["majority_prediction_share"] < 0.3

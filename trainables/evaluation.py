@@ -37,6 +37,7 @@ SWEEP_STEP_FACTOR = 2.5  # step size 2.5 * eps / steps (Madry et al.'s rule)
 CONFIDENCE = 0.95
 # Logits of two identical forward passes may differ by float noise on a GPU, not by more.
 DETERMINISM_TOLERANCE = 1e-4
+CONSTANT_PREDICTION_SHARE = 0.9  # one class for this share of the evaluated points: a degenerate pipeline
 BUDGET_TOLERANCE = 1e-5
 
 
@@ -148,7 +149,7 @@ def _cuda_indices(device: torch.device) -> list[int]:
 def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, Any]:
     order = _evaluation_order(len(images), config["n_examples"], config["seed"])
     batches = _Batches(images, labels, order, config["batch_size"], device)
-    correct, aa_details, timings = _run_attacks(model, batches, config, num_classes)
+    correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes)
 
     result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
     for name in ("natural", *ATTACKS):
@@ -156,7 +157,7 @@ def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, A
     result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
 
     tic = time.perf_counter()
-    flags, details = _integrity(model, batches, correct, config, aa_details)
+    flags, details = _integrity(model, batches, correct, config, aa_details, predicted)
     timings["integrity"] = time.perf_counter() - tic
     result["integrity_flags"] = sorted(flags)
     result["integrity_checked"] = config["integrity"]
@@ -171,7 +172,8 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int):
     """Per-point correctness under each asked-for attack (natural always), AutoAttack's details, timings."""
     eps, timings = config["eps"], {}
     tic = time.perf_counter()
-    natural = _natural_correct(model, batches, num_classes)
+    predicted = _natural_predictions(model, batches, num_classes)
+    natural = predicted == batches.labels[batches.order].long().cpu()
     timings["natural"] = time.perf_counter() - tic
     correct: dict[str, torch.Tensor] = {"natural": natural}
     for name in ("pgd10", "pgd20"):
@@ -187,7 +189,7 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int):
         tic = time.perf_counter()
         correct["autoattack"], aa_details = _autoattack_correct(model, batches, natural, config, num_classes)
         timings["autoattack"] = time.perf_counter() - tic
-    return correct, aa_details, timings
+    return correct, predicted, aa_details, timings
 
 
 def _evaluation_order(num_test: int, n: int, seed: int) -> torch.Tensor:
@@ -220,16 +222,17 @@ def _predict(model, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def _natural_correct(model, batches: _Batches, num_classes: int) -> torch.Tensor:
-    correct = torch.zeros(len(batches), dtype=torch.bool)
+def _natural_predictions(model, batches: _Batches, num_classes: int) -> torch.Tensor:
+    """The predicted class of every evaluated point, unattacked."""
+    predicted = torch.zeros(len(batches), dtype=torch.int64)
     for _, positions in batches.chunks(torch.arange(len(batches))):
-        x, y = batches.get(positions)
+        x, _ = batches.get(positions)
         with torch.no_grad():
             logits = model(x)
         if logits.dim() != 2 or logits.shape[1] != num_classes:
             raise ValueError(f"the model gives logits of shape {tuple(logits.shape)}, expected (B, {num_classes})")
-        correct[positions] = (logits.argmax(dim=1) == y).cpu()
-    return correct
+        predicted[positions] = logits.argmax(dim=1).cpu()
+    return predicted
 
 
 def _robust_correct(model, batches: _Batches, natural: torch.Tensor, *, eps, steps, step_size, random_start,
@@ -412,10 +415,17 @@ def _rises(higher_budget: torch.Tensor, lower_budget: torch.Tensor, resamples: i
 
 # --- integrity -----------------------------------------------------------------------------------
 
-def _integrity(model, batches: _Batches, correct: dict[str, torch.Tensor], config, aa_details: dict[str, Any]):
+def _integrity(model, batches: _Batches, correct: dict[str, torch.Tensor], config, aa_details: dict[str, Any],
+               predicted: torch.Tensor):
     """Flags (short names) and the measurements behind them."""
     flags: set[str] = set()
     details: dict[str, Any] = {"comparisons": _orderings(correct, config, flags)}
+    # A pipeline that answers one class whatever the input (an auto-encoder that outputs its mean
+    # image) scores that class's share under every attack: "robust" accuracy that is no robustness.
+    share = float(torch.bincount(predicted).max()) / len(predicted)
+    details["majority_prediction_share"] = share
+    if share >= CONSTANT_PREDICTION_SHARE:
+        flags.add("constant_predictions")
     if aa_details.get("warnings"):  # AutoAttack's own checks: randomised, dynamic, Square beat APGD, ...
         flags.add("autoattack_warning")
         details["autoattack_warnings"] = aa_details["warnings"]
