@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -35,6 +37,9 @@ EPOCH_PANELS = {"loss": "training loss", "loss_reconstruction": "reconstruction 
 STRENGTH_PANELS = {"sweep_eps": ("PGD-10 against eps", "eps (x/255)", 255.0),
                    "sweep_steps": ("PGD at the evaluation eps against steps", "PGD steps (log scale)", 1.0)}
 RISES_FLAGS = {"accuracy_rises_with_eps": "eps", "accuracy_rises_with_steps": "steps"}
+# Legend geometry at fontsize "small": width of a character and of the marker with its padding,
+# height of a row. Used to fit long configuration labels without clipping them.
+LEGEND_CHAR_INCHES, LEGEND_HANDLE_INCHES, LEGEND_ROW_INCHES = 0.062, 0.7, 0.2
 SWEEP_POINTS = 64  # trainables.evaluation's, not imported from there: that module loads torch
 # Label positions tried around a point, in points from it: right, above, left, below, diagonals.
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (0, 9), (0, -15), (12, 12), (-12, -18))
@@ -96,6 +101,22 @@ def _set_xscale(ax, values: np.ndarray, param: str) -> str:
     return " (symlog scale)"
 
 
+def line_colours(lines) -> dict:
+    """A distinct colour per line: matplotlib's 10-colour cycle, or tab20's 20 when there are more
+    (the cycle would give two configurations one colour)."""
+    names = list(dict.fromkeys(lines))
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    palette = colormaps["tab20"]
+    return {name: palette(i % 20) for i, name in enumerate(names)}
+
+
+def legend_columns(labels: list[str], width_inches: float) -> int:
+    """As many legend columns (at most 3) as the longest label lets fit across the figure."""
+    entry = LEGEND_CHAR_INCHES * max(len(label) for label in labels) + LEGEND_HANDLE_INCHES
+    return max(1, min(3, len(labels), int(width_inches // entry)))
+
+
 def _value_ticks(ax, values: pd.Series) -> None:
     """A grid's few values become the ticks, written as numbers (1, 10, not 10^0), so a point is
     read off directly; many values (an Optuna search) keep matplotlib's ticks, which do not collide."""
@@ -116,7 +137,7 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
     table = aggregate_seeds(trials.assign(**{param: values}), metrics)
     keys = [k for k in varying(table, config_columns(table)) if k != param]
     table["label"] = [_label(row, keys) for _, row in table.iterrows()]
-    colours = {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(table["label"]))}
+    colours = line_colours(table["label"])
     figure = Figure(figsize=(4.2 * len(metrics), 4.6), layout="constrained")
     axes = figure.subplots(1, len(metrics), squeeze=False)[0]
     for ax, metric in zip(axes, metrics):
@@ -217,7 +238,7 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for unused in axes[len(panels):]:
         unused.set_visible(False)
-    colours = {line: f"C{i % 10}" for i, line in enumerate(dict.fromkeys(epochs["line"]))}
+    colours = line_colours(epochs["line"])
     for ax, (stage, column) in zip(axes, panels):
         rows = epochs[(epochs["stage"] == stage) & epochs[column].notna()]
         for line, members in rows.groupby("line", sort=False):
@@ -258,8 +279,10 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
         raise UserError("these trials have no attack-strength sweep (sweep_eps and sweep_steps are empty: "
                         "evaluation.integrity was off, or eps was 0)")
     drawn = pd.concat(points.values())["line"]  # a configuration with no sweep gets no legend entry
-    colours = {line: f"C{i % 10}" for i, line in enumerate(dict.fromkeys(drawn))}
-    figure = Figure(figsize=(10, 5.2), layout="constrained")
+    colours = line_colours(drawn)
+    width = 10.0
+    columns = legend_columns([*colours, "evaluation eps"], width)
+    figure = Figure(figsize=(width, 4.6 + LEGEND_ROW_INCHES * math.ceil((len(colours) + 1) / columns)), layout="constrained")
     axes = figure.subplots(1, 2)
     for ax, (column, (panel, xlabel, _)) in zip(axes, STRENGTH_PANELS.items()):
         for line, members in points[column].groupby("line", sort=False):
@@ -278,7 +301,7 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
         axes[0].axvline(255 * eps, linestyle=":", color="0.35")
     handles = [Line2D([], [], color=colour, marker="o", label=line) for line, colour in colours.items()]
     handles += [Line2D([], [], linestyle=":", color="0.35", label="evaluation eps")] if marks else []
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(2, len(handles)), fontsize="small")
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small")
     counts = sorted({min(SWEEP_POINTS, int(n)) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
     figure.suptitle(f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
                     "shaded: min-max over seeds; a rising line suggests obfuscated gradients", fontsize="medium")

@@ -354,3 +354,13 @@ def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_var
     # split configurations; the lr really differs (1e-4 from MAE weights, 1e-3 from scratch).
     assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
         "foundation.name", "foundation.pretraining.method", "foundation.pretraining.lr"}
+
+
+def test_many_configurations_get_distinct_colours_and_long_labels_one_legend_column():
+    from orchestrator import plots
+
+    few, many = plots.line_colours([f"c{i}" for i in range(4)]), plots.line_colours([f"c{i}" for i in range(15)])
+    assert list(few.values()) == ["C0", "C1", "C2", "C3"]
+    assert len(set(many.values())) == 15  # the 10-colour cycle would repeat five
+    long_labels = ["Foundation=resnet18, Foundation mode=adversarial_finetune, Pre-training=advcl, robust head"] * 3
+    assert plots.legend_columns(long_labels, 10) == 1 and plots.legend_columns(["cropd", "vanilla", "arae"], 10) == 3
