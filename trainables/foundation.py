@@ -98,7 +98,8 @@ def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
     return model
 
 
-def resolve_foundation_config(given: dict | None) -> dict:
+def resolve_foundation_config(given: dict | None, *, image_size: int | None = None) -> dict:
+    """The checked section; `image_size` (of the training images, when known) checks what must fit them."""
     cfg = resolve("foundation", given, FOUNDATION_SCHEMA)
     if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
         raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
@@ -106,7 +107,7 @@ def resolve_foundation_config(given: dict | None) -> dict:
         cfg["resnet"] = resolve("foundation.resnet", cfg["resnet"], RESNET_SCHEMA)
     elif cfg["resnet"] is not None:
         raise ConfigError("foundation.resnet", f"no resnet settings unless foundation.name is '{RESNET_NAME}'", cfg["name"])
-    cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME)
+    cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME, image_size=image_size)
     if cfg["name"] == RESNET_NAME and cfg["pretraining"] is None:
         raise ConfigError("foundation.pretraining.method", f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training", "none")
     if cfg["name"] == RESNET_NAME and uses_pseudo_labels(cfg["pretraining"]) and cfg["pretraining"]["pseudo_model"] is None:

@@ -77,9 +77,9 @@ def adversarial_view(model: nn.Module, start: torch.Tensor, references: list[tor
     """start + delta: PGD on the multi-view loss of [embed(start + delta), *references], the
     references' embeddings held fixed (AdvCL eq. 7 with x as start and the other views as
     references; RoCL's instance-wise attack with t1 as start and t2 as the one reference)."""
-    with torch.no_grad(), attacking(model):
-        fixed = list(model.embed(torch.cat(references)).chunk(len(references)))
     with attacking(model):
+        with torch.no_grad():
+            fixed = list(model.embed(torch.cat(references)).chunk(len(references)))
         return pgd(lambda xa: multiview_nt_xent([model.embed(xa), *fixed], cfg["temperature"]), start, **attack_settings(cfg))
 
 

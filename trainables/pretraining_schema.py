@@ -7,7 +7,7 @@ Settings of another method are ignored, as a pre-processor kind ignores lambda.
 from __future__ import annotations
 
 from .config import Field, integer, number, one_of, optional, resolve
-from .contrastive_settings import ADVCL_SETTINGS, advcl_fields, parse_clusters, parse_views
+from .contrastive_settings import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .errors import ConfigError
 
 SECTION = "foundation.pretraining"
@@ -33,10 +33,11 @@ PRETRAINING_SCHEMA = {
 METHOD_DEFAULTS = {"advcl": {"attack_steps": 5}, "rocl": {"attack_steps": 7, "attack_step_size": 0.007}}
 
 
-def resolve_pretraining_config(given: dict | None, *, untrained: bool) -> dict | None:
+def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_size: int | None = None) -> dict | None:
     """The checked section with every default filled, or None for no robust pre-training.
 
     `untrained`: the foundation is built with random weights (resnet18), which sets the default lr.
+    `image_size`: the training images' size, when known, that advcl's fft_radius must fit.
     """
     if given is None:
         return None
@@ -49,6 +50,8 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool) -> dict |
     if method == "advcl":
         cfg["views"] = parse_views(cfg["views"], f"{SECTION}.views")
         cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"], f"{SECTION}.pseudo_clusters")
+        if image_size is not None:
+            check_radius_fits(cfg["fft_radius"], image_size, f"{SECTION}.fft_radius")
     else:
         # rocl's views are fixed (t1, t2, t1 + delta): advcl's settings do not apply and leave its
         # config (and cache key) alone, so one spec can share them across a grid of methods.

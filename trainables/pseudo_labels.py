@@ -15,12 +15,13 @@ from torch import nn
 
 from .artifacts import artifact_lock, config_hash, load_checkpoint, save_checkpoint
 from .data import ImageDataset
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .foundation import load_foundation, resolve_foundation_config
 
 # Bumped when a code change alters the labels computed for the same inputs.
 PSEUDO_LABEL_VERSION = 1
 FEATURE_BATCH = 256
+FEATURE_KEYS = ("name", "pooling", "embedded", "resnet", "pretraining")
 KMEANS_INITS = 3  # k-means++ restarts; the best inertia wins, so one unlucky start matters less
 
 
@@ -37,9 +38,7 @@ class FeatureModel:
 
     @classmethod
     def of_foundation(cls, config: dict | None, module: nn.Module | None = None) -> FeatureModel:
-        cfg = resolve_foundation_config(config)
-        # resnet and pretraining only where present: identities without them, and their caches, stay as they were.
-        return cls({key: cfg[key] for key in ("name", "pooling", "embedded", "resnet", "pretraining") if key in cfg}, module)
+        return cls(feature_identity(resolve_foundation_config(config)), module)
 
     def features(self, data: ImageDataset, device: str) -> np.ndarray:
         """L2-normalised features (N, D) of every image, as ClusterFit clusters them."""
@@ -53,6 +52,21 @@ class FeatureModel:
                 chunks.append(F.normalize(module(images).float(), dim=1).cpu())
         module.train(was_training)
         return torch.cat(chunks).double().numpy()
+
+
+def feature_identity(cfg: dict) -> dict:
+    """A resolved foundation config restricted to what decides its features. resnet and pretraining
+    only where present: identities without them, and their caches, stay as they were."""
+    return {key: cfg[key] for key in FEATURE_KEYS if key in cfg}
+
+
+def choose_feature_model(pseudo_model: str | None, default: FeatureModel | None, field: str) -> FeatureModel:
+    """f_pre of eq. (10): the foundation `pseudo_model` names, else `default` (the caller's own)."""
+    if pseudo_model is not None:
+        return FeatureModel.of_foundation({"name": pseudo_model})
+    if default is None:
+        raise ConfigError(field, "a foundation name to cluster features of (no foundation was passed in to default to)", None)
+    return default
 
 
 def cache_path(cache_dir: Path, data_key: str, model: FeatureModel, k: int, seed: int) -> Path:

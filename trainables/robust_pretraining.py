@@ -23,14 +23,13 @@ from .foundation import (EMBEDDED_NAME, RESNET_NAME, ROBUST_RECORD, base_foundat
                          load_foundation, save_foundation)
 from .multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
 from .pretraining_schema import SECTION, uses_pseudo_labels
-from .pseudo_labels import FeatureModel, pseudo_labels
+from .pseudo_labels import FeatureModel, choose_feature_model, feature_identity, pseudo_labels
 from .seeding import seed_everything
 from .training_loop import fit_epochs
 
 # Bumped whenever a code change alters what pre-training produces, so stale foundations are not reused.
 VERSION = 1
 PSEUDO_LABELS = "pseudo_labels"
-IDENTITY_KEYS = ("name", "pooling", "embedded", "resnet")  # what decides the starting model's features
 CHANCE_MARGIN = 0.01
 
 
@@ -106,7 +105,7 @@ def robust_foundation_folder(cfg: dict, train: ImageDataset, *, cache_root: Path
     trained (or resumed) here if no trial has published it yet."""
     settings = cfg["pretraining"]
     start = base_foundation_config(cfg)
-    identity = {"start": {key: start[key] for key in IDENTITY_KEYS if key in start}, "pretraining": settings,
+    identity = {"start": feature_identity(start), "pretraining": settings,
                 "data": data_fingerprint(train), "image_size": train.image_size, "version": VERSION}
     label = start["name"] if start["name"] in (EMBEDDED_NAME, RESNET_NAME) else "vitmae"
     folder = Path(cache_root) / "foundations" / f"{settings['method']}-{label}-{config_hash(identity)}"
@@ -125,13 +124,6 @@ def _starting_model(start: dict, cache_root: Path, device: str) -> Foundation:
     return load_foundation({**start, "mode": "finetune"}, cache_root=cache_root, device=device)
 
 
-def _pseudo_label_model(start: dict, settings: dict, model: Foundation) -> FeatureModel:
-    """f_pre of eq. (10): pseudo_model, else the starting model (before this pre-training)."""
-    if settings["pseudo_model"] is not None:
-        return FeatureModel.of_foundation({"name": settings["pseudo_model"]})
-    return FeatureModel({key: start[key] for key in IDENTITY_KEYS if key in start}, model)
-
-
 def _pretrain(start: dict, settings: dict, identity: dict, train: ImageDataset, folder: Path, cache_root: Path, device: str,
               on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
     method = settings["method"]
@@ -139,7 +131,9 @@ def _pretrain(start: dict, settings: dict, identity: dict, train: ImageDataset, 
     foundation = _starting_model(start, cache_root, device)
     targets = torch.zeros(len(train), 0, dtype=torch.int64)
     if clusters:
-        targets = pseudo_labels(train, clusters, _pseudo_label_model(start, settings, foundation), cache_root / PSEUDO_LABELS,
+        # f_pre: pseudo_model, else the starting model (before this pre-training)
+        features = choose_feature_model(settings["pseudo_model"], FeatureModel(feature_identity(start), foundation), f"{SECTION}.pseudo_model")
+        targets = pseudo_labels(train, clusters, features, cache_root / PSEUDO_LABELS,
                                 data_key=data_fingerprint(train), seed=settings["pseudo_seed"], device=device)
     seed_everything(settings["seed"], "robust-pretraining-init", folder.name)
     model = ContrastiveEncoder(foundation, settings["projector_hidden"], settings["projector_dim"], clusters).to(device)

@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 from .artifacts import atomic_write_json, config_hash, count_parameters
 from .config import resolve
-from .contrastive_settings import check_radius_fits
 from .data import data_fingerprint, load_dataset, stratified_fraction
 from .data_schema import DATA_SCHEMA, DATASETS
 from .errors import ConfigError
@@ -47,9 +46,7 @@ def validate_trial_config(config: dict) -> dict:
     source = data["preprocessor_dataset"]
     if source is not None and DATASETS[source].image_size != info.image_size:
         raise ConfigError("data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source)
-    foundation = resolve_foundation_config(config.get("foundation"))
-    if foundation.get("pretraining", {}).get("method") == "advcl":
-        check_radius_fits(foundation["pretraining"]["fft_radius"], info.image_size, "foundation.pretraining.fft_radius")
+    foundation = resolve_foundation_config(config.get("foundation"), image_size=info.image_size)
     preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
     check_evaluation_config(config.get("evaluation"))  # counts are resolved against the test set in run_trial

@@ -17,8 +17,8 @@ from torch import nn
 from ..artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmentation
-from ..errors import CheckpointError, ConfigError
-from ..pseudo_labels import FeatureModel, pseudo_labels
+from ..errors import CheckpointError
+from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_labels
 from ..seeding import seed_everything
 from ..training_loop import fit_epochs
 from .advcl import AdvCLAutoencoder
@@ -75,11 +75,7 @@ def pseudo_label_model(cfg: dict, foundation: FeatureModel | None) -> FeatureMod
     """f_pre for an advcl config with the pseudo-label stimulus: pseudo_model, else the foundation."""
     if not uses_pseudo_labels(cfg):
         return None
-    if cfg["pseudo_model"] is not None:
-        return FeatureModel.of_foundation({"name": cfg["pseudo_model"]})
-    if foundation is None:
-        raise ConfigError("preprocessor.pseudo_model", "a foundation name to cluster features of (no foundation was passed in to default to)", None)
-    return foundation
+    return choose_feature_model(cfg["pseudo_model"], foundation, "preprocessor.pseudo_model")
 
 
 def fit_preprocessor(
