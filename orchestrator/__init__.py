@@ -1,14 +1,19 @@
 """The sweep side of the project: command line, specs, search, backends, results, analysis.
 
 It drives `trainables` (the science) and is the only side that knows about Ray, Optuna or Slurm.
-For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas) and
-`orchestrator.results_relation(...)` (DuckDB), both reading only the sweep's Parquet files.
+For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas),
+`orchestrator.results_relation(...)` (DuckDB) and `orchestrator.load_examples(...)` (per-example
+outcomes), all reading only the sweep's Parquet files; `orchestrator.paired_difference(a, b)`
+compares two configurations on the same test points.
 """
-__all__ = ["load_results", "results_relation", "pareto_front", "paper_table"]
+__all__ = ["load_results", "results_relation", "load_examples", "pareto_front", "paper_table", "paired_difference",
+           "compare_to_reference"]
 
 # Re-exported lazily (PEP 562), so `import orchestrator` stays instant and pulls in nothing heavy.
 _EXPORTS = {"load_results": ("analysis", "load"), "results_relation": ("analysis", "relation"),
-            "pareto_front": ("analysis", "pareto_front"), "paper_table": ("report", "paper_table")}
+            "load_examples": ("analysis", "load_examples"), "pareto_front": ("analysis", "pareto_front"),
+            "paper_table": ("report", "paper_table"), "paired_difference": ("paired", "paired_difference"),
+            "compare_to_reference": ("paired", "compare_to_reference")}
 
 
 def __getattr__(name: str):

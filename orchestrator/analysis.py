@@ -84,6 +84,16 @@ def finished_trials(target: Path, *, where: str | None = None) -> pd.DataFrame:
     return trials
 
 
+def load_examples(target: Path, config_hashes) -> pd.DataFrame:
+    """The per-example outcomes (config_hash, attack, index, label, correct) of the given trials."""
+    hashes = sorted(set(config_hashes))
+    connection = connect_results(results_dir(target))
+    if not hashes:
+        return frame_of(connection.sql("SELECT * FROM examples LIMIT 0"))
+    listed = ", ".join("'" + key.replace("'", "''") + "'" for key in hashes)
+    return frame_of(connection.sql(f"SELECT config_hash, attack, \"index\", label, correct FROM examples WHERE config_hash IN ({listed})"))
+
+
 def metric_columns(trials: pd.DataFrame) -> list[str]:
     """Numeric columns that measure a trial: accuracies, times, parameter counts, bounds aside."""
     return [c for c in trials.columns
@@ -104,9 +114,29 @@ def present_metrics(trials: pd.DataFrame, names=HEADLINE_METRICS) -> list[str]:
     return [name for name in names if name in trials.columns and trials[name].notna().any()]
 
 
+# Evaluation settings that say how much was measured, not what: a configuration attacked with
+# AutoAttack on one seed only (autoattack_examples 0 on the others), or on fewer points, is still
+# one configuration, and its seeds are one row.
+MEASUREMENT_EXTENT = ("evaluation.attacks", "evaluation.n_examples", "evaluation.autoattack_examples",
+                      "evaluation.batch_size", "evaluation.bootstrap_resamples", "evaluation.integrity",
+                      "evaluation.verbose")
+
+
 def config_columns(trials: pd.DataFrame) -> list[str]:
-    """The settings that identify a configuration: every setting except the training seeds."""
-    return [c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS]
+    """The settings that identify a configuration: every setting except the training seeds and
+    the extent of the measurement (MEASUREMENT_EXTENT)."""
+    return [c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS and c not in MEASUREMENT_EXTENT]
+
+
+def configurations(trials: pd.DataFrame) -> list[tuple[dict, pd.Index]]:
+    """Each configuration's settings (config_columns) and the index of its trials, in first-seen order."""
+    keys = config_columns(trials)
+    if not keys:
+        return [({}, trials.index)]
+    # Group on text so that nulls and floats compare as written (1 and 1.0 are one lambda).
+    key_text = trials[keys].astype("string").fillna("<null>")
+    return [({key: trials.at[index[0], key] for key in keys}, index)
+            for _, index in key_text.groupby(keys, dropna=False, sort=False).groups.items()]
 
 
 # Settings that depend on another: results null what a pre-processor kind ignores, a trial
@@ -140,35 +170,35 @@ def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
 def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per configuration: each metric's mean over seeds with a 95% interval.
 
-    For one seed the interval is the trial's own bootstrap interval over test points (`_lo`,
-    `_hi`); for several it is Student's t interval of the mean over seeds (training variation).
-    Columns: the configuration's settings, `n_seeds`, `interval` ('bootstrap' or 't over seeds'),
-    per metric `<m>`, `<m>_lo`, `<m>_hi`, `<m>_half`, then `integrity_flags` (every flag any
-    seed raised) and `config_hashes`.
+    When one trial measured a metric the interval is that trial's own bootstrap interval over
+    test points (`_lo`, `_hi`); when several did, Student's t interval of the mean over seeds
+    (training variation). Columns: the configuration's settings, `n_seeds`, `interval`
+    ('bootstrap' or 't over seeds'), per metric `<m>`, `<m>_lo`, `<m>_hi`, `<m>_half` and
+    `<m>_seeds` (how many seeds measured it: AutoAttack may run on one), then `integrity_flags`
+    (every flag any seed raised) and `config_hashes`.
     """
     from scipy import stats
 
-    keys = config_columns(trials)
     rows = []
-    # Group on text so that nulls and floats compare as written (1 and 1.0 are one lambda).
-    key_text = trials[keys].astype("string").fillna("<null>") if keys else pd.DataFrame(index=trials.index)
-    for _, index in (key_text.groupby(keys, dropna=False, sort=False).groups.items() if keys else [((), trials.index)]):
+    for settings, index in configurations(trials):
         group = trials.loc[index]
-        row = {key: group[key].iloc[0] for key in keys}
+        row = dict(settings)
         row["n_seeds"] = len(group)
         row["interval"] = "bootstrap" if len(group) == 1 else "t over seeds"
         for metric in metrics:
-            values = group[metric].dropna().to_numpy(dtype=float)
-            mean = values.mean() if len(values) else math.nan
-            if len(values) == 1 and len(group) == 1:
-                low, high = (float(group[f"{metric}_{end}"].iloc[0]) if f"{metric}_{end}" in group else math.nan
+            values = group[metric].dropna()
+            mean = float(values.mean()) if len(values) else math.nan
+            if len(values) == 1:
+                low, high = (float(group.at[values.index[0], f"{metric}_{end}"]) if f"{metric}_{end}" in group else math.nan
                              for end in ("lo", "hi"))
             elif len(values) >= 2:
-                half = stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+                numbers = values.to_numpy(dtype=float)
+                half = stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(numbers) - 1) * numbers.std(ddof=1) / math.sqrt(len(numbers))
                 low, high = mean - half, mean + half
             else:
                 low = high = math.nan
-            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high, f"{metric}_half": (high - low) / 2})
+            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high, f"{metric}_half": (high - low) / 2,
+                        f"{metric}_seeds": len(values)})
         flags = set()
         for value in group.get("integrity_flags", pd.Series(dtype=object)).dropna():
             flags.update(flag for flag in str(value).split(",") if flag)

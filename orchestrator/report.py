@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import pandas as pd
 
@@ -44,27 +45,69 @@ def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str
     return table.reset_index(drop=True), keys, metrics
 
 
-def render(trials: pd.DataFrame, fmt: str) -> str:
+def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataFrame]] = ()) -> str:
+    """The table in `fmt`; each of `comparisons` (a reference's name and its frame from
+    paired.compare_to_reference) follows it as a table of paired differences (in CSV: columns)."""
     table, keys, metrics = paper_table(trials)
     if fmt == "csv":
-        return _csv(table, keys, metrics)
+        return _csv(table, keys, metrics, comparisons)
     best = {m: table[m] == table[m].max() for m in metrics}  # ties are all marked
     flagged = table["integrity_flags"].notna().any()
     header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics] + (["Integrity flags"] if flagged else [])
     rows = []  # cells as (text, bold)
     for i, row in table.iterrows():
         cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
-        cells += [(_accuracy_text(row[m], row[f"{m}_half"]), bool(best[m][i])) for m in metrics]
+        cells += [(_accuracy_text(row[m], row[f"{m}_half"], row[f"{m}_seeds"], row["n_seeds"]), bool(best[m][i])) for m in metrics]
         if flagged:
             cells.append((", ".join(str(row["integrity_flags"]).split(",")) if pd.notna(row["integrity_flags"]) else "", False))
         rows.append(cells)
     sweeps = ", ".join(sorted(set(trials["sweep"])))
-    note = (f"Accuracy in % on {_test_points(trials)}; mean ± half of a 95% interval: for n = 1 seed the "
-            "bootstrap interval over test points, for n > 1 Student's t interval over seeds. "
-            "Best per column in bold.")
+    note = (f"Accuracy in % on {_test_points(trials)}; mean ± half of a 95% interval: for one seed the "
+            "bootstrap interval over test points, for several Student's t interval over seeds "
+            "('(k seeds)' where fewer seeds than n measured it). Best per column in bold.")
+    sections = [(header, rows, f"{sweeps}: {note}")]
+    for name, compared in comparisons:
+        sections.append(_comparison_section(table, keys, metrics, name, compared))
     if fmt == "latex":
-        return _latex(header, rows, caption=f"{sweeps}. {note}")
-    return _markdown(header, rows) + f"\n\n{sweeps}: {note}\n"
+        return "\n".join(_latex(header, rows, caption=caption) for header, rows, caption in sections)
+    return "\n".join(f"{_markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
+
+
+def attack_of(metric: str) -> str:
+    """acc_pgd20 -> pgd20: the per-example outcomes are named by attack."""
+    return metric.removeprefix("acc_")
+
+
+def _comparison_section(table: pd.DataFrame, keys: list[str], metrics: list[str], name: str, compared: pd.DataFrame):
+    by_hashes = compared.set_index("config_hashes")
+    header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics]
+    rows = []
+    for _, row in table.iterrows():
+        found = by_hashes.loc[row["config_hashes"]] if row["config_hashes"] in by_hashes.index else None
+        cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
+        for metric in metrics:
+            if found is not None and found["reference"] == "self":
+                cells.append(("reference", False))
+            else:
+                cells.append((_difference_text(found, attack_of(metric), row["n_seeds"]), False))
+        rows.append(cells)
+    caption = (f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
+               "on the same test points and seeds, in points of accuracy: difference [95% paired bootstrap interval] "
+               "and McNemar's exact p; * where the interval excludes 0; - where no single reference row or no "
+               "per-example outcomes exist.")
+    return header, rows, caption
+
+
+def _difference_text(found, attack: str, n_seeds: int) -> str:
+    if found is None or f"{attack}_diff" not in found or pd.isna(found[f"{attack}_diff"]):
+        return "-"
+    p = found[f"{attack}_p"]
+    text = (f"{100 * found[f'{attack}_diff']:+.1f} [{100 * found[f'{attack}_lo']:+.1f}, {100 * found[f'{attack}_hi']:+.1f}] "
+            f"{'p<0.001' if p < 0.001 else f'p={p:.3f}'}")
+    if found[f"{attack}_lo"] > 0 or found[f"{attack}_hi"] < 0:
+        text += " *"
+    seeds = int(found[f"{attack}_seeds"])
+    return text + (f" ({seeds} seed{'s' if seeds != 1 else ''})" if seeds != n_seeds else "")
 
 
 def _test_points(trials: pd.DataFrame) -> str:
@@ -85,10 +128,11 @@ def setting_text(value) -> str:
     return str(value)
 
 
-def _accuracy_text(mean: float, half: float) -> str:
+def _accuracy_text(mean: float, half: float, seeds: int, n_seeds: int) -> str:
     if math.isnan(mean):
         return "-"
-    return f"{100 * mean:.1f} ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}"
+    text = f"{100 * mean:.1f} ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}"
+    return text + (f" ({seeds} seed{'s' if seeds != 1 else ''})" if seeds != n_seeds else "")
 
 
 def _markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
@@ -116,10 +160,21 @@ def _latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) 
                       *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
 
 
-def _csv(table: pd.DataFrame, keys: list[str], metrics: list[str]) -> str:
-    """Numbers, not text: mean, bounds and half-interval per metric, a best_<metric> column."""
+def _csv(table: pd.DataFrame, keys: list[str], metrics: list[str], comparisons: list[tuple[str, pd.DataFrame]]) -> str:
+    """Numbers, not text: mean, bounds and half-interval per metric, a best_<metric> column, and
+    per comparison `vs_<reference>_<metric>_diff`, `_lo`, `_hi`, `_p` (fractions; p-values)."""
     columns = [*keys, "n_seeds", "interval"]
     for m in metrics:
         table[f"best_{m}"] = table[m] == table[m].max()
-        columns += [m, f"{m}_lo", f"{m}_hi", f"{m}_half", f"best_{m}"]
-    return table[columns + ["integrity_flags", "config_hashes"]].to_csv(index=False)
+        columns += [m, f"{m}_lo", f"{m}_hi", f"{m}_half", f"{m}_seeds", f"best_{m}"]
+    columns += ["integrity_flags", "config_hashes"]
+    for name, compared in comparisons:
+        by_hashes = compared.set_index("config_hashes")
+        label = "vs_" + re.sub(r"[^0-9A-Za-z.]+", "_", name)
+        for m in metrics:
+            for part in ("diff", "lo", "hi", "p"):
+                column = f"{attack_of(m)}_{part}"
+                values = by_hashes[column] if column in by_hashes else pd.Series(dtype=float)
+                table[f"{label}_{attack_of(m)}_{part}"] = table["config_hashes"].map(values)
+                columns.append(f"{label}_{attack_of(m)}_{part}")
+    return table[columns].to_csv(index=False)

@@ -1,7 +1,9 @@
-"""The record of truth: one Parquet file per finished trial, one per trial's epochs, and queries.
+"""The record of truth: one Parquet file per finished trial, one per trial's epochs, one per trial's
+per-example outcomes, and queries.
 
 Files are written atomically and named by the trial's config hash, so a trial that reruns
-replaces its row instead of adding a second one. DuckDB reads them all as tables `trials`, `epochs`.
+replaces its row instead of adding a second one. DuckDB reads them all as tables `trials`,
+`epochs` and `examples`.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from trainables.artifacts import atomic_write_bytes
 STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 TRIALS_DIR = Path("results") / "trials"
 EPOCHS_DIR = Path("results") / "epochs"
+EXAMPLES_DIR = Path("results") / "examples"  # per-example outcomes: one row per (attack, test point)
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
 # The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
@@ -160,6 +163,35 @@ def epochs_path(sweep_dir: Path, config_hash: str) -> Path:
     return Path(sweep_dir) / EPOCHS_DIR / f"{config_hash}.parquet"
 
 
+def examples_path(sweep_dir: Path, config_hash: str) -> Path:
+    return Path(sweep_dir) / EXAMPLES_DIR / f"{config_hash}.parquet"
+
+
+def write_examples(sweep_dir: Path, config_hash: str, examples: dict[str, Any], identity: dict[str, Any]) -> Path:
+    """One trial's per-example outcomes (trainables.evaluation.per_example_outcomes), long form.
+
+    Columns: the `identity` values (sweep, trial_id, config_hash), `attack` ('natural', 'pgd10',
+    ...), `index` (the point's index in the test set), `label`, `correct`. Written before the
+    trial's row, so a finished trial's outcomes are on disk whenever its row is.
+    """
+    index, label = examples["index"], examples["label"]
+    attacks, points, labels, correct = [], [], [], []
+    for attack, outcomes in examples["correct"].items():
+        count = len(outcomes)  # AutoAttack ran on the first points only
+        attacks += [attack] * count
+        points += index[:count]
+        labels += label[:count]
+        correct += outcomes
+    columns = {name: pa.array([value] * len(attacks), pa.string()) for name, value in identity.items()}
+    columns.update({"attack": pa.array(attacks, pa.string()), "index": pa.array(points, pa.int64()),
+                    "label": pa.array(labels, pa.int64()), "correct": pa.array(correct, pa.bool_())})
+    buffer = io.BytesIO()
+    pq.write_table(pa.table(columns), buffer)
+    path = examples_path(sweep_dir, config_hash)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
 def read_trial(sweep_dir: Path, config_hash: str) -> dict[str, Any] | None:
     """The results row of one trial, or None when it has not finished."""
     path = trial_path(sweep_dir, config_hash)
@@ -206,7 +238,11 @@ def connect(sweep_dir: Path):
 
 
 def connect_results(results_dir: Path):
-    """`connect` for a results folder itself (say a copy of a sweep's results/ on a laptop)."""
+    """`connect` for a results folder itself (say a copy of a sweep's results/ on a laptop).
+
+    Tables `trials` and `epochs` (read whole), and `examples`: a view read only when a query
+    uses it, since it holds a row per test point and attack of every trial.
+    """
     import duckdb
 
     connection = duckdb.connect()
@@ -218,6 +254,13 @@ def connect_results(results_dir: Path):
             # No file yet (a sweep just started): an empty table with the columns every row has,
             # so the usual queries (ORDER BY started_at, WHERE stage = ...) still bind.
             connection.execute(f"CREATE TABLE {table} ({EMPTY_COLUMNS[table]})")
+    examples = Path(results_dir) / EXAMPLES_DIR.name
+    if any(examples.glob("*.parquet")):
+        # Each file is written once, whole, by rename: a reader sees a complete old or new file.
+        pattern = str(examples.absolute() / "*.parquet").replace("'", "''")
+        connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
+    else:
+        connection.execute(f"CREATE TABLE examples ({EMPTY_COLUMNS['examples']})")
     return connection
 
 
@@ -243,6 +286,7 @@ EMPTY_COLUMNS = {
     "trials": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, status VARCHAR, error VARCHAR, "
               "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ",
     "epochs": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, recorded_at TIMESTAMPTZ, stage VARCHAR, epoch BIGINT",
+    "examples": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, attack VARCHAR, index BIGINT, label BIGINT, correct BOOLEAN",
 }
 
 

@@ -165,7 +165,7 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
             raise fail(f"search.parameters.{parameter.key}", "a key that is not also a grid axis (list grid values under search.parameters.<key>.values instead)", "also in grid")
     if "seeds" in raw:
         for key in sorted(grid_keys | {p.key for p in search}):
-            if key in SEED_FIELDS:
+            if key in SEED_FIELDS or key == SEED_KEY:
                 raise fail("seeds", f"no seeds list when the grid or search sets {key} itself", seeds)
         if not grid and search:
             raise fail("seeds", "a grid to repeat: seeds repeat grid points, and a search-only spec samples each trial (set trial.<section>.seed instead)", seeds)
@@ -207,7 +207,11 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
 
 
 def _parse_grid(grid: Any, fail) -> list[dict[str, list]]:
-    """A mapping (one cartesian product) or a list of mappings (their union), as in scikit-learn."""
+    """A mapping (one cartesian product) or a list of mappings (their union), as in scikit-learn.
+
+    Keys are dotted trial-config keys, or `seed` (every training seed at once, like the top-level
+    `seeds`), so one subgrid can give some seeds a setting the others lack (AutoAttack on seed 0).
+    """
     if grid is None:
         return []
     subgrids = grid if isinstance(grid, list) else [grid]
@@ -218,7 +222,8 @@ def _parse_grid(grid: Any, fail) -> list[dict[str, list]]:
         if not isinstance(sub, dict) or not sub:
             raise fail(where, "a non-empty mapping of dotted keys (preprocessor.lambda) to lists of values", sub)
         for key, values in sub.items():
-            _check_key(key, f"{where}.{key}", fail)
+            if key != SEED_KEY:  # `seed` sets every training seed, as `seeds` does, but per subgrid
+                _check_key(key, f"{where}.{key}", fail)
             if not isinstance(values, list) or not values:
                 raise fail(f"{where}.{key}", "a non-empty list of values", values)
             for value in values:

@@ -65,7 +65,8 @@ def sweep_counts(sweep_dir: Path) -> dict[str, int]:
             "not started": max(0, planned - finished - failed - len(started))}
 
 
-def print_status(sweep_dir: Path, console: Console | None = None) -> None:
+def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
+    """Counts by state, Slurm's jobs, then (`per_trial`) one line per trial; failures always."""
     # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
     console = console or Console(width=None if Console().is_terminal else 160)
     sweep_dir = Path(sweep_dir)
@@ -74,6 +75,9 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
     print_slurm_jobs(sweep_dir, console)
     trials = load_trials(sweep_dir)
     if not len(trials):
+        return
+    if not per_trial:
+        _print_failures(trials, console)
         return
     settings = [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or ["preprocessor.kind"]
     table = Table()
@@ -91,6 +95,10 @@ def print_status(sweep_dir: Path, console: Console | None = None) -> None:
         cells.append(f"{total:.0f}")
         table.add_row(*cells)
     console.print(table)
+    _print_failures(trials, console)
+
+
+def _print_failures(trials, console: Console) -> None:
     for row in trials.to_dict("records"):
         if isinstance(row.get("error"), str) and row["error"]:  # pandas reads a missing text as NaN
             console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)

@@ -55,8 +55,21 @@ def run(args: argparse.Namespace) -> int:
         return run_on_slurm(args, spec, Path(sweep_dir))
     outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(address=args.address), restart=args.restart,
                         retry_failed=args.retry_failed, live=False if args.plain else None)
-    print_status(outcome.sweep_dir)
+    print_outcome(outcome.sweep_dir)
     return 0 if outcome.failed == 0 and outcome.unfinished == 0 else 1
+
+
+def print_outcome(sweep_dir: Path) -> None:
+    """What a finished run leaves on screen: the counts and failures, then the paper-style table
+    with the paired differences against the default reference (`orchestrator status` lists trials)."""
+    from .analysis import load
+    from .report_command import report_text
+
+    print_status(sweep_dir, per_trial=False)
+    trials = load(sweep_dir)
+    if len(trials):
+        print()
+        print(report_text(sweep_dir, trials))
 
 
 def run_on_slurm(args: argparse.Namespace, spec, sweep_dir: Path) -> int:
@@ -78,6 +91,6 @@ def run_on_slurm(args: argparse.Namespace, spec, sweep_dir: Path) -> int:
         return 0
     while active_jobs(sweep_dir):
         time.sleep(WAIT_POLL_S)
-    print_status(sweep_dir)
+    print_outcome(sweep_dir)
     counts = sweep_counts(sweep_dir)
     return 0 if counts["finished"] == counts["planned"] else 1

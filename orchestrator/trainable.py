@@ -1,8 +1,9 @@
 """One trial of a sweep, run where it is scheduled (a Ray worker or a Slurm array task): results too.
 
 It wraps trainables.trial.run_trial: per-epoch reports (tune.report with a checkpoint under Ray),
-per-epoch Parquet, and one Parquet row at the end (TERMINATED, or ERROR with the reason) written
-by the worker itself, so a row survives a driver that dies right after the trial.
+per-epoch Parquet, the per-example outcomes, and one Parquet row at the end (TERMINATED, or ERROR
+with the reason) written by the worker itself, so a row survives a driver that dies right after
+the trial.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any, Callable
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.trial import run_trial, validate_trial_config
 
-from .results import ERROR, TERMINATED, EpochLog, now_utc, read_trial, trial_row, write_trial
+from .results import ERROR, TERMINATED, EpochLog, now_utc, read_trial, trial_row, write_examples, write_trial
 from .spec import apply_overrides
 
 MANIFEST = "manifest.json"
@@ -108,6 +109,10 @@ def run_one_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, ba
         except Exception as err:
             write_trial(sweep_dir_path, row(ERROR, None, f"{type(err).__name__}: {err}"))
             raise
+        # The per-point outcomes go to their own table (a row per test point and attack), not the trial row.
+        examples = metrics.pop("examples", None)
+        if examples is not None:
+            write_examples(sweep_dir_path, key, examples, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
         write_trial(sweep_dir_path, row(TERMINATED, metrics, None))
     report({**_numbers(metrics), "stage": "done", "config_hash": key,
             "integrity_flags": ",".join(metrics.get("integrity_flags", []))}, None)

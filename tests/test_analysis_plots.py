@@ -5,6 +5,7 @@ images are read back and checked for format, size and the things that make them 
 """
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import xml.etree.ElementTree as ET
@@ -44,7 +45,16 @@ def test_report_of_a_real_sweep_has_one_row_per_configuration(sweep_dir, capsys)
     assert lines[0].startswith("| Pre-processor | λ | Head | n | Natural | PGD-10 | PGD-20 |")
     assert [line.split(" | ")[:4] for line in lines[2:5]] == [["| identity", "-", "clean", "2"], ["| cropd", "1", "clean", "2"],
                                                             ["| cropd", "10", "clean", "2"]]
-    assert "40 test points" in lines[-1]
+    assert "40 test points" in lines[6]
+    # Then the paired differences against Identity (no Vanilla here), from the trials' per-example outcomes.
+    start = next(i for i, line in enumerate(lines) if i > 6 and line.startswith("| Pre-processor"))
+    rows = [line.split(" | ") for line in lines[start + 2:start + 5]]
+    assert [row[0] for row in rows] == ["| identity", "| cropd", "| cropd"]
+    assert rows[0][4] == "reference"
+    for row in rows[1:]:  # every cropd cell is a difference with its interval and McNemar's p
+        assert all(re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p[<=]\d\.\d+( \*)?", cell.strip(" |"))
+                   for cell in row[4:7]), lines[start:]
+    assert lines[start + 6].startswith("Paired differences against identity")
 
 
 def test_a_copy_of_results_alone_gives_the_same_report(sweep_dir, tmp_path, capsys):

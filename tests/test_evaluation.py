@@ -101,6 +101,31 @@ def test_our_pgd_is_at_least_as_strong_as_a_textbook_pgd(ten_class):
     assert result["acc_pgd20"] <= theirs20 + tolerance
 
 
+def test_dropping_broken_points_from_the_batch_changes_no_outcome(ten_class):
+    # The evaluation stops attacking a point once an iterate fools the model; the reference below
+    # attacks every point for every step (checking every iterate) and must agree point by point.
+    from trainables.attacks import pgd
+    from trainables.evaluation import _attack_loss, _pgd_survives
+
+    model, images, labels = ten_class
+    eps, steps = 0.01, 10
+    torch.manual_seed(11)
+    shrinking = _pgd_survives(model, images, labels, eps=eps, steps=steps, step_size=eps / 5, random_start=True)
+    survives = torch.ones(len(labels), dtype=torch.bool)
+
+    def loss_of(x_adv):
+        logits = model(x_adv)
+        survives.logical_and_(logits.detach().argmax(dim=1) == labels)
+        return _attack_loss(logits, labels, x_adv)
+
+    torch.manual_seed(11)
+    final = pgd(loss_of, images, eps=eps, steps=steps, step_size=eps / 5, random_start=True)
+    with torch.no_grad():
+        survives &= model(final).argmax(dim=1) == labels
+    assert 0.15 < survives.float().mean() < 0.85  # some points break early, some hold: the test is not vacuous
+    assert torch.equal(shrinking, survives)
+
+
 def _seventy_percent_task(n: int):
     """A fixed random linear classifier with labels chosen so exactly 70% of its predictions are right."""
     generator = torch.Generator().manual_seed(5)

@@ -48,7 +48,7 @@ def test_model_masks_are_identical_every_call_and_complementary(tiny_arch):
     assert first_a.sum() == first_a.numel() / 2
 
 
-def test_autoencoder_is_deterministic_and_discards_each_patch(tiny_arch):
+def test_autoencoder_is_deterministic_in_train_and_eval_mode(tiny_arch):
     torch.manual_seed(0)
     arch = resolve_preprocessor_config({"arch": tiny_arch}, image_size=32)["arch"]
     model = MaskedAutoencoder(arch, 32)
@@ -57,16 +57,30 @@ def test_autoencoder_is_deterministic_and_discards_each_patch(tiny_arch):
         model.train(mode)
         assert torch.equal(model(x), model(x))
     assert model.embed(x).shape == (3, arch["projector_dim"])
-    # 'masked' combination: an output patch never sees its own input patch (information discard) ...
-    x = x.requires_grad_(True)
-    model(x)[:, :, :8, :8].sum().backward()
-    assert x.grad[:, :, :8, :8].abs().max() == 0
-    assert x.grad[:, :, 8:, :].abs().max() > 0  # ... but sees the others, so it is not a constant
-    # 'average' mixes in the pass that saw the patch
-    averaged = MaskedAutoencoder({**arch, "combine": "average"}, 32)
-    x2 = torch.rand(1, 3, 32, 32, requires_grad=True)
-    averaged(x2)[:, :, :8, :8].sum().backward()
-    assert x2.grad[:, :, :8, :8].abs().max() > 0
+
+
+def _own_and_other_patch_gradients(model: MaskedAutoencoder, patch: int) -> tuple[float, float]:
+    """Largest |d output patch (0,0) / d input| inside that patch, and outside it."""
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    model(x)[:, :, :patch, :patch].sum().backward()
+    own = x.grad[:, :, :patch, :patch].abs().max().item()
+    outside = x.grad.clone()
+    outside[:, :, :patch, :patch] = 0
+    return own, outside.abs().max().item()
+
+
+def test_average_is_the_default_and_lets_a_patch_see_itself_while_masked_never_does(tiny_arch):
+    torch.manual_seed(0)
+    default = resolve_preprocessor_config({"arch": tiny_arch}, image_size=32)["arch"]
+    assert default["combine"] == "average"  # DIR's semantics are the default
+    assert resolve_preprocessor_config({})["fgsm_random_start"] is False  # the paper's plain FGSM
+    patch = default["patch_size"]
+    # 'average': each output patch is the mean of the pass that saw it and the pass that inpainted it.
+    own, outside = _own_and_other_patch_gradients(MaskedAutoencoder(default, 32), patch)
+    assert own > 0 and outside > 0
+    # 'masked' (our variant): an output patch never sees its own input patch, only the others.
+    own, outside = _own_and_other_patch_gradients(MaskedAutoencoder({**default, "combine": "masked"}, 32), patch)
+    assert own == 0 and outside > 0
 
 
 def _weights(module):

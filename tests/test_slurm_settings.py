@@ -1,6 +1,9 @@
 """The spec's slurm: section and the sbatch script submitit writes from it (golden file, as submitit does).
 
 No Slurm needed: these check parsing, the command-line overrides and the generated script text.
+submitit's SlurmExecutor refuses to start without `srun` on PATH, so the tests that build one
+stand in for a Slurm installation the way submitit's own tests do (its MockedSubprocess, which
+answers `which srun` and would answer sbatch/sacct calls; none is made here).
 """
 from __future__ import annotations
 
@@ -23,6 +26,15 @@ GOLDEN = Path(__file__).parent / "golden" / "sbatch_script.txt"
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture
+def slurm_commands_stood_in():
+    """`srun` "found" for submitit, as in submitit/slurm/test_slurm.py's mocked_slurm()."""
+    from submitit.core.test_core import MockedSubprocess
+
+    with MockedSubprocess(known_cmds=["srun"]).context():
+        yield
+
+
 def settings_with_everything() -> SlurmSettings:
     return parse_slurm({
         "partition": "gpu", "account": "robustness", "qos": "normal", "nodes": 2, "gpus_per_node": 4,
@@ -33,7 +45,7 @@ def settings_with_everything() -> SlurmSettings:
     }, source="spec.yaml")
 
 
-def test_the_sbatch_script_matches_the_golden_file():
+def test_the_sbatch_script_matches_the_golden_file(slurm_commands_stood_in):
     executor = make_executor(settings_with_everything(), name="lambda_ablation", resources={"cpu": 1, "gpu": 0.25},
                              log_root=Path("/sweeps/lambda ablation/slurm/logs"))
     script = sbatch_script(executor).replace(sys.executable, "<python>")
@@ -42,7 +54,7 @@ def test_the_sbatch_script_matches_the_golden_file():
     assert script == GOLDEN.read_text(), "sbatch script changed; rerun with CROPD_UPDATE_GOLDEN=1 if that is intended"
 
 
-def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit():
+def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit(slurm_commands_stood_in):
     executor = make_executor(parse_slurm({"mode": "array", "array_parallelism": 3, "partition": "debug; touch /tmp/x",
                                           "cpus_per_task": 2}, source="s.yaml"),
                              name="t", resources={"cpu": 1, "gpu": 0}, log_root=Path("/tmp/it's here/logs"))
@@ -54,7 +66,7 @@ def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit():
     assert "#SBATCH --output='/tmp/it'\"'\"'s here/logs/%A_%a/%A_%a_0_log.out'" in script
 
 
-def test_default_cpus_leave_room_for_two_trials_in_ray_mode_and_one_in_array_mode():
+def test_default_cpus_leave_room_for_two_trials_in_ray_mode_and_one_in_array_mode(slurm_commands_stood_in):
     ray_executor = make_executor(SlurmSettings(), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x"))
     array_executor = make_executor(SlurmSettings(mode="array"), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x"))
     assert ray_executor.parameters["cpus_per_task"] == 4 and array_executor.parameters["cpus_per_task"] == 2

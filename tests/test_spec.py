@@ -262,6 +262,22 @@ def test_seeds_and_a_seed_field_grid_axis_do_not_plan_the_same_trial_twice(tmp_p
     assert len(set(trial_hashes(spec))) == len(spec.grid_points) == 2
 
 
+def test_a_seed_grid_axis_gives_one_seed_a_setting_the_others_lack(tmp_path):
+    # AutoAttack on seed 0 only: the seed-0 subgrid sets autoattack_examples, the others keep 0.
+    text = BASE + ("grid:\n"
+                   "  - {preprocessor.kind: [identity, vanilla], seed: [0], evaluation.autoattack_examples: [100]}\n"
+                   "  - {preprocessor.kind: [identity, vanilla], seed: [1, 2]}\n")
+    spec = load_spec(write(tmp_path, text))
+    configs = [spec.trial_config(point) for point in spec.grid_points]
+    assert len(configs) == len(set(trial_hashes(spec))) == 6
+    for config in configs:
+        seed = config["data"]["seed"]
+        assert config["preprocessor"]["seed"] == config["head"]["seed"] == seed  # every training seed
+        assert config.get("evaluation", {}).get("autoattack_examples") == (100 if seed == 0 else None)
+    with pytest.raises(ConfigError, match="seeds: expected no seeds list when the grid or search sets seed"):
+        load_spec(write(tmp_path, text + "seeds: [0, 1]\n", name="both.yaml"))
+
+
 def test_seeds_in_a_search_only_spec_are_refused_not_ignored(tmp_path):
     text = BASE + "search: {trials: 3, parameters: {preprocessor.lambda: {distribution: loguniform, low: 0.1, high: 10}}}\nseeds: [0, 1]\n"
     with pytest.raises(ConfigError, match="seeds: expected a grid to repeat"):

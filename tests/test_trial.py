@@ -94,3 +94,38 @@ def test_trial_does_not_depend_on_what_ran_before_in_the_process(tmp_path, tiny_
         results.append(run_trial(config, tmp_path / f"run{index}"))
     for metric in ("acc_natural", "acc_pgd10", "acc_pgd20"):
         assert results[0][metric] == results[1][metric]
+
+
+def _head_weights(workdir):
+    import torch
+
+    newest = sorted((workdir / "head.checkpoints").glob("epoch-*.pt"))[-1]
+    return torch.load(newest, map_location="cpu", weights_only=True)["head"]
+
+
+def test_two_trials_in_one_process_give_bit_identical_results_in_either_order_and_any_folder(
+        tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    # A Ray worker runs trial after trial, in whatever order the scheduler hands them out, in a
+    # sweep folder anywhere on disk: a trial's result must depend on its config (and the thread
+    # count) alone. The head's seeds once derived from the pre-processor's absolute path.
+    import torch
+
+    configs = {}
+    for name, preprocessor in (("vanilla", {"kind": "vanilla"}), ("cropd", {"kind": "cropd", "lambda": 10.0})):
+        config = _config(tiny_foundation_config, tiny_arch)
+        config["preprocessor"].update(preprocessor)
+        config["evaluation"] = {"n_examples": 40, "attacks": ["pgd10"], "integrity": False}
+        configs[name] = config
+    runs = {}
+    for order, folder in ((("vanilla", "cropd"), "first"), (("cropd", "vanilla"), "second")):
+        for name in order:
+            workdir = tmp_path / folder / name
+            result = run_trial(configs[name], workdir, artifacts=tmp_path / folder / "artifacts")
+            runs[(folder, name)] = (result, _head_weights(workdir))
+    for name in configs:
+        (first, first_head), (second, second_head) = runs[("first", name)], runs[("second", name)]
+        assert {k: v for k, v in first.items() if not k.startswith("time_")} == \
+               {k: v for k, v in second.items() if not k.startswith("time_")}
+        assert first["examples"]["correct"]["pgd10"] == second["examples"]["correct"]["pgd10"]
+        assert first_head.keys() == second_head.keys()
+        assert all(torch.equal(first_head[key], second_head[key]) for key in first_head)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .attacks import check_attack_budget, pgd
+from .attacks import check_attack_budget
 from .config import Field, boolean, did_you_mean, integer, is_int, number, optional, resolve
 from .errors import ConfigError
 from .seeding import derive_seed
@@ -49,7 +49,9 @@ EVALUATION_SCHEMA: dict[str, Field] = {
     "eps": Field(None, "null (the dataset's default budget) or a number >= 0", optional(number(0))),
     "attacks": Field(ATTACKS, f"a list of attack names from {list(ATTACKS)}", _is_name_list),
     "n_examples": Field(None, "null (all test points) or an integer >= 1", optional(integer(1))),
-    "autoattack_examples": Field(64, "an integer >= 1", integer(1)),
+    # 0 runs no AutoAttack although it is listed: a study can attack one seed of each configuration
+    # with it (its cost on a CPU) and set 0 for the other seeds, which stay one configuration.
+    "autoattack_examples": Field(64, "an integer >= 0 (0: no AutoAttack for this trial)", integer(0)),
     "batch_size": Field(128, "an integer >= 1", integer(1)),
     "bootstrap_resamples": Field(1000, "an integer >= 10", integer(10)),
     "seed": Field(0, "an integer", is_int),
@@ -154,6 +156,7 @@ def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, A
     result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
     for name in ("natural", *ATTACKS):
         result.update(_metric(name, correct.get(name), config["bootstrap_resamples"], config["seed"]))
+    result["examples"] = per_example_outcomes(batches, correct)
     result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
 
     tic = time.perf_counter()
@@ -185,11 +188,21 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int):
             timings[name] = time.perf_counter() - tic
     # Same keys whether or not AutoAttack ran, so result tables keep their columns.
     aa_details: dict[str, Any] = {"version": None, "list": [], "acc_natural": math.nan, "outside_budget": False}
-    if "autoattack" in config["attacks"]:
+    if "autoattack" in config["attacks"] and config["autoattack_examples"] > 0:
         tic = time.perf_counter()
         correct["autoattack"], aa_details = _autoattack_correct(model, batches, natural, config, num_classes)
         timings["autoattack"] = time.perf_counter() - tic
     return correct, predicted, aa_details, timings
+
+
+def per_example_outcomes(batches: _Batches, correct: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Every evaluated point in evaluation order: its index in the test set, its label, and per
+    attack run whether the pipeline was right. Two trials evaluated with the same evaluation seed
+    and counts saw the same points, so they can be compared point by point (paired), not only by
+    their marginal accuracies. An attack run on a prefix of the points (AutoAttack) has a shorter list.
+    """
+    return {"index": batches.order.tolist(), "label": batches.labels[batches.order].tolist(),
+            "correct": {name: outcome.tolist() for name, outcome in correct.items()}}
 
 
 def _evaluation_order(num_test: int, n: int, seed: int) -> torch.Tensor:
@@ -257,16 +270,34 @@ def _pgd_survives(model, x, y, *, eps, steps, step_size, random_start) -> torch.
 
     Any iterate lies in the eps-ball, so one that fools the model is a valid adversarial example:
     checking them all costs nothing (the logits are computed anyway) and never weakens the attack.
+    A point is dropped from the batch as soon as an iterate fools the model: it counts as broken
+    whatever later iterates do, so attacking it further would cost passes and change nothing. The
+    others follow exactly the path they would in the whole batch (the random start is drawn for
+    the whole batch first, and in eval mode a point's logits do not depend on its batch mates).
     """
+    check_attack_budget(eps, steps, step_size)
+    x = x.detach()
+    if eps == 0:
+        return _predict(model, x) == y
+    low, high = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+    x_adv = x.clone()
+    if random_start:
+        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
     survives = torch.ones(len(y), dtype=torch.bool, device=y.device)
-
-    def loss_of(x_adv: torch.Tensor) -> torch.Tensor:
-        logits = model(x_adv)
-        survives.logical_and_(logits.detach().argmax(dim=1) == y)
-        return _attack_loss(logits, y, x_adv)
-
-    x_adv = pgd(loss_of, x, eps=eps, steps=steps, step_size=step_size, random_start=random_start)
-    return survives & (_predict(model, x_adv) == y)
+    active = torch.arange(len(y), device=y.device)  # points not yet fooled by any iterate
+    for _ in range(steps):
+        current = x_adv[active].requires_grad_(True)
+        logits = model(current)
+        holds = logits.detach().argmax(dim=1) == y[active]
+        survives[active[~holds]] = False
+        if not holds.any():
+            return survives
+        # Summed loss: a point's gradient is its own, so the broken points' rows are simply unused.
+        (grad,) = torch.autograd.grad(_attack_loss(logits, y[active], current), current)
+        active = active[holds]
+        x_adv[active] = (current.detach()[holds] + step_size * grad[holds].sign()).clamp_(low[active], high[active])
+    survives[active] &= _predict(model, x_adv[active]) == y[active]
+    return survives
 
 
 def _attack_loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

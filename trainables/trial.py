@@ -94,7 +94,11 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
                               foundation=FeatureModel.of_foundation(cfg["foundation"], foundation))
     times["preprocessor"] = fitted.time_s
 
-    key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": str(fitted.path or fitted.config),
+    # The pre-processor enters by its artifact's name (a content hash), never by where the sweep
+    # folder lies: the head's seeds derive from this key, and a trial's result must depend on its
+    # config alone (an absolute path here made two runs of one spec in two folders differ).
+    preprocessor_identity = fitted.path.name if fitted.path is not None else fitted.config
+    key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": preprocessor_identity,
                        "data": data_fingerprint(train)})
     head = None
     if getattr(fitted.module, "produces", "images") != "logits":

@@ -33,7 +33,8 @@ METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
 PSEUDO_LABELS = "pseudo_labels"  # beside "preprocessors" in the artifact folder: shared by every advcl trial
 # Bumped whenever a code change alters what training produces, so stale artifacts are not reused.
-ARTIFACT_VERSION = 2
+# 3: the defaults became DIR's `combine: average` and the paper's plain FGSM.
+ARTIFACT_VERSION = 3
 
 
 @dataclass

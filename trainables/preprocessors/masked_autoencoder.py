@@ -2,9 +2,12 @@
 
 Built from transformers' ViTMAEForPreTraining. "50% deterministic masking" is defined here as a
 fixed checkerboard split of the patch grid into two complementary halves: both halves go through
-the shared encoder (one batched pass), the decoder inpaints each from the other, and every output
-patch is taken from the pass that did NOT see it (information discard, as in DIR). `combine:
-average` averages the two decoder outputs instead.
+the shared encoder (one batched pass) and the decoder predicts every patch from each half.
+`combine: average` (the default) is DIR's reconstruction (Zhou et al. 2023, which CRoPD builds
+on): the two decoder outputs are averaged, so every output patch is the mean of the pass that saw
+it and the pass that inpainted it. `combine: masked` is our variant: every output patch is taken
+from the pass that did NOT see it, which makes any auto-encoder (Vanilla too) an inpainting
+purifier whose output patch has no gradient path to its own input patch.
 """
 from __future__ import annotations
 

@@ -35,7 +35,10 @@ ARCH_SCHEMA = {
     "pool_factor": Field(8, "an integer >= 1 dividing the number of patches", integer(1)),
     "projector_hidden": Field(512, "an integer >= 1", integer(1)),
     "projector_dim": Field(128, "an integer >= 1", integer(1)),
-    "combine": Field("masked", "'masked' (each patch from the pass that did not see it) or 'average'", one_of("masked", "average")),
+    # 'average' is DIR's (Zhou et al. 2023), which CRoPD builds on: each output patch is the mean of
+    # the pass that saw it and the pass that inpainted it. 'masked' is our variant: each output
+    # patch comes only from the pass that did not see it, so every auto-encoder inpaints.
+    "combine": Field("average", "'average' (DIR: mean of the two complementary passes) or 'masked' (our variant: each patch from the pass that did not see it)", one_of("average", "masked")),
 }
 
 PREPROCESSOR_SCHEMA = {
@@ -52,7 +55,9 @@ PREPROCESSOR_SCHEMA = {
     "lambda": Field(1.0, "a number >= 0 (0 is Vanilla)", number(0)),
     "temperature": Field(0.5, "a number > 0", number(0, low_open=True)),
     "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
-    "fgsm_random_start": Field(True, "true or false", boolean),
+    # The paper trains with plain FGSM (App. A): one signed step of size eps from x. A uniform
+    # random start in the ball first (then clipping) is our variant: a weaker adversary.
+    "fgsm_random_start": Field(False, "true or false (false: the paper's plain FGSM; true: our variant, a random start first)", boolean),
     # ARAE
     "gamma": Field(0.1, "a number >= 0", number(0)),
     "attack_steps": Field(10, "an integer >= 1 (PGD steps of ARAE / encoder_only, default 10, and of both advcl attacks, default 5)", integer(1)),
