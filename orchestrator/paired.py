@@ -119,6 +119,11 @@ def _bootstrap_interval(differences: np.ndarray, resamples: int, seed: int, conf
 # --- a sweep's configurations against a reference -----------------------------------------------
 
 
+def attack_of(metric: str) -> str:
+    """acc_pgd20 -> pgd20: per-example outcomes are named by attack, results columns by metric."""
+    return metric.removeprefix("acc_")
+
+
 def parse_reference(text: str) -> dict[str, str]:
     """`--compare-to`: a pre-processor kind (`vanilla`) or settings (`preprocessor.kind=cropd,preprocessor.lambda=1`)."""
     text = text.strip()
@@ -151,7 +156,9 @@ def reference_text(selector: dict[str, str]) -> str:
 def _matches(value, wanted: str) -> bool:
     if pd.isna(value):
         return wanted.lower() in ("null", "none", "-")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        return wanted.lower() == str(value).lower()
+    if isinstance(value, (int, float)):
         try:
             return float(wanted) == float(value)
         except ValueError:
@@ -257,6 +264,6 @@ def sweep_comparisons(target, trials: pd.DataFrame, references: list[str] | None
     examples = load_examples(target, trials["config_hash"])
     if examples.empty:
         return None
-    attacks = [metric.removeprefix("acc_") for metric in metrics]
+    attacks = [attack_of(metric) for metric in metrics]
     return [(reference_text(selector), compare_to_reference(trials, examples, selector, attacks, resamples=resamples))
             for selector in selectors]

@@ -12,13 +12,14 @@ import re
 import pandas as pd
 
 from .analysis import aggregate_seeds, config_columns, present_metrics, varying
+from .paired import attack_of
 
 FORMATS = ("markdown", "latex", "csv")
 # Row order of pre-processor kinds as in the paper's tables; kinds not listed follow in the order seen.
 KIND_ORDER = ("identity", "vanilla", "vae", "arae", "encoder_only", "cropd")
 # The paper's row keys, always shown; other settings appear when the sweep varied them.
 ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
-TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head",
+TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head", "head.epochs": "Head epochs",
           "preprocessor.temperature": "τ", "data_fraction": "Data fraction", "dataset": "Dataset",
           "preprocessor.views": "Views", "preprocessor.pseudo_clusters": "K", "preprocessor.fft_radius": "r",
           "foundation.name": "Foundation", "foundation.mode": "Foundation mode", "foundation.pretraining.method": "Pre-training",
@@ -73,11 +74,6 @@ def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataF
     return "\n".join(f"{_markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
 
 
-def attack_of(metric: str) -> str:
-    """acc_pgd20 -> pgd20: the per-example outcomes are named by attack."""
-    return metric.removeprefix("acc_")
-
-
 def _comparison_section(table: pd.DataFrame, keys: list[str], metrics: list[str], name: str, compared: pd.DataFrame):
     by_hashes = compared.set_index("config_hashes")
     header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics]
@@ -93,8 +89,8 @@ def _comparison_section(table: pd.DataFrame, keys: list[str], metrics: list[str]
         rows.append(cells)
     caption = (f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
                "on the same test points and seeds, in points of accuracy: difference [95% paired bootstrap interval] "
-               "and McNemar's exact p; * where the interval excludes 0; - where no single reference row or no "
-               "per-example outcomes exist.")
+               "and McNemar's exact p (test points only; the interval also resamples seeds); * where the interval "
+               "excludes 0; - where no single reference row or no per-example outcomes exist.")
     return header, rows, caption
 
 
@@ -106,8 +102,12 @@ def _difference_text(found, attack: str, n_seeds: int) -> str:
             f"{'p<0.001' if p < 0.001 else f'p={p:.3f}'}")
     if found[f"{attack}_lo"] > 0 or found[f"{attack}_hi"] < 0:
         text += " *"
-    seeds = int(found[f"{attack}_seeds"])
-    return text + (f" ({seeds} seed{'s' if seeds != 1 else ''})" if seeds != n_seeds else "")
+    return text + _fewer_seeds(int(found[f"{attack}_seeds"]), n_seeds)
+
+
+def _fewer_seeds(seeds: int, n_seeds: int) -> str:
+    """' (1 seed)' when fewer seeds than the row's measured a number (AutoAttack on seed 0 only)."""
+    return f" ({seeds} seed{'s' if seeds != 1 else ''})" if seeds != n_seeds else ""
 
 
 def _test_points(trials: pd.DataFrame) -> str:
@@ -132,7 +132,7 @@ def _accuracy_text(mean: float, half: float, seeds: int, n_seeds: int) -> str:
     if math.isnan(mean):
         return "-"
     text = f"{100 * mean:.1f} ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}"
-    return text + (f" ({seeds} seed{'s' if seeds != 1 else ''})" if seeds != n_seeds else "")
+    return text + _fewer_seeds(seeds, n_seeds)
 
 
 def _markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:

@@ -131,6 +131,30 @@ def test_lambda_ablation_has_every_table_1_row_with_both_heads():
     assert all(c["data"]["dataset"] == "cifar2" for c in _points_of("lambda_ablation"))
 
 
+def test_embedded_table1_is_the_study_the_paper_question_needs():
+    configs = _points_of("embedded_table1")
+    runs: dict[tuple, dict[int, dict]] = {}
+    for c in configs:
+        row = (c["preprocessor"]["kind"], c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None, c["head"]["mode"])
+        runs.setdefault(row, {})[c["data"]["seed"]] = c
+        assert c["data"]["dataset"] == "digits" and c["evaluation"]["n_examples"] is None  # all 450 test points
+        assert {"pgd10", "pgd20"} <= set(c["evaluation"]["attacks"])
+        assert c["preprocessor"]["seed"] == c["head"]["seed"] == c["data"]["seed"]
+        if c["preprocessor"]["kind"] != "identity":
+            assert c["preprocessor"]["arch"]["combine"] == "average" and c["preprocessor"]["fgsm_random_start"] is False
+    expected = {(kind, lam, head) for kind, lam in [("identity", None), ("vanilla", None), ("arae", None), ("cropd", 0.1),
+                                                    ("cropd", 1), ("cropd", 10)] for head in ("clean", "robust")}
+    assert set(runs) == expected
+    for row, by_seed in runs.items():
+        assert len(by_seed) >= 3, row
+        with_autoattack = [c for c in by_seed.values() if "autoattack" in c["evaluation"]["attacks"]
+                           and c["evaluation"]["autoattack_examples"] >= 100]
+        assert with_autoattack, row  # the standard AutoAttack on at least 100 points for at least one seed
+    masked = _points_of("embedded_table1_masked")
+    assert {(c["preprocessor"]["kind"], c["preprocessor"]["arch"]["combine"]) for c in masked} == {("vanilla", "masked"), ("cropd", "masked")}
+    assert {c["preprocessor"]["lambda"] for c in masked if c["preprocessor"]["kind"] == "cropd"} == {10}
+
+
 def test_data_fraction_pairs_each_fraction_with_the_papers_lambda():
     pairs = {(c["data"]["data_fraction"], c["preprocessor"]["lambda"]) for c in _points_of("data_fraction")}
     assert pairs == {(0.1, 0.15), (0.2, 1), (0.5, 10), (1.0, 10)}  # paper Table 9

@@ -177,6 +177,7 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     # Off a terminal the progress display is plain lines; the resumed run counts the earlier trials.
     assert "3/3 done, 0 running, 0 failed; best acc_natural:" in resumed.stderr
+    assert "| Pre-processor | λ | Head | n | Natural |" in resumed.stdout  # a run ends with the paper-style table
 
     rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
     assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))  # one row per planned trial
@@ -191,3 +192,9 @@ def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tm
     assert redone and min(redone) > 1
     assert sorted(r["epoch"] for r in records if r["stage"] == "preprocessor") == list(range(1, 26))
     assert by_hash[interrupted]["resumed_from"].startswith("preprocessor epoch")
+    # Every trial's per-example outcomes: each of the 40 evaluated points once per attack.
+    for key in planned_hashes(spec):
+        outcomes = read_rows(sweep_dir / "results" / "examples" / f"{key}.parquet")
+        assert sorted((r["attack"], r["index"]) for r in outcomes) == sorted(
+            (attack, index) for attack in ("natural", "pgd10", "pgd20") for index in {r["index"] for r in outcomes})
+        assert len(outcomes) == 3 * 40 and {r["config_hash"] for r in outcomes} == {key}
