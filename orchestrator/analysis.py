@@ -13,7 +13,8 @@ import pandas as pd
 
 from trainables.errors import UserError
 
-from .results import HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, connect_results, first_line, is_setting
+from .results import (HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, add_examples_view, connect_results, first_line,
+                      is_setting)
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
@@ -86,8 +87,12 @@ def finished_trials(target: Path, *, where: str | None = None) -> pd.DataFrame:
 
 def load_examples(target: Path, config_hashes) -> pd.DataFrame:
     """The per-example outcomes (config_hash, attack, index, label, correct) of the given trials."""
+    import duckdb
+
     hashes = sorted(set(config_hashes))
-    connection = connect_results(results_dir(target))
+    # Only the examples view: the trials and epochs tables connect_results reads are not needed here.
+    connection = duckdb.connect()
+    add_examples_view(connection, results_dir(target))
     if not hashes:
         return frame_of(connection.sql("SELECT * FROM examples LIMIT 0"))
     listed = ", ".join("'" + key.replace("'", "''") + "'" for key in hashes)

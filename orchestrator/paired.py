@@ -9,7 +9,7 @@ that every trial writes (results/examples/).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -45,9 +45,6 @@ class PairedDifference:
     @property
     def excludes_zero(self) -> bool:
         return self.lo > 0 or self.hi < 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "excludes_zero": self.excludes_zero}
 
 
 def paired_difference(a, b, *, resamples: int = RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> PairedDifference:
@@ -197,11 +194,13 @@ def compare_to_reference(trials: pd.DataFrame, examples: pd.DataFrame, selector:
     rows = []
     for (settings, index), reference_row in zip(groups, is_reference):
         row: dict[str, Any] = {"config_hashes": ",".join(trials.loc[index, "config_hash"])}
-        candidates = [j for j, (other, _) in enumerate(groups) if is_reference[j] and
-                      all(_agree(settings[key], other[key]) for key in settings if key not in selector)]
         if reference_row:
             row["reference"] = "self"
-        elif len(candidates) != 1:
+            rows.append(row)
+            continue
+        candidates = [j for j, (other, _) in enumerate(groups) if is_reference[j] and
+                      all(_agree(settings[key], other[key]) for key in settings if key not in selector)]
+        if len(candidates) != 1:
             row["reference"] = None
         else:
             reference_index = groups[candidates[0]][1]
@@ -239,11 +238,11 @@ def _difference(outcomes, group: pd.DataFrame, reference: pd.DataFrame, attack: 
         return pd.concat(frames, ignore_index=True) if frames else None
 
     a, b = stacked(group), stacked(reference)
-    if a is None or b is None or not set(a["seed"]) & set(b["seed"]):
+    if a is None or b is None:
         return None
     try:
         return paired_difference(a, b, resamples=resamples, seed=seed)
-    except ValueError:  # no point in common (different test subsets)
+    except ValueError:  # no (seed, point) in common: other seeds, or other test subsets
         return None
 
 

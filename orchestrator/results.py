@@ -254,6 +254,12 @@ def connect_results(results_dir: Path):
             # No file yet (a sweep just started): an empty table with the columns every row has,
             # so the usual queries (ORDER BY started_at, WHERE stage = ...) still bind.
             connection.execute(f"CREATE TABLE {table} ({EMPTY_COLUMNS[table]})")
+    add_examples_view(connection, results_dir)
+    return connection
+
+
+def add_examples_view(connection, results_dir: Path) -> None:
+    """Table `examples` on `connection`: a view over the per-example files, read only when queried."""
     examples = Path(results_dir) / EXAMPLES_DIR.name
     if any(examples.glob("*.parquet")):
         # Each file is written once, whole, by rename: a reader sees a complete old or new file.
@@ -261,7 +267,6 @@ def connect_results(results_dir: Path):
         connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
     else:
         connection.execute(f"CREATE TABLE examples ({EMPTY_COLUMNS['examples']})")
-    return connection
 
 
 def read_folder(folder: Path) -> pa.Table | None:

@@ -5,6 +5,7 @@ counts, and the bootstrap interval against its normal approximation.
 """
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -156,7 +157,7 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
     assert "Paired differences against vanilla" in out
     assert "+30.0 [" in out and "p<0.001 *" in out and "reference" in out
     assert main(["report", str(store), "--compare-to", "preprocessor.kind=cropd,preprocessor.lambda=10", "--format", "csv"]) == 0
-    table = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     vanilla_robust = table[(table["preprocessor.kind"] == "vanilla") & (table["head.mode"] == "robust")].iloc[0]
     assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_diff"] == pytest.approx(-0.30)
     assert main(["report", str(store), "--compare-to", "none"]) == 0
