@@ -93,7 +93,7 @@ def _epoch_reports(objectives: list[str], key: str) -> None:
 
 
 def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_trial: dict, objectives: list[str],
-                        cpus: float, gpus: float) -> None:
+                        cpus: float, gpus: float, **_: object) -> None:
     """What sweep_trial does around run_trial, without run_trial: config, Parquet row, one report."""
     from ray import tune
 
@@ -114,7 +114,7 @@ def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_t
 
 
 def noop_trial_report_only(params: dict, *, sweep_dir: str, sweep_name: str, base_trial: dict, objectives: list[str],
-                           cpus: float, gpus: float) -> None:
+                           cpus: float, gpus: float, **_: object) -> None:
     """One tune.report of the objective metrics, nothing else."""
     from ray import tune
 

@@ -15,6 +15,7 @@ from trainables.errors import UserError
 
 from .results import (HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, add_examples_view, connect_results, first_line,
                       is_setting)
+from .safe_query import locked_connection
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
@@ -49,7 +50,8 @@ def relation(target: Path, sql: str | None = None, *, where: str | None = None, 
     """The same rows as a DuckDB relation (or any `sql` over the tables `trials` and `epochs`)."""
     import duckdb
 
-    connection = connect_results(results_dir(target))
+    # A user's --where runs where it can read no file and write none (safe_query.py).
+    connection = connect_results(results_dir(target)) if where is None else locked_connection(results_dir(target))
     if sql is None:
         conditions = [f"status = '{TERMINATED}'"] if finished_only else []
         if where is not None:

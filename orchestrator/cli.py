@@ -19,7 +19,7 @@ from trainables.errors import UserError  # noqa: E402
 # Each command module imports torch, Ray and the like inside its run(), so `--help` and the
 # read-only commands start in about a second.
 from . import (cancel_command, pareto_command, plot_command, preprocessors_command, report_command,  # noqa: E402
-               results_command, status_command, sweep_command)
+               results_command, status_command, sweep_command, unreadable)
 
 EXIT_USER_ERROR = 2
 
@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("orchestrator: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        # Damaged files the command skipped (or a sweep moved aside), all named in one line.
+        warning = unreadable.warning_line()
+        if warning:
+            print(warning, file=sys.stderr)
+        unreadable.forget()
 
 
 if __name__ == "__main__":

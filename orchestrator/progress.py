@@ -39,8 +39,10 @@ def format_seconds(seconds: float) -> str:
 class SweepProgress(Callback):
     """Counts trial states as Ray Tune reports them and renders them."""
 
-    def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None):
+    def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None,
+                 on_start=None):
         self.total = total
+        self.on_start = on_start  # called as each trial starts (the driver records Ray's new workers)
         self.objectives = objectives
         self.stream = stream or sys.stderr
         self.live_wanted = self.stream.isatty() if live is None else live
@@ -52,7 +54,7 @@ class SweepProgress(Callback):
 
     # Ray pickles the run config (callbacks included) into its experiment state.
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_live": None, "stream": None, "_last_trials": []}
+        return {**self.__dict__, "_live": None, "stream": None, "_last_trials": [], "on_start": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -89,6 +91,8 @@ class SweepProgress(Callback):
 
     # --- Ray Tune hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self.on_start is not None:
+            self.on_start()
         self.states[trial.trial_id] = RUNNING
         self._event(trials, trial, "started")
 

@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 
 from trainables.artifacts import atomic_write_bytes
 
+from . import unreadable
+
 STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 TRIALS_DIR = Path("results") / "trials"
 EPOCHS_DIR = Path("results") / "epochs"
@@ -192,10 +194,34 @@ def write_examples(sweep_dir: Path, config_hash: str, examples: dict[str, Any], 
     return path
 
 
+def read_parquet_file(path: Path) -> pa.Table | None:
+    """One Parquet file, or None when it is gone or unreadable (noted: see orchestrator.unreadable).
+
+    The bytes are read in one go: a running sweep replaces files while we read, and pyarrow would
+    take the size first and read later (it can see a new file with the old size).
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError) as err:  # truncated, junk, not Parquet at all
+        unreadable.note(path, f"not a readable Parquet file: {err}")
+        return None
+
+
 def read_trial(sweep_dir: Path, config_hash: str) -> dict[str, Any] | None:
-    """The results row of one trial, or None when it has not finished."""
+    """The results row of one trial, or None when it has not finished (or its file is unreadable)."""
+    table = read_parquet_file(trial_path(sweep_dir, config_hash))
+    rows = table.to_pylist() if table is not None else []
+    return rows[0] if rows else None
+
+
+def trial_file_damaged(sweep_dir: Path, config_hash: str) -> bool:
+    """Whether the trial's row file exists but cannot be read (read_trial then says None)."""
     path = trial_path(sweep_dir, config_hash)
-    return pq.read_table(path).to_pylist()[0] if path.is_file() else None
+    return path.is_file() and read_trial(sweep_dir, config_hash) is None
 
 
 def write_trial(sweep_dir: Path, row: dict[str, Any]) -> Path:
@@ -215,9 +241,13 @@ class EpochLog:
         self.path = epochs_path(sweep_dir, config_hash)
         self.identity = identity
         self.records: dict[tuple[str, int], dict[str, Any]] = {}
-        if self.path.is_file():
-            for record in pq.read_table(self.path).to_pylist():
-                self.records[(record["stage"], record["epoch"])] = record
+        table = read_parquet_file(self.path)
+        if table is None and self.path.is_file():
+            # Junk where the log was: keep it for a post-mortem and start the log again (the
+            # stages replay their last checkpointed epoch, and a finished stage's are gone).
+            unreadable.move_aside(self.path, "epochs file not readable")
+        for record in table.to_pylist() if table is not None else []:
+            self.records[(record["stage"], record["epoch"])] = record
 
     def last_position(self) -> str | None:
         """'<stage> epoch <n>' of the latest record on disk, or None for a trial starting afresh."""
@@ -226,10 +256,20 @@ class EpochLog:
         last = max(self.records.values(), key=lambda record: record["recorded_at"])
         return f"{last['stage']} epoch {last['epoch']}"
 
-    def add(self, record: dict[str, Any]) -> None:
-        row = {**self.identity, "recorded_at": now_utc(), **{k: _scalar(v) for k, v in record.items()}}
+    def add(self, record: dict[str, Any]) -> bool:
+        """Record an epoch; False (and nothing written) when the same record is already there.
+
+        A resumed stage replays its last checkpointed epoch (the process may have died between
+        the checkpoint and this log); a replay of a logged epoch is not a new one.
+        """
+        values = {k: _scalar(v) for k, v in record.items()}
+        known = self.records.get((values["stage"], values["epoch"]))
+        if known is not None and all(known.get(k) == v for k, v in values.items()):
+            return False
+        row = {**self.identity, "recorded_at": now_utc(), **values}
         self.records[(row["stage"], row["epoch"])] = row
         write_rows(self.path, self.records.values())
+        return True
 
 
 def connect(sweep_dir: Path):
@@ -261,29 +301,36 @@ def connect_results(results_dir: Path):
 def add_examples_view(connection, results_dir: Path) -> None:
     """Table `examples` on `connection`: a view over the per-example files, read only when queried."""
     examples = Path(results_dir) / EXAMPLES_DIR.name
-    if any(examples.glob("*.parquet")):
-        # Each file is written once, whole, by rename: a reader sees a complete old or new file.
-        pattern = str(examples.absolute() / "*.parquet").replace("'", "''")
-        connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet('{pattern}', union_by_name=true)")
+    # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
+    # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.
+    readable = [path for path in sorted(examples.glob("*.parquet")) if _footer_readable(path)]
+    if readable:
+        listed = ", ".join("'" + str(path.absolute()).replace("'", "''") + "'" for path in readable)
+        connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
     else:
         connection.execute(f"CREATE TABLE examples ({EMPTY_COLUMNS['examples']})")
+
+
+def _footer_readable(path: Path) -> bool:
+    try:
+        pq.read_metadata(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except (pa.ArrowException, OSError) as err:
+        unreadable.note(path, f"not a readable Parquet file: {err}")
+        return False
 
 
 def read_folder(folder: Path) -> pa.Table | None:
     """Every Parquet file in `folder` as one Arrow table (None when there is none), race-free.
 
-    A running sweep replaces files while we read: each file's bytes are read in one go (pyarrow
-    would take the size first and read later, and can see a new file with the old size), and a
-    file gone in between is skipped. Columns unify by name: an ERROR row lacks the metric columns,
-    and a column null in one file and a number in another becomes the number.
+    A file gone in between (a running sweep replaces files while we read) or unreadable (noted
+    for the one warning line) is skipped. Columns unify by name: an ERROR row lacks the metric
+    columns, and a column null in one file and a number in another becomes the number.
     """
-    tables = []
-    for path in sorted(Path(folder).glob("*.parquet")):
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            continue
-        tables.append(pq.read_table(pa.BufferReader(data)))
+    tables = [table for path in sorted(Path(folder).glob("*.parquet"))
+              if (table := read_parquet_file(path)) is not None]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 

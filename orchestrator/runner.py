@@ -1,25 +1,33 @@
 """Run or resume a sweep: the sweep directory, the plan check, and Ray Tune's Tuner around the trials.
 
 A sweep directory is resumable by running the same command again; Ray's experiment folder is only a
-resume cache, the Parquet files under results/ are the record of truth.
+resume cache, the Parquet files under results/ are the record of truth. One driver at a time holds
+the sweep's lock (sweep_lock.py); a resume first repairs what a crash can leave behind: a torn
+Optuna journal line, a finished trial whose row is unreadable, Ray processes of a killed driver.
 """
 from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from trainables.artifacts import atomic_write_json
 from trainables.errors import UserError
+from trainables.trial import RESULT_FILE
 
+from . import unreadable
 from .backends import LocalBackend
+from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
-from .results import STATE_FILE
-from .search import build_searcher
-from .spec import SweepSpec
-from .trainable import sweep_trial
+from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, read_parquet_file, read_trial, trial_file_damaged,
+                      trial_path)
+from .search import build_searcher, repair_journal
+from .spec import SweepSpec, default_sweep_dir  # noqa: F401 (default_sweep_dir: imported from here too)
+from .sweep_lock import sweep_lock
+from .trainable import run_one_trial, sweep_trial, trial_key
 
 RAY_FOLDER = "ray"
 # Keep every per-epoch manifest checkpoint (a few bytes each): with num_to_keep set, Tune saves the
@@ -36,10 +44,6 @@ def quiet_ray_tune() -> None:
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Tune's newer console output prints its own header and tables whatever `verbose` says.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-
-def default_sweep_dir(spec: SweepSpec) -> Path:
-    return Path("runs") / spec.name
 
 
 @dataclass
@@ -90,29 +94,60 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: LocalBackend | None 
     """Run every planned trial not yet finished; returns the counts from Ray's results.
 
     `trial_function` is the Ray function per trial (signature of trainable.sweep_trial); benches
-    pass a no-op one to measure the engine alone.
+    pass a no-op one to measure the engine alone, tests one that injects faults.
     """
-    from ray import tune
-
     backend = backend or LocalBackend()
     sweep_dir = Path(sweep_dir).resolve()
     backend.check_resources(spec.resources, str(spec.path))
+    with sweep_lock(sweep_dir):
+        return _run_locked(spec, sweep_dir, backend, restart, retry_failed, live, trial_function)
+
+
+def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart: bool, retry_failed: bool,
+                live: bool | None, trial_function) -> SweepOutcome:
+    from ray import tune
+
+    from .ray_processes import RayProcesses, stop_recorded
+    from .trial_failures import TrialFailures, last_error_line, record_dead_worker
+
     resumed = prepare_sweep_dir(spec, sweep_dir, restart=restart)
+    if resumed:
+        stopped = stop_recorded(sweep_dir)  # what a killed driver of this sweep left running
+        if stopped:
+            print(f"orchestrator: stopped {stopped} Ray process(es) an earlier driver of this sweep left behind")
+        repair_journal(sweep_dir)
+        repair_results(spec, sweep_dir)
+    local_ray = backend.address is None
+    processes = RayProcesses(sweep_dir) if local_ray else None
     backend.start(spec.resources, str(spec.path))
     quiet_ray_tune()
+    run_id = uuid.uuid4().hex[:12]
     try:
+        if processes is not None:
+            processes.record()
         write_state(spec, sweep_dir)
         trainable = tune.with_resources(
             tune.with_parameters(trial_function, sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-                                 objectives=list(spec.objectives), cpus=spec.resources["cpu"], gpus=spec.resources["gpu"]),
+                                 objectives=list(spec.objectives), cpus=spec.resources["cpu"], gpus=spec.resources["gpu"],
+                                 run_id=run_id, retry_failed=retry_failed),
             {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
         )
-        progress = SweepProgress(spec.num_trials, spec.objectives, live=live)
+        progress = SweepProgress(spec.num_trials, spec.objectives, live=live, on_start=processes and processes.record)
+        failures = TrialFailures(spec, sweep_dir, run_id)
         ray_dir = sweep_dir / RAY_FOLDER
         if tune.Tuner.can_restore(str(ray_dir)):
-            tuner = tune.Tuner.restore(str(ray_dir), trainable, resume_unfinished=True, restart_errored=retry_failed)
-            # The restored run config holds the callbacks pickled by the first run; show this run's progress.
-            tuner._local_tuner.get_run_config().callbacks = [progress]
+            # Errored trials always come back: the trial function itself decides whether a failure
+            # was final (a user's error, a bug: it re-raises its recorded error) or worth a retry
+            # (a killed worker, a full disk), and --retry-failed lets final ones run once more.
+            tuner = tune.Tuner.restore(str(ray_dir), trainable, resume_unfinished=True, restart_errored=True)
+            # The restored run config holds the callbacks pickled by the first run; use this run's.
+            set_restored_callbacks(tuner, [progress, failures])
+            # A trial Ray has as failed but with no row (the driver died before it wrote one): the row
+            # first, so the failure is on record even if the retry below never happens.
+            for result in tuner.get_results():
+                if result.error is not None and result.config:  # (a trial that never started has no config)
+                    record_dead_worker(spec, sweep_dir, result.config, str(result.metrics.get("trial_id", "")),
+                                       last_error_line(str(result.error)), run_id)
         else:
             tuner = tune.Tuner(
                 trainable,
@@ -121,14 +156,54 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: LocalBackend | None 
                                             # One worker process runs trial after trial: no torch import per trial.
                                             reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=RAY_FOLDER, storage_path=str(sweep_dir), verbose=0, callbacks=[progress],
+                    name=RAY_FOLDER, storage_path=str(sweep_dir), verbose=0, callbacks=[progress, failures],
                     failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 ),
             )
         grid = tuner.fit()
+        if failures.out_of_storage is not None:
+            raise UserError(f"{sweep_dir}: stopped: {failures.out_of_storage}")
         done = sum(1 for result in grid if result.error is None)
         failed = len(grid) - done
         return SweepOutcome(sweep_dir, resumed, done, failed, spec.num_trials - len(grid))
     finally:
         backend.stop()
+        if processes is not None:
+            stop_recorded(sweep_dir)  # anything ray.shutdown() left (its agents can outlive it)
+
+
+def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
+    """Put a resumed sweep's results right after damage; returns the keys whose rows were rebuilt.
+
+    A damaged file is moved aside (unreadable.py), never deleted. A finished trial whose row or
+    per-example file is gone or unreadable: Ray's state says it is done and would never run it
+    again, but its workdir still holds its result (trial.RESULT_FILE), so running the trial here
+    only writes its rows again, from that result: no training, no evaluation. A finished trial's
+    damaged epochs file cannot be rebuilt (its epochs are not trained again): moved aside, noted.
+    """
+    for folder in (EPOCHS_DIR, EXAMPLES_DIR):
+        for path in sorted((sweep_dir / folder).glob("*.parquet")):
+            if read_parquet_file(path) is None and path.is_file():
+                unreadable.move_aside(path, f"not readable; moved to {folder.name}/{unreadable.ASIDE_FOLDER}/")
+                if folder == EXAMPLES_DIR and trial_path(sweep_dir, path.stem).is_file():
+                    # Outcomes and row are written together: both again, from the saved result.
+                    unreadable.move_aside(trial_path(sweep_dir, path.stem), "its per-example outcomes are unreadable")
+    rebuilt = []
+    for workdir in sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir()):
+        key = workdir.name
+        if trial_file_damaged(sweep_dir, key):
+            unreadable.move_aside(trial_path(sweep_dir, key), "trial row not readable; written again from its result")
+        if read_trial(sweep_dir, key) is not None or not (workdir / RESULT_FILE).is_file():
+            continue
+        try:
+            saved = json.loads((workdir / "config.json").read_text())
+            if trial_key(spec.trial_config(saved["overrides"])) != key:
+                continue  # not a trial of this plan
+            run_one_trial(saved["overrides"], sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
+                          cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
+        except (OSError, ValueError, KeyError) as err:
+            unreadable.note(workdir / "config.json", f"cannot rebuild the trial's row: {err}")
+            continue
+        rebuilt.append(key)
+    return rebuilt

@@ -5,6 +5,7 @@ tune.grid_search); the study lives in a JournalStorage file that optuna-dashboar
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,9 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from trainables.artifacts import atomic_write_bytes
+
+from . import unreadable
 from .spec import SweepSpec
 
 OPTUNA_JOURNAL = "optuna.journal"
@@ -53,6 +57,34 @@ def points_to_evaluate(spec: SweepSpec) -> list[dict[str, Any]]:
 
 def journal_storage(sweep_dir: Path) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(Path(sweep_dir) / OPTUNA_JOURNAL)))
+
+
+def repair_journal(sweep_dir: Path) -> int:
+    """Drop the journal lines Optuna cannot parse; returns how many (the original is kept aside).
+
+    Optuna skips a torn LAST line (a writer killed mid-append), but the next append lands after it
+    and from then on every read of the study raises. Before a driver opens the study, the lines
+    that are not whole JSON are removed; the damaged journal moves to unreadable/.
+    """
+    path = Path(sweep_dir) / OPTUNA_JOURNAL
+    if not path.is_file():
+        return 0
+    lines = path.read_bytes().splitlines(keepends=True)
+    good = [line for line in lines if line.endswith(b"\n") and _is_json(line)]
+    if len(good) == len(lines):
+        return 0
+    dropped = len(lines) - len(good)
+    unreadable.move_aside(path, f"{dropped} damaged line(s) dropped; the original is in {unreadable.ASIDE_FOLDER}/")
+    atomic_write_bytes(path, b"".join(good))
+    return dropped
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+        return True
+    except ValueError:
+        return False
 
 
 def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:

@@ -20,8 +20,9 @@ from .backends.slurm import (SubmittedJob, active_jobs, default_cpus, make_execu
 from .backends.slurm_settings import SlurmSettings
 from .results import ERROR, TERMINATED, read_trial
 from .runner import prepare_sweep_dir, write_state
-from .search import journal_storage, make_sampler, optuna_space, points_to_evaluate
+from .search import journal_storage, make_sampler, optuna_space, points_to_evaluate, repair_journal
 from .spec import SweepSpec
+from .sweep_lock import sweep_lock
 from .trainable import trial_key
 
 ARRAY_PLAN = "array_plan.json"
@@ -35,18 +36,25 @@ def submit_sweep(spec: SweepSpec, sweep_dir: Path, settings: SlurmSettings, *, r
     source = str(spec.path)
     _check_fits(spec, settings, source)
     warn_about_paths(sweep_dir, settings)
+    executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=slurm_dir(sweep_dir) / "logs")
+    # Before anything is written; an array as large as the plan (a resubmission runs fewer).
+    preflight(executor, source=source, tasks=spec.num_trials if settings.mode == "array" else None)
     # Two drivers on one sweep would race for the same trials (and a job still running would write
-    # into the folder a --restart starts afresh): one live job at a time per sweep.
-    live = active_jobs(sweep_dir) if sweep_dir.is_dir() else {}
+    # into the folder a --restart starts afresh): the sweep's lock while we submit (a driver job
+    # holds it while it runs), and no live job, asked of Slurm (not knowing counts as live).
+    with sweep_lock(sweep_dir, "submit"):
+        return _submit_locked(spec, sweep_dir, settings, executor, restart, retry_failed)
+
+
+def _submit_locked(spec: SweepSpec, sweep_dir: Path, settings: SlurmSettings, executor, restart: bool,
+                   retry_failed: bool) -> list[SubmittedJob]:
+    live = active_jobs(sweep_dir, fail_closed=True) if sweep_dir.is_dir() else {}
     if live:
         listed = ", ".join(f"{job_id} {state}" for job_id, state in sorted(live.items()))
         raise UserError(f"{sweep_dir}: this sweep already has Slurm jobs that may run ({listed}); "
                         f"wait for them, or `orchestrator cancel {sweep_dir}` first")
-    executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=slurm_dir(sweep_dir) / "logs")
-    # Before the sweep dir is touched; an array as large as the plan (a resubmission runs fewer).
-    preflight(executor, source=source, tasks=spec.num_trials if settings.mode == "array" else None)
-
-    prepare_sweep_dir(spec, sweep_dir, restart=restart)
+    if prepare_sweep_dir(spec, sweep_dir, restart=restart):
+        repair_journal(sweep_dir)
     write_state(spec, sweep_dir)
     if settings.mode == "ray":
         from .backends.slurm_job import SweepDriver

@@ -34,6 +34,9 @@ OBJECTIVE_METRICS = ("acc_natural", *(f"acc_{name}" for name in ATTACKS))
 SEED_KEY = "seed"
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
 OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "slurm")
+# The folder runs/<name> becomes <name>.replaced-<UTC stamp> (26 more bytes) when a sweep is moved
+# aside, and a file name may be at most 255 bytes on the usual filesystems.
+MAX_NAME_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,11 @@ class SweepSpec:
         return apply_overrides(self.trial, overrides)
 
 
+def default_sweep_dir(spec: SweepSpec) -> Path:
+    """Where a sweep runs without --out: runs/<name> under the current folder."""
+    return Path("runs") / spec.name
+
+
 def apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
     """`base` with each dotted key set; `seed` sets every training seed. None means 'leave as is'."""
     config = copy.deepcopy(base)
@@ -122,11 +130,18 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not path.is_file():
         raise UserError(f"{source}: no such spec file")
     try:
-        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:  # a binary file passed by mistake
+        raise UserError(f"{source}: not a UTF-8 text file (byte {err.start}: {err.reason})") from None
+    except OSError as err:
+        raise UserError(f"{source}: cannot read the spec ({err.strerror})") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise UserError(f"{source}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+        problem = str(getattr(err, "problem", None) or err).splitlines()[0]
+        raise UserError(f"{source}: not valid YAML{where}: {problem}") from None
     return parse_spec(raw, source=source, default_name=path.stem, path=path)
 
 
@@ -141,9 +156,13 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
             raise fail(str(key), f"a known key: one of {list(TOP_LEVEL_KEYS)}{did_you_mean(key, list(TOP_LEVEL_KEYS))}", "unknown key")
 
     name = raw.get("name", default_name)
+    where = "name" if "name" in raw else "name (taken from the file name; set name: in the spec)"
+    # No '/', NUL, '.' or '..': the name is a folder, runs/<name>.
     if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
-        where = "name" if "name" in raw else "name (taken from the file name; set name: in the spec)"
         raise fail(where, "a sweep name of letters, digits, '-', '_' or '.'", name)
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise fail(where, f"a sweep name of at most {MAX_NAME_BYTES} bytes in UTF-8 (it names folders, and "
+                          f"filesystems allow 255), not {len(name.encode())}", name[:40] + "...")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "text", description)

@@ -42,7 +42,7 @@ def resolve_sweep_dir(target: Path) -> Path:
             raise UserError(f"{target}: not a sweep directory (no {STATE_FILE})")
         return target
     if target.is_file():
-        from .runner import default_sweep_dir
+        from .spec import default_sweep_dir
         from .spec import load_spec
 
         sweep_dir = default_sweep_dir(load_spec(target))
@@ -111,7 +111,7 @@ def print_slurm_jobs(sweep_dir: Path, console: Console) -> None:
     jobs = recorded_jobs(sweep_dir)
     if not jobs:
         return
-    states = job_states(jobs)
+    states = job_states(jobs) or {}  # None: Slurm did not answer, every state UNKNOWN
     for job in jobs:
         ids = [job.job_id] if job.mode == "ray" else [f"{job.job_id}_{task}" for task in range(job.tasks)]
         for job_id in ids:

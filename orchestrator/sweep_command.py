@@ -45,16 +45,22 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: they pull in torch and Ray, which `orchestrator --help` and
-    # the read-only commands should not wait for.
-    from .runner import default_sweep_dir, run_sweep
-    from .spec import load_spec
+    # the read-only commands should not wait for; a bad spec is refused before Ray is imported.
+    from .spec import default_sweep_dir, load_spec
+    from .sweep_lock import sweep_lock
 
     spec = load_spec(args.spec)
-    sweep_dir = args.out or default_sweep_dir(spec)
+    sweep_dir = Path(args.out or default_sweep_dir(spec))
     if (args.backend or spec.backend) == "slurm":
-        return run_on_slurm(args, spec, Path(sweep_dir))
-    outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(address=args.address), restart=args.restart,
-                        retry_failed=args.retry_failed, live=False if args.plain else None)
+        return run_on_slurm(args, spec, sweep_dir)  # takes the sweep's lock once sbatch has said yes
+    backend = LocalBackend(address=args.address)
+    backend.check_resources(spec.resources, str(spec.path))  # refused before anything is written
+    # Before Ray is imported (seconds): a second driver on this sweep is refused at once.
+    with sweep_lock(sweep_dir):
+        from .runner import run_sweep
+
+        outcome = run_sweep(spec, sweep_dir, backend=backend, restart=args.restart, retry_failed=args.retry_failed,
+                            live=False if args.plain else None)
     print_outcome(outcome.sweep_dir)
     return 0 if outcome.failed == 0 and outcome.unfinished == 0 else 1
 

@@ -58,7 +58,7 @@ def test_resumed_head_matches_uninterrupted(tmp_path, train_data, tiny_foundatio
     resumed = _pipeline(tiny_foundation_config, cache_root)  # a fresh process would rebuild the head
     epochs_run = []
     result = train_head(resumed, train_data, cfg, tmp_path / "b", "k", eps=8 / 255, on_epoch=lambda r: epochs_run.append(r["epoch"]))
-    assert epochs_run == [3, 4]
+    assert epochs_run == [2, 3, 4]  # the checkpointed epoch 2 said again, then 3 and 4 run
     assert [r["lr"] for r in result.history] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])  # decay at milestone 2
     a, b = _head_weights(straight), _head_weights(resumed)
     for name in a:

@@ -109,7 +109,9 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, small_train, tiny
     assert sorted(path.name for path in checkpoints) == ["epoch-0001.pt", "epoch-0002.pt"]
     resumed = fit_preprocessor(cfg, small_train, tmp_path / "resumed", on_epoch=lambda r: seen.append(r["epoch"]))
 
-    assert seen == [1, 2, 3]  # the resumed call ran epoch 3 only
+    # The resumed call says epoch 2 again (its checkpoint's record: a killed process may not have
+    # reported it) and runs epoch 3 only.
+    assert seen == [1, 2, 2, 3]
     straight, again = _weights(uninterrupted.module), _weights(resumed.module)
     assert straight.keys() == again.keys()
     for name in straight:
@@ -195,18 +197,25 @@ def test_unknown_key_suggests_the_right_one():
         resolve_preprocessor_config({"lamda": 1.0})
 
 
-def test_corrupt_checkpoint_is_a_clear_error(tmp_path, small_train, tiny_arch):
+def test_a_checkpoint_that_does_not_load_is_moved_aside_and_the_one_before_it_used(tmp_path, small_train, tiny_arch):
     cfg = _cfg(tiny_arch)
+    uninterrupted = fit_preprocessor(cfg, small_train, tmp_path / "straight")
 
-    def stop(record):
-        raise Interrupt
+    def stop_after_two(record):
+        if record["epoch"] == 2:
+            raise Interrupt
 
     with pytest.raises(Interrupt):
-        fit_preprocessor(cfg, small_train, tmp_path, on_epoch=stop)
-    (checkpoint,) = (tmp_path / "preprocessors").glob("*.checkpoints/epoch-0001.pt")
+        fit_preprocessor(cfg, small_train, tmp_path, on_epoch=stop_after_two)
+    (checkpoint,) = (tmp_path / "preprocessors").glob("*.checkpoints/epoch-0002.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated, as by a crash mid-copy
-    with pytest.raises(CheckpointError, match="epoch-0001.pt"):
-        fit_preprocessor(cfg, small_train, tmp_path)
+    seen = []
+    with pytest.warns(UserWarning, match=r"epoch-0002.pt: not a readable checkpoint.*resuming from the checkpoint before it"):
+        resumed = fit_preprocessor(cfg, small_train, tmp_path, on_epoch=lambda r: seen.append(r["epoch"]))
+    assert seen == [1, 2, 3]  # epoch 1's record said again, epochs 2 and 3 trained again
+    assert (checkpoint.parent / "unreadable" / "epoch-0002.pt").stat().st_size == 100  # kept, not deleted
+    for name, value in uninterrupted.module.state_dict().items():
+        assert torch.equal(value, resumed.module.state_dict()[name]), name
 
 
 def test_missing_or_corrupt_saved_preprocessor(tmp_path, small_train, tiny_arch):

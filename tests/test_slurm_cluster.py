@@ -26,6 +26,9 @@ from sweep_helpers import planned_hashes, read_rows, write_spec
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_WAIT_S = 420
+# The only tests that may need Slurm: `-m "not slurm_cluster"` leaves them out (.ci/run runs the rest
+# with Slurm's commands hidden, as on a machine without it).
+pytestmark = pytest.mark.slurm_cluster
 
 
 def _cluster_answers() -> bool:
@@ -257,3 +260,22 @@ def test_bad_slurm_settings_get_sbatchs_own_line_and_nothing_is_submitted_or_wri
     assert refused.returncode == 2
     assert refused.stderr.strip() == f"orchestrator: error: {spec_path}: slurm: {expected}"
     assert not (tmp_path / "runs").exists() and not marker.exists()  # nothing written, nothing executed
+
+
+def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_it(tmp_path, tiny_foundation_config, tiny_arch):
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="locked")
+    sweep_dir = tmp_path / "runs" / "locked"
+    # A driver of this sweep in a Slurm job elsewhere holds the lock (here: a process of ours, by PID).
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom orchestrator.sweep_lock import sweep_lock\n"
+                               f"with sweep_lock({str(sweep_dir)!r}):\n    print('held', flush=True)\n    time.sleep(300)"],
+                              env={**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "777"}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path, timeout=120)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith(f"orchestrator: error: {sweep_dir}: another driver is running this sweep (pid {holder.pid} on ")
+    assert "Slurm job 777" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert not (sweep_dir / "slurm" / JOBS_FILE).exists()  # nothing submitted

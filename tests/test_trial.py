@@ -52,7 +52,8 @@ def test_trial_resumes_the_interrupted_stage(tmp_path, tiny_foundation_config, t
         run_trial(config, tmp_path / "t", on_epoch=stop_in_head)
     seen = []
     result = run_trial(config, tmp_path / "t", on_epoch=seen.append)
-    assert [(r["stage"], r["epoch"]) for r in seen] == [("head", 4), ("head", 5)]  # pre-processor reused, head resumed
+    # Pre-processor reused, head resumed: its checkpointed epoch 3 said again, then 4 and 5.
+    assert [(r["stage"], r["epoch"]) for r in seen] == [("head", 3), ("head", 4), ("head", 5)]
     assert result["preprocessor_reused"] and not math.isnan(result["acc_natural"])
 
 

@@ -5,7 +5,6 @@ config that determines it, and appears there only complete (write aside, then re
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -47,13 +46,16 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(scratch, 0o777 & ~_umask())  # mkdtemp makes it 0700; published, it is an ordinary folder
         yield scratch
+        _fsync_tree(scratch)  # the contents reach the disk before the rename makes them visible
         try:
             os.rename(scratch, final)
         except OSError:
             if not final.is_dir():
                 raise
             shutil.rmtree(scratch, ignore_errors=True)
+        fsync_dir(final.parent)
     except BaseException:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
@@ -76,11 +78,42 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
-@functools.lru_cache(maxsize=1)
+def fsync_dir(path: Path) -> None:
+    """fsync a folder, so a rename or a new entry in it survives a crash (a file's own fsync does not)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if os.path.islink(os.path.join(root, name)):
+                continue
+            fd = os.open(os.path.join(root, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(root))
+
+
 def _umask() -> int:
-    current = os.umask(0)  # the only portable way to read it is to set it and put it back
+    """The process umask, read without changing it where Linux (>= 4.7) shows it in /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    # Elsewhere the only way is to set it and put it back: process-wide, racy with other threads.
+    current = os.umask(0)
     os.umask(current)
     return current
 
@@ -94,15 +127,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     import torch
 
     try:
-        torch.save(state, tmp)
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600, as in atomic_write_bytes
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -4,6 +4,8 @@ Shared by every stage that trains for epochs, so resume behaves the same everywh
 """
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,25 @@ class EpochCheckpoints:
         self.keep = keep
 
     def latest(self) -> dict[str, Any] | None:
-        """The newest checkpoint's state, or None; a corrupt or foreign one is a CheckpointError."""
-        found = sorted(self.folder.glob("epoch-*.pt"))
-        if not found:
-            return None
-        state = load_checkpoint(found[-1])
-        if state.get("key") != self.key:
-            raise CheckpointError(f"{found[-1]}: belongs to {state.get('key')!r}, not {self.key!r}")
-        return state
+        """The newest checkpoint that loads, or None; a foreign one is a CheckpointError.
+
+        One that does not load (emptied by a full disk, torn by a crash the rename did not cover)
+        is moved to `unreadable/` with a warning and the one before it is used: the stage redoes
+        one epoch instead of all of them.
+        """
+        for path in sorted(self.folder.glob("epoch-*.pt"), reverse=True):
+            try:
+                state = load_checkpoint(path)
+            except CheckpointError as err:
+                aside = self.folder / "unreadable" / path.name
+                aside.parent.mkdir(exist_ok=True)
+                os.replace(path, aside)
+                warnings.warn(f"{err}; moved to {aside}, resuming from the checkpoint before it", stacklevel=2)
+                continue
+            if state.get("key") != self.key:
+                raise CheckpointError(f"{path}: belongs to {state.get('key')!r}, not {self.key!r}")
+            return state
+        return None
 
     def save(self, epoch: int, state: dict[str, Any]) -> None:
         save_checkpoint(self.folder / f"epoch-{epoch:04d}.pt", {**state, "key": self.key, "epoch": epoch})

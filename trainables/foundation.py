@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from safetensors.torch import load_file, save_file
+from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.utils import logging as transformers_logging
 
-from .artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
+from .artifacts import artifact_lock, config_hash, count_parameters
 from .config import Field, boolean, integer, number, one_of, resolve, text
 from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
 from .pretraining_schema import resolve_pretraining_config, uses_pseudo_labels
+from .published import published_dir, reusable
 from .seeding import seed_everything
 
 if TYPE_CHECKING:
@@ -168,7 +169,9 @@ def load_foundation(
     """
     cfg = resolve_foundation_config(config)
     if "pretraining" in cfg:
-        from .robust_pretraining import robust_foundation_folder  # late: it imports the pseudo-labels, which import this
+        from .robust_pretraining import (
+            robust_foundation_folder,  # late: it imports the pseudo-labels, which import this
+        )
 
         if train is None:
             raise ConfigError("foundation.pretraining", "training images to pre-train on (a trial passes its own)", cfg["pretraining"]["method"])
@@ -272,7 +275,7 @@ def pretrain_embedded_foundation(
     key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 2})
     folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
     with artifact_lock(folder):
-        if not (folder / "config.json").is_file():
+        if not reusable(folder, "config.json"):
             _pretrain(cfg, folder, on_epoch)
     return folder
 
@@ -314,6 +317,8 @@ def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None
         for start in range(0, len(images), cfg["batch_size"]):
             batch = images[order[start : start + cfg["batch_size"]]]
             loss = model(pixel_values=(batch - mean_t) / std_t).loss  # random masking is right here: this is training
+            if not torch.isfinite(loss):  # never published: every trial of every sweep would load it
+                raise FloatingPointError(f"embedded foundation pre-training: non-finite loss at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -321,7 +326,10 @@ def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None
         scheduler.step()
         if on_epoch:
             on_epoch({"stage": "foundation", "epoch": epoch + 1, "loss": total / steps})
-    with atomic_dir(folder) as scratch, quiet_transformers():
+    broken = [name for name, value in model.state_dict().items() if not torch.isfinite(value).all()]
+    if broken:  # a finite loss can still leave a parameter non-finite (an overflow in the last step)
+        raise FloatingPointError(f"embedded foundation pre-training: non-finite weights in {', '.join(broken[:3])}")
+    with published_dir(folder) as scratch, quiet_transformers():
         model.save_pretrained(scratch)
         (scratch / "preprocessor_config.json").write_text(
             json.dumps({"image_processor_type": "ViTImageProcessor", "image_mean": list(mean), "image_std": list(std),

@@ -93,6 +93,8 @@ def train_head(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
+        if on_epoch and history:  # reported again: the process may have died before it was (training_loop.py)
+            on_epoch(history[-1])
 
     cache_features = cfg["mode"] == "clean" and not foundation_trains
     # A resume that finds every epoch done (interrupted later, in evaluation) needs no features.

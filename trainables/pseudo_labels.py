@@ -4,6 +4,8 @@ Computed once per (data, model, K, seed) and cached as a file, so every trial an
 """
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,14 +95,27 @@ def pseudo_labels(data: ImageDataset, clusters: list[int], model: FeatureModel, 
     for k in clusters:
         path = cache_path(cache_dir, data_key, model, k, seed)
         with artifact_lock(path):
-            if path.is_file():
-                labels = load_checkpoint(path)["labels"]
-                if labels.shape != (len(data),) or labels.dtype != torch.int64:
-                    raise CheckpointError(f"{path}: pseudo-labels for {tuple(labels.shape)} images, expected ({len(data)},)")
-            else:
+            labels = _cached_labels(path, len(data))
+            if labels is None:
                 if features is None:
                     features = model.features(data, device)
                 labels = kmeans_labels(features, k, seed)
                 save_checkpoint(path, {"labels": labels, "k": k, "seed": seed, "model": str(model.identity)})
         columns.append(labels)
     return torch.stack(columns, dim=1) if columns else torch.zeros(len(data), 0, dtype=torch.int64)
+
+
+def _cached_labels(path: Path, images: int) -> torch.Tensor | None:
+    """The cached labels, or None to compute them: a file that does not load is moved aside."""
+    if not path.is_file():
+        return None
+    try:
+        labels = load_checkpoint(path)["labels"]
+    except CheckpointError as err:
+        aside = path.with_name(f"{path.name}.torn")
+        os.replace(path, aside)
+        warnings.warn(f"{err}; moved to {aside} and computed again", stacklevel=2)
+        return None
+    if labels.shape != (images,) or labels.dtype != torch.int64:
+        raise CheckpointError(f"{path}: pseudo-labels for {tuple(labels.shape)} images, expected ({images},)")
+    return labels

@@ -14,16 +14,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import artifact_lock, atomic_dir, config_hash
+from .artifacts import artifact_lock, config_hash
 from .checkpointing import EpochCheckpoints
 from .contrastive_settings import check_clusters_fit
 from .data import ImageDataset, data_fingerprint
 from .encoders import Foundation
-from .foundation import (EMBEDDED_NAME, RESNET_NAME, ROBUST_RECORD, base_foundation_config, build_untrained_resnet,
-                         load_foundation, save_foundation)
+from .foundation import (
+    EMBEDDED_NAME,
+    RESNET_NAME,
+    ROBUST_RECORD,
+    base_foundation_config,
+    build_untrained_resnet,
+    load_foundation,
+    save_foundation,
+)
 from .multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
 from .pretraining_schema import SECTION, uses_pseudo_labels
 from .pseudo_labels import FeatureModel, choose_feature_model, feature_identity, pseudo_labels
+from .published import published_dir, reusable
 from .seeding import seed_everything
 from .training_loop import fit_epochs
 
@@ -112,7 +120,7 @@ def robust_foundation_folder(cfg: dict, train: ImageDataset, *, cache_root: Path
     clusters = settings["pseudo_clusters"] if uses_pseudo_labels(settings) else []
     check_clusters_fit(clusters, len(train), f"{SECTION}.pseudo_clusters")  # before any work or file
     with artifact_lock(folder):
-        if not (folder / ROBUST_RECORD).is_file():
+        if not reusable(folder, ROBUST_RECORD):
             _pretrain(start, settings, identity, train, folder, Path(cache_root), device, on_epoch)
     return folder
 
@@ -143,7 +151,7 @@ def _pretrain(start: dict, settings: dict, identity: dict, train: ImageDataset, 
         model, train, targets, lambda x, batch_targets: step(model, x.to(device), batch_targets.to(device), settings), settings,
         checkpoints=checkpoints, seed_parts=("robust-pretraining", folder.name), record={"stage": "foundation", "method": method},
         what=f"foundation pre-training ({method})", on_epoch=on_epoch)
-    with atomic_dir(folder) as scratch:
+    with published_dir(folder) as scratch:
         save_foundation(foundation, scratch)
         (scratch / ROBUST_RECORD).write_text(json.dumps({
             **identity, "time_s": elapsed, "history": history,

@@ -52,6 +52,10 @@ def fit_epochs(model: nn.Module, data: ImageDataset, targets: torch.Tensor, step
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, elapsed, history = state["epoch"], state["time_s"], list(state["history"])
+        if on_epoch and history:
+            # The process may have died between this checkpoint and its report: say it again
+            # (the trial's epoch log ignores a record it already holds).
+            on_epoch(history[-1])
 
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()

@@ -64,7 +64,10 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     cfg = validate_trial_config(config)
     workdir = Path(workdir)
     if (workdir / RESULT_FILE).is_file():
-        return json.loads((workdir / RESULT_FILE).read_text())
+        try:
+            return json.loads((workdir / RESULT_FILE).read_text())
+        except ValueError:  # torn by a crash the atomic write did not cover: evaluate again
+            (workdir / RESULT_FILE).rename(workdir / f"{RESULT_FILE}.torn")
     times: dict[str, float] = {}
     started = time.perf_counter()
 

@@ -42,10 +42,13 @@ class LocalBackend:
                 ray.shutdown()
                 raise
             return
-        # In-process Ray bound to this machine only; the auth token adds nothing there.
+        from ..private_apis import start_local_ray
+
+        # In-process Ray listening on 127.0.0.1 only: other machines cannot reach it (other users
+        # of this machine still could; token auth is left off as before).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(include_dashboard=False, log_to_driver=False, _temp_dir=self.temp_dir, num_cpus=self.num_cpus,
-                 num_gpus=self.num_gpus)
+        start_local_ray(temp_dir=self.temp_dir, include_dashboard=False, log_to_driver=False, num_cpus=self.num_cpus,
+                        num_gpus=self.num_gpus)
 
     def stop(self) -> None:
         import ray

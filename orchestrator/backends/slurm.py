@@ -20,6 +20,7 @@ from typing import Any
 
 from trainables.errors import UserError
 
+from .. import unreadable
 from .slurm_settings import SlurmSettings
 
 SLURM_FOLDER = "slurm"
@@ -84,10 +85,9 @@ def default_cpus(settings: SlurmSettings, resources: dict[str, float]) -> int:
 
 def sbatch_script(executor, tasks: int | None = None) -> str:
     """The sbatch script submitit will write for this executor (a job array when `tasks` is set)."""
-    from submitit.slurm.slurm import _make_sbatch_string
+    from ..private_apis import sbatch_script_text
 
-    return _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
-                               map_count=tasks, **executor.parameters)
+    return sbatch_script_text(executor, tasks)
 
 
 def preflight(executor, *, source: str, tasks: int | None = None) -> None:
@@ -114,17 +114,41 @@ def warn_about_paths(sweep_dir: Path, settings: SlurmSettings) -> None:
 
 
 def record_job(sweep_dir: Path, job: SubmittedJob) -> None:
-    path = slurm_dir(sweep_dir) / JOBS_FILE
+    append_line(slurm_dir(sweep_dir) / JOBS_FILE, json.dumps(asdict(job)))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append one line to a JSONL file, durably; after a torn last line (a writer killed mid-line)
+    start on a new line, so the torn one stays alone and this one stays readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(asdict(job)) + "\n")
+    with open(path, "a+b") as handle:
+        handle.seek(0, os.SEEK_END)
+        torn = False
+        if handle.tell():
+            handle.seek(-1, os.SEEK_END)
+            torn = handle.read(1) != b"\n"
+        handle.write((("\n" if torn else "") + line + "\n").encode())
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def recorded_jobs(sweep_dir: Path) -> list[SubmittedJob]:
+    """Every job recorded for the sweep; a torn or foreign line (a submit killed mid-write) is
+    skipped and noted, so status and cancel still see the others."""
     path = slurm_dir(sweep_dir) / JOBS_FILE
     if not path.is_file():
         return []
-    return [SubmittedJob(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+    jobs, damaged = [], []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            jobs.append(SubmittedJob(**json.loads(line)))
+        except (ValueError, TypeError) as err:
+            damaged.append(f"line {number}: {type(err).__name__}")
+    if damaged:
+        unreadable.note(path, ", ".join(damaged))
+    return jobs
 
 
 def record_event(sweep_dir: Path, event: str, **details: Any) -> None:
@@ -134,19 +158,26 @@ def record_event(sweep_dir: Path, event: str, **details: Any) -> None:
     entry = {"time": time.time(), "event": event, "job_id": os.environ.get("SLURM_JOB_ID"),
              "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
              "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")), **details}
-    with open(path, "a") as handle:
-        handle.write(json.dumps(entry) + "\n")
+    append_line(path, json.dumps(entry))
 
 
-def job_states(jobs: list[SubmittedJob]) -> dict[str, str]:
-    """Slurm's state of every job (and array task: '123_4') by id; sacct first, squeue if it fails."""
+def job_states(jobs: list[SubmittedJob]) -> dict[str, str] | None:
+    """Slurm's state of every job (and array task: '123_4') by id; sacct first, squeue if it fails.
+
+    None when neither command answered (no Slurm here, controller down): unknown, not "none live".
+    """
     if not jobs:
         return {}
     ids = ",".join(job.job_id for job in jobs)
-    states = _id_state_lines(_run(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobID,State"]))
+    sacct = _run(["sacct", "-X", "-n", "-P", "-j", ids, "-o", "JobID,State"])
+    states = _id_state_lines(sacct)
     if states:
         return _expand_pending_arrays(states, jobs)
-    return _id_state_lines(_run(["squeue", "-h", "-r", "-j", ids, "-o", "%i|%T"]))
+    squeue = _run(["squeue", "-h", "-r", "-j", ids, "-o", "%i|%T"])
+    if squeue is None or squeue.returncode != 0:
+        # squeue fails on ids Slurm has forgotten; an answering sacct that knows none of them is an answer.
+        return {} if sacct is not None and sacct.returncode == 0 else None
+    return _id_state_lines(squeue)
 
 
 def _id_state_lines(result: subprocess.CompletedProcess | None) -> dict[str, str]:
@@ -174,10 +205,19 @@ def _expand_pending_arrays(states: dict[str, str], jobs: list[SubmittedJob]) -> 
     return {key: value for key, value in states.items() if "[" not in key}
 
 
-def active_jobs(sweep_dir: Path) -> dict[str, str]:
-    """Jobs or array tasks of this sweep that Slurm may still run, with their states."""
+def active_jobs(sweep_dir: Path, *, fail_closed: bool = False) -> dict[str, str]:
+    """Jobs or array tasks of this sweep that Slurm may still run, with their states.
+
+    When Slurm cannot be asked, `fail_closed` (the submit path: a second driver must not start
+    beside a live one) raises; otherwise (status, --wait) nothing counts as live.
+    """
     jobs = recorded_jobs(sweep_dir)
     states = job_states(jobs)
+    if states is None:
+        if fail_closed:
+            raise UserError(f"{sweep_dir}: cannot ask Slurm (sacct and squeue both failed) whether the sweep's jobs "
+                            f"{', '.join(job.job_id for job in jobs)} are still live; try again when it answers")
+        return {}
     return {job_id: state for job_id, state in states.items() if state not in FINAL_STATES and state != "UNKNOWN"}
 
 

@@ -7,6 +7,7 @@ requeue submitit never saw (`scontrol requeue`) ends just as well.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,10 +20,12 @@ from typing import Any, Iterator
 
 import submitit
 
+from ..private_apis import reload_ray_auth
 from .local import LocalBackend
 from .slurm import record_event, slurm_dir
 
 HEAD_FILE = "ray-head-{job}.address"
+TOKEN_FILE = "ray-token-{job}"
 HEAD_WAIT_S = 300
 
 
@@ -126,7 +129,10 @@ class ArrayTrial(_SweepJob):
         try:
             metrics = run_one_trial(entry["params"], sweep_dir=self.sweep_dir, sweep_name=spec.name,
                                     base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-                                    gpus=spec.resources["gpu"], trial_id=task)
+                                    gpus=spec.resources["gpu"], trial_id=task,
+                                    # submit_sweep chose this task to run: it runs, but a requeue of the
+                                    # same task does not repeat a failure it recorded (same run id).
+                                    run_id=task, retry_failed=True)
         except Exception:
             _tell(study, entry["number"], None)
             raise
@@ -169,15 +175,45 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def _job_tag(env) -> str:
+    """This run of the job: its id and how often Slurm restarted it."""
+    return f"{env.job_id}-{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+
+
 def _head_file(sweep_dir: Path, env) -> Path:
-    restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-    return slurm_dir(sweep_dir) / HEAD_FILE.format(job=f"{env.job_id}-{restart}")
+    return slurm_dir(sweep_dir) / HEAD_FILE.format(job=_job_tag(env))
+
+
+def _token_file(sweep_dir: Path, env) -> Path:
+    return slurm_dir(sweep_dir) / TOKEN_FILE.format(job=_job_tag(env))
+
+
+def _create_ray_token(path: Path) -> None:
+    """A new random token in a file only this user can read; O_EXCL: never one left by another run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+
+
+def ray_auth_env(token_file: Path) -> dict[str, str]:
+    """Environment for Ray token authentication (Ray >= 2.52) with the token read from a file.
+
+    Every `ray start` and `ray.init(address=...)` of the job needs it: the head refuses anyone
+    without the token. The file, not RAY_AUTH_TOKEN, so the token is in no process's environment.
+    """
+    return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
 
 
 def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subprocess.Popen, str]:
     """`ray start --head --block` on this node; its address is published in the sweep dir for the workers."""
     port = _free_port()
     address = f"{socket.gethostbyname(env.hostnames[0])}:{port}"
+    token = _token_file(sweep_dir, env)
+    _create_ray_token(token)  # before the head file: a worker that sees the address finds the token
+    # This process joins the head (ray_nodes below, the driver's LocalBackend), and `ray start` inherits it.
+    os.environ.update(ray_auth_env(token))
+    reload_ray_auth()
     with usr2_kept_from_children():
         head = subprocess.Popen([_ray_command(), "start", "--head", "--block", f"--port={port}",
                                  f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--include-dashboard=false",
@@ -218,8 +254,9 @@ def _run_ray_worker(sweep_dir: Path, env, cpus: int, gpus: int) -> None:
         if time.time() > deadline:
             raise RuntimeError(f"no Ray head address appeared at {path} within {HEAD_WAIT_S} s")
         time.sleep(2)
+    auth = ray_auth_env(_token_file(sweep_dir, env))  # the head wrote the token before its address
     with usr2_kept_from_children():
         worker = subprocess.Popen([_ray_command(), "start", f"--address={path.read_text().strip()}", "--block",
                                    f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={_short_temp_dir(env.job_id)}",
-                                   "--disable-usage-stats"])
+                                   "--disable-usage-stats"], env={**os.environ, **auth})
     worker.wait()

@@ -14,17 +14,24 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..artifacts import artifact_lock, atomic_dir, config_hash, count_parameters
+from ..artifacts import artifact_lock, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmentation
 from ..errors import CheckpointError
 from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_labels
+from ..published import published_dir, reusable
 from ..seeding import seed_everything
 from ..training_loop import fit_epochs
 from .advcl import AdvCLAutoencoder
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 from .objectives import STEPS
-from .schema import TRAINED_KINDS, artifact_key_config, check_clusters_fit, resolve_preprocessor_config, uses_pseudo_labels
+from .schema import (
+    TRAINED_KINDS,
+    artifact_key_config,
+    check_clusters_fit,
+    resolve_preprocessor_config,
+    uses_pseudo_labels,
+)
 from .simple import IdentityPreprocessor, VAEPreprocessor
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -105,7 +112,7 @@ def fit_preprocessor(
     # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
     # once: the others wait on the lock and then reuse the published folder.
     with artifact_lock(folder):
-        if (folder / METADATA).is_file():
+        if reusable(folder, METADATA):
             fitted = load_preprocessor(folder, device=device)
             fitted.reused = True
             return fitted
@@ -148,7 +155,7 @@ def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, 
 
 def save_preprocessor(fitted: FittedPreprocessor, train: ImageDataset, folder: Path) -> None:
     """Weights as safetensors plus a JSON of config and provenance, published atomically."""
-    with atomic_dir(folder) as scratch:
+    with published_dir(folder) as scratch:
         save_file({k: v.detach().contiguous().cpu() for k, v in fitted.module.state_dict().items()}, str(scratch / WEIGHTS))
         (scratch / METADATA).write_text(json.dumps({
             "config": fitted.config, "image_size": train.image_size, "num_classes": train.num_classes,

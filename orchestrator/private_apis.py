@@ -1,0 +1,71 @@
+"""Every call this project makes into a private API of Ray or submitit, in one place.
+
+Private names change without notice, so pyproject.toml pins both packages below the next minor
+release and tests/test_private_apis.py checks each call here against the installed versions.
+Checked with ray 2.60.0 and submitit 1.5.4.
+
+- `ray.init(_temp_dir=..., _node_ip_address=...)`: Ray's session folder (a short path: its unix
+  socket paths must stay under ~100 characters; tests give each run its own) and the node address.
+- `ray._private.ray_constants.ENABLE_RAY_CLUSTER`: ray.init replaces a node address of 127.0.0.1
+  by the machine's network address unless this is False (as on macOS and Windows), and Ray's gRPC
+  servers listen on loopback only when the node address is loopback, else on every interface.
+- `ray._raylet.Config.initialize("")`, `ray._raylet.AuthenticationTokenLoader.instance().reset_cache()`:
+  Ray reads RAY_AUTH_MODE when it is imported and caches the token it loads; a process that sets
+  them later (the Slurm driver, after writing its job's token) must make Ray read them again.
+- `Tuner._local_tuner.get_run_config()`: Tuner.restore brings back the callbacks the first run
+  pickled (objects of that process); a restored run must report to this run's. No public setter.
+- `submitit.slurm.slurm._make_sbatch_string`, `SlurmExecutor._submitit_command_str`: the sbatch
+  script submitit would submit, for a `sbatch --test-only` preflight before anything is submitted.
+
+Not here: trainables/foundation.py deletes transformers' `_is_hf_initialized` flag (trainables
+must not import orchestrator).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+LOOPBACK = "127.0.0.1"
+
+
+def start_local_ray(*, temp_dir: str | None, **init_kwargs) -> None:
+    """ray.init() of a one-machine cluster whose processes listen on 127.0.0.1 only."""
+    import ray
+
+    with _loopback_node_address():
+        ray.init(_node_ip_address=LOOPBACK, _temp_dir=temp_dir, **init_kwargs)
+
+
+@contextmanager
+def _loopback_node_address() -> Iterator[None]:
+    # Only while ray.init runs: afterwards Ray answers with the started node's address, and a
+    # later ray.init(address=...) in this process must find this machine's network address.
+    from ray._private import ray_constants
+
+    previous = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def reload_ray_auth() -> None:
+    """Make Ray in this process use the RAY_AUTH_MODE and token now in os.environ."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+
+    Config.initialize("")  # before the cache reset, as Ray's own test helpers do
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def set_restored_callbacks(tuner, callbacks: list) -> None:
+    """Give a Tuner.restore()d run these callbacks instead of the ones the first run pickled."""
+    tuner._local_tuner.get_run_config().callbacks = list(callbacks)
+
+
+def sbatch_script_text(executor, tasks: int | None = None) -> str:
+    """The sbatch script submitit will write for this executor (a job array when `tasks` is set)."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    return _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
+                               map_count=tasks, **executor.parameters)

@@ -1,0 +1,250 @@
+"""The chaos harness: a real sweep (the CLI, Ray, Optuna, Parquet) SIGKILLed again and again, then checked.
+
+Used by tests/chaos/test_kills.py (5 kills of each kind) and bench/chaos.py (20 of each, a table).
+Three kinds of kill, at random moments once the running driver has made progress:
+- driver: SIGKILL of the driver process alone; its Ray processes are left to die or linger,
+- worker: SIGKILL of one Ray worker running a trial (what the kernel's OOM killer does),
+- group: SIGKILL of the driver's whole process group (a node or job step going down).
+After a driver or group kill the same command is run again; after a worker kill the driver goes
+on (Tune retries the trial). When the kills are done, the command runs to the end.
+Every process is ours (started here) and is found by PID: the driver's descendants, sampled before
+each kill, and anything whose command line names this run's Ray temp folder.
+"""
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+KINDS = ("driver", "worker", "group")
+WORKER_MARK = "ImplicitFunc"  # Ray Tune's function-trainable actor: `ray::ImplicitFunc.train` while it runs
+
+
+def chaos_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int, head_epochs: int,
+               lambdas=(1, 3, 10)) -> Path:
+    """Several trials with epoch checkpoints in two stages, two at a time, retried as often as killed."""
+    spec = {
+        "name": name,
+        "trial": {
+            "data": {"dataset": "digits2", "data_fraction": 0.5},
+            "foundation": foundation,
+            "preprocessor": {"kind": "cropd", "arch": arch, "epochs": epochs, "batch_size": 32, "lr": 2e-3},
+            "head": {"epochs": head_epochs},
+            "evaluation": {"n_examples": 40, "attacks": ["pgd10"]},
+        },
+        "grid": [{"preprocessor.kind": ["cropd"], "preprocessor.lambda": list(lambdas)},
+                 {"preprocessor.kind": ["vanilla"]}],
+        "objectives": {"acc_natural": "max", "acc_pgd10": "max"},
+        "resources": {"cpu": 1},
+        "max_concurrent": 2,
+        "max_retries": 1000,  # every worker kill is an infrastructure fault Tune should retry
+    }
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+@dataclass
+class ChaosReport:
+    kills: dict[str, int] = field(default_factory=lambda: {kind: 0 for kind in KINDS})
+    resumes: int = 0
+    left_by_killed_drivers: int = 0  # Ray processes alive when the next driver started
+    seconds: float = 0.0
+    # (trial, stage, epoch) -> when it was first seen recorded: an epoch recorded later again was redone
+    first_recorded: dict = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+
+class Chaos:
+    """Runs `orchestrator sweep SPEC --out SWEEP` under kills; every process it starts is tracked."""
+
+    def __init__(self, spec: Path, sweep_dir: Path, *, seed: int, env: dict | None = None):
+        self.spec, self.sweep_dir = spec, sweep_dir
+        self.rng = random.Random(seed)
+        # Ray's session folders (and so the command lines of its GCS and raylet) under a folder of our own.
+        self.ray_root = tempfile.mkdtemp(prefix="chaos-", dir="/tmp")
+        self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO), "RAY_TMPDIR": self.ray_root}
+        self.command = [sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(sweep_dir), "--plain"]
+        self.seen: dict[int, float] = {}  # pid -> create time of every process of ours ever seen
+        self.driver: subprocess.Popen | None = None
+        self.log = tempfile.TemporaryFile()
+
+    # --- processes ------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.log.seek(0)
+        self.log.truncate()
+        # Its own session and process group: a group kill takes the driver and what shares its group.
+        self.driver = subprocess.Popen(self.command, cwd=self.sweep_dir.parent, env=self.env, stdout=self.log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def sample(self) -> list[psutil.Process]:
+        """The driver's descendants now, remembered for the leftover check."""
+        try:
+            children = psutil.Process(self.driver.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for child in children:
+            try:
+                self.seen[child.pid] = child.create_time()
+            except psutil.NoSuchProcess:
+                pass
+        return children
+
+    def ours_alive(self) -> list[psutil.Process]:
+        alive = []
+        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            try:
+                mine = self.seen.get(process.pid) == process.info["create_time"]
+                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+            if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+        return alive
+
+    def reap_leftovers(self) -> int:
+        """SIGKILL whatever of ours is still alive (the test's own clean-up); returns how many."""
+        alive = self.ours_alive()
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=30)
+        return len(alive)
+
+    # --- progress -------------------------------------------------------------------------------
+    def progress_marker(self) -> tuple:
+        """Changes whenever a trial logs an epoch or finishes."""
+        results = self.sweep_dir / "results"
+        return tuple(sorted((p.name, p.stat().st_mtime_ns) for folder in ("epochs", "trials")
+                            for p in (results / folder).glob("*.parquet") if p.exists()))
+
+    def wait_for_progress(self, timeout: float = 240) -> bool:
+        """Until the running driver has logged something new, then a random moment more; False if it ended."""
+        before = self.progress_marker()
+        deadline = time.monotonic() + timeout
+        while self.driver.poll() is None and time.monotonic() < deadline:
+            self.sample()
+            if self.progress_marker() != before:
+                time.sleep(self.rng.uniform(0.0, 1.5))
+                self.sample()
+                return self.driver.poll() is None
+            time.sleep(0.2)
+        return False
+
+    # --- kills ----------------------------------------------------------------------------------
+    def kill(self, kind: str) -> bool:
+        """One kill of `kind` in the running sweep; False when there was nothing to kill."""
+        children = self.sample()
+        if kind == "driver":
+            os.kill(self.driver.pid, signal.SIGKILL)
+        elif kind == "group":
+            os.killpg(self.driver.pid, signal.SIGKILL)
+        else:
+            workers = [c for c in children if _is_trial_worker(c)]
+            if not workers:
+                return False
+            self.rng.choice(workers).kill()
+            return True
+        self.driver.wait(timeout=60)
+        return True
+
+    def run(self, kinds: list[str], *, finish_timeout: float = 900) -> ChaosReport:
+        """Kill in the order given (each when the sweep has progressed), then run to the end."""
+        report = ChaosReport()
+        started = time.monotonic()
+        self.start()
+        for kind in kinds:
+            landed = False
+            for _ in range(5):  # a worker kill needs a trial running: try at the next progress
+                if self.driver.poll() is not None:
+                    report.outputs.append(self.output())
+                    report.left_by_killed_drivers += len(self.ours_alive())
+                    self.start()
+                    report.resumes += 1
+                if not self.wait_for_progress():
+                    continue
+                landed = self.kill(kind)
+                if landed:
+                    break
+            if landed:
+                report.kills[kind] += 1
+                for key, when in epoch_snapshot(self.sweep_dir).items():
+                    report.first_recorded.setdefault(key, when)
+        if self.driver.poll() is not None:
+            report.left_by_killed_drivers += len(self.ours_alive())
+            report.outputs.append(self.output())
+            self.start()
+            report.resumes += 1
+        self.driver.wait(timeout=finish_timeout)
+        report.outputs.append(self.output())
+        report.seconds = time.monotonic() - started
+        return report
+
+    @staticmethod
+    def epochs_redone(report: ChaosReport, sweep_dir: Path) -> list[tuple]:
+        """Epochs whose record was written again after it was first seen: trained a second time."""
+        final = epoch_snapshot(sweep_dir)
+        return sorted(key for key, when in report.first_recorded.items() if final.get(key) != when)
+
+    def leftovers_after(self, seconds: float = 60) -> list[psutil.Process]:
+        """Processes of ours still alive `seconds` after the last driver exited (polled, so usually sooner)."""
+        deadline = time.monotonic() + seconds
+        alive = self.ours_alive()
+        while alive and time.monotonic() < deadline:
+            time.sleep(1)
+            alive = self.ours_alive()
+        return alive
+
+
+def _is_trial_worker(process: psutil.Process) -> bool:
+    try:
+        return any(WORKER_MARK in part for part in process.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def read_rows(path: Path) -> list[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(path.read_bytes())).to_pylist()
+
+
+def epoch_snapshot(sweep_dir: Path) -> dict[tuple, object]:
+    """(trial, stage, epoch) -> when it was recorded, for every epoch on disk now."""
+    snapshot = {}
+    for path in (sweep_dir / "results" / "epochs").glob("*.parquet"):
+        for row in read_rows(path):
+            snapshot[(path.stem, row["stage"], row["epoch"])] = row["recorded_at"]
+    return snapshot
+
+
+# Columns that measure a trial; times, ids and provenance differ between runs by nature.
+COMPARED = ("acc_natural", "acc_natural_lo", "acc_natural_hi", "acc_pgd10", "acc_pgd10_lo", "acc_pgd10_hi",
+            "params_preprocessor", "params_foundation", "params_head", "integrity_flags")
+
+
+def metrics_by_trial(sweep_dir: Path) -> dict[str, dict]:
+    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
+    return {row["config_hash"]: {name: row.get(name) for name in COMPARED} for row in rows}
+
+
+def outcomes_by_trial(sweep_dir: Path) -> dict[str, list]:
+    return {p.stem: sorted((r["attack"], r["index"], r["correct"]) for r in read_rows(p))
+            for p in (sweep_dir / "results" / "examples").glob("*.parquet")}

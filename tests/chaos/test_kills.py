@@ -1,0 +1,71 @@
+"""Repeated SIGKILLs of a real sweep (driver alone, one Ray worker, the whole process group), then checks.
+
+After the last resume: one row per planned trial, every epoch of every stage recorded once and
+never trained twice (so no trial went back to epoch 0 past a checkpoint), the same numbers as an
+uninterrupted run of the same spec at the same thread count (one torch thread per trial: the code
+is deterministic there, so equal means bit-identical), and no Ray process of ours left behind.
+"""
+from __future__ import annotations
+
+import random
+import subprocess
+
+import pytest
+from chaos_harness import KINDS, Chaos, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows
+from sweep_helpers import planned_hashes
+
+from orchestrator.spec import load_spec
+
+KILLS_PER_KIND = 5
+EPOCHS, HEAD_EPOCHS = 30, 3
+
+
+@pytest.mark.timeout(1500)  # 15 kills and 10 restarts of Ray, then an uninterrupted run to compare with
+def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(tmp_path, cache_root, tiny_foundation_config,
+                                                                                  tiny_arch):
+    spec_path = chaos_spec(tmp_path, tiny_foundation_config, tiny_arch, name="chaos", epochs=EPOCHS, head_epochs=HEAD_EPOCHS,
+                           lambdas=(1, 10))
+    spec = load_spec(spec_path)
+    kinds = [kind for kind in KINDS for _ in range(KILLS_PER_KIND)]
+    random.Random(15).shuffle(kinds)
+
+    killed_dir = tmp_path / "killed" / "chaos"
+    killed_dir.parent.mkdir()
+    chaos = Chaos(spec_path, killed_dir, seed=15)
+    try:
+        report = chaos.run(kinds)
+        final_code = chaos.driver.returncode
+        leftovers = chaos.leftovers_after(60)
+    finally:
+        if chaos.driver is not None and chaos.driver.poll() is None:
+            chaos.driver.kill()
+        chaos.reap_leftovers()
+    assert final_code == 0, report.outputs[-1]
+    assert report.kills == {kind: KILLS_PER_KIND for kind in KINDS}, report.outputs[-1]
+    assert report.resumes >= 2 * KILLS_PER_KIND
+    assert leftovers == [], [p.info for p in leftovers]
+
+    reference_dir = tmp_path / "reference" / "chaos"
+    reference_dir.parent.mkdir()
+    uninterrupted = subprocess.run(chaos.command[:4] + [str(spec_path), "--out", str(reference_dir), "--plain"],
+                                   cwd=reference_dir.parent, env=chaos.env, capture_output=True, text=True, timeout=900)
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+
+    # Exactly one row per planned trial, each finished.
+    rows = [row for p in (killed_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
+    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))
+    assert {r["status"] for r in rows} == {"TERMINATED"}
+    # Every epoch of each stage recorded exactly once, and none trained a second time.
+    for key in planned_hashes(spec):
+        records = read_rows(killed_dir / "results" / "epochs" / f"{key}.parquet")
+        by_stage = {}
+        for record in records:
+            by_stage.setdefault(record["stage"], []).append(record["epoch"])
+        expected = {"head": list(range(1, HEAD_EPOCHS + 1))}
+        if any(r["stage"] == "preprocessor" for r in records):
+            expected["preprocessor"] = list(range(1, EPOCHS + 1))
+        assert {stage: sorted(epochs) for stage, epochs in by_stage.items()} == expected, key
+    assert Chaos.epochs_redone(report, killed_dir) == []
+    # The numbers of an uninterrupted run, bit for bit, point by point.
+    assert metrics_by_trial(killed_dir) == metrics_by_trial(reference_dir)
+    assert outcomes_by_trial(killed_dir) == outcomes_by_trial(reference_dir)

@@ -1,0 +1,222 @@
+"""Two drivers on one sweep folder: the second is refused in one line naming the first; a dead one blocks nobody.
+
+The real CLI (`python -m orchestrator sweep`, Ray, Parquet) for the two-driver race; the lock
+itself (orchestrator.sweep_lock) and the Slurm submit path's fail-closed check in-process.
+Every process started here is found and ended by PID: the driver's descendants are sampled while
+it runs, and Ray's processes carry this test's own RAY_TMPDIR in their command lines.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import yaml
+from sweep_helpers import planned_hashes, read_rows, write_spec
+
+from orchestrator.backends.slurm import (
+    SubmittedJob,
+    active_jobs,
+    record_job,
+    recorded_jobs,
+)
+from orchestrator.spec import load_spec
+from orchestrator.sweep_lock import lock_path, sweep_lock
+from trainables.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
+# 0.2-0.5 s each on 2 busy cores: the first driver trains for well over a minute, so it is still
+# mid-trial when the second driver (whose imports alone took 14-25 s here) is refused.
+PRE_EPOCHS = 90
+# The lock is taken only after the second driver has imported torch, Ray and the trainables (about
+# 14 s of imports on 2 shared cores, 25 s while the first driver trains): "a few seconds" on an idle
+# machine, more here.
+REFUSED_WITHIN_S = 60
+
+
+class Ours:
+    """Processes this test started, by PID (and start time, so a reused PID is never taken for ours)."""
+
+    def __init__(self, ray_root: str):
+        self.ray_root = ray_root
+        self.seen: dict[int, float] = {}
+
+    def add(self, pid: int) -> None:
+        try:
+            process = psutil.Process(pid)
+            self.seen[pid] = process.create_time()
+            for child in process.children(recursive=True):
+                self.seen[child.pid] = child.create_time()
+        except psutil.NoSuchProcess:
+            pass
+
+    def alive(self) -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            try:
+                mine = self.seen.get(process.pid) == process.info["create_time"]
+                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
+                if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    def kill_tree(self, popen: subprocess.Popen) -> None:
+        """SIGKILL a process we started and every descendant it has, by PID; then reap it.
+
+        The root is reaped by Popen.wait, not psutil: psutil would take its exit status and leave
+        Popen a returncode of 0.
+        """
+        self.add(popen.pid)
+        try:
+            root = psutil.Process(popen.pid)
+            descendants = root.children(recursive=True)
+            root.kill()
+        except psutil.NoSuchProcess:
+            descendants = []
+        for process in descendants:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        popen.wait(timeout=60)
+        psutil.wait_procs(descendants, timeout=30)
+
+    def reap(self) -> None:
+        alive = self.alive()
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=30)
+
+
+def _lock_owner(sweep_dir: Path) -> dict:
+    try:
+        return json.loads(lock_path(sweep_dir).read_text() or "{}")
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+    spec_path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="two", max_concurrent=1,
+                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]})
+    text = yaml.safe_load(spec_path.read_text())
+    text["trial"]["preprocessor"]["epochs"] = PRE_EPOCHS
+    spec_path.write_text(yaml.safe_dump(text, sort_keys=False))
+    sweep_dir = tmp_path / "runs" / "two"
+    sweep_dir.parent.mkdir()
+    ray_root = tempfile.mkdtemp(prefix="td-", dir="/tmp")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
+    command = [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--out", str(sweep_dir), "--plain"]
+    ours = Ours(ray_root)
+    with open(tmp_path / "first.log", "wb") as log:  # the child keeps its own copy of the descriptor
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ours.add(first.pid)
+        started = time.monotonic()
+        while _lock_owner(sweep_dir).get("pid") != first.pid:
+            assert first.poll() is None, "the first driver ended before taking the lock"
+            assert time.monotonic() - started < 180, "the first driver never took the lock"
+            ours.add(first.pid)
+            time.sleep(0.2)
+        print(f"\nfirst driver (pid {first.pid}) holds the lock after {time.monotonic() - started:.1f} s: {_lock_owner(sweep_dir)}")
+
+        began = time.monotonic()
+        second = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ours.add(second.pid)
+        try:
+            stdout, stderr = second.communicate(timeout=60)
+        finally:
+            if second.poll() is None:
+                ours.kill_tree(second)
+        refused_in = time.monotonic() - began
+        print(f"second driver: exit {second.returncode} after {refused_in:.1f} s\n--- stdout\n{stdout}--- stderr\n{stderr}")
+        ours.add(first.pid)
+        assert first.poll() is None, "the first driver was no longer running when the second was refused"
+        assert second.returncode == 2, stdout + stderr
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert lines[0].startswith("orchestrator: error: ") and "another driver is running this sweep" in lines[0]
+        assert f"pid {first.pid} on {socket.gethostname()}" in lines[0]
+        assert refused_in < REFUSED_WITHIN_S, f"refused only after {refused_in:.1f} s"
+        assert not list((sweep_dir / "results" / "trials").glob("*.parquet"))  # the first is still mid-trial
+
+        # A driver that dies (SIGKILL: no clean-up of its own) with everything it started.
+        ours.kill_tree(first)
+    finally:
+        if first.poll() is None:
+            ours.kill_tree(first)
+    first_output = (tmp_path / "first.log").read_text(errors="replace")
+    assert first.returncode == -9, first_output[-3000:]  # killed by us, not ended by itself
+
+    with open(tmp_path / "third.log", "wb") as log:
+        third = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 480
+        while third.poll() is None and time.monotonic() < deadline:
+            ours.add(third.pid)
+            time.sleep(0.5)
+    finally:
+        if third.poll() is None:
+            ours.kill_tree(third)
+        third.wait(timeout=60)
+        ours.reap()
+        shutil.rmtree(ray_root, ignore_errors=True)
+    output = (tmp_path / "third.log").read_text(errors="replace")
+    print(f"third driver: exit {third.returncode}\n{output}")
+    assert third.returncode == 0, output[-3000:]
+    assert "another driver" not in output
+    rows = [row for path in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(path)]
+    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(load_spec(spec_path)))
+    assert {r["status"] for r in rows} == {"TERMINATED"}
+
+
+def test_the_refusal_names_the_slurm_job_that_holds_the_lock(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    sweep_dir = tmp_path / "runs" / "held"
+    holder_code = ("import sys, time\n"
+                   "from pathlib import Path\n"
+                   "from orchestrator.sweep_lock import sweep_lock\n"
+                   "with sweep_lock(Path(sys.argv[1])):\n"
+                   "    print('held', flush=True)\n"
+                   "    time.sleep(120)\n")
+    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(sweep_dir)], cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([holder.stdout], [], [], 60)
+        assert ready and holder.stdout.readline().strip() == "held", "the holder never took the lock"
+        with pytest.raises(UserError, match=r"Slurm job 4242") as refused, sweep_lock(sweep_dir):
+            pytest.fail("the lock was taken while another process held it")
+        assert f"pid {holder.pid} on {socket.gethostname()}, Slurm job 4242, since " in str(refused.value)
+        assert _lock_owner(sweep_dir)["pid"] == holder.pid  # a refused attempt leaves the holder's record alone
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    # The kernel dropped the dead holder's lock: the next one takes it.
+    with sweep_lock(sweep_dir):
+        assert _lock_owner(sweep_dir)["pid"] == os.getpid()
+
+
+def test_the_submit_path_fails_closed_when_slurm_cannot_be_asked(tmp_path, monkeypatch):
+    sweep_dir = tmp_path / "runs" / "slurm"
+    record_job(sweep_dir, SubmittedJob(job_id="123", mode="ray", submitted_at=0.0, log_folder="x", tasks=1))
+    assert [job.job_id for job in recorded_jobs(sweep_dir)] == ["123"]
+    empty = tmp_path / "no-commands"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))  # neither sacct nor squeue can be run
+    with pytest.raises(UserError, match=r"cannot ask Slurm .*123") as refused:
+        active_jobs(sweep_dir, fail_closed=True)
+    print(f"\nfail closed: {refused.value}")
+    assert active_jobs(sweep_dir) == {}  # status and --wait: nothing counts as live
