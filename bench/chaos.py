@@ -32,7 +32,7 @@ TINY_ARCH = {"patch_size": 8, "hidden_size": 32, "encoder_layers": 1, "decoder_l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="kills of each kind")
-    parser.add_argument("--epochs", type=int, default=40, help="pre-processor epochs per trial (long enough for the kills)")
+    parser.add_argument("--epochs", type=int, default=120, help="pre-processor epochs per trial (long enough for the kills)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -39,6 +39,21 @@ SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
 VERSIONED_PACKAGES = ("torch", "torchvision", "transformers", "ray", "optuna", "pyautoattack", "cropd-orchestrator")
 
 
+def read_state(sweep_dir: Path) -> dict[str, Any]:
+    """The sweep's plan (sweep.json); one line (a UserError) when it is damaged or not a plan."""
+    from trainables.errors import UserError
+
+    path = Path(sweep_dir) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+        if not isinstance(state, dict) or not {"plan_hash", "num_trials"} <= set(state):
+            raise ValueError("not a sweep plan (no plan_hash and num_trials)")
+    except (ValueError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: damaged ({err}); it records the sweep's plan: restore it from a backup, "
+                        "or start again with --restart (which moves this sweep aside)") from None
+    return state
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 

@@ -22,7 +22,7 @@ from . import unreadable
 from .backends import LocalBackend
 from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
-from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, read_parquet_file, read_trial, trial_file_damaged,
+from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, read_parquet_file, read_state, read_trial, trial_file_damaged,
                       trial_path)
 from .search import build_searcher, repair_journal
 from .spec import SweepSpec, default_sweep_dir  # noqa: F401 (default_sweep_dir: imported from here too)
@@ -63,7 +63,7 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
     """
     state_path = sweep_dir / STATE_FILE
     if state_path.is_file():
-        saved = json.loads(state_path.read_text())
+        saved = read_state(sweep_dir)
         if saved.get("plan_hash") == spec.plan_hash and not restart:
             return True
         if not restart:

@@ -6,7 +6,6 @@ sweep runs, after it was killed, and from a login node watching a Slurm job.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from trainables.errors import UserError
 
-from .results import HEADLINE_METRICS, STATE_FILE, load_trials
+from .results import HEADLINE_METRICS, STATE_FILE, load_trials, read_state
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 COLUMN_TITLES = {"head.mode": "head", "foundation.mode": "foundation mode", "foundation.name": "foundation",
@@ -54,7 +53,7 @@ def resolve_sweep_dir(target: Path) -> Path:
 
 def sweep_counts(sweep_dir: Path) -> dict[str, int]:
     """Planned, finished, failed, started-without-result (running or interrupted), not started."""
-    state = json.loads((sweep_dir / STATE_FILE).read_text())
+    state = read_state(sweep_dir)
     trials = load_trials(sweep_dir)
     finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0

@@ -237,7 +237,9 @@ def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_o
     wait_for(lambda: sacct_state(job_id) == "RUNNING", "the job to run")
 
     twice = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
-    assert twice.returncode == 2 and f"already has Slurm jobs that may run ({job_id} RUNNING)" in twice.stderr
+    # The running driver job holds the sweep's lock: the refusal names it (and Slurm says it is live).
+    assert twice.returncode == 2 and "another driver is running this sweep (pid " in twice.stderr
+    assert f"Slurm job {job_id}," in twice.stderr
     assert len(jobs_of(sweep_dir)) == 1
 
     cancelled = orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120)

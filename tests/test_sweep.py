@@ -1,24 +1,18 @@
 """The sweep engine end to end on real Ray Tune, Optuna and Parquet: results, failures, resume.
 
 Trials are tiny (a 2-epoch embedded foundation, a 1-layer auto-encoder, 40 test points) so a
-whole sweep is tens of seconds; the resume test really SIGKILLs the driver mid-sweep.
+whole sweep is tens of seconds. Kills of the driver, of workers and of the whole process group,
+and the resumes after them, are tests/chaos/test_kills.py's.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
-import yaml
 
 from orchestrator.backends import LocalBackend
 from orchestrator.results import connect, load_trials
@@ -27,7 +21,7 @@ from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
 from trainables.errors import ConfigError, UserError
 
-from sweep_helpers import planned_hashes, read_rows, write_spec
+from sweep_helpers import planned_hashes, write_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -126,75 +120,3 @@ def test_a_resource_request_no_node_can_hold_is_refused_before_anything_is_writt
     with pytest.raises(ConfigError, match=r"tiny.yaml: resources.cpu: expected a request one node of this machine can hold"):
         run_sweep(spec, tmp_path / "runs" / "tiny", live=False)
     assert not (tmp_path / "runs").exists()
-
-
-def _kill_tree(pid: int) -> None:
-    """SIGKILL a driver and every process it started (Ray's GCS, raylet, workers), by PID."""
-    try:
-        parent = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    processes = [parent, *parent.children(recursive=True)]
-    for process in processes:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(processes, timeout=30)
-
-
-def test_a_sweep_killed_mid_trial_resumes_without_losing_or_repeating_a_trial(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
-    # One trial at a time and enough epochs that the kill lands inside the second trial's training.
-    path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="killed", max_concurrent=1,
-                      grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 3, 10]})
-    text = yaml.safe_load(path.read_text())
-    text["trial"]["preprocessor"]["epochs"] = 25
-    path.write_text(yaml.safe_dump(text, sort_keys=False))
-    spec = load_spec(path)
-    sweep_dir = tmp_path / "runs" / "killed"
-    command = [sys.executable, "-m", "orchestrator", "sweep", str(path), "--out", str(sweep_dir), "--plain"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-
-    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    interrupted = None
-    try:
-        deadline = time.monotonic() + 300
-        while interrupted is None and time.monotonic() < deadline and driver.poll() is None:
-            time.sleep(0.5)
-            finished = {p.stem for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
-            for epochs_file in (sweep_dir / "results" / "epochs").glob("*.parquet"):
-                records = read_rows(epochs_file)
-                if finished and epochs_file.stem not in finished and any(r["stage"] == "preprocessor" and r["epoch"] >= 3 for r in records):
-                    interrupted = epochs_file.stem
-        assert interrupted is not None, driver.stdout.read().decode() if driver.poll() is not None else "no trial reached epoch 3"
-    finally:
-        _kill_tree(driver.pid)
-    killed_at = datetime.now(timezone.utc)
-    finished_before = {p.stem: read_rows(p)[0]["finished_at"] for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
-    assert interrupted not in finished_before and len(finished_before) >= 1
-
-    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    # Off a terminal the progress display is plain lines; the resumed run counts the earlier trials.
-    assert "3/3 done, 0 running, 0 failed; best acc_natural:" in resumed.stderr
-    assert "| Pre-processor | λ | Head | n | Natural |" in resumed.stdout  # a run ends with the paper-style table
-
-    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
-    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))  # one row per planned trial
-    assert {r["status"] for r in rows} == {"TERMINATED"}
-    by_hash = {r["config_hash"]: r for r in rows}
-    for key, finished_at in finished_before.items():
-        assert by_hash[key]["finished_at"] == finished_at  # a finished trial was not run again
-
-    # The interrupted trial continued from its checkpoint: after the kill it never redid epoch 1.
-    records = read_rows(sweep_dir / "results" / "epochs" / f"{interrupted}.parquet")
-    redone = [r["epoch"] for r in records if r["stage"] == "preprocessor" and r["recorded_at"] > killed_at]
-    assert redone and min(redone) > 1
-    assert sorted(r["epoch"] for r in records if r["stage"] == "preprocessor") == list(range(1, 26))
-    assert by_hash[interrupted]["resumed_from"].startswith("preprocessor epoch")
-    # Every trial's per-example outcomes: each of the 40 evaluated points once per attack.
-    for key in planned_hashes(spec):
-        outcomes = read_rows(sweep_dir / "results" / "examples" / f"{key}.parquet")
-        assert sorted((r["attack"], r["index"]) for r in outcomes) == sorted(
-            (attack, index) for attack in ("natural", "pgd10", "pgd20") for index in {r["index"] for r in outcomes})
-        assert len(outcomes) == 3 * 40 and {r["config_hash"] for r in outcomes} == {key}
