@@ -108,7 +108,7 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart
     from ray import tune
 
     from .ray_processes import RayProcesses, stop_recorded
-    from .trial_failures import TrialFailures, last_error_line, record_dead_worker
+    from .trial_failures import STORAGE_MARK, TrialFailures, last_error_line, record_dead_worker
 
     resumed = prepare_sweep_dir(spec, sweep_dir, restart=restart)
     if resumed:
@@ -145,7 +145,8 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart
             # A trial Ray has as failed but with no row (the driver died before it wrote one): the row
             # first, so the failure is on record even if the retry below never happens.
             for result in tuner.get_results():
-                if result.error is not None and result.config:  # (a trial that never started has no config)
+                # (A trial that never started has no config; a full disk is no one's failure.)
+                if result.error is not None and result.config and STORAGE_MARK not in str(result.error):
                     record_dead_worker(spec, sweep_dir, result.config, str(result.metrics.get("trial_id", "")),
                                        last_error_line(str(result.error)), run_id)
         else:
