@@ -52,7 +52,7 @@ def main() -> int:
     finally:
         if chaos.driver is not None and chaos.driver.poll() is None:
             chaos.driver.kill()
-        chaos.reap_leftovers()
+        chaos.processes.reap()
     reference = out / "reference" / "chaos"
     reference.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(chaos.command[:4] + [str(spec), "--out", str(reference), "--plain"], cwd=reference.parent, env=chaos.env,

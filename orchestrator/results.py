@@ -318,7 +318,7 @@ def add_examples_view(connection, results_dir: Path) -> None:
     examples = Path(results_dir) / EXAMPLES_DIR.name
     # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
     # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.
-    readable = [path for path in sorted(examples.glob("*.parquet")) if _footer_readable(path)]
+    readable = [path for path in sorted(examples.glob("*.parquet")) if footer_readable(path)]
     if readable:
         listed = ", ".join("'" + str(path.absolute()).replace("'", "''") + "'" for path in readable)
         connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
@@ -326,7 +326,9 @@ def add_examples_view(connection, results_dir: Path) -> None:
         connection.execute(f"CREATE TABLE examples ({EMPTY_COLUMNS['examples']})")
 
 
-def _footer_readable(path: Path) -> bool:
+def footer_readable(path: Path) -> bool:
+    """Whether `path` ends in a readable Parquet footer (a torn or junk file does not): reads the
+    footer alone, so checking a whole folder costs little however long its files are."""
     try:
         pq.read_metadata(path)
         return True

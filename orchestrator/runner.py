@@ -22,7 +22,7 @@ from . import unreadable
 from .backends import LocalBackend
 from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
-from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, read_parquet_file, read_state, read_trial, trial_file_damaged,
+from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, footer_readable, read_state, read_trial, trial_file_damaged,
                       trial_path)
 from .search import build_searcher, repair_journal
 from .spec import SweepSpec, default_sweep_dir  # noqa: F401 (default_sweep_dir: imported from here too)
@@ -185,7 +185,7 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
     """
     for folder in (EPOCHS_DIR, EXAMPLES_DIR):
         for path in sorted((sweep_dir / folder).glob("*.parquet")):
-            if read_parquet_file(path) is None and path.is_file():
+            if not footer_readable(path) and path.is_file():
                 unreadable.move_aside(path, f"not readable; moved to {folder.name}/{unreadable.ASIDE_FOLDER}/")
                 if folder == EXAMPLES_DIR and trial_path(sweep_dir, path.stem).is_file():
                     # Outcomes and row are written together: both again, from the saved result.

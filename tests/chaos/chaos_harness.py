@@ -54,6 +54,91 @@ def chaos_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs:
     return path
 
 
+class OurProcesses:
+    """Every process a test started, by PID and start time (so a reused PID is never taken for ours),
+    and anything whose command line names the test's own Ray temp folder (Ray's GCS, raylet, workers)."""
+
+    def __init__(self, ray_root: str):
+        self.ray_root = ray_root
+        self.seen: dict[int, float] = {}
+
+    def remember(self, pid: int) -> list[psutil.Process]:
+        """`pid` and its descendants now, remembered; returns the descendants."""
+        try:
+            root = psutil.Process(pid)
+            self.seen[pid] = root.create_time()
+            children = root.children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        for child in children:
+            try:
+                self.seen[child.pid] = child.create_time()
+            except psutil.NoSuchProcess:
+                pass
+        return children
+
+    def alive(self) -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
+            try:
+                mine = self.seen.get(process.pid) == process.info["create_time"]
+                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
+                if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
+                    found.append(process)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                continue
+        return found
+
+    def kill_tree(self, popen: subprocess.Popen) -> None:
+        """SIGKILL a process we started and every descendant it has; then reap it.
+
+        The root is reaped by Popen.wait, not psutil: psutil would take its exit status and leave
+        Popen a returncode of 0.
+        """
+        descendants = self.remember(popen.pid)
+        for process in [*descendants]:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if popen.poll() is None:
+            popen.kill()
+        popen.wait(timeout=60)
+        psutil.wait_procs(descendants, timeout=30)
+
+    def reap(self) -> int:
+        """SIGKILL every process of ours still alive (a test's own clean-up); returns how many."""
+        alive = self.alive()
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=30)
+        return len(alive)
+
+    def run(self, command: list[str], *, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
+        """Run `command` to its end (or SIGKILL it and all of ours past `timeout`), remembering what it starts."""
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
+            deadline = time.monotonic() + timeout
+            try:
+                while process.poll() is None and time.monotonic() < deadline:
+                    self.remember(process.pid)
+                    time.sleep(0.5)
+            finally:
+                if process.poll() is None:
+                    self.kill_tree(process)
+                    self.reap()
+                process.wait(timeout=60)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}")
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
 @dataclass
 class ChaosReport:
     kills: dict[str, int] = field(default_factory=lambda: {kind: 0 for kind in KINDS})
@@ -75,7 +160,7 @@ class Chaos:
         self.ray_root = tempfile.mkdtemp(prefix="chaos-", dir="/tmp")
         self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(REPO), "RAY_TMPDIR": self.ray_root}
         self.command = [sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(sweep_dir), "--plain"]
-        self.seen: dict[int, float] = {}  # pid -> create time of every process of ours ever seen
+        self.processes = OurProcesses(self.ray_root)
         self.driver: subprocess.Popen | None = None
         self.log = tempfile.TemporaryFile()
 
@@ -93,39 +178,7 @@ class Chaos:
 
     def sample(self) -> list[psutil.Process]:
         """The driver's descendants now, remembered for the leftover check."""
-        try:
-            children = psutil.Process(self.driver.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return []
-        for child in children:
-            try:
-                self.seen[child.pid] = child.create_time()
-            except psutil.NoSuchProcess:
-                pass
-        return children
-
-    def ours_alive(self) -> list[psutil.Process]:
-        alive = []
-        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
-            try:
-                mine = self.seen.get(process.pid) == process.info["create_time"]
-                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-            if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-        return alive
-
-    def reap_leftovers(self) -> int:
-        """SIGKILL whatever of ours is still alive (the test's own clean-up); returns how many."""
-        alive = self.ours_alive()
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
-        return len(alive)
+        return self.processes.remember(self.driver.pid)
 
     # --- progress -------------------------------------------------------------------------------
     def progress_marker(self) -> tuple:
@@ -174,7 +227,7 @@ class Chaos:
             for _ in range(5):  # a worker kill needs a trial running: try at the next progress
                 if self.driver.poll() is not None:
                     report.outputs.append(self.output())
-                    report.left_by_killed_drivers += len(self.ours_alive())
+                    report.left_by_killed_drivers += len(self.processes.alive())
                     self.start()
                     report.resumes += 1
                 if not self.wait_for_progress():
@@ -187,7 +240,7 @@ class Chaos:
                 for key, when in epoch_snapshot(self.sweep_dir).items():
                     report.first_recorded.setdefault(key, when)
         if self.driver.poll() is not None:
-            report.left_by_killed_drivers += len(self.ours_alive())
+            report.left_by_killed_drivers += len(self.processes.alive())
             report.outputs.append(self.output())
             self.start()
             report.resumes += 1
@@ -205,10 +258,10 @@ class Chaos:
     def leftovers_after(self, seconds: float = 60) -> list[psutil.Process]:
         """Processes of ours still alive `seconds` after the last driver exited (polled, so usually sooner)."""
         deadline = time.monotonic() + seconds
-        alive = self.ours_alive()
+        alive = self.processes.alive()
         while alive and time.monotonic() < deadline:
             time.sleep(1)
-            alive = self.ours_alive()
+            alive = self.processes.alive()
         return alive
 
 

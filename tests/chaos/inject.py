@@ -9,7 +9,9 @@ Faults:
 - disk-full: every results write raises ENOSPC while the file `disk-full` exists beside the sweep folder,
 - nan-foundation: in trials with foundation.embedded.seed 77, the embedded foundation's pre-training
   loss turns NaN after two steps,
-- count-calls: each call of the trial function appends its params to `calls.jsonl` beside the sweep folder.
+- count-calls: each call of the trial function appends its params to `calls.jsonl` beside the sweep folder,
+- hold-at-epoch-2: a trial that logs pre-processor epoch 2 waits there while the file `hold` exists beside
+  the sweep folder (a driver held mid-trial for as long as a test needs, however fast the machine).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -101,8 +104,28 @@ def count_calls(params, sweep_dir: Path):
     yield
 
 
+@contextmanager
+def hold_at_epoch_2(params, sweep_dir: Path):
+    from orchestrator import trainable
+
+    flag = sweep_dir.parent / "hold"
+    original = trainable.EpochLog.add
+
+    def add(self, record):
+        added = original(self, record)
+        while record["stage"] == "preprocessor" and record["epoch"] == 2 and flag.exists():
+            time.sleep(0.2)
+        return added
+
+    trainable.EpochLog.add = add
+    try:
+        yield
+    finally:
+        trainable.EpochLog.add = original
+
+
 FAULTS = {"kill-at-epoch-2": kill_at_epoch_2, "disk-full": disk_full, "nan-foundation": nan_foundation,
-          "count-calls": count_calls}
+          "count-calls": count_calls, "hold-at-epoch-2": hold_at_epoch_2}
 
 
 def with_faults(names: list[str]):

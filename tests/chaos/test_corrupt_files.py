@@ -18,17 +18,15 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
 import yaml
+from chaos_harness import OurProcesses
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
 from orchestrator import cli, unreadable
@@ -44,65 +42,6 @@ PRE_EPOCHS = 4
 # by which run and from where it resumed ("saved result") is what the trial measured.
 NOT_COMPARED = ("started_at", "finished_at", "run_id", "resumed_from")
 CHAOS = REPO / "tests" / "chaos"
-
-
-class Processes:
-    """Runs commands and remembers every process they start (by PID and start time), to reap only ours."""
-
-    def __init__(self, ray_root: str):
-        self.ray_root = ray_root
-        self.seen: dict[int, float] = {}
-
-    def _sample(self, pid: int) -> None:
-        try:
-            children = psutil.Process(pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            return
-        for child in children:
-            try:
-                self.seen[child.pid] = child.create_time()
-            except psutil.NoSuchProcess:
-                pass
-
-    def run(self, command: list[str], *, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-            process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
-            self.seen[process.pid] = psutil.Process(process.pid).create_time()
-            deadline = time.monotonic() + timeout
-            try:
-                while process.poll() is None and time.monotonic() < deadline:
-                    self._sample(process.pid)
-                    time.sleep(0.5)
-            finally:
-                if process.poll() is None:
-                    self._sample(process.pid)
-                    self.reap()
-                process.wait(timeout=60)
-            out.seek(0)
-            err.seek(0)
-            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}")
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-
-    def reap(self) -> int:
-        """SIGKILL every process of ours still alive; returns how many."""
-        alive = []
-        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
-            try:
-                mine = self.seen.get(process.pid) == process.info["create_time"]
-                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
-                if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(process)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
-        return len(alive)
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -138,7 +77,7 @@ def damaged(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
     out.parent.mkdir()
     ray_root = tempfile.mkdtemp(prefix="cc-", dir="/tmp")
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
-    processes = Processes(ray_root)
+    processes = OurProcesses(ray_root)
     try:
         killed = processes.run([sys.executable, str(CHAOS / "inject.py"), "kill-at-epoch-2", str(spec_path), str(out)],
                                env=env, cwd=folder, timeout=540)

@@ -39,7 +39,7 @@ def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(t
     finally:
         if chaos.driver is not None and chaos.driver.poll() is None:
             chaos.driver.kill()
-        chaos.reap_leftovers()
+        chaos.processes.reap()
     assert final_code == 0, report.outputs[-1]
     assert report.kills == {kind: KILLS_PER_KIND for kind in KINDS}, report.outputs[-1]
     assert report.resumes >= 2 * KILLS_PER_KIND

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
+from chaos_harness import OurProcesses
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
 from orchestrator.backends.slurm import (
@@ -34,72 +34,15 @@ from orchestrator.sweep_lock import lock_path, sweep_lock
 from trainables.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
-# 0.2-0.5 s each on 2 busy cores: the first driver trains for well over a minute, so it is still
-# mid-trial when the second driver (whose imports alone took 14-25 s here) is refused.
-PRE_EPOCHS = 90
+INJECT = REPO / "tests" / "chaos" / "inject.py"
+# The first driver is held at pre-processor epoch 2 (inject.py's hold-at-epoch-2) until it is
+# killed, so it is mid-trial when the second is refused however slow the machine; the third then
+# trains the remaining epochs from the epoch-2 checkpoint.
+PRE_EPOCHS = 4
 # The lock is taken only after the second driver has imported torch, Ray and the trainables (about
 # 14 s of imports on 2 shared cores, 25 s while the first driver trains): "a few seconds" on an idle
 # machine, more here.
 REFUSED_WITHIN_S = 60
-
-
-class Ours:
-    """Processes this test started, by PID (and start time, so a reused PID is never taken for ours)."""
-
-    def __init__(self, ray_root: str):
-        self.ray_root = ray_root
-        self.seen: dict[int, float] = {}
-
-    def add(self, pid: int) -> None:
-        try:
-            process = psutil.Process(pid)
-            self.seen[pid] = process.create_time()
-            for child in process.children(recursive=True):
-                self.seen[child.pid] = child.create_time()
-        except psutil.NoSuchProcess:
-            pass
-
-    def alive(self) -> list[psutil.Process]:
-        found = []
-        for process in psutil.process_iter(["pid", "cmdline", "create_time"]):
-            try:
-                mine = self.seen.get(process.pid) == process.info["create_time"]
-                mine = mine or any(self.ray_root in part for part in process.info["cmdline"] or [])
-                if mine and process.pid != os.getpid() and process.status() != psutil.STATUS_ZOMBIE:
-                    found.append(process)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return found
-
-    def kill_tree(self, popen: subprocess.Popen) -> None:
-        """SIGKILL a process we started and every descendant it has, by PID; then reap it.
-
-        The root is reaped by Popen.wait, not psutil: psutil would take its exit status and leave
-        Popen a returncode of 0.
-        """
-        self.add(popen.pid)
-        try:
-            root = psutil.Process(popen.pid)
-            descendants = root.children(recursive=True)
-            root.kill()
-        except psutil.NoSuchProcess:
-            descendants = []
-        for process in descendants:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        popen.wait(timeout=60)
-        psutil.wait_procs(descendants, timeout=30)
-
-    def reap(self) -> None:
-        alive = self.alive()
-        for process in alive:
-            try:
-                process.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=30)
 
 
 def _lock_owner(sweep_dir: Path) -> dict:
@@ -120,22 +63,27 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
     ray_root = tempfile.mkdtemp(prefix="td-", dir="/tmp")
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
     command = [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--out", str(sweep_dir), "--plain"]
-    ours = Ours(ray_root)
+    (key,) = planned_hashes(load_spec(spec_path))
+    epochs_file = sweep_dir / "results" / "epochs" / f"{key}.parquet"
+    hold = sweep_dir.parent / "hold"
+    hold.touch()
+    ours = OurProcesses(ray_root)
     with open(tmp_path / "first.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        first = subprocess.Popen([sys.executable, str(INJECT), "hold-at-epoch-2", str(spec_path), str(sweep_dir)],
+                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        ours.add(first.pid)
+        ours.remember(first.pid)
         started = time.monotonic()
-        while _lock_owner(sweep_dir).get("pid") != first.pid:
-            assert first.poll() is None, "the first driver ended before taking the lock"
-            assert time.monotonic() - started < 180, "the first driver never took the lock"
-            ours.add(first.pid)
+        while _lock_owner(sweep_dir).get("pid") != first.pid or _preprocessor_epochs(epochs_file) != [1, 2]:
+            assert first.poll() is None, "the first driver ended before it was held at epoch 2"
+            assert time.monotonic() - started < 300, "the first driver never reached epoch 2 holding the lock"
+            ours.remember(first.pid)
             time.sleep(0.2)
-        print(f"\nfirst driver (pid {first.pid}) holds the lock after {time.monotonic() - started:.1f} s: {_lock_owner(sweep_dir)}")
+        print(f"\nfirst driver (pid {first.pid}) holds the lock, held at epoch 2 after {time.monotonic() - started:.1f} s: {_lock_owner(sweep_dir)}")
 
         began = time.monotonic()
         second = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ours.add(second.pid)
+        ours.remember(second.pid)
         try:
             stdout, stderr = second.communicate(timeout=60)
         finally:
@@ -143,7 +91,7 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
                 ours.kill_tree(second)
         refused_in = time.monotonic() - began
         print(f"second driver: exit {second.returncode} after {refused_in:.1f} s\n--- stdout\n{stdout}--- stderr\n{stderr}")
-        ours.add(first.pid)
+        ours.remember(first.pid)
         assert first.poll() is None, "the first driver was no longer running when the second was refused"
         assert second.returncode == 2, stdout + stderr
         lines = stderr.strip().splitlines()
@@ -152,6 +100,7 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
         assert f"pid {first.pid} on {socket.gethostname()}" in lines[0]
         assert refused_in < REFUSED_WITHIN_S, f"refused only after {refused_in:.1f} s"
         assert not list((sweep_dir / "results" / "trials").glob("*.parquet"))  # the first is still mid-trial
+        assert _preprocessor_epochs(epochs_file) == [1, 2]
 
         # A driver that dies (SIGKILL: no clean-up of its own) with everything it started.
         ours.kill_tree(first)
@@ -164,9 +113,9 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
     with open(tmp_path / "third.log", "wb") as log:
         third = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 480
+        deadline = time.monotonic() + 300
         while third.poll() is None and time.monotonic() < deadline:
-            ours.add(third.pid)
+            ours.remember(third.pid)
             time.sleep(0.5)
     finally:
         if third.poll() is None:
@@ -181,6 +130,15 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
     rows = [row for path in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(path)]
     assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(load_spec(spec_path)))
     assert {r["status"] for r in rows} == {"TERMINATED"}
+    # The third resumed from the dead driver's epoch-2 checkpoint: each epoch recorded once.
+    assert _preprocessor_epochs(epochs_file) == list(range(1, PRE_EPOCHS + 1))
+
+
+def _preprocessor_epochs(path: Path) -> list[int]:
+    try:
+        return sorted(r["epoch"] for r in read_rows(path) if r["stage"] == "preprocessor")
+    except (FileNotFoundError, OSError):
+        return []
 
 
 def test_the_refusal_names_the_slurm_job_that_holds_the_lock(tmp_path, monkeypatch):
