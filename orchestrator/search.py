@@ -96,12 +96,13 @@ def make_sampler(spec: SweepSpec) -> optuna.samplers.BaseSampler:
 
 
 def build_searcher(spec: SweepSpec, sweep_dir: Path):
-    """Ray Tune's OptunaSearch over the spec's space, objectives as metric/mode lists when several."""
-    from ray.tune.search.optuna import OptunaSearch
+    """Ray Tune's OptunaSearch over the spec's space, objectives as metric/mode lists when several
+    (GridFirstOptunaSearch: the grid points survive a killed driver, each run exactly once)."""
+    from .grid_first_search import GridFirstOptunaSearch
 
     metrics, modes = list(spec.objectives), list(spec.objectives.values())
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return OptunaSearch(
+    return GridFirstOptunaSearch(
         space=optuna_space(spec),
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
