@@ -13,8 +13,11 @@ Three parts, all in one process and on one device, each case's peak memory taken
    (random weights, the real size; nothing is downloaded), a linear head. Images/s of the full
    attack (every point attacked all 20 steps) per precision, and whether bf16 keeps the attack as
    strong: robust accuracy of the evaluation's own early-stopping PGD in fp32 and in bf16, on the
-   same points, from the same random start, labels being the fp32 clean predictions. With random
-   weights that comparison is indicative only.
+   same points, from the same random start, labels being the fp32 clean predictions, the head
+   calibrated to the features' spread (calibrate_head). With random weights that comparison is
+   indicative only. On an H200 (bench/results/gpu-h200-2026-11-26-strength.json) bf16 stalled:
+   robust accuracy 0.47 at eps 1, 2 and 8/255 alike, against 0.48 / 0.19 / 0.00 in fp32 and
+   0.42 / 0.16 / 0.00 in TF32, so attacks must not run under bf16 autocast.
 3. Peak memory of each stage a lambda_ablation trial runs at its batch sizes (fp32, the trial
    default): clean head step, robust head step (PGD-10 then the mixed batch), PGD-20 evaluation,
    adversarial fine-tuning step of the whole ViT-L; the largest sets the spec's GPU fraction.
