@@ -8,10 +8,12 @@ is deterministic there, so equal means bit-identical), and no Ray process of our
 from __future__ import annotations
 
 import random
+import shutil
 import subprocess
+import tempfile
 
 import pytest
-from chaos_harness import KINDS, Chaos, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows
+from chaos_harness import KINDS, Chaos, OurProcesses, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows
 from sweep_helpers import planned_hashes
 
 from orchestrator.spec import load_spec
@@ -20,7 +22,7 @@ KILLS_PER_KIND = 5
 EPOCHS, HEAD_EPOCHS = 30, 3
 
 
-@pytest.mark.timeout(1500)  # 15 kills and 10 restarts of Ray, then an uninterrupted run to compare with
+@pytest.mark.timeout(1500)  # 15 kills and 10 restarts of Ray, beside an uninterrupted run to compare with
 def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(tmp_path, cache_root, tiny_foundation_config,
                                                                                   tiny_arch):
     spec_path = chaos_spec(tmp_path, tiny_foundation_config, tiny_arch, name="chaos", epochs=EPOCHS, head_epochs=HEAD_EPOCHS,
@@ -32,24 +34,37 @@ def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(t
     killed_dir = tmp_path / "killed" / "chaos"
     killed_dir.parent.mkdir()
     chaos = Chaos(spec_path, killed_dir, seed=15)
+    # The uninterrupted run of the same spec goes at the same time, in its own folder with its own
+    # Ray (a temp folder of its own, so the leftover check below never counts its processes). The
+    # suite mostly waits on Ray and restarts; one torch thread per trial keeps it bit-identical.
+    reference_dir = tmp_path / "reference" / "chaos"
+    reference_dir.parent.mkdir()
+    reference_ray = tempfile.mkdtemp(prefix="kills-ref-", dir="/tmp")
+    reference_processes = OurProcesses(reference_ray)
+    reference_log = tmp_path / "reference.log"
+    with open(reference_log, "wb") as log:
+        reference = subprocess.Popen(chaos.command[:4] + [str(spec_path), "--out", str(reference_dir), "--plain"],
+                                     cwd=reference_dir.parent, env={**chaos.env, "RAY_TMPDIR": reference_ray},
+                                     stdout=log, stderr=subprocess.STDOUT)
     try:
+        reference_processes.remember(reference.pid)
         report = chaos.run(kinds)
         final_code = chaos.driver.returncode
         leftovers = chaos.leftovers_after(60)
+        reference.wait(timeout=900)
     finally:
         if chaos.driver is not None and chaos.driver.poll() is None:
             chaos.driver.kill()
         chaos.processes.reap()
+        if reference.poll() is None:
+            reference_processes.kill_tree(reference)
+        reference_processes.reap()
+        shutil.rmtree(reference_ray, ignore_errors=True)
     assert final_code == 0, report.outputs[-1]
     assert report.kills == {kind: KILLS_PER_KIND for kind in KINDS}, report.outputs[-1]
     assert report.resumes >= 2 * KILLS_PER_KIND
     assert leftovers == [], [p.info for p in leftovers]
-
-    reference_dir = tmp_path / "reference" / "chaos"
-    reference_dir.parent.mkdir()
-    uninterrupted = subprocess.run(chaos.command[:4] + [str(spec_path), "--out", str(reference_dir), "--plain"],
-                                   cwd=reference_dir.parent, env=chaos.env, capture_output=True, text=True, timeout=900)
-    assert uninterrupted.returncode == 0, uninterrupted.stderr[-3000:]
+    assert reference.returncode == 0, reference_log.read_text(errors="replace")[-3000:]
 
     # Exactly one row per planned trial, each finished.
     rows = [row for p in (killed_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
