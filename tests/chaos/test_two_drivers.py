@@ -110,20 +110,12 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
     first_output = (tmp_path / "first.log").read_text(errors="replace")
     assert first.returncode == -9, first_output[-3000:]  # killed by us, not ended by itself
 
-    with open(tmp_path / "third.log", "wb") as log:
-        third = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 300
-        while third.poll() is None and time.monotonic() < deadline:
-            ours.remember(third.pid)
-            time.sleep(0.5)
+        third = ours.run(command, env=env, cwd=tmp_path, timeout=300)
     finally:
-        if third.poll() is None:
-            ours.kill_tree(third)
-        third.wait(timeout=60)
         ours.reap()
         shutil.rmtree(ray_root, ignore_errors=True)
-    output = (tmp_path / "third.log").read_text(errors="replace")
+    output = third.stdout + third.stderr
     print(f"third driver: exit {third.returncode}\n{output}")
     assert third.returncode == 0, output[-3000:]
     assert "another driver" not in output
