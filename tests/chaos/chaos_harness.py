@@ -117,6 +117,19 @@ class OurProcesses:
         psutil.wait_procs(alive, timeout=30)
         return len(alive)
 
+    def ray_log_tails(self, lines: int = 15) -> str:
+        """The last lines of each log of the newest Ray session under our Ray temp folder (why a run hung)."""
+        sessions = sorted((p for p in Path(self.ray_root).rglob("session_2*") if p.is_dir()),
+                          key=lambda p: p.stat().st_mtime)
+        if not sessions:
+            return f"no Ray session under {self.ray_root}"
+        parts = []
+        for log in sorted((sessions[-1] / "logs").glob("*")):
+            if log.is_file() and log.suffix in (".out", ".err", ".log") and log.stat().st_size:
+                tail = log.read_text(errors="replace").splitlines()[-lines:]
+                parts.append(f"--- {log.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
+
     def run(self, command: list[str], *, env: dict, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
         """Run `command` to its end (or SIGKILL it and all of ours past `timeout`), remembering what it starts."""
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -135,7 +148,8 @@ class OurProcesses:
             err.seek(0)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}")
+            raise AssertionError(f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}\n"
+                                 f"{self.ray_log_tails()}")
         return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

@@ -110,10 +110,13 @@ def hold_at_epoch_2(params, sweep_dir: Path):
 
     flag = sweep_dir.parent / "hold"
     original = trainable.EpochLog.add
+    parent = os.getppid()  # the raylet that started this worker
 
     def add(self, record):
         added = original(self, record)
         while record["stage"] == "preprocessor" and record["epoch"] == 2 and flag.exists():
+            if os.getppid() != parent:  # orphaned: its raylet died; a held worker must not outlive it
+                os._exit(1)
             time.sleep(0.2)
         return added
 
