@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from trainables.attacks import pgd
 from trainables.data import DATASETS, load_dataset
 from trainables.foundation import default_cache_root, load_foundation
-from trainables.head import build_linear_head, resolve_head_config, train_head
+from trainables.head import build_linear_head, train_head
+from trainables.schema.head import resolve_head_config
 from trainables.pipeline import Pipeline
 from trainables.preprocessors import fit_preprocessor
 from trainables.seeding import seed_everything

@@ -141,7 +141,8 @@ def serial_worker(job_path: Path) -> int:
     job = json.loads(job_path.read_text())
     import torch
 
-    from trainables.trial import run_trial, validate_trial_config
+    from trainables.schema import validate_trial_config
+    from trainables.trial import run_trial
 
     torch.set_num_threads(job["threads"])
     root = Path(job["root"])
@@ -235,7 +236,7 @@ def pretrain_foundations(configs: list[dict]) -> list[str]:
     """Every distinct foundation the trials use, pre-trained (embedded) or found in the cache, untimed."""
     from trainables.artifacts import config_hash
     from trainables.foundation import default_cache_root, load_foundation
-    from trainables.trial import validate_trial_config
+    from trainables.schema import validate_trial_config
 
     lines, seen = [], set()
     for config in configs:
@@ -410,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (args.serial_first or args.skip_engine):
                 # Grid points in the engine's order; Optuna's samples (search specs) as the engine drew them.
                 from trainables.artifacts import config_hash
-                from trainables.trial import validate_trial_config
+                from trainables.schema import validate_trial_config
 
                 grid_keys = {config_hash(validate_trial_config(c)) for c in grid_configs}
                 sampled = [cfg for key, cfg in engine["configs_by_hash"].items() if key not in grid_keys]

@@ -100,7 +100,7 @@ def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_t
     from orchestrator.results import TERMINATED, now_utc, trial_row, write_trial
     from orchestrator.spec import apply_overrides
     from trainables.artifacts import config_hash
-    from trainables.trial import validate_trial_config
+    from trainables.schema import validate_trial_config
 
     started = now_utc()
     config = validate_trial_config(apply_overrides(base_trial, params))

@@ -39,7 +39,8 @@ def main() -> None:
 
     from orchestrator.spec import apply_overrides, load_spec
     from trainables.artifacts import config_hash
-    from trainables.trial import run_trial, validate_trial_config
+    from trainables.schema import validate_trial_config
+    from trainables.trial import run_trial
 
     torch.set_num_threads(args.threads)
     overrides = {}

@@ -13,10 +13,12 @@ import pandas as pd
 
 from .analysis import aggregate_seeds, config_columns, present_metrics, varying
 from .paired import attack_of
+from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
 FORMATS = ("markdown", "latex", "csv")
-# Row order of pre-processor kinds as in the paper's tables; kinds not listed follow in the order seen.
-KIND_ORDER = ("identity", "vanilla", "vae", "arae", "encoder_only", "cropd")
+# Row order of pre-processor kinds as in the paper's tables (the registry's report_rank); kinds
+# not registered (a results copy from a newer version) follow in the order seen.
+KIND_ORDER = tuple(sorted(PREPROCESSOR_KINDS, key=lambda name: PREPROCESSOR_KINDS[name].report_rank))
 # The paper's row keys, always shown; other settings appear when the sweep varied them.
 ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
 TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head", "head.epochs": "Head epochs",

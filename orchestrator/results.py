@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from trainables.artifacts import atomic_write_bytes
+from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
 from . import unreadable
 
@@ -68,7 +69,7 @@ SEED_COLUMNS = tuple(flat_name(*field.split(".")) for field in SEED_FIELDS)
 
 def is_setting(column: str) -> bool:
     """Whether a trials column holds a config value (as opposed to identity, metrics, versions)."""
-    from trainables.data_schema import DATA_SCHEMA
+    from trainables.schema.data import DATA_SCHEMA
 
     return column in DATA_SCHEMA or column.startswith(SETTING_PREFIXES)
 
@@ -93,14 +94,11 @@ def flatten_config(config: dict) -> dict[str, Any]:
             else:
                 flat[flat_name(section, key)] = _scalar(value)
     # Settings a pre-processor kind ignores are null, so `WHERE "preprocessor.lambda" = 1` never
-    # matches an identity trial that merely carried the default. (Imported here: the package pulls
-    # in torch, which only the trial workers that write rows have loaded anyway.)
-    from trainables.preprocessors.schema import RELEVANT
-
-    kind = (config.get("preprocessor") or {}).get("kind")
-    if kind in RELEVANT:
+    # matches an identity trial that merely carried the default.
+    kind = PREPROCESSOR_KINDS.get((config.get("preprocessor") or {}).get("kind"))
+    if kind is not None:
         for key in config["preprocessor"]:
-            if key not in RELEVANT[kind]:
+            if key not in kind.relevant:
                 flat[f"preprocessor.{key}"] = None
     return flat
 

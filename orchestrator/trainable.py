@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.errors import UserError
-from trainables.trial import RESULT_FILE, run_trial, validate_trial_config
+from trainables.schema import validate_trial_config
+from trainables.trial import RESULT_FILE, run_trial
 
 from . import unreadable
 from .results import (

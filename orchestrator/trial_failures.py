@@ -60,7 +60,7 @@ class TrialFailures(Callback):
 
 def record_dead_worker(spec, sweep_dir: Path, params: dict, trial_id: str, reason: str, run_id: str) -> bool:
     """An ERROR row (error_kind infrastructure) for a trial that ended without writing one; True if written."""
-    from trainables.trial import validate_trial_config
+    from trainables.schema import validate_trial_config
 
     config = validate_trial_config(spec.trial_config(params))
     key = trial_key(config)

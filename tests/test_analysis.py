@@ -18,7 +18,7 @@ from store_helpers import add_trial
 from orchestrator import analysis, report, results
 from orchestrator.cli import main
 from orchestrator.results import read_folder
-from trainables.trial import validate_trial_config
+from trainables.schema import validate_trial_config
 
 @pytest.fixture
 def store(tmp_path):

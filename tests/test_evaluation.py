@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from trainables.errors import ConfigError
-from trainables.evaluation import evaluate, resolve_evaluation_config
+from trainables.evaluation import evaluate
+from trainables.schema.evaluation import resolve_evaluation_config
 
 PGD_ONLY = ["pgd10", "pgd20"]
 

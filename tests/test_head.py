@@ -7,7 +7,8 @@ import torch
 from trainables.data import load_dataset, stratified_fraction
 from trainables.errors import ConfigError
 from trainables.foundation import load_foundation
-from trainables.head import build_linear_head, resolve_head_config, train_head
+from trainables.head import build_linear_head, train_head
+from trainables.schema.head import resolve_head_config
 from trainables.pipeline import Pipeline
 from trainables.preprocessors.simple import IdentityPreprocessor
 

@@ -19,7 +19,7 @@ from orchestrator import results
 from orchestrator.cli import main
 from orchestrator.results import ERROR, TERMINATED, EpochLog, trial_row, write_trial
 from trainables.artifacts import atomic_write_json, config_hash
-from trainables.trial import validate_trial_config
+from trainables.schema import validate_trial_config
 
 CROPD = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": {"kind": "cropd", "lambda": 10}}
 CROPD_1 = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": {"kind": "cropd", "lambda": 1}}

@@ -16,12 +16,14 @@ from trainables.artifacts import config_hash
 from trainables.data import load_dataset, stratified_fraction
 from trainables.encoders import CifarResNet18, ResNetFeatures
 from trainables.errors import ConfigError
-from trainables.foundation import ROBUST_RECORD, build_untrained_resnet, load_foundation, load_foundation_folder, resolve_foundation_config
+from trainables.foundation import ROBUST_RECORD, build_untrained_resnet, load_foundation, load_foundation_folder
+from trainables.schema.foundation import resolve_foundation_config
 from trainables.losses import multiview_nt_xent
 from trainables.multiview import adversarial_view
 from trainables.pipeline import Pipeline
 from trainables.robust_pretraining import ContrastiveEncoder, at_chance, chance_loss, robust_foundation_folder
-from trainables.trial import run_trial, validate_trial_config
+from trainables.schema import validate_trial_config
+from trainables.trial import run_trial
 
 TINY_RESNET = {"width": 4, "image_size": 16}
 SCHEMES = {  # AdvCL's three fine-tuning schemes as (foundation.mode, head.mode)

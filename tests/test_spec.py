@@ -18,9 +18,9 @@ from orchestrator.cli import main
 from orchestrator.spec import SEED_FIELDS, SEED_KEY, load_spec
 from trainables.artifacts import config_hash
 from trainables.data import DATASETS
-from trainables.preprocessors.schema import parse_clusters, parse_views
+from trainables.schema.contrastive import parse_clusters, parse_views
 from trainables.errors import ConfigError, UserError
-from trainables.trial import validate_trial_config
+from trainables.schema import validate_trial_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -396,7 +396,7 @@ def test_trial_hashes_are_stable_across_loads_and_key_order(tmp_path):
 def test_trial_hash_is_the_same_in_a_fresh_process(tmp_path):
     path = dump(tmp_path, STUDY)
     script = ("import json, sys; from orchestrator.spec import load_spec; from trainables.artifacts import config_hash; "
-              "from trainables.trial import validate_trial_config; s = load_spec(sys.argv[1]); "
+              "from trainables.schema import validate_trial_config; s = load_spec(sys.argv[1]); "
               "print(json.dumps([config_hash(validate_trial_config(s.trial_config(p))) for p in s.grid_points]))")
     env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_WAIT_POLICY": "PASSIVE"}
     done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

@@ -6,7 +6,8 @@ import math
 import pytest
 
 from trainables.errors import ConfigError
-from trainables.trial import RESULT_FILE, run_trial, validate_trial_config
+from trainables.schema import validate_trial_config
+from trainables.trial import RESULT_FILE, run_trial
 
 
 def _config(tiny_foundation_config, tiny_arch, **head):

@@ -9,18 +9,9 @@ from typing import Callable
 
 import torch
 
-from .errors import ConfigError
+from .schema.evaluation import check_attack_budget
 
 LossOf = Callable[[torch.Tensor], torch.Tensor]
-
-
-def check_attack_budget(eps: float, steps: int = 1, step_size: float | None = None, *, field: str = "attack") -> None:
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
-        raise ConfigError(f"{field}.eps", "a number >= 0", eps)
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ConfigError(f"{field}.steps", "an integer >= 1", steps)
-    if step_size is not None and (not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or step_size <= 0):
-        raise ConfigError(f"{field}.step_size", "a number > 0", step_size)
 
 
 def _ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:

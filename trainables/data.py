@@ -18,7 +18,7 @@ import torch.nn.functional as F
 import torchvision.datasets as tvd
 from torchvision.transforms import v2
 
-from .data_schema import DATASETS, DatasetInfo  # noqa: F401  (re-exported: the registry's old home)
+from .schema.data import DATASETS
 from .errors import ConfigError, DataNotFoundError
 
 SPLITS = ("train", "test")

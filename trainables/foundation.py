@@ -10,7 +10,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -19,64 +19,19 @@ from torch import nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.utils import logging as transformers_logging
 
-from .artifacts import artifact_lock, config_hash, count_parameters
-from .config import Field, boolean, integer, number, one_of, resolve, text
+from .artifacts import artifact_lock, config_hash
 from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
-from .pretraining_schema import resolve_pretraining_config, uses_pseudo_labels
 from .published import published_dir, reusable
+from .schema.foundation import EMBEDDED_NAME, resolve_embedded_config, resolve_foundation_config
 from .seeding import seed_everything
-
-if TYPE_CHECKING:
-    from .data import ImageDataset
 
 # facebook/vit-mae-* checkpoints normalise with ImageNet statistics (their preprocessor_config.json).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-EMBEDDED_NAME = "embedded"
-RESNET_NAME = "resnet18"
 RESNET_FILE = "resnet.json"  # marks a saved ResNet foundation folder (a ViT-MAE one has config.json)
 ROBUST_RECORD = "robust_pretraining.json"  # what robust pre-training made a folder: config, data, time, history
 
-FOUNDATION_SCHEMA = {
-    "name": Field("facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text),
-    "mode": Field("frozen", "'frozen', 'finetune' (clean fine-tuning, paper Table 2) or 'adversarial_finetune' (PGD, Table 1)",
-                  one_of("frozen", "finetune", "adversarial_finetune")),
-    "pooling": Field("mean", "'mean' (patch tokens) or 'cls'", one_of("mean", "cls")),
-    "allow_download": Field(False, "true or false", boolean),
-    "embedded": Field(None, "a mapping of embedded-foundation settings (name: embedded only)", lambda v: v is None or isinstance(v, dict)),
-    "resnet": Field(None, "a mapping of resnet18 settings (name: resnet18 only)", lambda v: v is None or isinstance(v, dict)),
-    "pretraining": Field(None, "a mapping of robust pre-training settings (method advcl or rocl), or null", lambda v: v is None or isinstance(v, dict)),
-}
-# Added after sweeps existed: left out of a resolved config when null, so older configs keep their hashes.
-OPTIONAL_SECTIONS = ("resnet", "pretraining")
-
-# name: resnet18 builds a CIFAR-style ResNet-18 with random weights; robust pre-training trains it.
-RESNET_SCHEMA = {
-    "width": Field(64, "an integer >= 1 (64 is ResNet-18; smaller is a CPU-sized one)", integer(1)),
-    "image_size": Field(32, "an integer >= 8 (inputs are resized to it)", integer(8)),
-    "seed": Field(0, "an integer (initial weights)", integer()),
-}
-
-# The embedded foundation: small enough to pre-train in well under a CPU-minute on the digits.
-EMBEDDED_SCHEMA = {
-    "image_size": Field(32, "an integer >= 8", integer(8)),
-    "patch_size": Field(4, "an integer >= 1 dividing image_size", integer(1)),
-    "hidden_size": Field(64, "an integer >= 8", integer(8)),
-    "num_hidden_layers": Field(2, "an integer >= 1", integer(1)),
-    "num_attention_heads": Field(4, "an integer >= 1 dividing hidden_size", integer(1)),
-    "intermediate_size": Field(128, "an integer >= 8", integer(8)),
-    "decoder_hidden_size": Field(64, "an integer >= 8", integer(8)),
-    "decoder_num_hidden_layers": Field(1, "an integer >= 1", integer(1)),
-    "decoder_num_attention_heads": Field(4, "an integer >= 1", integer(1)),
-    "decoder_intermediate_size": Field(128, "an integer >= 8", integer(8)),
-    "mask_ratio": Field(0.75, "a number in (0, 1)", number(0, 1, low_open=True, high_open=True)),
-    "epochs": Field(40, "an integer >= 1", integer(1)),
-    "batch_size": Field(64, "an integer >= 2", integer(2)),
-    "lr": Field(1.5e-3, "a number > 0", number(0, low_open=True)),
-    "weight_decay": Field(0.05, "a number >= 0", number(0)),
-    "seed": Field(0, "an integer", integer()),
-}
 
 
 def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
@@ -99,29 +54,6 @@ def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
     return model
 
 
-def resolve_foundation_config(given: dict | None, *, image_size: int | None = None) -> dict:
-    """The checked section; `image_size` (of the training images, when known) checks what must fit them."""
-    cfg = resolve("foundation", given, FOUNDATION_SCHEMA)
-    if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
-        raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
-    if cfg["name"] == RESNET_NAME:
-        cfg["resnet"] = resolve("foundation.resnet", cfg["resnet"], RESNET_SCHEMA)
-    elif cfg["resnet"] is not None:
-        raise ConfigError("foundation.resnet", f"no resnet settings unless foundation.name is '{RESNET_NAME}'", cfg["name"])
-    cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME, image_size=image_size)
-    if cfg["name"] == RESNET_NAME and cfg["pretraining"] is None:
-        raise ConfigError("foundation.pretraining.method", f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training", "none")
-    if cfg["name"] == RESNET_NAME and uses_pseudo_labels(cfg["pretraining"]) and cfg["pretraining"]["pseudo_model"] is None:
-        raise ConfigError("foundation.pretraining.pseudo_model", f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []", None)
-    for key in OPTIONAL_SECTIONS:
-        if cfg[key] is None:
-            del cfg[key]
-    return cfg
-
-
-def base_foundation_config(cfg: dict) -> dict:
-    """A resolved config without its robust pre-training: the model that pre-training starts from."""
-    return {key: value for key, value in cfg.items() if key != "pretraining"}
 
 
 def _read_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -159,24 +91,17 @@ def load_foundation(
     cache_root: Path | None = None,
     device: str = "cpu",
     on_pretrain_epoch: Callable[[dict[str, Any]], None] | None = None,
-    train: ImageDataset | None = None,
 ) -> Foundation:
-    """Load the foundation named in `config` (validated), deterministic and frozen by default.
+    """Load the foundation named in `config`, deterministic and frozen by default.
 
     `name: embedded` pre-trains (or reuses from `cache_root`) the small embedded ViT-MAE and
-    then loads it through exactly the same path as a hub model. With `pretraining`, the model
-    is first robustly pre-trained on the unlabeled images of `train` (or reused from the cache).
+    then loads it through exactly the same path as a hub model. A foundation with robust
+    pre-training is robust_pretraining.load_robust_foundation's: it needs the trial's images.
     """
     cfg = resolve_foundation_config(config)
     if "pretraining" in cfg:
-        from .robust_pretraining import (
-            robust_foundation_folder,  # late: it imports the pseudo-labels, which import this
-        )
-
-        if train is None:
-            raise ConfigError("foundation.pretraining", "training images to pre-train on (a trial passes its own)", cfg["pretraining"]["method"])
-        folder = robust_foundation_folder(cfg, train, cache_root=cache_root or default_cache_root(), device=device, on_epoch=on_pretrain_epoch)
-    elif cfg["name"] == EMBEDDED_NAME:
+        raise ValueError("a foundation with robust pre-training is loaded by robust_pretraining.load_robust_foundation")
+    if cfg["name"] == EMBEDDED_NAME:
         folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch)
     else:
         folder = _locate(cfg["name"], cfg["allow_download"])
@@ -248,10 +173,6 @@ def quiet_transformers() -> Iterator[None]:
             transformers_logging.enable_progress_bar()
 
 
-def foundation_parameter_count(foundation: FoundationFeatures) -> int:
-    return count_parameters(foundation)
-
-
 def default_cache_root() -> Path:
     return Path(os.environ.get("CROPD_CACHE", Path.home() / ".cache" / "cropd"))
 
@@ -269,9 +190,7 @@ def pretrain_embedded_foundation(
     and published by atomic rename under a file lock, so concurrent trials build it once and
     always read a complete folder.
     """
-    cfg = resolve("foundation.embedded", config, EMBEDDED_SCHEMA)
-    if cfg["image_size"] % cfg["patch_size"]:
-        raise ConfigError("foundation.embedded.patch_size", "a divisor of image_size", cfg["patch_size"])
+    cfg = resolve_embedded_config(config)
     key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 2})
     folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
     with artifact_lock(folder):

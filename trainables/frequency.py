@@ -34,12 +34,3 @@ def frequency_split(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch
     low = torch.fft.ifft2(spectrum * mask).real.to(x.dtype)
     return low, x - low
 
-
-def high_frequency(x: torch.Tensor, radius: float) -> torch.Tensor:
-    """AdvCL's x_h: frequencies at distance >= radius from the spectrum's centre. Not clamped to [0, 1]."""
-    return frequency_split(x, radius)[1]
-
-
-def low_frequency(x: torch.Tensor, radius: float) -> torch.Tensor:
-    """AdvCL's x_l: frequencies at distance < radius from the spectrum's centre."""
-    return frequency_split(x, radius)[0]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,37 +15,10 @@ from torch import nn
 
 from .attacks import pgd
 from .checkpointing import EpochCheckpoints
-from .config import Field, integer, number, one_of, optional, resolve
 from .data import ImageDataset, iterate_batches
-from .errors import ConfigError
 from .pipeline import Pipeline
 from .seeding import seed_everything
-
-HEAD_SCHEMA = {
-    "mode": Field("clean", "'clean' (standard linear fine-tuning) or 'robust' (PGD-10, mixed with clean)", one_of("clean", "robust")),
-    "epochs": Field(150, "an integer >= 1", integer(1)),
-    "batch_size": Field(64, "an integer >= 1", integer(1)),
-    "lr": Field(None, "a number > 0, or null for the paper's (1e-2; 1e-4 when the foundation trains)", optional(number(0, low_open=True))),
-    "weight_decay": Field(0.01, "a number >= 0", number(0)),
-    "milestones": Field([30, 70, 100], "a list of increasing epoch numbers", lambda v: isinstance(v, list) and all(isinstance(m, int) and m >= 1 for m in v) and v == sorted(v)),
-    "lr_decay": Field(0.1, "a number in (0, 1]", number(0, 1, low_open=True)),
-    "attack_eps": Field(None, "a number >= 0, or null for the dataset's eps", optional(number(0))),
-    "attack_steps": Field(10, "an integer >= 1", integer(1)),
-    "attack_step_size": Field(0.007, "a number > 0", number(0, low_open=True)),
-    "seed": Field(0, "an integer", integer()),
-}
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
-
-def resolve_head_config(given: dict | None, *, foundation_mode: str) -> dict:
-    cfg = resolve("head", given, HEAD_SCHEMA)
-    if foundation_mode == "adversarial_finetune" and cfg["mode"] != "robust":
-        raise ConfigError("head.mode", "'robust' when foundation.mode is adversarial_finetune (PGD fine-tuning)", cfg["mode"])
-    if cfg["lr"] is None:
-        cfg["lr"] = 1e-2 if foundation_mode == "frozen" else 1e-4
-    return cfg
-
+from .training_loop import EpochCallback
 
 @dataclass
 class HeadResult:

@@ -18,8 +18,12 @@ from torch import nn
 from .artifacts import artifact_lock, config_hash, load_checkpoint, save_checkpoint
 from .data import ImageDataset
 from .errors import CheckpointError, ConfigError
-from .foundation import load_foundation, resolve_foundation_config
+from .foundation import load_foundation
+from .schema.foundation import resolve_foundation_config
 
+# Where a store of artifacts (a sweep's artifacts folder for its pre-processors, the shared cache
+# for robust foundations) keeps the pseudo-labels its artifacts were trained with.
+PSEUDO_LABEL_FOLDER = "pseudo_labels"
 # Bumped when a code change alters the labels computed for the same inputs.
 PSEUDO_LABEL_VERSION = 1
 FEATURE_BATCH = 256
@@ -69,6 +73,10 @@ def choose_feature_model(pseudo_model: str | None, default: FeatureModel | None,
     if default is None:
         raise ConfigError(field, "a foundation name to cluster features of (no foundation was passed in to default to)", None)
     return default
+
+
+def pseudo_label_dir(store: Path) -> Path:
+    return Path(store) / PSEUDO_LABEL_FOLDER
 
 
 def cache_path(cache_dir: Path, data_key: str, model: FeatureModel, k: int, seed: int) -> Path:

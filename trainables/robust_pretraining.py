@@ -16,28 +16,20 @@ from torch import nn
 
 from .artifacts import artifact_lock, config_hash
 from .checkpointing import EpochCheckpoints
-from .contrastive_settings import check_clusters_fit
+from .schema.contrastive import check_clusters_fit
 from .data import ImageDataset, data_fingerprint
 from .encoders import Foundation
-from .foundation import (
-    EMBEDDED_NAME,
-    RESNET_NAME,
-    ROBUST_RECORD,
-    base_foundation_config,
-    build_untrained_resnet,
-    load_foundation,
-    save_foundation,
-)
+from .foundation import ROBUST_RECORD, build_untrained_resnet, load_foundation, load_foundation_folder, save_foundation
+from .schema.foundation import EMBEDDED_NAME, RESNET_NAME, base_foundation_config
 from .multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
-from .pretraining_schema import SECTION, uses_pseudo_labels
-from .pseudo_labels import FeatureModel, choose_feature_model, feature_identity, pseudo_labels
+from .schema.pretraining import PRETRAINING_METHODS, SECTION, uses_pseudo_labels
+from .pseudo_labels import FeatureModel, choose_feature_model, feature_identity, pseudo_label_dir, pseudo_labels
 from .published import published_dir, reusable
 from .seeding import seed_everything
 from .training_loop import fit_epochs
 
 # Bumped whenever a code change alters what pre-training produces, so stale foundations are not reused.
 VERSION = 1
-PSEUDO_LABELS = "pseudo_labels"
 CHANCE_MARGIN = 0.01
 
 
@@ -98,13 +90,18 @@ def at_chance(record: dict) -> bool:
     """Whether a pre-training record (robust_pretraining.json) ended with its contrastive loss
     within 1% of the collapse value of its views and (full) batches."""
     settings, images = record["pretraining"], record["train_images"]["images"]
-    views = len(settings["views"]) if settings["method"] == "advcl" else 3
+    views = PRETRAINING_METHODS[settings["method"]].views or len(settings["views"])
     batch = settings["batch_size"] if images > settings["batch_size"] else images  # the epoch loop drops a short last batch
     final = record["history"][-1]["loss_contrastive"]
     return final >= (1 - CHANCE_MARGIN) * float(chance_loss(views, batch))
 
 
-STEPS = {"advcl": advcl_step, "rocl": rocl_step}
+def load_robust_foundation(cfg: dict, train: ImageDataset, *, cache_root: Path, device: str = "cpu",
+                           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Foundation:
+    """The foundation a resolved config with `pretraining` describes, pre-trained on `train`'s images
+    here unless a trial has published it already (its record then tells what it cost)."""
+    folder = robust_foundation_folder(cfg, train, cache_root=cache_root, device=device, on_epoch=on_epoch)
+    return load_foundation_folder(folder, pooling=cfg["pooling"], trainable=cfg["mode"] != "frozen", device=device)
 
 
 def robust_foundation_folder(cfg: dict, train: ImageDataset, *, cache_root: Path, device: str = "cpu",
@@ -141,11 +138,11 @@ def _pretrain(start: dict, settings: dict, identity: dict, train: ImageDataset, 
     if clusters:
         # f_pre: pseudo_model, else the starting model (before this pre-training)
         features = choose_feature_model(settings["pseudo_model"], FeatureModel(feature_identity(start), foundation), f"{SECTION}.pseudo_model")
-        targets = pseudo_labels(train, clusters, features, cache_root / PSEUDO_LABELS,
+        targets = pseudo_labels(train, clusters, features, pseudo_label_dir(cache_root),
                                 data_key=data_fingerprint(train), seed=settings["pseudo_seed"], device=device)
     seed_everything(settings["seed"], "robust-pretraining-init", folder.name)
     model = ContrastiveEncoder(foundation, settings["projector_hidden"], settings["projector_dim"], clusters).to(device)
-    step = STEPS[method]
+    step = PRETRAINING_METHODS[method].training_step()
     checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name)
     elapsed, history = fit_epochs(
         model, train, targets, lambda x, batch_targets: step(model, x.to(device), batch_targets.to(device), settings), settings,

@@ -9,49 +9,25 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .artifacts import atomic_write_json, config_hash, count_parameters
-from .config import resolve
 from .data import data_fingerprint, load_dataset, stratified_fraction
-from .data_schema import DATA_SCHEMA, DATASETS
 from .errors import ConfigError
-from .evaluation import check_evaluation_config, evaluate, resolve_evaluation_config
-from .foundation import load_foundation, resolve_foundation_config
-from .head import build_linear_head, resolve_head_config, train_head
+from .evaluation import evaluate
+from .foundation import default_cache_root, load_foundation
+from .head import build_linear_head, train_head
 from .pipeline import Pipeline
-from .preprocessors import fit_preprocessor, resolve_preprocessor_config
+from .preprocessors import fit_preprocessor
 from .pseudo_labels import FeatureModel
-from .robust_pretraining import at_chance
+from .robust_pretraining import at_chance, load_robust_foundation
+from .schema.data import DATASETS
+from .schema.evaluation import resolve_evaluation_config
+from .schema.trial import validate_trial_config
 from .seeding import seed_everything
+from .training_loop import EpochCallback
 
-SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
 RESULT_FILE = "result.json"
-
-EpochCallback = Callable[[dict[str, Any]], None]
-
-
-def validate_trial_config(config: dict) -> dict:
-    """Every section checked before any work starts; returns the complete resolved config."""
-    if not isinstance(config, dict):
-        raise ConfigError("trial", "a mapping with sections " + ", ".join(SECTIONS), type(config).__name__)
-    for section in config:
-        if section not in SECTIONS:
-            raise ConfigError(section, f"one of the sections {list(SECTIONS)}", "unknown section")
-    data = resolve("data", config.get("data"), DATA_SCHEMA)
-    for field_name in ("dataset", "preprocessor_dataset"):
-        if data[field_name] is not None and data[field_name] not in DATASETS:
-            raise ConfigError(f"data.{field_name}", f"one of {sorted(DATASETS)}", data[field_name])
-    info = DATASETS[data["dataset"]]
-    source = data["preprocessor_dataset"]
-    if source is not None and DATASETS[source].image_size != info.image_size:
-        raise ConfigError("data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source)
-    foundation = resolve_foundation_config(config.get("foundation"), image_size=info.image_size)
-    preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
-    head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
-    check_evaluation_config(config.get("evaluation"))  # counts are resolved against the test set in run_trial
-    return {"data": data, "foundation": foundation, "preprocessor": preprocessor, "head": head,
-            "evaluation": dict(config.get("evaluation") or {})}
 
 
 def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, device: str = "cpu",
@@ -87,8 +63,11 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     started = time.perf_counter()
     # Robust pre-training (when configured) sees the trial's training images, never their labels.
     # Its epochs are this trial's; the embedded MAE pre-training, shared by all trials, is not reported.
-    robust = "pretraining" in cfg["foundation"]
-    foundation = load_foundation(cfg["foundation"], device=device, train=train, on_pretrain_epoch=on_epoch if robust else None)
+    if "pretraining" in cfg["foundation"]:
+        foundation = load_robust_foundation(cfg["foundation"], train, cache_root=default_cache_root(), device=device,
+                                            on_epoch=on_epoch)
+    else:
+        foundation = load_foundation(cfg["foundation"], device=device)
     times["foundation"] = time.perf_counter() - started
     if foundation.pretraining is not None:  # its cost, also when an earlier trial paid it (paper Table 11)
         times["foundation_pretraining"] = foundation.pretraining["time_s"]

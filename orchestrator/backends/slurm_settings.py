@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainables.config import did_you_mean, is_int
+from trainables.schema.fields import did_you_mean, is_int
 from trainables.errors import ConfigError
 
 MODES = ("ray", "array")

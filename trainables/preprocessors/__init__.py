@@ -5,7 +5,7 @@ module maps images to images (encoder_only, a baseline classifier, maps images t
 """
 from .fit import FittedPreprocessor, build_preprocessor, fit_preprocessor, load_preprocessor, save_preprocessor
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder, checkerboard_noise
-from .schema import ARCH_PRESETS, KINDS, TRAINED_KINDS, resolve_preprocessor_config
+from ..schema.preprocessor import ARCH_PRESETS, KINDS, TRAINED_KINDS, resolve_preprocessor_config
 
 __all__ = [
     "ARCH_PRESETS", "KINDS", "TRAINED_KINDS", "EncoderOnlyClassifier", "FittedPreprocessor", "MaskedAutoencoder",

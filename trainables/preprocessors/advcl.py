@@ -11,7 +11,7 @@ from torch import nn
 from ..losses import reconstruction_mse
 from ..multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
 from .masked_autoencoder import MaskedAutoencoder
-from .schema import uses_pseudo_labels
+from ..schema.preprocessor import uses_pseudo_labels
 
 
 class AdvCLAutoencoder(MaskedAutoencoder):
@@ -56,3 +56,7 @@ def advcl_step(model: AdvCLAutoencoder, images: torch.Tensor, pseudo_labels: tor
         pseudo = pseudo_label_term(model, x, pseudo_labels, cfg)
         loss, terms["loss_pseudo_ce"] = loss + cfg["pseudo_lambda"] * pseudo, pseudo
     return {"loss": loss, **terms}
+
+
+def build_advcl(cfg: dict, image_size: int, num_classes: int) -> AdvCLAutoencoder:
+    return AdvCLAutoencoder(cfg["arch"], image_size, cfg["pseudo_clusters"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -18,27 +17,21 @@ from ..artifacts import artifact_lock, config_hash, count_parameters
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmentation
 from ..errors import CheckpointError
-from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_labels
+from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_label_dir, pseudo_labels
 from ..published import published_dir, reusable
 from ..seeding import seed_everything
 from ..training_loop import fit_epochs
-from .advcl import AdvCLAutoencoder
-from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
-from .objectives import STEPS
-from .schema import (
-    TRAINED_KINDS,
+from ..schema.preprocessor import (
+    PREPROCESSOR_KINDS,
     artifact_key_config,
     check_clusters_fit,
     resolve_preprocessor_config,
     uses_pseudo_labels,
 )
-from .simple import IdentityPreprocessor, VAEPreprocessor
-
-EpochCallback = Callable[[dict[str, Any]], None]
+from ..training_loop import EpochCallback
 WEIGHTS = "model.safetensors"
 METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
-PSEUDO_LABELS = "pseudo_labels"  # beside "preprocessors" in the artifact folder: shared by every advcl trial
 # Bumped whenever a code change alters what training produces, so stale artifacts are not reused.
 # 3: the defaults became DIR's `combine: average` and the paper's plain FGSM.
 ARTIFACT_VERSION = 3
@@ -58,16 +51,7 @@ class FittedPreprocessor:
 
 
 def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Module:
-    kind = cfg["kind"]
-    if kind == "identity":
-        return IdentityPreprocessor()
-    if kind == "vae":
-        return VAEPreprocessor(cfg["path"])
-    if kind == "encoder_only":
-        return EncoderOnlyClassifier(cfg["arch"], image_size, num_classes)
-    if kind == "advcl":
-        return AdvCLAutoencoder(cfg["arch"], image_size, cfg["pseudo_clusters"])
-    return MaskedAutoencoder(cfg["arch"], image_size)
+    return PREPROCESSOR_KINDS[cfg["kind"]].build(cfg, image_size, num_classes)
 
 
 def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None) -> Path:
@@ -105,7 +89,7 @@ def fit_preprocessor(
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
     check_clusters_fit(cfg, len(train))
     features = pseudo_label_model(cfg, foundation)
-    if cfg["kind"] not in TRAINED_KINDS:
+    if not PREPROCESSOR_KINDS[cfg["kind"]].trained:
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
     folder = artifact_folder(cfg, train, workdir, features)
@@ -125,7 +109,7 @@ def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, work
         return train.labels
     if features is None:  # no pseudo-label stimulus: no columns
         return torch.zeros(len(train), 0, dtype=torch.int64)
-    return pseudo_labels(train, cfg["pseudo_clusters"], features, Path(workdir) / PSEUDO_LABELS,
+    return pseudo_labels(train, cfg["pseudo_clusters"], features, pseudo_label_dir(workdir),
                          data_key=data_fingerprint(train), seed=cfg["pseudo_seed"], device=device)
 
 
@@ -135,9 +119,9 @@ def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, 
     checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS)
     seed_everything(cfg["seed"], "preprocessor-init", folder.name)
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
-    step = STEPS[cfg["kind"]]
-    # ARAE trains without augmentation; advcl augments in its step, as t1 and t2 need the stored images.
-    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and cfg["kind"] not in ("arae", "advcl") else None
+    kind = PREPROCESSOR_KINDS[cfg["kind"]]
+    step = kind.training_step()
+    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and kind.augments else None
 
     def one_step(x: torch.Tensor, batch_targets: torch.Tensor) -> dict[str, torch.Tensor]:
         if augmentation is not None:

@@ -142,3 +142,12 @@ class EncoderOnlyClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.autoencoder.pooled_latent(x))
+
+
+def build_autoencoder(cfg: dict, image_size: int, num_classes: int) -> MaskedAutoencoder:
+    """vanilla, cropd and arae: one auto-encoder, trained by different steps."""
+    return MaskedAutoencoder(cfg["arch"], image_size)
+
+
+def build_encoder_only(cfg: dict, image_size: int, num_classes: int) -> EncoderOnlyClassifier:
+    return EncoderOnlyClassifier(cfg["arch"], image_size, num_classes)

@@ -1,6 +1,5 @@
-"""One training step per trained pre-processor kind: the losses of CRoPD, Vanilla, ARAE, Encoder-Only, AdvCL.
-
-Each returns a dict of named scalar tensors; "loss" is the one optimised.
+"""One training step per trained pre-processor kind: the losses of CRoPD, Vanilla, ARAE, Encoder-Only
+(AdvCL's is in advcl.py). The registry (trainables/schema/preprocessor.py) names each. Each returns a dict of named scalar tensors; "loss" is the one optimised.
 """
 from __future__ import annotations
 
@@ -9,7 +8,6 @@ import torch.nn.functional as F
 
 from ..attacks import fgsm, pgd
 from ..losses import adversarial_nt_xent, reconstruction_mse
-from .advcl import advcl_step
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 
 
@@ -66,5 +64,3 @@ def encoder_only_step(model: EncoderOnlyClassifier, x: torch.Tensor, labels: tor
     accuracy = (logits.argmax(1) == labels).float().mean()
     return {"loss": loss, "loss_adversarial_ce": loss, "train_acc_adversarial": accuracy}
 
-
-STEPS = {"vanilla": vanilla_step, "cropd": cropd_step, "arae": arae_step, "encoder_only": encoder_only_step, "advcl": advcl_step}

@@ -45,3 +45,11 @@ class VAEPreprocessor(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         latent = self.vae.encode(x * 2 - 1).latent_dist.mode()
         return (self.vae.decode(latent).sample + 1) / 2
+
+
+def build_identity(cfg: dict, image_size: int, num_classes: int) -> IdentityPreprocessor:
+    return IdentityPreprocessor()
+
+
+def build_vae(cfg: dict, image_size: int, num_classes: int) -> VAEPreprocessor:
+    return VAEPreprocessor(cfg["path"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import Field, integer, number, optional, text
+from .fields import Field, integer, number, optional, text
 
 _NEEDS_NETWORK = "or set download: true (needs network)"
 

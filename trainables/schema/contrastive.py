@@ -5,8 +5,8 @@ naming the field of the section it came from (preprocessor.views, foundation.pre
 """
 from __future__ import annotations
 
-from .config import Field, did_you_mean, integer, is_int, number, optional, text
-from .errors import ConfigError
+from .fields import Field, did_you_mean, integer, is_int, number, optional, text
+from ..errors import ConfigError
 
 # AdvCL's contrastive views (its Table 4): x + delta, the two augmentations, the FFT split of x.
 VIEWS = ("adversarial", "t1", "t2", "high", "low")

@@ -1,4 +1,4 @@
-"""Small schema checker for the nested trial config: defaults, types, ranges, did-you-mean.
+"""The field checker every config section is declared with: defaults, types, ranges, did-you-mean.
 
 Each stage declares its fields once; `resolve` merges the user's section over the defaults and
 raises a ConfigError naming the dotted field before any work starts.
@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,25 @@ class Field:
     check: Callable[[Any], bool]
 
 
+class Resolved(dict):
+    """A checked config section: complete, every value checked, and read-only, so no stage can
+    change what was validated (copy it with dict(...) to derive another). A resolve function given
+    a Resolved section returns it as it is: a config is validated once, at the edge."""
+
+    def _read_only(self, *args, **kwargs):
+        raise TypeError("a resolved config section is read-only; derive a changed copy with {**section, ...}")
+
+    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self):  # pickled (Ray, multiprocessing) and deep-copied without __setitem__
+        return (Resolved, (dict(self),))
+
+
+def frozen(section: Mapping[str, Any]) -> Resolved:
+    """`section` and every mapping inside it as Resolved (lists stay lists: JSON and hashes are unchanged)."""
+    return Resolved({key: frozen(value) if isinstance(value, Mapping) else value for key, value in section.items()})
+
+
 def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(word), choices, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
@@ -29,9 +48,11 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
 def resolve(section: str, given: Mapping[str, Any] | None, schema: Mapping[str, Field]) -> dict[str, Any]:
     """Return `given` merged over the schema defaults, every value checked."""
-    given = dict(given or {})
-    if not isinstance(given, dict):
+    if given is None:
+        given = {}
+    if not isinstance(given, Mapping):  # `head: robust` in a spec: one line, not a traceback from dict()
         raise ConfigError(section, "a mapping of settings", given)
+    given = dict(given)
     for key in given:
         if key not in schema:
             raise ConfigError(f"{section}.{key}", f"a known setting: one of {sorted(schema)}{did_you_mean(key, list(schema))}", "unknown key")

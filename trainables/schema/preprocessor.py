@@ -1,16 +1,86 @@
-"""What a pre-processor config may say: kinds, their settings, and architecture presets.
+"""What a pre-processor config may say: the registry of kinds, their settings, and architecture presets.
 
 Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown keys ...).
 """
 from __future__ import annotations
 
-from ..config import Field, boolean, integer, number, one_of, optional, resolve, text
-from ..contrastive_settings import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
-from ..contrastive_settings import check_clusters_fit as check_clusters_fit_images
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .fields import Field, Resolved, boolean, integer, number, one_of, optional, resolve, text
+from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
+from .contrastive import check_clusters_fit as check_clusters_fit_images
 from ..errors import ConfigError
 
-KINDS = ("identity", "vanilla", "cropd", "arae", "vae", "encoder_only", "advcl")
-TRAINED_KINDS = ("vanilla", "cropd", "arae", "encoder_only", "advcl")
+_TRAINING = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
+
+
+@dataclass(frozen=True)
+class PreprocessorKind:
+    """Everything that makes a pre-processor kind, in one entry.
+
+    `relevant`: the settings that change what the kind computes: its artifact's identity (so an
+    identity pre-processor is one artifact whatever lambda says). `builder` and `step` name its
+    torch side as "module:function", imported only when the kind is used (vae's diffusers).
+    `builder(cfg, image_size, num_classes)` gives the module; `step(model, x, targets, cfg)` one
+    training step's named losses ("loss" is optimised), None for a kind that is not trained.
+    `augments`: the training loop applies Table 5's augmentations (when `augment: true`).
+    `own_settings`: settings only this kind has; another kind's resolved config holds them only
+    where given, so the configs and trial hashes of the kinds that existed before stay as they were.
+    `report_rank`: the row order of the paper's tables.
+    """
+
+    name: str
+    relevant: tuple[str, ...]
+    builder: str
+    step: str | None = None
+    augments: bool = False
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    own_settings: tuple[str, ...] = ()
+    report_rank: int = 99
+
+    @property
+    def trained(self) -> bool:
+        return self.step is not None
+
+    def build(self, cfg: Mapping[str, Any], image_size: int, num_classes: int):
+        return _imported(self.builder)(cfg, image_size, num_classes)
+
+    def training_step(self):
+        return _imported(self.step)
+
+
+def _imported(reference: str):
+    module, name = reference.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+_PRE = "trainables.preprocessors"
+_REGISTRY = (
+    PreprocessorKind("identity", ("kind",), f"{_PRE}.simple:build_identity", report_rank=0),
+    PreprocessorKind("vanilla", ("kind", "arch", *_TRAINING, "augment"), f"{_PRE}.masked_autoencoder:build_autoencoder",
+                     f"{_PRE}.objectives:vanilla_step", augments=True, report_rank=1),
+    PreprocessorKind("cropd", ("kind", "arch", *_TRAINING, "augment", "lambda", "temperature", "eps", "fgsm_random_start"),
+                     f"{_PRE}.masked_autoencoder:build_autoencoder", f"{_PRE}.objectives:cropd_step", augments=True,
+                     report_rank=5),
+    # ARAE trains without augmentation (rohban-lab's code).
+    PreprocessorKind("arae", ("kind", "arch", *_TRAINING, "eps", "gamma", "attack_steps", "attack_step_size"),
+                     f"{_PRE}.masked_autoencoder:build_autoencoder", f"{_PRE}.objectives:arae_step", report_rank=3),
+    PreprocessorKind("vae", ("kind", "path"), f"{_PRE}.simple:build_vae", report_rank=2),
+    PreprocessorKind("encoder_only", ("kind", "arch", *_TRAINING, "augment", "eps", "attack_steps", "attack_step_size"),
+                     f"{_PRE}.masked_autoencoder:build_encoder_only", f"{_PRE}.objectives:encoder_only_step",
+                     augments=True, report_rank=4),
+    # AdvCL augments inside its step (t1 and t2 need the stored images) and attacks with PGD-5
+    # (eps 8/255, step 2/255).
+    PreprocessorKind("advcl", ("kind", "arch", *_TRAINING, "augment", "lambda", "temperature", "eps", "attack_steps",
+                               "attack_step_size", *ADVCL_SETTINGS),
+                     f"{_PRE}.advcl:build_advcl", f"{_PRE}.advcl:advcl_step", defaults={"attack_steps": 5},
+                     own_settings=ADVCL_SETTINGS, report_rank=6),
+)
+PREPROCESSOR_KINDS: dict[str, PreprocessorKind] = {kind.name: kind for kind in _REGISTRY}
+KINDS = tuple(PREPROCESSOR_KINDS)
+TRAINED_KINDS = tuple(name for name, kind in PREPROCESSOR_KINDS.items() if kind.trained)
 
 
 # Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
@@ -42,7 +112,7 @@ ARCH_SCHEMA = {
 }
 
 PREPROCESSOR_SCHEMA = {
-    "kind": Field("cropd", f"one of {list(KINDS)}", one_of(*KINDS)),
+    "kind": Field("cropd", f"one of {list(KINDS)}", lambda value: value in PREPROCESSOR_KINDS),
     "arch": Field("tiny", f"a preset name {sorted(ARCH_PRESETS)} or a mapping of architecture settings", lambda v: isinstance(v, dict) or (isinstance(v, str) and v in ARCH_PRESETS)),
     "epochs": Field(10, "an integer >= 1", integer(1)),
     "batch_size": Field(64, "an integer >= 2 (negatives come from the batch)", integer(2)),
@@ -69,38 +139,16 @@ PREPROCESSOR_SCHEMA = {
     **advcl_fields(pseudo_model_default="the trial's foundation"),
 }
 
-# Defaults that differ by kind: AdvCL attacks with PGD-5 (eps 8/255, step 2/255).
-KIND_DEFAULTS = {"advcl": {"attack_steps": 5}}
-# Settings added with a kind. Another kind's resolved config holds them only where given, so the
-# configs, and the trial hashes, of the kinds that existed before stay exactly what they were.
-KIND_FIELDS = {"advcl": ADVCL_SETTINGS}
-
-# Settings that do not change what a given kind computes are dropped from its hash key, so
-# e.g. an identity pre-processor is one artifact whatever lambda says.
-RELEVANT = {
-    "identity": {"kind"},
-    "vae": {"kind", "path"},
-    "vanilla": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment"},
-    "cropd": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment",
-              "lambda", "temperature", "eps", "fgsm_random_start"},
-    "arae": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "eps", "gamma",
-             "attack_steps", "attack_step_size"},
-    "encoder_only": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment",
-                     "eps", "attack_steps", "attack_step_size"},
-    "advcl": {"kind", "arch", "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed", "augment", "lambda",
-              "temperature", "eps", "attack_steps", "attack_step_size", "views", "fft_radius", "pseudo_clusters",
-              "pseudo_lambda", "pseudo_model", "pseudo_seed"},
-}
-
-
 def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = None) -> dict:
     """Validate a `preprocessor:` section; return it complete, with `arch` expanded to a mapping.
 
     Vanilla is CRoPD with lambda = 0 in the paper; here it is its own kind and lambda is ignored.
     """
+    if isinstance(given, Resolved):
+        return given
     given = dict(given or {}) if isinstance(given, dict) or given is None else given
-    if isinstance(given, dict) and given.get("kind") in KIND_DEFAULTS:
-        given = {**KIND_DEFAULTS[given["kind"]], **given}
+    if isinstance(given, dict) and given.get("kind") in PREPROCESSOR_KINDS:
+        given = {**PREPROCESSOR_KINDS[given["kind"]].defaults, **given}
     cfg = resolve("preprocessor", given, PREPROCESSOR_SCHEMA)
     cfg["views"] = parse_views(cfg["views"])
     cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"])
@@ -122,9 +170,9 @@ def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = 
         raise ConfigError("preprocessor.path", "a local folder holding a diffusers AutoencoderKL (kind vae)", None)
     if cfg["kind"] == "advcl" and image_size is not None:
         check_radius_fits(cfg["fft_radius"], image_size)
-    for kind, keys in KIND_FIELDS.items():
-        if cfg["kind"] != kind:
-            for key in keys:
+    for kind in PREPROCESSOR_KINDS.values():
+        if cfg["kind"] != kind.name:
+            for key in kind.own_settings:
                 if key not in given:
                     del cfg[key]
     return cfg
@@ -151,4 +199,5 @@ def check_arch_fits(arch: dict, image_size: int) -> None:
 
 
 def artifact_key_config(cfg: dict) -> dict:
-    return {key: cfg[key] for key in sorted(RELEVANT[cfg["kind"]])}
+    """The settings that identify a pre-processor's artifact: its kind's relevant ones."""
+    return {key: cfg[key] for key in sorted(PREPROCESSOR_KINDS[cfg["kind"]].relevant)}

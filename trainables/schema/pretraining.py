@@ -6,12 +6,43 @@ Settings of another method are ignored, as a pre-processor kind ignores lambda.
 """
 from __future__ import annotations
 
-from .config import Field, integer, number, one_of, optional, resolve
-from .contrastive_settings import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
-from .errors import ConfigError
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .fields import Field, integer, number, one_of, optional, resolve
+from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
+from ..errors import ConfigError
 
 SECTION = "foundation.pretraining"
-METHODS = ("none", "advcl", "rocl")
+
+
+@dataclass(frozen=True)
+class PretrainingMethod:
+    """A robust pre-training method in one entry: its training step ("module:function", imported
+    when used), its defaults, whether AdvCL's view and cluster settings apply to it, and how many
+    views its contrastive loss compares (None: as many as `views` names)."""
+
+    name: str
+    step: str | None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    advcl_settings: bool = False
+    views: int | None = None
+
+    def training_step(self):
+        module, name = self.step.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+_STEPS = "trainables.robust_pretraining"
+PRETRAINING_METHODS: dict[str, PretrainingMethod] = {
+    "none": PretrainingMethod("none", None),  # the foundation as loaded: no section at all
+    # AdvCL: PGD-5, step 2/255 (eps / 4) at 8/255.
+    "advcl": PretrainingMethod("advcl", f"{_STEPS}:advcl_step", {"attack_steps": 5}, advcl_settings=True),
+    # RoCL: PGD-7, step 0.007; its views are fixed (t1, t2, t1 + delta).
+    "rocl": PretrainingMethod("rocl", f"{_STEPS}:rocl_step", {"attack_steps": 7, "attack_step_size": 0.007}, views=3),
+}
+METHODS = tuple(PRETRAINING_METHODS)
 
 PRETRAINING_SCHEMA = {
     "method": Field("advcl", f"one of {list(METHODS)}", one_of(*METHODS)),
@@ -29,8 +60,6 @@ PRETRAINING_SCHEMA = {
     "projector_dim": Field(128, "an integer >= 1", integer(1)),
     **advcl_fields(pseudo_model_default="the foundation before this pre-training", note=" (advcl only)"),
 }
-# AdvCL: PGD-5, step 2/255 at 8/255. RoCL: PGD-7, step 0.007.
-METHOD_DEFAULTS = {"advcl": {"attack_steps": 5}, "rocl": {"attack_steps": 7, "attack_step_size": 0.007}}
 
 
 def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_size: int | None = None) -> dict | None:
@@ -44,20 +73,20 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_siz
     if not isinstance(given, dict):
         raise ConfigError(SECTION, "a mapping of pre-training settings, or null", given)
     cfg = resolve(SECTION, given, PRETRAINING_SCHEMA)
-    method = cfg["method"]
-    if method == "none":
+    method = PRETRAINING_METHODS[cfg["method"]]
+    if method.step is None:
         return None
-    if method == "advcl":
+    if method.advcl_settings:
         cfg["views"] = parse_views(cfg["views"], f"{SECTION}.views")
         cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"], f"{SECTION}.pseudo_clusters")
         if image_size is not None:
             check_radius_fits(cfg["fft_radius"], image_size, f"{SECTION}.fft_radius")
     else:
-        # rocl's views are fixed (t1, t2, t1 + delta): advcl's settings do not apply and leave its
-        # config (and cache key) alone, so one spec can share them across a grid of methods.
+        # Settings that do not apply leave its config (and cache key) alone, so one spec can share
+        # them across a grid of methods.
         for key in ADVCL_SETTINGS:
             del cfg[key]
-    for key, value in METHOD_DEFAULTS.get(method, {}).items():
+    for key, value in method.defaults.items():
         if cfg[key] is None:
             cfg[key] = value
     if cfg["lr"] is None:
@@ -66,4 +95,4 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_siz
 
 
 def uses_pseudo_labels(cfg: dict) -> bool:
-    return cfg["method"] == "advcl" and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0
+    return PRETRAINING_METHODS[cfg["method"]].advcl_settings and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0

@@ -1,0 +1,91 @@
+"""What a trial's `evaluation:` section may say: attacks, budget, counts, checks.
+
+Checked with the rest of the trial before any work; eps and the counts are completed against the
+dataset and its test set when the trial runs (resolve_evaluation_config), once.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from .fields import Field, Resolved, boolean, did_you_mean, integer, is_int, number, optional, resolve
+
+SECTION = "evaluation"
+ATTACKS = ("pgd10", "pgd20", "autoattack")
+
+
+class ResolvedEvaluation(Resolved):
+    """An evaluation section completed against its test set: eps and every count a number."""
+
+    def __reduce__(self):
+        return (ResolvedEvaluation, (dict(self),))
+
+
+def check_attack_budget(eps: float, steps: int = 1, step_size: float | None = None, *, field: str = "attack") -> None:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        raise ConfigError(f"{field}.eps", "a number >= 0", eps)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ConfigError(f"{field}.steps", "an integer >= 1", steps)
+    if step_size is not None and (not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or step_size <= 0):
+        raise ConfigError(f"{field}.step_size", "a number > 0", step_size)
+
+
+def _is_name_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value)
+
+
+EVALUATION_SCHEMA: dict[str, Field] = {
+    "eps": Field(None, "null (the dataset's default budget) or a number >= 0", optional(number(0))),
+    "attacks": Field(ATTACKS, f"a list of attack names from {list(ATTACKS)}", _is_name_list),
+    "n_examples": Field(None, "null (all test points) or an integer >= 1", optional(integer(1))),
+    # 0 runs no AutoAttack although it is listed: a study can attack one seed of each configuration
+    # with it (its cost on a CPU) and set 0 for the other seeds, which stay one configuration.
+    "autoattack_examples": Field(64, "an integer >= 0 (0: no AutoAttack for this trial)", integer(0)),
+    "batch_size": Field(128, "an integer >= 1", integer(1)),
+    "bootstrap_resamples": Field(1000, "an integer >= 10", integer(10)),
+    "seed": Field(0, "an integer", is_int),
+    "integrity": Field(True, "true or false", boolean),
+    "random_start": Field(True, "true or false", boolean),
+    "verbose": Field(False, "true or false (AutoAttack's progress on the 'auto-attack' logger)", boolean),
+}
+
+
+def check_evaluation_config(given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The evaluation section with defaults filled and every field checked; eps and counts left as given."""
+    config = resolve(SECTION, given, EVALUATION_SCHEMA)
+    config["attacks"] = _checked_attacks(config["attacks"])
+    return config
+
+
+def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int, default_eps: float) -> dict[str, Any]:
+    """The checked evaluation section with eps, n_examples and autoattack_examples resolved to numbers."""
+    if isinstance(given, ResolvedEvaluation):
+        return given
+    config = check_evaluation_config(given)
+    if config["eps"] is None:
+        check_attack_budget(default_eps, field=SECTION)
+        config["eps"] = float(default_eps)
+    if not is_int(num_test) or num_test < 1:
+        raise ValueError(f"evaluation needs at least one test point, got {num_test!r}")
+    # Refused, not clipped: a table must never silently report fewer points than asked for.
+    if config["n_examples"] is None:
+        config["n_examples"] = num_test
+    elif config["n_examples"] > num_test:
+        raise ConfigError(f"{SECTION}.n_examples", f"at most the {num_test} test points", config["n_examples"])
+    n = config["n_examples"]
+    if "autoattack_examples" in dict(given or {}):
+        if config["autoattack_examples"] > n:
+            raise ConfigError(f"{SECTION}.autoattack_examples", f"at most n_examples ({n})", config["autoattack_examples"])
+    else:
+        # Only the unasked-for default shrinks to a small test set; n_autoattack reports the count.
+        config["autoattack_examples"] = min(config["autoattack_examples"], n)
+    return ResolvedEvaluation(config)
+
+
+def _checked_attacks(names: Any) -> list[str]:
+    for name in names:
+        if name not in ATTACKS:
+            raise ConfigError(f"{SECTION}.attacks", f"names from {list(ATTACKS)}{did_you_mean(name, list(ATTACKS))}", name)
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{SECTION}.attacks", "each attack named once", list(names))
+    return list(names)
