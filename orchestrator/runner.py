@@ -83,8 +83,8 @@ def write_state(spec: SweepSpec, sweep_dir: Path) -> None:
     paths = SweepPaths(sweep_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(paths.state, {"name": spec.name, "plan_hash": spec.plan_hash, "plan": spec.plan,
-                                               "num_trials": spec.num_trials, "spec_path": str(spec.path),
-                                               "objectives": spec.objectives})
+                                    "num_trials": spec.num_trials, "spec_path": str(spec.path),
+                                    "objectives": spec.objectives})
     if Path(spec.path).is_file():
         paths.spec_copy.write_text(Path(spec.path).read_text())
 
@@ -205,7 +205,7 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
             if trial_key(spec.trial_config(saved["overrides"])) != key:
                 continue  # not a trial of this plan
             run_recorded_trial(saved["overrides"], sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-                          cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
+                               cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
         except (OSError, ValueError, KeyError) as err:
             unreadable.note(paths.trial_config(key), f"cannot rebuild the trial's row: {err}")
             continue

@@ -103,12 +103,12 @@ def tune_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_
             tune.report({**pending, **record}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     run_recorded_trial(params, sweep_dir=sweep_dir, sweep_name=sweep_name, base_trial=base_trial, cpus=cpus, gpus=gpus,
-                  trial_id=tune.get_context().get_trial_id(), report=report, run_id=run_id, retry_failed=retry_failed)
+                       trial_id=tune.get_context().get_trial_id(), report=report, run_id=run_id, retry_failed=retry_failed)
 
 
 def run_recorded_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict, cpus: float,
-                  gpus: float, trial_id: str, report: Report | None = None, run_id: str = "",
-                  retry_failed: bool = False) -> dict[str, Any]:
+                       gpus: float, trial_id: str, report: Report | None = None, run_id: str = "",
+                       retry_failed: bool = False) -> dict[str, Any]:
     """Run (or resume, or look up) one trial and write its Parquet rows; returns its metrics.
 
     `report(record, manifest)` is called per epoch (manifest says where the trial is) and once at

@@ -127,11 +127,11 @@ class ArrayTrial(_SweepJob):
         study = optuna.load_study(study_name=spec.name, storage=journal_storage(sweep_dir))
         try:
             metrics = run_recorded_trial(entry["params"], sweep_dir=self.sweep_dir, sweep_name=spec.name,
-                                    base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-                                    gpus=spec.resources["gpu"], trial_id=task,
-                                    # submit_sweep chose this task to run: it runs, but a requeue of the
-                                    # same task does not repeat a failure it recorded (same run id).
-                                    run_id=task, retry_failed=True)
+                                         base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
+                                         gpus=spec.resources["gpu"], trial_id=task,
+                                         # SlurmBackend submitted this task to run: it runs, but a requeue of the
+                                         # same task does not repeat a failure it recorded (same run id).
+                                         run_id=task, retry_failed=True)
         except Exception:
             _tell(study, entry["number"], None)
             raise
