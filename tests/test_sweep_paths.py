@@ -68,3 +68,20 @@ def test_status_and_cancel_ask_the_backend_whose_jobs_the_folder_records(tmp_pat
 def test_tune_sees_the_trial_function_under_the_name_older_sweep_folders_were_written_with():
     # Tuner.restore refuses a trainable of another name: this name never changes.
     assert TUNE_NAME == "sweep_trial"
+
+
+@pytest.mark.parametrize("name", ["RecordedFailure", "OutOfStorage"])
+def test_a_trial_error_that_an_older_sweep_folder_pickled_still_loads(name, monkeypatch):
+    # Ray keeps a trial's error as a pickle naming its class by module path, and reads it back
+    # when the sweep resumes: before the rename that path was orchestrator.trainable.
+    import pickle
+
+    from orchestrator import trial_runner
+
+    error_class = getattr(trial_runner, name)
+    monkeypatch.setattr(error_class, "__module__", "orchestrator.trainable")
+    pickled = pickle.dumps(error_class("recorded"))
+    monkeypatch.undo()
+    assert b"orchestrator.trainable" in pickled
+    loaded = pickle.loads(pickled)
+    assert type(loaded) is error_class and str(loaded) == "recorded"
