@@ -298,14 +298,14 @@ def report(spec, args, engine: dict | None, serials: dict[int, dict], foundation
         first_start = min(t["started"] for t in trials) if trials else math.nan
         last_end = max(t["finished"] for t in trials) if trials else math.nan
         overhead = (c * wall - s_stage) / n
-        print(f"ENGINE (run_sweep, real sweep_trial): wall {wall:.1f} s; {engine['done']} done, {engine['failed']} failed, "
+        print(f"ENGINE (run_sweep, real tune_trial): wall {wall:.1f} s; {engine['done']} done, {engine['failed']} failed, "
               f"{engine['unfinished']} unfinished")
         print(f"  during it: {engine['load_summary']}")
-        print(f"  sum of in-trial times {s_stage:.1f} s; sum of sweep_trial spans (row started_at..finished_at) {s_span:.1f} s")
+        print(f"  sum of in-trial times {s_stage:.1f} s; sum of tune_trial spans (row started_at..finished_at) {s_span:.1f} s")
         print(f"  per-trial overhead = (c x wall - sum in-trial) / trials = ({c} x {wall:.1f} - {s_stage:.1f}) / {n} "
               f"= {overhead:.1f} s  [slot-seconds a trial costs beyond its own stages; equivalently (wall - sum/c) / (trials/c)]")
-        print(f"    of which outside sweep_trial (Ray/Tune/Optuna, worker start + imports, scheduling, tail idle): "
-              f"{(c * wall - s_span) / n:.1f} s; inside sweep_trial but outside the stage clocks: {(s_span - s_stage) / n:.1f} s")
+        print(f"    of which outside tune_trial (Ray/Tune/Optuna, worker start + imports, scheduling, tail idle): "
+              f"{(c * wall - s_span) / n:.1f} s; inside tune_trial but outside the stage clocks: {(s_span - s_stage) / n:.1f} s")
         print("  fixed costs:")
         print(f"    run_sweep called -> ray.init done:        {stamps['ray_init_end'] - engine['called']:.1f} s "
               f"(ray.init alone {stamps['ray_init_end'] - stamps['ray_init_begin']:.1f} s)")
@@ -353,7 +353,7 @@ def report(spec, args, engine: dict | None, serials: dict[int, dict], foundation
         print()
     if per_trial_rows and len(per_trial_rows) <= 50:
         columns = (["engine"] if engine else []) + [f"serial{t}" for t in serials]
-        print("per trial, in-trial time / whole trial (s): engine whole = sweep_trial span; serial whole = run_trial call")
+        print("per trial, in-trial time / whole trial (s): engine whole = tune_trial span; serial whole = run_trial call")
         print("  config_hash       " + "".join(f"{name:>20}" for name in columns))
         for key, cells in per_trial_rows.items():
             print(f"  {key[:16]:16}  " + "".join(

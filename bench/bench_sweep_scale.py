@@ -1,7 +1,7 @@
 """Scale of the sweep engine: many no-op trials through run_sweep (Ray Tune, OptunaSearch, Parquet).
 
 The trial function does no training: by default it validates its config and writes its Parquet row
-through orchestrator.results as the real sweep_trial does, then makes one tune.report; with
+through orchestrator.results as the real tune_trial does, then makes one tune.report; with
 --report-only it makes the report alone. Reported: wall, per-trial overhead, throughput over the
 run, driver peak RSS, Ray's processes' RSS, the size of Ray's experiment folder, and the results
 read back with DuckDB.
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--report-only", action="store_true",
                    help="the trial makes its tune.report only (default: it also validates its config and writes its Parquet row)")
     p.add_argument("--checkpoints", type=int, default=0, metavar="K",
-                   help="the trial first makes K reports each with a tiny checkpoint, as sweep_trial does once per "
+                   help="the trial first makes K reports each with a tiny checkpoint, as tune_trial does once per "
                         "epoch (default 0); with runner.CHECKPOINTS_KEPT set, Tune saves its experiment state every that many")
     p.add_argument("--objectives", default="acc_natural", help="comma-separated objective metrics, maximised (default acc_natural)")
     p.add_argument("--out", type=Path, default=None, help="sweep dir (default: a temp folder, removed at the end)")
@@ -78,7 +78,7 @@ def _metric_value(key: str, metric: str) -> float:
 
 
 def _epoch_reports(objectives: list[str], key: str) -> None:
-    """$BENCH_SCALE_CHECKPOINTS reports with a one-file checkpoint each, like sweep_trial's on_epoch.
+    """$BENCH_SCALE_CHECKPOINTS reports with a one-file checkpoint each, like tune_trial's on_epoch.
 
     Read here, in the worker: main() sets it before Ray starts, and Ray's workers inherit it."""
     import tempfile as _tempfile
@@ -94,7 +94,7 @@ def _epoch_reports(objectives: list[str], key: str) -> None:
 
 def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_trial: dict, objectives: list[str],
                         cpus: float, gpus: float, **_: object) -> None:
-    """What sweep_trial does around run_trial, without run_trial: config, Parquet row, one report."""
+    """What tune_trial does around run_trial, without run_trial: config, Parquet row, one report."""
     from ray import tune
 
     from orchestrator.results import TERMINATED, now_utc, trial_row, write_trial
@@ -237,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from _timed_backend import TimedBackend
     from orchestrator.results import connect
-    from orchestrator.runner import RAY_FOLDER, run_sweep
-    from orchestrator.search import OPTUNA_JOURNAL
+    from orchestrator.runner import run_sweep
+    from orchestrator.sweep_paths import SweepPaths
 
     load_start = os.getloadavg()[0]
     rss_after_imports = peak_rss_bytes()
@@ -274,14 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         wall = returned - called
         driver_peak = peak_rss_bytes()
 
-        ray_size, ray_files = folder_size(sweep_dir / RAY_FOLDER)
-        state_files = sorted((sweep_dir / RAY_FOLDER).glob("experiment_state*.json"))
+        ray_dir = SweepPaths(sweep_dir).ray
+        ray_size, ray_files = folder_size(ray_dir)
+        state_files = sorted(ray_dir.glob("experiment_state*.json"))
         state_size = sum(p.stat().st_size for p in state_files)
-        searcher_files = sorted((sweep_dir / RAY_FOLDER).glob("searcher-state*"))
+        searcher_files = sorted(ray_dir.glob("searcher-state*"))
         searcher_size = sum(p.stat().st_size for p in searcher_files)
-        trial_dirs = [p for p in (sweep_dir / RAY_FOLDER).iterdir() if p.is_dir()]
-        journal = sweep_dir / OPTUNA_JOURNAL
-        results_size, results_files = folder_size(sweep_dir / "results") if (sweep_dir / "results").exists() else (0, 0)
+        trial_dirs = [p for p in ray_dir.iterdir() if p.is_dir()]
+        journal = SweepPaths(sweep_dir).optuna_journal
+        results = SweepPaths(sweep_dir).results.root
+        results_size, results_files = folder_size(results) if results.exists() else (0, 0)
 
         query_started = time.perf_counter()
         rows = distinct = terminated = 0
@@ -332,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Ray's processes (driver's descendants), RSS sum: last sample before shutdown {monitor.last_children_rss / MIB:,.0f} MiB "
           f"in {monitor.last_children_count} processes ({by_name}); peak {monitor.peak_children_rss / MIB:,.0f} MiB "
           f"in {monitor.peak_children_count} (RSS counts shared pages once per process)")
-    print(f"Ray experiment folder {sweep_dir / RAY_FOLDER}: {ray_size / MIB:,.1f} MiB in {ray_files} files, {len(trial_dirs)} trial folders; "
+    print(f"Ray experiment folder {ray_dir}: {ray_size / MIB:,.1f} MiB in {ray_files} files, {len(trial_dirs)} trial folders; "
           f"experiment_state json {state_size / 1024:,.0f} KiB, searcher state {searcher_size / 1024:,.0f} KiB")
     print(f"Optuna journal: {journal.stat().st_size / 1024 if journal.exists() else 0:,.0f} KiB; "
           f"results/: {results_size / MIB:,.1f} MiB in {results_files} files")

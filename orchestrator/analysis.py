@@ -13,28 +13,15 @@ import pandas as pd
 
 from trainables.errors import UserError
 
-from .results import (HEADLINE_METRICS, SEED_COLUMNS, STATE_FILE, TERMINATED, add_examples_view, connect_results, first_line,
+from .results import (HEADLINE_METRICS, SEED_COLUMNS, TERMINATED, add_examples_view, connect_results, first_line,
                       is_setting)
 from .safe_query import locked_connection
+from .sweep_paths import results_dir_of
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
                     "torch_threads")
 INTERVAL_LEVEL = 0.95
-
-
-def results_dir(target: Path) -> Path:
-    """The results folder of a sweep directory, of a spec's sweep, or a results folder itself."""
-    target = Path(target)
-    if target.is_dir():
-        if (target / "trials").is_dir() and not (target / STATE_FILE).is_file():
-            return target  # a results/ folder, perhaps copied away from its sweep
-        if (target / "results").is_dir() or (target / STATE_FILE).is_file():
-            return target / "results"
-        raise UserError(f"{target}: not a sweep directory (no {STATE_FILE}) nor a results folder (no trials/)")
-    from .status_command import resolve_sweep_dir  # a spec file: its default sweep directory
-
-    return resolve_sweep_dir(target) / "results"
 
 
 def load(target: Path, *, where: str | None = None, finished_only: bool = True) -> pd.DataFrame:
@@ -51,7 +38,7 @@ def relation(target: Path, sql: str | None = None, *, where: str | None = None, 
     import duckdb
 
     # A user's --where runs where it can read no file and write none (safe_query.py).
-    connection = connect_results(results_dir(target)) if where is None else locked_connection(results_dir(target))
+    connection = connect_results(results_dir_of(target)) if where is None else locked_connection(results_dir_of(target))
     if sql is None:
         conditions = [f"status = '{TERMINATED}'"] if finished_only else []
         if where is not None:
@@ -94,7 +81,7 @@ def load_examples(target: Path, config_hashes) -> pd.DataFrame:
     hashes = sorted(set(config_hashes))
     # Only the examples view: the trials and epochs tables connect_results reads are not needed here.
     connection = duckdb.connect()
-    add_examples_view(connection, results_dir(target))
+    add_examples_view(connection, results_dir_of(target))
     if not hashes:
         return frame_of(connection.sql("SELECT * FROM examples LIMIT 0"))
     listed = ", ".join("'" + key.replace("'", "''") + "'" for key in hashes)

@@ -8,8 +8,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .backends.slurm import cancel_jobs
-from .status_command import resolve_sweep_dir
+from .backends import backend_of
+from .sweep_paths import sweep_dir_of
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -19,8 +19,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sweep_dir = resolve_sweep_dir(args.target)
-    cancelled = cancel_jobs(sweep_dir)
+    sweep_dir = sweep_dir_of(args.target)
+    cancelled = backend_of(sweep_dir).cancel(sweep_dir)
     if cancelled:
         print(f"cancelled Slurm job(s) {', '.join(cancelled)} of {sweep_dir}", file=sys.stderr)
     else:

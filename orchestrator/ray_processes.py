@@ -16,7 +16,8 @@ import psutil
 
 from trainables.artifacts import atomic_write_json
 
-RECORD = "ray-processes.json"
+from .sweep_paths import SweepPaths
+
 GRACE_S = 10.0
 
 
@@ -24,7 +25,7 @@ class RayProcesses:
     """Records the processes the driver starts from now on (Ray's), not those it had before."""
 
     def __init__(self, sweep_dir: Path):
-        self.path = Path(sweep_dir) / RECORD
+        self.path = SweepPaths(sweep_dir).ray_processes
         self.before = {child.pid for child in psutil.Process().children(recursive=True)}
 
     def record(self) -> None:
@@ -56,7 +57,7 @@ def stop_recorded(sweep_dir: Path) -> int:
     for process in still:  # Ray's agents ignore SIGTERM once their raylet is gone
         _signal(process, "kill")
     psutil.wait_procs(still, timeout=GRACE_S)
-    (Path(sweep_dir) / RECORD).unlink(missing_ok=True)
+    SweepPaths(sweep_dir).ray_processes.unlink(missing_ok=True)
     return len(alive)
 
 
@@ -68,7 +69,7 @@ def _signal(process: psutil.Process, how: str) -> None:
 
 
 def _recorded(sweep_dir: Path) -> dict[str, float]:
-    path = Path(sweep_dir) / RECORD
+    path = SweepPaths(sweep_dir).ray_processes
     try:
         return {str(pid): float(started) for pid, started in json.loads(path.read_text()).items()}
     except (FileNotFoundError, ValueError, AttributeError):

@@ -24,11 +24,8 @@ from trainables.artifacts import atomic_write_bytes
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
 from . import unreadable
+from .sweep_paths import ResultsPaths, SweepPaths
 
-STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
-TRIALS_DIR = Path("results") / "trials"
-EPOCHS_DIR = Path("results") / "epochs"
-EXAMPLES_DIR = Path("results") / "examples"  # per-example outcomes: one row per (attack, test point)
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
 # The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
@@ -44,7 +41,7 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
     """The sweep's plan (sweep.json); one line (a UserError) when it is damaged or not a plan."""
     from trainables.errors import UserError
 
-    path = Path(sweep_dir) / STATE_FILE
+    path = SweepPaths(sweep_dir).state
     try:
         state = json.loads(path.read_text())
         if not isinstance(state, dict) or not {"plan_hash", "num_trials"} <= set(state):
@@ -171,15 +168,15 @@ def write_rows(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def trial_path(sweep_dir: Path, config_hash: str) -> Path:
-    return Path(sweep_dir) / TRIALS_DIR / f"{config_hash}.parquet"
+    return SweepPaths(sweep_dir).results.trial_row(config_hash)
 
 
 def epochs_path(sweep_dir: Path, config_hash: str) -> Path:
-    return Path(sweep_dir) / EPOCHS_DIR / f"{config_hash}.parquet"
+    return SweepPaths(sweep_dir).results.epochs_file(config_hash)
 
 
 def examples_path(sweep_dir: Path, config_hash: str) -> Path:
-    return Path(sweep_dir) / EXAMPLES_DIR / f"{config_hash}.parquet"
+    return SweepPaths(sweep_dir).results.examples_file(config_hash)
 
 
 def write_examples(sweep_dir: Path, config_hash: str, examples: dict[str, Any], identity: dict[str, Any]) -> Path:
@@ -287,7 +284,7 @@ class EpochLog:
 
 def connect(sweep_dir: Path):
     """A DuckDB connection with tables `trials` and `epochs` over the sweep's Parquet files."""
-    return connect_results(Path(sweep_dir) / "results")
+    return connect_results(SweepPaths(sweep_dir).results.root)
 
 
 def connect_results(results_dir: Path):
@@ -299,8 +296,9 @@ def connect_results(results_dir: Path):
     import duckdb
 
     connection = duckdb.connect()
-    for table, folder in (("trials", TRIALS_DIR.name), ("epochs", EPOCHS_DIR.name)):
-        snapshot = read_folder(Path(results_dir) / folder)
+    results = ResultsPaths(results_dir)
+    for table, folder in (("trials", results.trials), ("epochs", results.epochs)):
+        snapshot = read_folder(folder)
         if snapshot is not None:
             connection.register(table, snapshot)
         else:
@@ -313,7 +311,7 @@ def connect_results(results_dir: Path):
 
 def add_examples_view(connection, results_dir: Path) -> None:
     """Table `examples` on `connection`: a view over the per-example files, read only when queried."""
-    examples = Path(results_dir) / EXAMPLES_DIR.name
+    examples = ResultsPaths(results_dir).examples
     # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
     # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.
     readable = [path for path in sorted(examples.glob("*.parquet")) if footer_readable(path)]

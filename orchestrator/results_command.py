@@ -24,7 +24,7 @@ from rich.text import Text
 from trainables.errors import UserError
 
 from .results import HEADLINE_METRICS, connect, first_line, frame, is_setting
-from .status_command import resolve_sweep_dir
+from .sweep_paths import sweep_dir_of
 
 FORMATS = ("table", "csv", "json")
 IDENTITY_COLUMNS = ("config_hash", "status")
@@ -43,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    sweep_dir = resolve_sweep_dir(args.target)
+    sweep_dir = sweep_dir_of(args.target)
     frame = query(sweep_dir, args.sql)
     write(frame, args.format)
     return 0

@@ -22,14 +22,13 @@ from . import unreadable
 from .backends import LocalBackend
 from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
-from .results import (EPOCHS_DIR, EXAMPLES_DIR, STATE_FILE, footer_readable, read_state, read_trial, trial_file_damaged,
-                      trial_path)
+from .results import footer_readable, read_state, read_trial, trial_file_damaged, trial_path
 from .search import build_searcher, repair_journal
-from .spec import SweepSpec, default_sweep_dir  # noqa: F401 (default_sweep_dir: imported from here too)
+from .spec import SweepSpec
 from .sweep_lock import sweep_lock
-from .trainable import run_one_trial, sweep_trial, trial_key
+from .sweep_paths import SweepPaths
+from .trial_runner import TUNE_NAME, run_recorded_trial, trial_key, tune_trial
 
-RAY_FOLDER = "ray"
 # Keep every per-epoch manifest checkpoint (a few bytes each): with num_to_keep set, Tune saves the
 # whole experiment state every num_to_keep trial checkpoints, which grows with the sweep and slowed
 # a 300-trial run from 8 to 4 trial starts per second (bench/bench_sweep_scale.py --checkpoints 4).
@@ -61,8 +60,8 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
     Raises before writing anything when the folder holds a different plan (unless `restart`,
     which moves the old folder aside: nothing is ever deleted).
     """
-    state_path = sweep_dir / STATE_FILE
-    if state_path.is_file():
+    paths = SweepPaths(sweep_dir)
+    if paths.state.is_file():
         saved = read_state(sweep_dir)
         if saved.get("plan_hash") == spec.plan_hash and not restart:
             return True
@@ -71,30 +70,32 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
             raise UserError(f"{spec.path}: the planned trials differ from the sweep in {sweep_dir} (changed: {', '.join(changed)}); "
                             "run with --restart to move that sweep aside and start again, or pick another --out")
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
-        raise UserError(f"{sweep_dir}: exists and is not a sweep directory (no {STATE_FILE}); pick another --out")
+        raise UserError(f"{sweep_dir}: exists and is not a sweep directory (no {paths.state.name}); pick another --out")
     if restart and sweep_dir.exists():
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        aside = sweep_dir.with_name(f"{sweep_dir.name}.replaced-{stamp}")
+        aside = paths.replaced(stamp)
         shutil.move(str(sweep_dir), str(aside))
         print(f"orchestrator: moved the previous sweep to {aside}")
     return False
 
 
 def write_state(spec: SweepSpec, sweep_dir: Path) -> None:
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(sweep_dir / STATE_FILE, {"name": spec.name, "plan_hash": spec.plan_hash, "plan": spec.plan,
-                                               "num_trials": spec.num_trials, "spec_path": str(spec.path),
-                                               "objectives": spec.objectives})
+    paths = SweepPaths(sweep_dir)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(paths.state, {"name": spec.name, "plan_hash": spec.plan_hash, "plan": spec.plan,
+                                    "num_trials": spec.num_trials, "spec_path": str(spec.path),
+                                    "objectives": spec.objectives})
     if Path(spec.path).is_file():
-        (sweep_dir / "spec.yaml").write_text(Path(spec.path).read_text())
+        paths.spec_copy.write_text(Path(spec.path).read_text())
 
 
 def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: LocalBackend | None = None, restart: bool = False,
-              retry_failed: bool = False, live: bool | None = None, trial_function=sweep_trial) -> SweepOutcome:
+              retry_failed: bool = False, live: bool | None = None, trial_function=tune_trial) -> SweepOutcome:
     """Run every planned trial not yet finished; returns the counts from Ray's results.
 
-    `trial_function` is the Ray function per trial (signature of trainable.sweep_trial); benches
-    pass a no-op one to measure the engine alone, tests one that injects faults.
+    `trial_function` is the Ray function per trial (signature of trial_runner.tune_trial); benches
+    pass a no-op one to measure the engine alone, tests one that injects faults. Tune sees it
+    under the name TUNE_NAME whatever it is called, so a sweep folder resumes with any of them.
     """
     backend = backend or LocalBackend()
     sweep_dir = Path(sweep_dir).resolve()
@@ -126,15 +127,16 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart
         if processes is not None:
             processes.record()
         write_state(spec, sweep_dir)
-        trainable = tune.with_resources(
-            tune.with_parameters(trial_function, sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-                                 objectives=list(spec.objectives), cpus=spec.resources["cpu"], gpus=spec.resources["gpu"],
-                                 run_id=run_id, retry_failed=retry_failed),
-            {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
-        )
+        with_parameters = tune.with_parameters(
+            trial_function, sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
+            objectives=list(spec.objectives), cpus=spec.resources["cpu"], gpus=spec.resources["gpu"], run_id=run_id,
+            retry_failed=retry_failed)
+        # Tuner.restore accepts only a trainable of the name the sweep folder was written with.
+        with_parameters.__name__ = TUNE_NAME
+        trainable = tune.with_resources(with_parameters, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
         progress = SweepProgress(spec.num_trials, spec.objectives, live=live, on_start=processes and processes.record)
         failures = TrialFailures(spec, sweep_dir, run_id)
-        ray_dir = sweep_dir / RAY_FOLDER
+        ray_dir = SweepPaths(sweep_dir).ray
         if tune.Tuner.can_restore(str(ray_dir)):
             # Errored trials always come back: the trial function itself decides whether a failure
             # was final (a user's error, a bug: it re-raises its recorded error) or worth a retry
@@ -157,7 +159,7 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart
                                             # One worker process runs trial after trial: no torch import per trial.
                                             reuse_actors=True),
                 run_config=tune.RunConfig(
-                    name=RAY_FOLDER, storage_path=str(sweep_dir), verbose=0, callbacks=[progress, failures],
+                    name=ray_dir.name, storage_path=str(ray_dir.parent), verbose=0, callbacks=[progress, failures],
                     failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 ),
@@ -183,28 +185,29 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
     only writes its rows again, from that result: no training, no evaluation. A finished trial's
     damaged epochs file cannot be rebuilt (its epochs are not trained again): moved aside, noted.
     """
-    for folder in (EPOCHS_DIR, EXAMPLES_DIR):
-        for path in sorted((sweep_dir / folder).glob("*.parquet")):
+    paths = SweepPaths(sweep_dir)
+    for folder in (paths.results.epochs, paths.results.examples):
+        for path in sorted(folder.glob("*.parquet")):
             if not footer_readable(path) and path.is_file():
                 unreadable.move_aside(path, f"not readable; moved to {folder.name}/{unreadable.ASIDE_FOLDER}/")
-                if folder == EXAMPLES_DIR and trial_path(sweep_dir, path.stem).is_file():
+                if folder == paths.results.examples and trial_path(sweep_dir, path.stem).is_file():
                     # Outcomes and row are written together: both again, from the saved result.
                     unreadable.move_aside(trial_path(sweep_dir, path.stem), "its per-example outcomes are unreadable")
     rebuilt = []
-    for workdir in sorted(p for p in (sweep_dir / "trials").glob("*") if p.is_dir()):
+    for workdir in sorted(p for p in paths.trials.glob("*") if p.is_dir()):
         key = workdir.name
         if trial_file_damaged(sweep_dir, key):
             unreadable.move_aside(trial_path(sweep_dir, key), "trial row not readable; written again from its result")
         if read_trial(sweep_dir, key) is not None or not (workdir / RESULT_FILE).is_file():
             continue
         try:
-            saved = json.loads((workdir / "config.json").read_text())
+            saved = json.loads(paths.trial_config(key).read_text())
             if trial_key(spec.trial_config(saved["overrides"])) != key:
                 continue  # not a trial of this plan
-            run_one_trial(saved["overrides"], sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-                          cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
+            run_recorded_trial(saved["overrides"], sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
+                               cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
         except (OSError, ValueError, KeyError) as err:
-            unreadable.note(workdir / "config.json", f"cannot rebuild the trial's row: {err}")
+            unreadable.note(paths.trial_config(key), f"cannot rebuild the trial's row: {err}")
             continue
         rebuilt.append(key)
     return rebuilt

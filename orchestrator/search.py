@@ -18,8 +18,8 @@ from trainables.artifacts import atomic_write_bytes
 
 from . import unreadable
 from .spec import SweepSpec
+from .sweep_paths import SweepPaths
 
-OPTUNA_JOURNAL = "optuna.journal"
 
 
 def optuna_space(spec: SweepSpec) -> dict[str, BaseDistribution]:
@@ -56,7 +56,7 @@ def points_to_evaluate(spec: SweepSpec) -> list[dict[str, Any]]:
 
 
 def journal_storage(sweep_dir: Path) -> JournalStorage:
-    return JournalStorage(JournalFileBackend(str(Path(sweep_dir) / OPTUNA_JOURNAL)))
+    return JournalStorage(JournalFileBackend(str(SweepPaths(sweep_dir).optuna_journal)))
 
 
 def repair_journal(sweep_dir: Path) -> int:
@@ -66,7 +66,7 @@ def repair_journal(sweep_dir: Path) -> int:
     and from then on every read of the study raises. Before a driver opens the study, the lines
     that are not whole JSON are removed; the damaged journal moves to unreadable/.
     """
-    path = Path(sweep_dir) / OPTUNA_JOURNAL
+    path = SweepPaths(sweep_dir).optuna_journal
     if not path.is_file():
         return 0
     lines = path.read_bytes().splitlines(keepends=True)

@@ -21,7 +21,7 @@ from trainables.schema.evaluation import ATTACKS
 from trainables.schema import SECTIONS, validate_trial_config
 
 from .backends import BACKENDS
-from .backends.slurm_settings import SlurmSettings, parse_slurm
+from .backends.slurm.settings import SlurmSettings, parse_slurm
 from .results import SEED_FIELDS
 
 TOP_LEVEL_KEYS = ("name", "description", "trial", "grid", "search", "seeds", "objectives", "resources",
@@ -88,11 +88,6 @@ class SweepSpec:
     def trial_config(self, overrides: dict[str, Any]) -> dict:
         """The nested trial config for one point: the base trial with dotted overrides applied."""
         return apply_overrides(self.trial, overrides)
-
-
-def default_sweep_dir(spec: SweepSpec) -> Path:
-    """Where a sweep runs without --out: runs/<name> under the current folder."""
-    return Path("runs") / spec.name
 
 
 def apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:

@@ -12,9 +12,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from trainables.errors import UserError
-
-from .results import HEADLINE_METRICS, STATE_FILE, load_trials, read_state
+from .results import HEADLINE_METRICS, load_trials, read_state
+from .sweep_paths import SweepPaths, sweep_dir_of
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 COLUMN_TITLES = {"head.mode": "head", "foundation.mode": "foundation mode", "foundation.name": "foundation",
@@ -30,25 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print_status(resolve_sweep_dir(args.target))
+    print_status(sweep_dir_of(args.target))
     return 0
-
-
-def resolve_sweep_dir(target: Path) -> Path:
-    """A sweep directory as given, or the default one (runs/<name>) of a spec file."""
-    if target.is_dir():
-        if not (target / STATE_FILE).is_file():
-            raise UserError(f"{target}: not a sweep directory (no {STATE_FILE})")
-        return target
-    if target.is_file():
-        from .spec import default_sweep_dir
-        from .spec import load_spec
-
-        sweep_dir = default_sweep_dir(load_spec(target))
-        if not (sweep_dir / STATE_FILE).is_file():
-            raise UserError(f"{target}: its sweep directory {sweep_dir} does not exist yet; run `orchestrator sweep {target}`")
-        return sweep_dir
-    raise UserError(f"{target}: no such sweep directory or spec file")
 
 
 def sweep_counts(sweep_dir: Path) -> dict[str, int]:
@@ -58,20 +40,21 @@ def sweep_counts(sweep_dir: Path) -> dict[str, int]:
     finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
     with_rows = set(trials["config_hash"]) if len(trials) else set()
-    started = [p.name for p in (sweep_dir / "trials").glob("*") if (p / "config.json").is_file() and p.name not in with_rows]
+    paths = SweepPaths(sweep_dir)
+    started = [p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows]
     planned = state["num_trials"]
     return {"planned": planned, "finished": finished, "failed": failed, "started": len(started),
             "not started": max(0, planned - finished - failed - len(started))}
 
 
 def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
-    """Counts by state, Slurm's jobs, then (`per_trial`) one line per trial; failures always."""
+    """Counts by state, the backend's jobs (Slurm's), then (`per_trial`) one line per trial; failures always."""
     # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
     console = console or Console(width=None if Console().is_terminal else 160)
     sweep_dir = Path(sweep_dir)
     counts = sweep_counts(sweep_dir)
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-    print_slurm_jobs(sweep_dir, console)
+    print_jobs(sweep_dir, console)
     trials = load_trials(sweep_dir)
     if not len(trials):
         return
@@ -103,22 +86,13 @@ def _print_failures(trials, console: Console) -> None:
             console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)
 
 
-def print_slurm_jobs(sweep_dir: Path, console: Console) -> None:
-    """One line per Slurm job (or array task) of the sweep: id, mode, Slurm's state, its logs."""
-    from .backends.slurm import job_states, recorded_jobs
+def print_jobs(sweep_dir: Path, console: Console) -> None:
+    """One line per job (or array task) the sweep's backend submitted: id, mode, state, its log."""
+    from .backends import backend_of
 
-    jobs = recorded_jobs(sweep_dir)
-    if not jobs:
-        return
-    states = job_states(jobs) or {}  # None: Slurm did not answer, every state UNKNOWN
-    for job in jobs:
-        ids = [job.job_id] if job.mode == "ray" else [f"{job.job_id}_{task}" for task in range(job.tasks)]
-        for job_id in ids:
-            # submitit's layout: <folder with %j as the id>/<id>_<task rank>_log.out
-            folder = Path(job.log_folder) if job.mode == "ray" else Path(job.log_folder) / job_id
-            logs = folder / f"{job_id}_0_log.out"
-            console.print(f"slurm job {job_id} ({job.mode}): {states.get(job_id, 'UNKNOWN')}; log {logs}",
-                          markup=False, highlight=False)
+    for job in backend_of(sweep_dir).jobs(sweep_dir):
+        console.print(f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}",
+                      markup=False, highlight=False)
 
 
 def _finite(value) -> bool:

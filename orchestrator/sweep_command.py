@@ -1,7 +1,8 @@
 """`orchestrator sweep SPEC.yaml`: run a study (or resume it) here, on a Ray cluster, or on Slurm.
 
 The spec is validated completely first; a second run of the same command resumes the sweep.
-With --backend slurm (or `backend: slurm` in the spec) the sweep is submitted with submitit.
+With --backend slurm (or `backend: slurm` in the spec) the sweep is submitted with submitit;
+the backend (orchestrator.backends) runs or submits it, this command says what happened.
 """
 from __future__ import annotations
 
@@ -10,13 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from .backends import BACKENDS, LocalBackend
+from .backends import BACKENDS, backend_class
 from .status_command import print_status
 
-# Command-line flags that override the spec's slurm: section (flag name -> spec key).
-SLURM_FLAGS = {"slurm_mode": "mode", "partition": "partition", "account": "account", "qos": "qos",
-               "nodes": "nodes", "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task",
-               "mem": "mem", "time": "time", "constraint": "constraint"}
 WAIT_POLL_S = 5.0
 
 
@@ -46,23 +43,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Imported here, not at the top: they pull in torch and Ray, which `orchestrator --help` and
     # the read-only commands should not wait for; a bad spec is refused before Ray is imported.
-    from .spec import default_sweep_dir, load_spec
-    from .sweep_lock import sweep_lock
+    from .spec import load_spec
+    from .sweep_paths import default_sweep_dir
 
     spec = load_spec(args.spec)
-    sweep_dir = Path(args.out or default_sweep_dir(spec))
-    if (args.backend or spec.backend) == "slurm":
-        return run_on_slurm(args, spec, sweep_dir)  # takes the sweep's lock once sbatch has said yes
-    backend = LocalBackend(address=args.address)
-    backend.check_resources(spec.resources, str(spec.path))  # refused before anything is written
-    # Before Ray is imported (seconds): a second driver on this sweep is refused at once.
-    with sweep_lock(sweep_dir):
-        from .runner import run_sweep
-
-        outcome = run_sweep(spec, sweep_dir, backend=backend, restart=args.restart, retry_failed=args.retry_failed,
-                            live=False if args.plain else None)
-    print_outcome(outcome.sweep_dir)
-    return 0 if outcome.failed == 0 and outcome.unfinished == 0 else 1
+    sweep_dir = Path(args.out or default_sweep_dir(spec.name))
+    backend = backend_class(args.backend or spec.backend).from_options(spec, args)
+    # The backend refuses what cannot run before writing anything, then takes the sweep's lock (a
+    # second driver is refused at once) and runs the sweep here or submits it.
+    launched = backend.sweep(spec, sweep_dir, restart=args.restart, retry_failed=args.retry_failed,
+                             live=False if args.plain else None)
+    if launched.outcome is not None:  # run here, to its end
+        outcome = launched.outcome
+        print_outcome(outcome.sweep_dir)
+        return 0 if outcome.failed == 0 and outcome.unfinished == 0 else 1
+    return follow_submitted(args, backend, launched.jobs, sweep_dir.resolve())
 
 
 def print_outcome(sweep_dir: Path) -> None:
@@ -78,15 +73,10 @@ def print_outcome(sweep_dir: Path) -> None:
         print(report_text(sweep_dir, trials))
 
 
-def run_on_slurm(args: argparse.Namespace, spec, sweep_dir: Path) -> int:
-    from .backends.slurm import active_jobs
-    from .slurm_sweep import submit_sweep
+def follow_submitted(args: argparse.Namespace, backend, jobs: list, sweep_dir: Path) -> int:
+    """Say what was submitted; with --wait, follow the sweep until its jobs end, then its outcome."""
     from .status_command import sweep_counts
 
-    overrides = {key: getattr(args, flag) for flag, key in SLURM_FLAGS.items()}
-    settings = spec.slurm.with_overrides(overrides)
-    jobs = submit_sweep(spec, sweep_dir, settings, restart=args.restart, retry_failed=args.retry_failed)
-    sweep_dir = sweep_dir.resolve()
     if not jobs:
         print(f"orchestrator: every planned trial of {sweep_dir} has a result; nothing submitted", file=sys.stderr)
     for job in jobs:
@@ -95,7 +85,7 @@ def run_on_slurm(args: argparse.Namespace, spec, sweep_dir: Path) -> int:
     if not args.wait:
         print(f"follow it with `orchestrator status {sweep_dir}`", file=sys.stderr)
         return 0
-    while active_jobs(sweep_dir):
+    while backend.live_jobs(sweep_dir):
         time.sleep(WAIT_POLL_S)
     print_outcome(sweep_dir)
     counts = sweep_counts(sweep_dir)

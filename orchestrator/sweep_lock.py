@@ -20,10 +20,11 @@ from typing import Iterator
 
 from trainables.errors import UserError
 
+from .sweep_paths import SweepPaths
+
 
 def lock_path(sweep_dir: Path) -> Path:
-    sweep_dir = Path(sweep_dir).resolve()  # one lock per folder, however the path was spelled
-    return sweep_dir.with_name(f".{sweep_dir.name}.driver.lock")
+    return SweepPaths(sweep_dir).lock
 
 
 def owner_text(owner: dict) -> str:

@@ -1,6 +1,6 @@
 """What the driver does when Ray says a trial failed: a row for a worker that died, a stop for a full disk.
 
-A trial that raises writes its own ERROR row (trainable.py). A worker that is killed (the kernel's
+A trial that raises writes its own ERROR row (trial_runner.py). A worker that is killed (the kernel's
 OOM killer, a lost node, a stray `kill -9`) writes nothing: this Tune callback writes that row
 from Ray's trial state, so a failure is never silent. A trial that found the disk full stops the
 whole sweep the way Ctrl-C does (Tune saves its state, queued trials stay queued), instead of
@@ -15,7 +15,7 @@ from pathlib import Path
 from ray.tune import Callback
 
 from .results import ERROR, now_utc, read_trial, trial_row, write_trial
-from .trainable import INFRASTRUCTURE, OutOfStorage, trial_key
+from .trial_runner import INFRASTRUCTURE, OutOfStorage, trial_key
 
 STORAGE_MARK = OutOfStorage.__name__
 

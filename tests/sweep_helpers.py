@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.trainable import trial_key
+from orchestrator.trial_runner import trial_key
 
 
 def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny", grid=None, **top) -> Path:

@@ -196,7 +196,7 @@ def test_a_local_ray_listens_on_loopback_only():
 # --- 6: a multi-node Slurm job's Ray requires a per-job token ------------------------------------------
 
 def test_each_job_gets_its_own_token_file_readable_by_its_user_only(tmp_path, monkeypatch):
-    from orchestrator.backends import slurm_job
+    from orchestrator.backends.slurm import job as slurm_job
 
     monkeypatch.setenv("SLURM_RESTART_COUNT", "0")
     first, other = (slurm_job._token_file(tmp_path, SimpleNamespace(job_id=job)) for job in ("7", "8"))
@@ -227,7 +227,7 @@ CONNECT = textwrap.dedent("""
 def test_the_slurm_ray_head_refuses_a_client_without_the_jobs_token(tmp_path, monkeypatch):
     import ray
 
-    from orchestrator.backends import slurm_job
+    from orchestrator.backends.slurm import job as slurm_job
     from orchestrator.private_apis import reload_ray_auth
 
     # _start_ray_head sets these for the driver; monkeypatch puts them back after the test.

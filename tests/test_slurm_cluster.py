@@ -17,7 +17,7 @@ import optuna
 import pytest
 import yaml
 
-from orchestrator.backends.slurm import EVENTS_FILE, JOBS_FILE
+from orchestrator.sweep_paths import SweepPaths
 from orchestrator.results import connect, load_trials
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
@@ -63,11 +63,11 @@ def orchestrator(*args: str, cwd: Path, timeout: float = JOB_WAIT_S) -> subproce
 
 
 def jobs_of(sweep_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (sweep_dir / "slurm" / JOBS_FILE).read_text().splitlines()]
+    return [json.loads(line) for line in SweepPaths(sweep_dir).jobs.read_text().splitlines()]
 
 
 def events_of(sweep_dir: Path) -> list[dict]:
-    path = sweep_dir / "slurm" / EVENTS_FILE
+    path = SweepPaths(sweep_dir).events
     return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
 
 
@@ -280,4 +280,4 @@ def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_i
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith(f"orchestrator: error: {sweep_dir}: another driver is running this sweep (pid {holder.pid} on ")
     assert "Slurm job 777" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
-    assert not (sweep_dir / "slurm" / JOBS_FILE).exists()  # nothing submitted
+    assert not SweepPaths(sweep_dir).jobs.exists()  # nothing submitted

@@ -16,7 +16,8 @@ import pytest
 
 from orchestrator.backends import LocalBackend
 from orchestrator.results import connect, load_trials
-from orchestrator.runner import STATE_FILE, prepare_sweep_dir, run_sweep, write_state
+from orchestrator.runner import prepare_sweep_dir, run_sweep, write_state
+from orchestrator.sweep_paths import STATE_FILE
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
 from trainables.errors import ConfigError, UserError

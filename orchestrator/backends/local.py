@@ -1,24 +1,47 @@
-"""Ray for a sweep on this machine: started in-process (the embedded default) or joined by address.
+"""The local backend: Ray for a sweep on this machine, started in-process (the embedded default)
+or joined by address, and the sweep run right here by the engine (runner.run_sweep).
 
-Checks that some node can hold one trial's resources before anything is written.
+Checks that some node can hold one trial's resources before anything is written. The engine also
+uses it as its Ray starter, inside a Slurm allocation too (slurm/job.py).
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
 
 from trainables.errors import ConfigError
 
+from .base import Backend, Launched
+
 
 @dataclass
-class LocalBackend:
+class LocalBackend(Backend):
     """`address=None` starts Ray here with this machine's CPUs and GPUs; otherwise joins a cluster."""
+
+    name: ClassVar[str] = "local"
 
     address: str | None = None
     temp_dir: str | None = None  # Ray's session folder; tests give each run its own to clean up by
     # What Ray may use here; default: this machine's (a Slurm job passes its allocation's share).
     num_cpus: int | None = None
     num_gpus: int | None = None
+
+    @classmethod
+    def from_options(cls, spec, options: Any) -> LocalBackend:
+        return cls(address=getattr(options, "address", None))
+
+    def _check(self, spec, sweep_dir: Path) -> None:
+        self.check_resources(spec.resources, str(spec.path))  # refused before anything is written
+
+    def _launch(self, spec, sweep_dir: Path, prepared: None, *, restart: bool, retry_failed: bool,
+                live: bool | None) -> Launched:
+        # The lock is taken before Ray is imported (seconds): a second driver is refused at once.
+        from ..runner import run_sweep
+
+        return Launched(outcome=run_sweep(spec, sweep_dir, backend=self, restart=restart, retry_failed=retry_failed,
+                                          live=live))
 
     def check_resources(self, resources: dict[str, float], source: str) -> None:
         """One clear line if no node could ever run one trial; call before start() for local Ray."""

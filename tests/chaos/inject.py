@@ -1,7 +1,7 @@
 """`python inject.py FAULT[,FAULT...] SPEC OUT [sweep options]`: the real `orchestrator sweep`, faults injected.
 
 The faults enter through the engine's trial-function hook (run_sweep's `trial_function`): each
-one changes one thing inside the Ray worker around trainable.sweep_trial. Run as its own
+one changes one thing inside the Ray worker around trial_runner.tune_trial. Run as its own
 process because a full disk stops the sweep the way Ctrl-C does (a SIGINT to the driver).
 Faults:
 - kill-at-epoch-2: the worker of the lambda=10 trial SIGKILLs itself when it logs pre-processor epoch 2
@@ -32,10 +32,10 @@ NAN_SEED = 77
 
 @contextmanager
 def kill_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator import trainable
+    from orchestrator import trial_runner
 
     marker = sweep_dir.parent / "killed-once"
-    original = trainable.EpochLog.add
+    original = trial_runner.EpochLog.add
 
     def add(self, record):
         if params.get("preprocessor.lambda") == 10 and record["stage"] == "preprocessor" and record["epoch"] == 2 \
@@ -44,11 +44,11 @@ def kill_at_epoch_2(params, sweep_dir: Path):
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, record)
 
-    trainable.EpochLog.add = add
+    trial_runner.EpochLog.add = add
     try:
         yield
     finally:
-        trainable.EpochLog.add = original
+        trial_runner.EpochLog.add = original
 
 
 @contextmanager
@@ -106,10 +106,10 @@ def count_calls(params, sweep_dir: Path):
 
 @contextmanager
 def hold_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator import trainable
+    from orchestrator import trial_runner
 
     flag = sweep_dir.parent / "hold"
-    original = trainable.EpochLog.add
+    original = trial_runner.EpochLog.add
     parent = os.getppid()  # the raylet that started this worker
 
     def add(self, record):
@@ -120,11 +120,11 @@ def hold_at_epoch_2(params, sweep_dir: Path):
             time.sleep(0.2)
         return added
 
-    trainable.EpochLog.add = add
+    trial_runner.EpochLog.add = add
     try:
         yield
     finally:
-        trainable.EpochLog.add = original
+        trial_runner.EpochLog.add = original
 
 
 FAULTS = {"kill-at-epoch-2": kill_at_epoch_2, "disk-full": disk_full, "nan-foundation": nan_foundation,
@@ -132,18 +132,19 @@ FAULTS = {"kill-at-epoch-2": kill_at_epoch_2, "disk-full": disk_full, "nan-found
 
 
 def with_faults(names: list[str]):
-    """trainable.sweep_trial inside the named faults. Its name stays `sweep_trial`: Ray Tune restores
-    an experiment only with a trainable of the same name, and a plain resume passes the real one."""
+    """trial_runner.tune_trial inside the named faults. Ray Tune restores an experiment only with a
+    trainable of the same name, and a plain resume passes the real one: the runner registers every
+    trial function under one name (trial_runner.TUNE_NAME), this one too."""
 
-    def sweep_trial(params, **kwargs):
-        from orchestrator import trainable
+    def tune_trial_with_faults(params, **kwargs):
+        from orchestrator import trial_runner
 
         with ExitStack() as stack:
             for name in names:
                 stack.enter_context(FAULTS[name](params, Path(kwargs["sweep_dir"])))
-            return trainable.sweep_trial(params, **kwargs)
+            return trial_runner.tune_trial(params, **kwargs)
 
-    return sweep_trial
+    return tune_trial_with_faults
 
 
 def main() -> int:

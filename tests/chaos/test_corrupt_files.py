@@ -31,9 +31,10 @@ from sweep_helpers import planned_hashes, read_rows, write_spec
 
 from orchestrator import cli, unreadable
 from orchestrator.results import epochs_path, trial_path
-from orchestrator.search import OPTUNA_JOURNAL, journal_storage
+from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
-from orchestrator.trainable import trial_key
+from orchestrator.sweep_paths import SweepPaths
+from orchestrator.trial_runner import trial_key
 
 REPO = Path(__file__).resolve().parents[2]
 WARNING = "orchestrator: warning: skipped"
@@ -98,7 +99,7 @@ def damaged(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
 
         killed_epochs = read_rows(epochs_path(out, keys["lambda10"]))
         assert sorted((r["stage"], r["epoch"]) for r in killed_epochs) == [("preprocessor", 1)]
-        journal = out / OPTUNA_JOURNAL
+        journal = SweepPaths(out).optuna_journal
         before = {
             "identity_row": read_rows(trial_path(out, keys["identity"]))[0],
             "identity_epochs": epochs_path(out, keys["identity"]).read_bytes(),

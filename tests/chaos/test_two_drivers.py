@@ -23,12 +23,8 @@ import yaml
 from chaos_harness import OurProcesses
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator.backends.slurm import (
-    SubmittedJob,
-    active_jobs,
-    record_job,
-    recorded_jobs,
-)
+from orchestrator.backends.jobs import SubmittedJob, record_job, recorded_jobs
+from orchestrator.backends.slurm.records import active_jobs
 from orchestrator.spec import load_spec
 from orchestrator.sweep_lock import lock_path, sweep_lock
 from trainables.errors import UserError

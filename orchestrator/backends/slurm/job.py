@@ -20,12 +20,11 @@ from typing import Any, Iterator
 
 import submitit
 
-from ..private_apis import reload_ray_auth
-from .local import LocalBackend
-from .slurm import record_event, slurm_dir
+from ...private_apis import reload_ray_auth
+from ...sweep_paths import SweepPaths
+from ..local import LocalBackend
+from .records import record_event
 
-HEAD_FILE = "ray-head-{job}.address"
-TOKEN_FILE = "ray-token-{job}"
 HEAD_WAIT_S = 300
 
 
@@ -64,7 +63,7 @@ class _SweepJob(submitit.helpers.Checkpointable):
 
     @property
     def spec(self):
-        from ..spec import parse_spec
+        from ...spec import parse_spec
 
         return parse_spec(self.raw_spec, source=self.spec_source, default_name=self.raw_spec["name"], path=Path(self.spec_source))
 
@@ -83,7 +82,7 @@ class SweepDriver(_SweepJob):
         self.retry_failed = retry_failed
 
     def __call__(self) -> dict[str, int]:
-        from ..runner import run_sweep
+        from ...runner import run_sweep
 
         env = submitit.JobEnvironment()
         sweep_dir = Path(self.sweep_dir)
@@ -118,8 +117,8 @@ class ArrayTrial(_SweepJob):
     def __call__(self, entry: dict[str, Any]) -> dict[str, Any]:
         import optuna
 
-        from ..search import journal_storage
-        from ..trainable import run_one_trial
+        from ...search import journal_storage
+        from ...trial_runner import run_recorded_trial
 
         sweep_dir = Path(self.sweep_dir)
         task = f"slurm-{os.environ.get('SLURM_ARRAY_JOB_ID', os.environ.get('SLURM_JOB_ID', 'local'))}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
@@ -127,12 +126,12 @@ class ArrayTrial(_SweepJob):
         spec = self.spec
         study = optuna.load_study(study_name=spec.name, storage=journal_storage(sweep_dir))
         try:
-            metrics = run_one_trial(entry["params"], sweep_dir=self.sweep_dir, sweep_name=spec.name,
-                                    base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-                                    gpus=spec.resources["gpu"], trial_id=task,
-                                    # submit_sweep chose this task to run: it runs, but a requeue of the
-                                    # same task does not repeat a failure it recorded (same run id).
-                                    run_id=task, retry_failed=True)
+            metrics = run_recorded_trial(entry["params"], sweep_dir=self.sweep_dir, sweep_name=spec.name,
+                                         base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
+                                         gpus=spec.resources["gpu"], trial_id=task,
+                                         # SlurmBackend submitted this task to run: it runs, but a requeue of the
+                                         # same task does not repeat a failure it recorded (same run id).
+                                         run_id=task, retry_failed=True)
         except Exception:
             _tell(study, entry["number"], None)
             raise
@@ -181,11 +180,11 @@ def _job_tag(env) -> str:
 
 
 def _head_file(sweep_dir: Path, env) -> Path:
-    return slurm_dir(sweep_dir) / HEAD_FILE.format(job=_job_tag(env))
+    return SweepPaths(sweep_dir).ray_head_address(_job_tag(env))
 
 
 def _token_file(sweep_dir: Path, env) -> Path:
-    return slurm_dir(sweep_dir) / TOKEN_FILE.format(job=_job_tag(env))
+    return SweepPaths(sweep_dir).ray_token(_job_tag(env))
 
 
 def _create_ray_token(path: Path) -> None:
