@@ -16,7 +16,7 @@ from trainables.errors import UserError
 from .results import (HEADLINE_METRICS, SEED_COLUMNS, TERMINATED, add_examples_view, connect_results, first_line,
                       is_setting)
 from .safe_query import locked_connection
-from .sweep_paths import results_dir_of
+from .sweep_target import results_dir_of
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .backends import backend_of
-from .sweep_paths import sweep_dir_of
+from .sweep_target import sweep_dir_of
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:

@@ -24,7 +24,7 @@ from rich.text import Text
 from trainables.errors import UserError
 
 from .results import HEADLINE_METRICS, connect, first_line, frame, is_setting
-from .sweep_paths import sweep_dir_of
+from .sweep_target import sweep_dir_of
 
 FORMATS = ("table", "csv", "json")
 IDENTITY_COLUMNS = ("config_hash", "status")

@@ -19,9 +19,9 @@ from trainables.errors import UserError
 from trainables.trial import RESULT_FILE
 
 from . import unreadable
-from .backends import LocalBackend
 from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
+from .ray_cluster import RayCluster
 from .results import footer_readable, read_state, read_trial, trial_file_damaged, trial_path
 from .search import build_searcher, repair_journal
 from .spec import SweepSpec
@@ -89,7 +89,7 @@ def write_state(spec: SweepSpec, sweep_dir: Path) -> None:
         paths.spec_copy.write_text(Path(spec.path).read_text())
 
 
-def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: LocalBackend | None = None, restart: bool = False,
+def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: RayCluster | None = None, restart: bool = False,
               retry_failed: bool = False, live: bool | None = None, trial_function=tune_trial) -> SweepOutcome:
     """Run every planned trial not yet finished; returns the counts from Ray's results.
 
@@ -97,14 +97,14 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: LocalBackend | None 
     pass a no-op one to measure the engine alone, tests one that injects faults. Tune sees it
     under the name TUNE_NAME whatever it is called, so a sweep folder resumes with any of them.
     """
-    backend = backend or LocalBackend()
+    backend = backend or RayCluster()
     sweep_dir = Path(sweep_dir).resolve()
     backend.check_resources(spec.resources, str(spec.path))
     with sweep_lock(sweep_dir):
         return _run_locked(spec, sweep_dir, backend, restart, retry_failed, live, trial_function)
 
 
-def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: LocalBackend, restart: bool, retry_failed: bool,
+def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: RayCluster, restart: bool, retry_failed: bool,
                 live: bool | None, trial_function) -> SweepOutcome:
     from ray import tune
 

@@ -20,8 +20,8 @@ from trainables.errors import ConfigError, UserError
 from trainables.schema.evaluation import ATTACKS
 from trainables.schema import SECTIONS, validate_trial_config
 
-from .backends import BACKENDS
-from .backends.slurm.settings import SlurmSettings, parse_slurm
+from .backend_registry import BACKENDS
+from .slurm_settings import SlurmSettings, parse_slurm
 from .results import SEED_FIELDS
 
 TOP_LEVEL_KEYS = ("name", "description", "trial", "grid", "search", "seeds", "objectives", "resources",

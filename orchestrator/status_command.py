@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .results import HEADLINE_METRICS, load_trials, read_state
-from .sweep_paths import SweepPaths, sweep_dir_of
+from .sweep_paths import SweepPaths
+from .sweep_target import sweep_dir_of
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 COLUMN_TITLES = {"head.mode": "head", "foundation.mode": "foundation mode", "foundation.name": "foundation",

@@ -5,14 +5,12 @@ In the manner of submitit's JobPaths: `SweepPaths(root)` names every file and fo
 driver lock), and `ResultsPaths` the results/ folder, which is also read on its own (a copy of it
 on a laptop). Nobody else joins names onto a sweep folder.
 
-`sweep_dir_of` and `results_dir_of` turn what a user typed (a sweep folder, the spec it was run
-from, or a results copy) into a folder; every command and the analysis API use them.
+What a user typed (a folder, a spec file, a results copy) becomes a folder in sweep_target.py.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from trainables.errors import UserError
 
 STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 RESULTS_FOLDER = "results"
@@ -151,33 +149,3 @@ class SweepPaths:
 def default_sweep_dir(name: str) -> Path:
     """Where a sweep runs without --out: runs/<name> under the current folder."""
     return Path("runs") / name
-
-
-def sweep_dir_of(target: Path) -> Path:
-    """A sweep directory as given, or the default one (runs/<name>) of a spec file."""
-    target = Path(target)
-    if target.is_dir():
-        if not SweepPaths(target).state.is_file():
-            raise UserError(f"{target}: not a sweep directory (no {STATE_FILE})")
-        return target
-    if target.is_file():
-        from .spec import load_spec
-
-        sweep_dir = default_sweep_dir(load_spec(target).name)
-        if not SweepPaths(sweep_dir).state.is_file():
-            raise UserError(f"{target}: its sweep directory {sweep_dir} does not exist yet; run `orchestrator sweep {target}`")
-        return sweep_dir
-    raise UserError(f"{target}: no such sweep directory or spec file")
-
-
-def results_dir_of(target: Path) -> Path:
-    """The results folder of a sweep directory, of a spec's sweep, or a results folder itself."""
-    target = Path(target)
-    if target.is_dir():
-        paths = SweepPaths(target)
-        if ResultsPaths(target).trials.is_dir() and not paths.state.is_file():
-            return target  # a results/ folder, perhaps copied away from its sweep
-        if paths.results.root.is_dir() or paths.state.is_file():
-            return paths.results.root
-        raise UserError(f"{target}: not a sweep directory (no {STATE_FILE}) nor a results folder (no trials/)")
-    return SweepPaths(sweep_dir_of(target)).results.root  # a spec file: its default sweep directory

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from orchestrator.backends.slurm.executor import make_executor, sbatch_script
-from orchestrator.backends.slurm.settings import SlurmSettings, parse_slurm, parse_time_min
+from orchestrator.slurm_settings import SlurmSettings, parse_slurm, parse_time_min
 from orchestrator.spec import parse_spec
 
 from sweep_helpers import write_spec

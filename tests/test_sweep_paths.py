@@ -12,7 +12,8 @@ import pytest
 from orchestrator.backends import BACKENDS, LocalBackend, backend_class, backend_of
 from orchestrator.backends.base import Backend
 from orchestrator.backends.jobs import SubmittedJob, record_job
-from orchestrator.sweep_paths import ResultsPaths, SweepPaths, default_sweep_dir, results_dir_of, sweep_dir_of
+from orchestrator.sweep_paths import ResultsPaths, SweepPaths, default_sweep_dir
+from orchestrator.sweep_target import results_dir_of, sweep_dir_of
 from orchestrator.trial_runner import TUNE_NAME
 from trainables.errors import UserError
 

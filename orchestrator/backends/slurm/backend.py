@@ -17,7 +17,7 @@ from ...sweep_paths import SweepPaths
 from ..base import Backend, JobStatus, Launched
 from ..jobs import SubmittedJob, recorded_jobs
 from .records import active_jobs, cancel_jobs, job_states
-from .settings import SlurmSettings
+from ...slurm_settings import SlurmSettings
 
 if TYPE_CHECKING:  # status and cancel import this module: not the spec's imports
     from ...spec import SweepSpec

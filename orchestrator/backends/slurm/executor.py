@@ -15,7 +15,7 @@ from typing import Any
 
 from trainables.errors import UserError
 
-from .settings import SlurmSettings
+from ...slurm_settings import SlurmSettings
 
 
 def require_sbatch() -> None:

@@ -1,5 +1,7 @@
 """The `slurm:` section of a sweep spec (and its command-line overrides), parsed and validated.
 
+Part of the spec, so beside spec.py and below the backends that use it (backends/slurm/).
+
 Pure parsing, no Slurm needed: sbatch itself is asked about partitions and options at submit
 time (`sbatch --test-only`), before anything is submitted.
 """
