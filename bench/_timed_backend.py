@@ -2,6 +2,7 @@
 
 Imported as a sibling module (`python bench/<script>.py` puts bench/ on sys.path).
 """
+
 from __future__ import annotations
 
 import time

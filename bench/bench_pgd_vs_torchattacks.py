@@ -2,6 +2,7 @@
 
 Same model, test images, seed and machine in one run: median images/s, ours/theirs ratio, natural and robust accuracy.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,16 +28,16 @@ sys.path.insert(0, str(REPO))
 
 import torch
 import torch.nn.functional as F
+from _machine import available_cores  # noqa: E402
 
 from trainables.attacks import pgd
 from trainables.data import DATASETS, load_dataset
 from trainables.foundation import default_cache_root, load_foundation
 from trainables.head import build_linear_head, train_head
-from trainables.schema.head import resolve_head_config
 from trainables.pipeline import Pipeline
 from trainables.preprocessors import fit_preprocessor
+from trainables.schema.head import resolve_head_config
 from trainables.seeding import seed_everything
-from _machine import available_cores  # noqa: E402
 
 # A small CRoPD pre-processor that trains in a few CPU-minutes on the embedded digits.
 CROPD_CONFIG = {"kind": "cropd", "epochs": 10, "lr": 2e-3, "batch_size": 32}
@@ -47,8 +48,12 @@ SPEED_TARGET, SPEED_AIM = 1.0, 1.5
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default="digits2", choices=("digits2", "digits"))
-    p.add_argument("--preprocessor", default="identity", choices=("identity", "cropd"),
-                   help=f"identity (default) or a small CRoPD trained here/reused from the cache: {CROPD_CONFIG}")
+    p.add_argument(
+        "--preprocessor",
+        default="identity",
+        choices=("identity", "cropd"),
+        help=f"identity (default) or a small CRoPD trained here/reused from the cache: {CROPD_CONFIG}",
+    )
     p.add_argument("--n", type=int, default=None, help="first N test images (default: the whole test split)")
     p.add_argument("--batch-size", type=int, default=None, help="attack batch size (default: all N in one batch)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per attack after one warm-up (default 3)")
@@ -56,13 +61,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--eps", type=float, default=8.0, help="L-inf budget in 1/255 units (default 8); step = eps/10")
     p.add_argument("--head-epochs", type=int, default=5, help="clean linear-head epochs on cached features (default 5)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--bf16", action="store_true",
-                   help="CUDA only: also run OUR attack with torch.autocast(bfloat16) around the forward")
+    p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="CUDA only: also run OUR attack with torch.autocast(bfloat16) around the forward",
+    )
     p.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads (default: all cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache-root", type=Path, default=None,
-                   help="where the embedded foundation and the bench pre-processor are cached (default: $CROPD_CACHE or ~/.cache/cropd)")
-    p.add_argument("--profile", action="store_true", help="also profile one run of each attack (torch.profiler) and print the top ops")
+    p.add_argument(
+        "--cache-root",
+        type=Path,
+        default=None,
+        help="where the embedded foundation and the bench pre-processor are cached "
+        "(default: $CROPD_CACHE or ~/.cache/cropd)",
+    )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one run of each attack (torch.profiler) and print the top ops",
+    )
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here as JSON")
     args = p.parse_args(argv)
     if args.bf16 and args.device != "cuda":
@@ -90,9 +107,17 @@ def build_pipeline(args: argparse.Namespace, device: str, log: Callable[[str], N
     log(f"foundation ready in {time.perf_counter() - started:.1f} s")
     config = {"kind": "identity"} if args.preprocessor == "identity" else dict(CROPD_CONFIG)
     started = time.perf_counter()
-    fitted = fit_preprocessor(config, train, cache_root / "bench", device=device,
-                              on_epoch=lambda r: log(f"  pre-processor epoch {r['epoch']}/{r['epochs']} loss {r['loss']:.4f}"))
-    log(f"pre-processor {args.preprocessor} ready in {time.perf_counter() - started:.1f} s" + (" (reused)" if fitted.reused else ""))
+    fitted = fit_preprocessor(
+        config,
+        train,
+        cache_root / "bench",
+        device=device,
+        on_epoch=lambda r: log(f"  pre-processor epoch {r['epoch']}/{r['epochs']} loss {r['loss']:.4f}"),
+    )
+    log(
+        f"pre-processor {args.preprocessor} ready in {time.perf_counter() - started:.1f} s"
+        + (" (reused)" if fitted.reused else "")
+    )
     seed_everything(args.seed, "bench-pgd-head-init")  # the head's init is the only other randomness
     head = build_linear_head(foundation.feature_dim, train.num_classes).to(device)
     pipeline = Pipeline(fitted.module, foundation, head).to(device)
@@ -100,11 +125,17 @@ def build_pipeline(args: argparse.Namespace, device: str, log: Callable[[str], N
     started = time.perf_counter()
     # A throw-away checkpoint folder: a bench must train its head afresh, never resume an old one.
     with tempfile.TemporaryDirectory(prefix="bench-pgd-head-") as folder:
-        result = train_head(pipeline, train, head_cfg, Path(folder), "bench", eps=DATASETS[args.dataset].eps, device=device)
+        result = train_head(
+            pipeline, train, head_cfg, Path(folder), "bench", eps=DATASETS[args.dataset].eps, device=device
+        )
     log(f"head trained in {time.perf_counter() - started:.1f} s (train acc {result.history[-1]['train_acc']:.3f})")
     pipeline.eval()
-    info = {"preprocessor": fitted.config["kind"], "preprocessor_params": fitted.params,
-            "head_epochs": args.head_epochs, "head_train_acc": result.history[-1]["train_acc"]}
+    info = {
+        "preprocessor": fitted.config["kind"],
+        "preprocessor_params": fitted.params,
+        "head_epochs": args.head_epochs,
+        "head_train_acc": result.history[-1]["train_acc"],
+    }
     return pipeline, info
 
 
@@ -185,9 +216,11 @@ def machine_line(device: str) -> str:
         except OSError:
             pass
         where = f"cpu ({cpu}, {available_cores()} cores available)"
-    return (f"torch {torch.__version__} | torchattacks {torchattacks.__version__} | python {platform.python_version()} | "
-            f"device {where} | threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}) | "
-            f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+    return (
+        f"torch {torch.__version__} | torchattacks {torchattacks.__version__} | python {platform.python_version()} | "
+        f"device {where} | threads {torch.get_num_threads()} (interop {torch.get_num_interop_threads()}) | "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
 
 
 def profile_one(name: str, fn, seed: int, device: str, console) -> None:
@@ -252,18 +285,34 @@ def main(argv: list[str] | None = None) -> int:
     rows = {}
     for name in runners:
         median = statistics.median(times[name])
-        rows[name] = {"median_s": median, "images_per_s": n / median, "runs_s": times[name],
-                      "robust_acc": robust[name][0] if name in robust else None,
-                      "robust_acc_runs": robust.get(name)}
+        rows[name] = {
+            "median_s": median,
+            "images_per_s": n / median,
+            "runs_s": times[name],
+            "robust_acc": robust[name][0] if name in robust else None,
+            "robust_acc_runs": robust.get(name),
+        }
     theirs_row = rows["torchattacks"]
     for name, row in rows.items():
         row["ratio_vs_torchattacks"] = row["images_per_s"] / theirs_row["images_per_s"]
         if row["robust_acc"] is not None:
             row["robust_minus_theirs_pt"] = 100 * (row["robust_acc"] - theirs_row["robust_acc"])
 
-    table = Table(title=f"PGD-{args.steps}, eps {args.eps:g}/255, step eps/10, random start | {args.dataset} test n={n}, batch {batch_size} | "
-                        f"pre-processor {info['preprocessor']} | median of {args.repeats} runs after 1 warm-up")
-    for column in ("attack", "median s", "images/s", "runs min-max s", "vs torchattacks", "natural acc", "robust acc", "Δ robust"):
+    table = Table(
+        title=f"PGD-{args.steps}, eps {args.eps:g}/255, step eps/10, random start | "
+        f"{args.dataset} test n={n}, batch {batch_size} | "
+        f"pre-processor {info['preprocessor']} | median of {args.repeats} runs after 1 warm-up"
+    )
+    for column in (
+        "attack",
+        "median s",
+        "images/s",
+        "runs min-max s",
+        "vs torchattacks",
+        "natural acc",
+        "robust acc",
+        "Δ robust",
+    ):
         table.add_column(column, justify="left" if column == "attack" else "right", no_wrap=True)
     for name, row in rows.items():
         runs = f"{min(row['runs_s']):.3f}-{max(row['runs_s']):.3f}"
@@ -271,10 +320,20 @@ def main(argv: list[str] | None = None) -> int:
             acc, delta = "-", "-"
         else:
             spread = set(row["robust_acc_runs"])
-            acc = f"{100 * row['robust_acc']:.2f}%" + ("" if len(spread) == 1 else f" (runs {100 * min(spread):.2f}-{100 * max(spread):.2f})")
+            acc = f"{100 * row['robust_acc']:.2f}%" + (
+                "" if len(spread) == 1 else f" (runs {100 * min(spread):.2f}-{100 * max(spread):.2f})"
+            )
             delta = "-" if name == "torchattacks" else f"{row['robust_minus_theirs_pt']:+.2f} pt"
-        table.add_row(name, f"{row['median_s']:.3f}", f"{row['images_per_s']:.1f}", runs, f"{row['ratio_vs_torchattacks']:.2f}x",
-                      f"{100 * natural:.2f}%", acc, delta)
+        table.add_row(
+            name,
+            f"{row['median_s']:.3f}",
+            f"{row['images_per_s']:.1f}",
+            runs,
+            f"{row['ratio_vs_torchattacks']:.2f}x",
+            f"{100 * natural:.2f}%",
+            acc,
+            delta,
+        )
     console.print(table)
     console.print(machine_line(device), highlight=False)
 
@@ -284,21 +343,33 @@ def main(argv: list[str] | None = None) -> int:
         ratio, delta = rows[name]["ratio_vs_torchattacks"], rows[name]["robust_minus_theirs_pt"]
         speed = "meets aim" if ratio >= SPEED_AIM else "meets target" if ratio >= SPEED_TARGET else "BELOW TARGET"
         # On a shared machine a few-percent gap can be load, not code: say so when runs vary more than the gap.
-        spread = max((max(rows[k]["runs_s"]) - min(rows[k]["runs_s"])) / rows[k]["median_s"] for k in (name, "torchattacks"))
+        spread = max(
+            (max(rows[k]["runs_s"]) - min(rows[k]["runs_s"])) / rows[k]["median_s"] for k in (name, "torchattacks")
+        )
         if abs(ratio - 1) < spread:
             speed += f" (gap within run-to-run spread of {100 * spread:.0f}%)"
         strength = "OK" if delta <= ROBUST_SLACK_PT else "WEAKER THAN ALLOWED"
         same_start = (adversarial[name] - adversarial["torchattacks"]).abs().max().item()
         verdicts[name] = {"speed": speed, "strength": strength, "max_abs_diff_vs_theirs": same_start}
-        console.print(f"{name}: speed {ratio:.2f}x torchattacks (target >= {SPEED_TARGET}, aim {SPEED_AIM}): {speed}; "
-                      f"robust acc {delta:+.2f} pt vs torchattacks (allowed <= +{ROBUST_SLACK_PT:g}): {strength}; "
-                      f"max |x_{name.replace(' ', '_')} - x_theirs| = {same_start:.2e}", highlight=False)
+        console.print(
+            f"{name}: speed {ratio:.2f}x torchattacks (target >= {SPEED_TARGET}, aim {SPEED_AIM}): {speed}; "
+            f"robust acc {delta:+.2f} pt vs torchattacks (allowed <= +{ROBUST_SLACK_PT:g}): {strength}; "
+            f"max |x_{name.replace(' ', '_')} - x_theirs| = {same_start:.2e}",
+            highlight=False,
+        )
     if theirs_row["robust_acc"] == 0 and all(rows[k]["robust_acc"] == 0 for k in verdicts):
-        console.print("both attacks reach 0% robust accuracy, so the strength check is saturated here; the max |x_ours - x_theirs| "
-                      "above says whether they found the same images (try --preprocessor cropd or a smaller --eps)", highlight=False)
+        console.print(
+            "both attacks reach 0% robust accuracy, so the strength check is saturated here; the max |x_ours - "
+            "x_theirs| "
+            "above says whether they found the same images (try --preprocessor cropd or a smaller --eps)",
+            highlight=False,
+        )
     floor_share = rows["floor: fwd+grad only"]["median_s"] / rows["ours"]["median_s"]
-    console.print(f"fwd+grad alone is {100 * floor_share:.0f}% of our attack's time; the rest is attack bookkeeping "
-                  "(start, sign, projection, closure) and timing noise", highlight=False)
+    console.print(
+        f"fwd+grad alone is {100 * floor_share:.0f}% of our attack's time; the rest is attack bookkeeping "
+        "(start, sign, projection, closure) and timing noise",
+        highlight=False,
+    )
 
     if args.profile:
         for name in (k for k in runners if not k.startswith("floor")):
@@ -306,13 +377,33 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "settings": {"dataset": args.dataset, "n": n, "batch_size": batch_size, "steps": args.steps, "eps": eps,
-                         "step_size": eps / 10, "random_start": True, "repeats": args.repeats, "seed": args.seed,
-                         "device": device, "bf16": args.bf16, "threads": torch.get_num_threads(), **info},
-            "machine": machine_line(device), "natural_acc": natural, "rows": rows, "verdicts": verdicts,
-        }, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": " ".join([Path(sys.executable).name, *sys.argv]),
+                    "settings": {
+                        "dataset": args.dataset,
+                        "n": n,
+                        "batch_size": batch_size,
+                        "steps": args.steps,
+                        "eps": eps,
+                        "step_size": eps / 10,
+                        "random_start": True,
+                        "repeats": args.repeats,
+                        "seed": args.seed,
+                        "device": device,
+                        "bf16": args.bf16,
+                        "threads": torch.get_num_threads(),
+                        **info,
+                    },
+                    "machine": machine_line(device),
+                    "natural_acc": natural,
+                    "rows": rows,
+                    "verdicts": verdicts,
+                },
+                indent=2,
+            )
+        )
         console.print(f"wrote {args.json}", highlight=False)
     return 0
 

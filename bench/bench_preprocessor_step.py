@@ -2,6 +2,7 @@
 
 Each (architecture, device, batch) case runs in its own subprocess, so the peak memory reported is that case's alone.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from _machine import available_cores  # noqa: E402
 
 # Put this checkout first on the path, so `python bench/bench_preprocessor_step.py` measures the code
@@ -37,13 +39,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default=",".join(DEFAULT_ARCHS), help="comma-separated presets (default: paper32,tiny)")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    p.add_argument("--batch-sizes", action="append", default=[], metavar="[ARCH=]B[,B...]",
-                   help="batch sizes for ARCH (repeatable), or for every arch without ARCH=; "
-                        f"default {', '.join(f'{a}={b}' for a, b in DEFAULT_BATCH.items())}")
+    p.add_argument(
+        "--batch-sizes",
+        action="append",
+        default=[],
+        metavar="[ARCH=]B[,B...]",
+        help="batch sizes for ARCH (repeatable), or for every arch without ARCH=; "
+        f"default {', '.join(f'{a}={b}' for a, b in DEFAULT_BATCH.items())}",
+    )
     p.add_argument("--steps", type=int, default=None, help=f"timed steps per case (default {DEFAULT_STEPS})")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before the timed ones (default 2)")
     p.add_argument("--threads", type=int, default=available_cores(), help="torch.set_num_threads (default: all cores)")
-    p.add_argument("--bf16", action="store_true", help="CUDA only: torch.autocast(bfloat16) around the forward and loss")
+    p.add_argument(
+        "--bf16", action="store_true", help="CUDA only: torch.autocast(bfloat16) around the forward and loss"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here as JSON")
     # Internal: the parent re-invokes this script once per case with these.
@@ -111,8 +120,9 @@ def run_case(args: argparse.Namespace) -> dict:
     cuda = device.type == "cuda"
 
     # The project's own config resolution, so the preset expands exactly as a training run's would.
-    cfg = resolve_preprocessor_config({**STEP_SETTINGS, "arch": arch_name, "batch_size": batch, "seed": args.seed},
-                                      image_size=IMAGE_SIZE)
+    cfg = resolve_preprocessor_config(
+        {**STEP_SETTINGS, "arch": arch_name, "batch_size": batch, "seed": args.seed}, image_size=IMAGE_SIZE
+    )
     torch.manual_seed(args.seed)
     model = MaskedAutoencoder(cfg["arch"], IMAGE_SIZE).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -163,16 +173,32 @@ def run_case(args: argparse.Namespace) -> dict:
         device_name = cpu_name()
     median = statistics.median(times)
     return {
-        "arch": arch_name, "device": args.device, "batch": batch, "bf16": args.bf16,
-        "params": count_parameters(model), "warmup_steps": args.warmup, "timed_steps": steps,
-        "step_ms": [t * 1000 for t in times], "median_ms": median * 1000, "min_ms": min(times) * 1000,
-        "images_per_s": batch / median, "mem_kind": mem_kind, "peak_mem_mib": peak / MIB,
+        "arch": arch_name,
+        "device": args.device,
+        "batch": batch,
+        "bf16": args.bf16,
+        "params": count_parameters(model),
+        "warmup_steps": args.warmup,
+        "timed_steps": steps,
+        "step_ms": [t * 1000 for t in times],
+        "median_ms": median * 1000,
+        "min_ms": min(times) * 1000,
+        "images_per_s": batch / median,
+        "mem_kind": mem_kind,
+        "peak_mem_mib": peak / MIB,
         "mem_before_first_step_mib": None if baseline is None else baseline / MIB,
         "mem_increase_mib": None if baseline is None else (peak - baseline) / MIB,
-        "last_loss": float(loss), "loss_finite": bool(torch.isfinite(loss)),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "device_name": device_name,
-                    "cpu_count": os.cpu_count(), "cores_available": available_cores(),
-                    "threads": torch.get_num_threads(), "cuda": torch.version.cuda if cuda else None},
+        "last_loss": float(loss),
+        "loss_finite": bool(torch.isfinite(loss)),
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "device_name": device_name,
+            "cpu_count": os.cpu_count(),
+            "cores_available": available_cores(),
+            "threads": torch.get_num_threads(),
+            "cuda": torch.version.cuda if cuda else None,
+        },
     }
 
 
@@ -191,8 +217,22 @@ def cpu_name() -> str:
 
 
 def case_command(args: argparse.Namespace, arch: str, batch: int, out: Path) -> list[str]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--case", f"{arch}:{batch}", "--case-out", str(out),
-           "--device", args.device, "--warmup", str(args.warmup), "--threads", str(args.threads), "--seed", str(args.seed)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--case",
+        f"{arch}:{batch}",
+        "--case-out",
+        str(out),
+        "--device",
+        args.device,
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+        "--seed",
+        str(args.seed),
+    ]
     if args.steps is not None:
         cmd += ["--steps", str(args.steps)]
     if args.bf16:
@@ -229,25 +269,46 @@ def print_table(results: list[dict], args: argparse.Namespace) -> None:
     m = ok[0]["machine"] if ok else None
     if m:
         where = m["device_name"] + (f" (CUDA {m['cuda']})" if m["cuda"] else "")
-        console.print(f"torch {m['torch']} | python {m['python']} | {args.device}: {where} | "
-                      f"CPUs {m['cpu_count']} ({m['cores_available']} available) | torch threads {m['threads']}")
+        console.print(
+            f"torch {m['torch']} | python {m['python']} | {args.device}: {where} | "
+            f"CPUs {m['cpu_count']} ({m['cores_available']} available) | torch threads {m['threads']}"
+        )
     # Other processes on the same cores distort CPU timings badly (OpenMP threads wait on each other).
     if getattr(args, "load_at_start", None) is not None:
         console.print(f"1-min load average before the first case: {args.load_at_start:.2f}")
     mem_title = "peak CUDA alloc" if args.device == "cuda" else "peak RSS"
-    table = Table(title=f"CRoPD training step, {IMAGE_SIZE}x{IMAGE_SIZE}, lambda 1, tau 0.5, eps 8/255"
-                        + (", bf16 autocast" if args.bf16 else ", fp32"))
-    for name in ("arch", "batch", "params", "warm+timed", "median ms", "min ms", "images/s",
-                 f"{mem_title} MiB", "+ over pre-step MiB"):
+    table = Table(
+        title=f"CRoPD training step, {IMAGE_SIZE}x{IMAGE_SIZE}, lambda 1, tau 0.5, eps 8/255"
+        + (", bf16 autocast" if args.bf16 else ", fp32")
+    )
+    for name in (
+        "arch",
+        "batch",
+        "params",
+        "warm+timed",
+        "median ms",
+        "min ms",
+        "images/s",
+        f"{mem_title} MiB",
+        "+ over pre-step MiB",
+    ):
         table.add_column(name, justify="left" if name == "arch" else "right", no_wrap=True)
     for r in results:
         if "error" in r:
             table.add_row(r["arch"], str(r["batch"]), "", "", "[red]failed[/red]", "", "", "", r["error"][:40])
             continue
         increase = "n/a" if r["mem_increase_mib"] is None else f"{r['mem_increase_mib']:,.0f}"
-        table.add_row(r["arch"], str(r["batch"]), f"{r['params']:,}", f"{r['warmup_steps']}+{r['timed_steps']}",
-                      f"{r['median_ms']:,.0f}", f"{r['min_ms']:,.0f}", f"{r['images_per_s']:,.1f}",
-                      f"{r['peak_mem_mib']:,.0f}", increase)
+        table.add_row(
+            r["arch"],
+            str(r["batch"]),
+            f"{r['params']:,}",
+            f"{r['warmup_steps']}+{r['timed_steps']}",
+            f"{r['median_ms']:,.0f}",
+            f"{r['min_ms']:,.0f}",
+            f"{r['images_per_s']:,.1f}",
+            f"{r['peak_mem_mib']:,.0f}",
+            increase,
+        )
     console.print(table)
 
 
@@ -276,14 +337,27 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(json.loads(out.read_text()))
                 else:
                     # One case failing (e.g. out of memory at a big batch) should not lose the others.
-                    results.append({"arch": arch, "batch": batch, "device": args.device,
-                                    "error": f"subprocess exit status {done.returncode}"})
+                    results.append(
+                        {
+                            "arch": arch,
+                            "batch": batch,
+                            "device": args.device,
+                            "error": f"subprocess exit status {done.returncode}",
+                        }
+                    )
     print_table(results, args)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        settings = {**STEP_SETTINGS, "image_size": IMAGE_SIZE, "device": args.device, "bf16": args.bf16,
-                    "warmup_steps": args.warmup, "threads": args.threads, "seed": args.seed,
-                    "load_average_1min_at_start": args.load_at_start}
+        settings = {
+            **STEP_SETTINGS,
+            "image_size": IMAGE_SIZE,
+            "device": args.device,
+            "bf16": args.bf16,
+            "warmup_steps": args.warmup,
+            "threads": args.threads,
+            "seed": args.seed,
+            "load_average_1min_at_start": args.load_at_start,
+        }
         args.json.write_text(json.dumps({"settings": settings, "results": results}, indent=2))
     return 1 if any("error" in r for r in results) else 0
 

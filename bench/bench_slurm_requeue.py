@@ -4,6 +4,7 @@ and the work lost per interruption (in epochs), for a preemption (USR2) and an o
 Needs a running cluster (slurm/local_cluster/cluster.sh start). One small CRoPD trial on the embedded
 data, long enough to be interrupted twice; the trial's per-epoch Parquet rows give the timeline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,16 +22,38 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 # The tests' tiny foundation and auto-encoder: seconds per stage, so the timeline is the system's.
-TINY_FOUNDATION = {"name": "embedded", "embedded": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
-                   "decoder_hidden_size": 32, "decoder_num_attention_heads": 2, "decoder_intermediate_size": 64, "epochs": 2}}
-TINY_ARCH = {"patch_size": 8, "hidden_size": 32, "encoder_layers": 1, "decoder_layers": 1, "num_heads": 2,
-             "decoder_hidden_size": 32, "mlp_ratio": 2, "pool_factor": 8, "projector_hidden": 64, "projector_dim": 16}
+TINY_FOUNDATION = {
+    "name": "embedded",
+    "embedded": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "decoder_hidden_size": 32,
+        "decoder_num_attention_heads": 2,
+        "decoder_intermediate_size": 64,
+        "epochs": 2,
+    },
+}
+TINY_ARCH = {
+    "patch_size": 8,
+    "hidden_size": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "num_heads": 2,
+    "decoder_hidden_size": 32,
+    "mlp_ratio": 2,
+    "pool_factor": 8,
+    "projector_hidden": 64,
+    "projector_dim": 16,
+}
 
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=120, help="pre-processor epochs of the one trial (default 120)")
-    parser.add_argument("--interrupt-every", type=int, default=10, help="epochs between an interruption and the next (default 10)")
+    parser.add_argument(
+        "--interrupt-every", type=int, default=10, help="epochs between an interruption and the next (default 10)"
+    )
     parser.add_argument("--partition", default="debug")
     parser.add_argument("--out", type=Path, default=None, help="work folder (default: a new temp folder)")
     return parser.parse_args(argv)
@@ -65,7 +88,9 @@ def wait_for(condition, timeout=600, poll=0.2):
 
 
 def job_start(job_id: str) -> float | None:
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "Start,State"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "Start,State"], capture_output=True, text=True
+    ).stdout
     for line in out.splitlines():
         start, state = line.split("|")
         if state.startswith("RUNNING") and start not in ("Unknown", "None"):
@@ -78,21 +103,40 @@ def main(argv=None) -> int:
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-slurm-"))
     root.mkdir(parents=True, exist_ok=True)
     spec_path = root / "requeue.yaml"
-    spec_path.write_text(yaml.safe_dump({
-        "name": "requeue",
-        "trial": {"data": {"dataset": "digits2", "data_fraction": 0.5}, "foundation": TINY_FOUNDATION,
-                  "preprocessor": {"kind": "cropd", "arch": TINY_ARCH, "epochs": args.epochs, "batch_size": 32, "lr": 2e-3},
-                  "head": {"epochs": 3}, "evaluation": {"n_examples": 40, "attacks": ["pgd10"]}},
-        "grid": {"preprocessor.lambda": [1]},
-        "objectives": {"acc_pgd10": "max"},
-        "slurm": {"partition": args.partition, "time": 30, "cpus_per_task": 2, "mem": "6G"},
-    }, sort_keys=False))
+    spec_path.write_text(
+        yaml.safe_dump(
+            {
+                "name": "requeue",
+                "trial": {
+                    "data": {"dataset": "digits2", "data_fraction": 0.5},
+                    "foundation": TINY_FOUNDATION,
+                    "preprocessor": {
+                        "kind": "cropd",
+                        "arch": TINY_ARCH,
+                        "epochs": args.epochs,
+                        "batch_size": 32,
+                        "lr": 2e-3,
+                    },
+                    "head": {"epochs": 3},
+                    "evaluation": {"n_examples": 40, "attacks": ["pgd10"]},
+                },
+                "grid": {"preprocessor.lambda": [1]},
+                "objectives": {"acc_pgd10": "max"},
+                "slurm": {"partition": args.partition, "time": 30, "cpus_per_task": 2, "mem": "6G"},
+            },
+            sort_keys=False,
+        )
+    )
     sweep_dir = root / "sweep"
     env = {**os.environ, "CROPD_CACHE": str(root / "cache"), "PYTHONPATH": str(REPO), "RAY_AUTH_MODE": "disabled"}
 
     t_call = time.time()
-    submitted = subprocess.run([sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--out", str(sweep_dir),
-                                "--backend", "slurm"], env=env, capture_output=True, text=True)
+    submitted = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     t_returned = time.time()
     if submitted.returncode != 0:
         print(submitted.stderr, file=sys.stderr)
@@ -111,8 +155,13 @@ def main(argv=None) -> int:
     epoch_s = None
 
     rows = []
-    for restart, (how, command) in enumerate((("preemption (USR2)", ["scancel", "--signal", "USR2", job_id]),
-                                              ("scontrol requeue", ["scontrol", "requeue", job_id])), start=1):
+    for restart, (how, command) in enumerate(
+        (
+            ("preemption (USR2)", ["scancel", "--signal", "USR2", job_id]),
+            ("scontrol requeue", ["scontrol", "requeue", job_id]),
+        ),
+        start=1,
+    ):
         target = max(r["epoch"] for r in epoch_rows(sweep_dir)) + args.interrupt_every
         wait_for(lambda: max(r["epoch"] for r in epoch_rows(sweep_dir)) >= target)
         before = epoch_rows(sweep_dir)
@@ -120,18 +169,39 @@ def main(argv=None) -> int:
         epoch_s = (times[-1] - times[-6]) / 5 if len(times) >= 6 else None
         t_signal = time.time()
         subprocess.run(command, check=True)
-        t_driver2 = wait_for(lambda: next((e["time"] for e in events(sweep_dir) if e["event"] == "driver started"
-                                           and e["restart_count"] == restart), None))
+        t_driver2 = wait_for(
+            lambda: next(
+                (
+                    e["time"]
+                    for e in events(sweep_dir)
+                    if e["event"] == "driver started" and e["restart_count"] == restart
+                ),
+                None,
+            )
+        )
         # The old run may finish an epoch between the signal and its end: the last one before the restart counts.
         last_before = [r for r in epoch_rows(sweep_dir) if r["recorded_at"].timestamp() < t_driver2][-1]
-        resumed = wait_for(lambda: next((r for r in epoch_rows(sweep_dir) if r["recorded_at"].timestamp() > t_driver2), None))
+        resumed = wait_for(
+            lambda: next((r for r in epoch_rows(sweep_dir) if r["recorded_at"].timestamp() > t_driver2), None)
+        )
         partial = max(0.0, t_signal - last_before["recorded_at"].timestamp()) / epoch_s if epoch_s else float("nan")
-        rows.append((how, t_driver2 - t_signal, resumed["recorded_at"].timestamp() - t_signal, last_before["epoch"],
-                     resumed["epoch"], resumed["epoch"] - 1 - last_before["epoch"], partial))
+        rows.append(
+            (
+                how,
+                t_driver2 - t_signal,
+                resumed["recorded_at"].timestamp() - t_signal,
+                last_before["epoch"],
+                resumed["epoch"],
+                resumed["epoch"] - 1 - last_before["epoch"],
+                partial,
+            )
+        )
 
     print(f"epoch time (pre-processor, before the interruption): {epoch_s:.2f} s")
-    print("| interruption | signal -> driver restarted (s) | signal -> first resumed epoch done (s) | last epoch saved "
-          "before | first epoch after | whole epochs lost | partial epoch lost (at most) |")
+    print(
+        "| interruption | signal -> driver restarted (s) | signal -> first resumed epoch done (s) | last epoch saved "
+        "before | first epoch after | whole epochs lost | partial epoch lost (at most) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for how, restarted, next_epoch, last, first_after, lost, partial in rows:
         print(f"| {how} | {restarted:.1f} | {next_epoch:.1f} | {last} | {first_after} | {lost} | {partial:.2f} |")

@@ -6,6 +6,7 @@ through orchestrator.results as the real tune_trial does, then makes one tune.re
 run, driver peak RSS, Ray's processes' RSS, the size of Ray's experiment folder, and the results
 read back with DuckDB.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trials", type=int, default=1000, metavar="N", help="planned trials (default 1000)")
     p.add_argument("--cpu", type=float, default=0.25, help="resources.cpu per trial (default 0.25)")
     p.add_argument("--max-concurrent", type=int, default=8, help="max_concurrent (default 8 = 2 cores / 0.25)")
-    p.add_argument("--report-only", action="store_true",
-                   help="the trial makes its tune.report only (default: it also validates its config and writes its Parquet row)")
-    p.add_argument("--checkpoints", type=int, default=0, metavar="K",
-                   help="the trial first makes K reports each with a tiny checkpoint, as tune_trial does once per "
-                        "epoch (default 0); with runner.CHECKPOINTS_KEPT set, Tune saves its experiment state every that many")
-    p.add_argument("--objectives", default="acc_natural", help="comma-separated objective metrics, maximised (default acc_natural)")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="the trial makes its tune.report only (default: it also validates its config and writes its Parquet row)",
+    )
+    p.add_argument(
+        "--checkpoints",
+        type=int,
+        default=0,
+        metavar="K",
+        help="the trial first makes K reports each with a tiny checkpoint, as tune_trial does once per "
+        "epoch (default 0); with runner.CHECKPOINTS_KEPT set, Tune saves its experiment state every that many",
+    )
+    p.add_argument(
+        "--objectives", default="acc_natural", help="comma-separated objective metrics, maximised (default acc_natural)"
+    )
     p.add_argument("--out", type=Path, default=None, help="sweep dir (default: a temp folder, removed at the end)")
     p.add_argument("--keep", action="store_true", help="keep the default temp folder")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the figures here as JSON")
@@ -87,13 +98,26 @@ def _epoch_reports(objectives: list[str], key: str) -> None:
 
     for epoch in range(1, int(os.environ.get("BENCH_SCALE_CHECKPOINTS", "0")) + 1):
         with _tempfile.TemporaryDirectory() as folder:
-            (Path(folder) / "manifest.json").write_text(json.dumps({"config_hash": key, "stage": "noop", "epoch": epoch}))
-            tune.report({**{metric: math.nan for metric in objectives}, "epoch": epoch, "stage": "noop"},
-                        checkpoint=tune.Checkpoint.from_directory(folder))
+            (Path(folder) / "manifest.json").write_text(
+                json.dumps({"config_hash": key, "stage": "noop", "epoch": epoch})
+            )
+            tune.report(
+                {**{metric: math.nan for metric in objectives}, "epoch": epoch, "stage": "noop"},
+                checkpoint=tune.Checkpoint.from_directory(folder),
+            )
 
 
-def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_trial: dict, objectives: list[str],
-                        cpus: float, gpus: float, **_: object) -> None:
+def noop_trial_with_row(
+    params: dict,
+    *,
+    sweep_dir: str,
+    sweep_name: str,
+    base_trial: dict,
+    objectives: list[str],
+    cpus: float,
+    gpus: float,
+    **_: object,
+) -> None:
     """What tune_trial does around run_trial, without run_trial: config, Parquet row, one report."""
     from ray import tune
 
@@ -107,14 +131,35 @@ def noop_trial_with_row(params: dict, *, sweep_dir: str, sweep_name: str, base_t
     key = config_hash(config)
     _epoch_reports(objectives, key)
     metrics = {metric: _metric_value(key, metric) for metric in objectives}
-    write_trial(Path(sweep_dir), trial_row(sweep=sweep_name, trial_id=tune.get_context().get_trial_id(), config_hash=key,
-                                           config=config, status=TERMINATED, metrics=metrics, error=None,
-                                           started_at=started, finished_at=now_utc(), extra={"device": "cpu"}))
+    write_trial(
+        Path(sweep_dir),
+        trial_row(
+            sweep=sweep_name,
+            trial_id=tune.get_context().get_trial_id(),
+            config_hash=key,
+            config=config,
+            status=TERMINATED,
+            metrics=metrics,
+            error=None,
+            started_at=started,
+            finished_at=now_utc(),
+            extra={"device": "cpu"},
+        ),
+    )
     tune.report({**metrics, "stage": "done", "config_hash": key})
 
 
-def noop_trial_report_only(params: dict, *, sweep_dir: str, sweep_name: str, base_trial: dict, objectives: list[str],
-                           cpus: float, gpus: float, **_: object) -> None:
+def noop_trial_report_only(
+    params: dict,
+    *,
+    sweep_dir: str,
+    sweep_name: str,
+    base_trial: dict,
+    objectives: list[str],
+    cpus: float,
+    gpus: float,
+    **_: object,
+) -> None:
     """One tune.report of the objective metrics, nothing else."""
     from ray import tune
 
@@ -130,7 +175,10 @@ def grid_for(n: int) -> dict[str, list]:
     """n points: lambda x temperature (10 temperatures) when n is a multiple of 10 and >= 20, else lambda alone."""
     if n >= 20 and n % 10 == 0:
         lambdas = [round(0.01 * (i + 1), 4) for i in range(n // 10)]
-        return {"preprocessor.lambda": lambdas, "preprocessor.temperature": [round(0.1 * (i + 1), 2) for i in range(10)]}
+        return {
+            "preprocessor.lambda": lambdas,
+            "preprocessor.temperature": [round(0.1 * (i + 1), 2) for i in range(10)],
+        }
     return {"preprocessor.lambda": [round(0.01 * (i + 1), 4) for i in range(n)]}
 
 
@@ -234,8 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import ray
     import torch
-
     from _timed_backend import TimedBackend
+
     from orchestrator.results import connect
     from orchestrator.runner import run_sweep
     from orchestrator.sweep_paths import SweepPaths
@@ -268,8 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with ProcessMonitor() as monitor, open(progress_log, "w") as log, contextlib.redirect_stderr(log):
             called = time.time()
-            outcome = run_sweep(spec, sweep_dir, backend=TimedBackend(stamps, before_stop=last_look, temp_dir=ray_temp), live=False,
-                                trial_function=trial_function)
+            outcome = run_sweep(
+                spec,
+                sweep_dir,
+                backend=TimedBackend(stamps, before_stop=last_look, temp_dir=ray_temp),
+                live=False,
+                trial_function=trial_function,
+            )
             returned = time.time()
         wall = returned - called
         driver_peak = peak_rss_bytes()
@@ -291,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.report_only:
             connection = connect(sweep_dir)
             rows, distinct, terminated = connection.execute(
-                "SELECT count(*), count(DISTINCT config_hash), count(*) FILTER (WHERE status = 'TERMINATED') FROM trials").fetchone()
+                "SELECT count(*), count(DISTINCT config_hash), count(*) FILTER (WHERE status = 'TERMINATED') "
+                "FROM trials"
+            ).fetchone()
             starts = [r[0] for r in connection.execute("SELECT epoch(started_at) FROM trials ORDER BY 1").fetchall()]
         query_s = time.perf_counter() - query_started
     finally:
@@ -299,59 +354,111 @@ def main(argv: list[str] | None = None) -> int:
 
     n = spec.num_trials
     print()
-    print(f"=== Sweep engine at scale: {n} no-op trials ({'tune.report only' if args.report_only else 'config + Parquet row + tune.report'}"
-          f"{f', after {args.checkpoints} checkpointed reports' if args.checkpoints else ''}), "
-          f"resources cpu {args.cpu}, max_concurrent {args.max_concurrent}, objectives {list(spec.objectives)} ===")
-    print(f"machine: {os.cpu_count()} CPUs ({available_cores()} available), ray {ray.__version__}, torch {torch.__version__}, "
-          f"python {sys.version.split()[0]}")
-    print(f"load avg (1 min): {load_start:.2f} at start, during the run mean {sum(monitor.loads) / len(monitor.loads):.2f} "
-          f"max {max(monitor.loads):.2f}; other processes used ~{monitor.others_cpu_s():.0f} CPU-s "
-          f"= {monitor.others_cpu_s() / max(wall, 1e-9):.2f} cores on average")
-    print(f"grid: {', '.join(f'{k} x {len(v)}' for k, v in grid_for(args.trials).items())}; spec parse + validation of "
-          f"{n} trial configs: {spec_s:.2f} s")
+    print(
+        f"=== Sweep engine at scale: {n} no-op trials "
+        f"({'tune.report only' if args.report_only else 'config + Parquet row + tune.report'}"
+        f"{f', after {args.checkpoints} checkpointed reports' if args.checkpoints else ''}), "
+        f"resources cpu {args.cpu}, max_concurrent {args.max_concurrent}, objectives {list(spec.objectives)} ==="
+    )
+    print(
+        f"machine: {os.cpu_count()} CPUs ({available_cores()} available), ray {ray.__version__}, torch "
+        f"{torch.__version__}, "
+        f"python {sys.version.split()[0]}"
+    )
+    print(
+        f"load avg (1 min): {load_start:.2f} at start, during the run mean "
+        f"{sum(monitor.loads) / len(monitor.loads):.2f} "
+        f"max {max(monitor.loads):.2f}; other processes used ~{monitor.others_cpu_s():.0f} CPU-s "
+        f"= {monitor.others_cpu_s() / max(wall, 1e-9):.2f} cores on average"
+    )
+    print(
+        f"grid: {', '.join(f'{k} x {len(v)}' for k, v in grid_for(args.trials).items())}; spec parse + validation of "
+        f"{n} trial configs: {spec_s:.2f} s"
+    )
     print(f"outcome: {outcome.done} done, {outcome.failed} failed, {outcome.unfinished} unfinished")
-    print(f"total wall (run_sweep call -> return): {wall:.1f} s; per-trial overhead = wall / trials = {wall / n * 1000:.0f} ms; "
-          f"{n / wall:.1f} trials/s")
-    print(f"  run_sweep called -> ray.init done: {stamps['ray_init_end'] - called:.1f} s "
-          f"(ray.init {stamps['ray_init_end'] - stamps['ray_init_begin']:.1f} s); "
-          f"ray.init done -> shutdown begins: {stamps['ray_stop_begin'] - stamps['ray_init_end']:.1f} s; "
-          f"ray.shutdown {stamps['ray_stop_end'] - stamps['ray_stop_begin']:.1f} s; "
-          f"after shutdown -> return {returned - stamps['ray_stop_end']:.1f} s")
+    print(
+        f"total wall (run_sweep call -> return): {wall:.1f} s; per-trial overhead = wall / trials = "
+        f"{wall / n * 1000:.0f} ms; "
+        f"{n / wall:.1f} trials/s"
+    )
+    print(
+        f"  run_sweep called -> ray.init done: {stamps['ray_init_end'] - called:.1f} s "
+        f"(ray.init {stamps['ray_init_end'] - stamps['ray_init_begin']:.1f} s); "
+        f"ray.init done -> shutdown begins: {stamps['ray_stop_begin'] - stamps['ray_init_end']:.1f} s; "
+        f"ray.shutdown {stamps['ray_stop_end'] - stamps['ray_stop_begin']:.1f} s; "
+        f"after shutdown -> return {returned - stamps['ray_stop_end']:.1f} s"
+    )
     if len(starts) >= 10:
         first, last = starts[0], starts[-1]
-        print(f"  first trial started {first - stamps['ray_init_end']:.1f} s after ray.init; last trial started "
-              f"{stamps['ray_stop_begin'] - last:.1f} s before shutdown")
+        print(
+            f"  first trial started {first - stamps['ray_init_end']:.1f} s after ray.init; last trial started "
+            f"{stamps['ray_stop_begin'] - last:.1f} s before shutdown"
+        )
         tenth = len(starts) // 10
         rates = []
         for i in range(10):
-            chunk = starts[i * tenth:(i + 1) * tenth + 1]
+            chunk = starts[i * tenth : (i + 1) * tenth + 1]
             span = chunk[-1] - chunk[0]
             rates.append((len(chunk) - 1) / span if span > 0 else math.inf)
         print("  trial starts per second, by tenth of the run: " + " ".join(f"{r:.1f}" for r in rates))
-    print(f"driver peak RSS (ru_maxrss): {driver_peak / MIB:,.0f} MiB (after imports, before the sweep: {rss_after_imports / MIB:,.0f} MiB)")
-    by_name = ", ".join(f"{name} x{count} {size / MIB:,.0f}" for name, (count, size) in
-                        sorted(monitor.last_children_by_name.items(), key=lambda kv: -kv[1][1]))
-    print(f"Ray's processes (driver's descendants), RSS sum: last sample before shutdown {monitor.last_children_rss / MIB:,.0f} MiB "
-          f"in {monitor.last_children_count} processes ({by_name}); peak {monitor.peak_children_rss / MIB:,.0f} MiB "
-          f"in {monitor.peak_children_count} (RSS counts shared pages once per process)")
-    print(f"Ray experiment folder {ray_dir}: {ray_size / MIB:,.1f} MiB in {ray_files} files, {len(trial_dirs)} trial folders; "
-          f"experiment_state json {state_size / 1024:,.0f} KiB, searcher state {searcher_size / 1024:,.0f} KiB")
-    print(f"Optuna journal: {journal.stat().st_size / 1024 if journal.exists() else 0:,.0f} KiB; "
-          f"results/: {results_size / MIB:,.1f} MiB in {results_files} files")
+    print(
+        f"driver peak RSS (ru_maxrss): {driver_peak / MIB:,.0f} MiB (after imports, before the sweep: "
+        f"{rss_after_imports / MIB:,.0f} MiB)"
+    )
+    by_name = ", ".join(
+        f"{name} x{count} {size / MIB:,.0f}"
+        for name, (count, size) in sorted(monitor.last_children_by_name.items(), key=lambda kv: -kv[1][1])
+    )
+    print(
+        "Ray's processes (driver's descendants), RSS sum: last sample before shutdown "
+        f"{monitor.last_children_rss / MIB:,.0f} MiB "
+        f"in {monitor.last_children_count} processes ({by_name}); peak {monitor.peak_children_rss / MIB:,.0f} MiB "
+        f"in {monitor.peak_children_count} (RSS counts shared pages once per process)"
+    )
+    print(
+        f"Ray experiment folder {ray_dir}: {ray_size / MIB:,.1f} MiB in {ray_files} files, {len(trial_dirs)} "
+        "trial folders; "
+        f"experiment_state json {state_size / 1024:,.0f} KiB, searcher state {searcher_size / 1024:,.0f} KiB"
+    )
+    print(
+        f"Optuna journal: {journal.stat().st_size / 1024 if journal.exists() else 0:,.0f} KiB; "
+        f"results/: {results_size / MIB:,.1f} MiB in {results_files} files"
+    )
     if not args.report_only:
-        print(f"DuckDB read-back ({query_s:.2f} s incl. connect): rows {rows}, distinct config_hash {distinct}, "
-              f"duplicates {rows - distinct}, TERMINATED {terminated}  -> {'OK' if rows == n and distinct == n else 'MISMATCH'}")
+        print(
+            f"DuckDB read-back ({query_s:.2f} s incl. connect): rows {rows}, distinct config_hash {distinct}, "
+            f"duplicates {rows - distinct}, TERMINATED {terminated}  -> "
+            f"{'OK' if rows == n and distinct == n else 'MISMATCH'}"
+        )
     print(f"1-min load average at the end: {os.getloadavg()[0]:.2f}")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "trials": n, "report_only": args.report_only, "cpu": args.cpu, "max_concurrent": args.max_concurrent,
-            "wall_s": wall, "per_trial_s": wall / n, "done": outcome.done, "failed": outcome.failed,
-            "driver_peak_rss_mib": driver_peak / MIB, "ray_rss_last_mib": monitor.last_children_rss / MIB,
-            "ray_rss_peak_mib": monitor.peak_children_rss / MIB, "ray_folder_mib": ray_size / MIB, "ray_files": ray_files,
-            "experiment_state_kib": state_size / 1024, "rows": rows, "duplicates": rows - distinct,
-            "load_start": load_start, "load_mean": sum(monitor.loads) / len(monitor.loads)}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "trials": n,
+                    "report_only": args.report_only,
+                    "cpu": args.cpu,
+                    "max_concurrent": args.max_concurrent,
+                    "wall_s": wall,
+                    "per_trial_s": wall / n,
+                    "done": outcome.done,
+                    "failed": outcome.failed,
+                    "driver_peak_rss_mib": driver_peak / MIB,
+                    "ray_rss_last_mib": monitor.last_children_rss / MIB,
+                    "ray_rss_peak_mib": monitor.peak_children_rss / MIB,
+                    "ray_folder_mib": ray_size / MIB,
+                    "ray_files": ray_files,
+                    "experiment_state_kib": state_size / 1024,
+                    "rows": rows,
+                    "duplicates": rows - distinct,
+                    "load_start": load_start,
+                    "load_mean": sum(monitor.loads) / len(monitor.loads),
+                },
+                indent=2,
+            )
+        )
     if args.out is None and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     else:

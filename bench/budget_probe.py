@@ -12,6 +12,7 @@ what a sweep of two concurrent trials costs:
 Trials and artifacts go under --out (default runs/budget_probe), so a repeated probe reuses the
 pre-processor it trained.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,12 @@ import yaml  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", type=Path, help="a sweep spec whose trial section is the base")
-    parser.add_argument("overrides", nargs="*", help="dotted key=value (YAML values), e.g. preprocessor.epochs=40 seed=1")
-    parser.add_argument("--attacks", default="", help="attacks to time (their accuracies are not printed), e.g. pgd10,pgd20,autoattack")
+    parser.add_argument(
+        "overrides", nargs="*", help="dotted key=value (YAML values), e.g. preprocessor.epochs=40 seed=1"
+    )
+    parser.add_argument(
+        "--attacks", default="", help="attacks to time (their accuracies are not printed), e.g. pgd10,pgd20,autoattack"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("runs/budget_probe"))
     args = parser.parse_args()
@@ -49,14 +54,28 @@ def main() -> None:
         overrides[key] = yaml.safe_load(value)
     config = apply_overrides(load_spec(args.spec).trial, overrides)
     attacks = [name for name in args.attacks.split(",") if name]
-    config["evaluation"] = {**config.get("evaluation", {}), "attacks": attacks,
-                            "integrity": bool(attacks), "autoattack_examples": config.get("evaluation", {}).get("autoattack_examples") or 100}
+    config["evaluation"] = {
+        **config.get("evaluation", {}),
+        "attacks": attacks,
+        "integrity": bool(attacks),
+        "autoattack_examples": config.get("evaluation", {}).get("autoattack_examples") or 100,
+    }
     key = config_hash(validate_trial_config(config))
     started = time.perf_counter()
     result = run_trial(config, args.out / "trials" / key, artifacts=args.out / "artifacts")
-    print(json.dumps({"overrides": overrides, "attacks": attacks, "threads": args.threads, "config_hash": key,
-                      "acc_natural": round(result["acc_natural"], 4), "wall_s": round(time.perf_counter() - started, 1),
-                      **{name: round(value, 1) for name, value in result.items() if name.startswith("time_")}}))
+    print(
+        json.dumps(
+            {
+                "overrides": overrides,
+                "attacks": attacks,
+                "threads": args.threads,
+                "config_hash": key,
+                "acc_natural": round(result["acc_natural"], 4),
+                "wall_s": round(time.perf_counter() - started, 1),
+                **{name: round(value, 1) for name, value in result.items() if name.startswith("time_")},
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Prints the harness's table (kills by kind, resumes, rows, duplicate rows, epochs
 processes left behind) and whether every metric equals an uninterrupted run of the same spec.
 Uses tests/chaos/chaos_harness.py, the same harness the CI test runs with 5 kills of each kind.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,17 +23,38 @@ sys.path[:0] = [str(REPO / "tests" / "chaos"), str(REPO / "tests"), str(REPO)]
 from _machine import available_cores  # noqa: E402
 from chaos_harness import KINDS, Chaos, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows  # noqa: E402
 
-TINY_FOUNDATION = {"name": "embedded", "embedded": {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
-                                                    "decoder_hidden_size": 32, "decoder_num_attention_heads": 2,
-                                                    "decoder_intermediate_size": 64, "epochs": 2}}
-TINY_ARCH = {"patch_size": 8, "hidden_size": 32, "encoder_layers": 1, "decoder_layers": 1, "num_heads": 2,
-             "decoder_hidden_size": 32, "mlp_ratio": 2, "pool_factor": 8, "projector_hidden": 64, "projector_dim": 16}
+TINY_FOUNDATION = {
+    "name": "embedded",
+    "embedded": {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "decoder_hidden_size": 32,
+        "decoder_num_attention_heads": 2,
+        "decoder_intermediate_size": 64,
+        "epochs": 2,
+    },
+}
+TINY_ARCH = {
+    "patch_size": 8,
+    "hidden_size": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "num_heads": 2,
+    "decoder_hidden_size": 32,
+    "mlp_ratio": 2,
+    "pool_factor": 8,
+    "projector_hidden": 64,
+    "projector_dim": 16,
+}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20, help="kills of each kind")
-    parser.add_argument("--epochs", type=int, default=120, help="pre-processor epochs per trial (long enough for the kills)")
+    parser.add_argument(
+        "--epochs", type=int, default=120, help="pre-processor epochs per trial (long enough for the kills)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -55,22 +77,37 @@ def main() -> int:
         chaos.processes.reap()
     reference = out / "reference" / "chaos"
     reference.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(chaos.command[:4] + [str(spec), "--out", str(reference), "--plain"], cwd=reference.parent, env=chaos.env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        chaos.command[:4] + [str(spec), "--out", str(reference), "--plain"],
+        cwd=reference.parent,
+        env=chaos.env,
+        check=True,
+        capture_output=True,
+    )
 
     rows = [row for p in (killed / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
     keys = [row["config_hash"] for row in rows]
     print(f"machine: {available_cores()} cores; one torch thread per trial, two trials at a time")
-    print(f"spec: {spec} ({len(keys)} trials, {args.epochs} pre-processor epochs); final exit code {chaos.driver.returncode}")
+    print(
+        f"spec: {spec} ({len(keys)} trials, {args.epochs} pre-processor epochs); final exit code "
+        f"{chaos.driver.returncode}"
+    )
     print("| kind | kills |\n|---|---|")
     for kind in KINDS:
         print(f"| {kind} | {report.kills[kind]} |")
-    print("\n| resumes | rows | duplicate rows | not TERMINATED | epochs redone | Ray processes left 60 s after exit | "
-          "left by killed drivers (stopped by the next) | wall s |\n|---|---|---|---|---|---|---|---|")
-    print(f"| {report.resumes} | {len(rows)} | {len(keys) - len(set(keys))} | "
-          f"{sum(row['status'] != 'TERMINATED' for row in rows)} | {len(Chaos.epochs_redone(report, killed))} | {len(left)} | "
-          f"{report.left_by_killed_drivers} | {report.seconds:.0f} |")
-    same = metrics_by_trial(killed) == metrics_by_trial(reference) and outcomes_by_trial(killed) == outcomes_by_trial(reference)
+    print(
+        "\n| resumes | rows | duplicate rows | not TERMINATED | epochs redone | Ray processes left 60 s after exit | "
+        "left by killed drivers (stopped by the next) | wall s |\n|---|---|---|---|---|---|---|---|"
+    )
+    print(
+        f"| {report.resumes} | {len(rows)} | {len(keys) - len(set(keys))} | "
+        f"{sum(row['status'] != 'TERMINATED' for row in rows)} | {len(Chaos.epochs_redone(report, killed))} | "
+        f"{len(left)} | "
+        f"{report.left_by_killed_drivers} | {report.seconds:.0f} |"
+    )
+    same = metrics_by_trial(killed) == metrics_by_trial(reference) and outcomes_by_trial(killed) == outcomes_by_trial(
+        reference
+    )
     print(f"\nmetrics and per-example outcomes equal to an uninterrupted run: {same}")
     return 0 if same else 1
 

@@ -4,6 +4,7 @@ clean and robust heads, natural / PGD-10 / PGD-20 / AutoAttack with 95% bootstra
 Runs each trial through trainables.trial.run_trial (resumable: rerun to continue). Slow on CPU:
 the robust heads attack the whole pipeline every batch, and AutoAttack dominates evaluation.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,8 +47,13 @@ def main() -> None:
             head_cfg = {"mode": head, "epochs": epochs}
             if head == "robust":
                 head_cfg["milestones"] = [epochs // 2, 3 * epochs // 4]
-            config = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": preprocessor,
-                      "head": head_cfg, "evaluation": {"autoattack_examples": args.autoattack_examples}}
+            config = {
+                "data": {"dataset": "digits2"},
+                "foundation": {"name": "embedded"},
+                "preprocessor": preprocessor,
+                "head": head_cfg,
+                "evaluation": {"autoattack_examples": args.autoattack_examples},
+            }
             name = f"{kind}{'' if lam is None else f'-lambda{lam:g}'}-{head}"
             if args.only and name not in args.only.split(","):
                 continue
@@ -55,15 +61,40 @@ def main() -> None:
             result = run_trial(config, args.out / name, artifacts=args.artifacts or args.out / "artifacts")
 
             def cell(metric: str) -> str:
-                return f"{100 * result[metric]:.1f} [{100 * result[metric + '_lo']:.1f}, {100 * result[metric + '_hi']:.1f}]"
+                low, high = result[metric + "_lo"], result[metric + "_hi"]
+                return f"{100 * result[metric]:.1f} [{100 * low:.1f}, {100 * high:.1f}]"
 
-            total = sum(value for key, value in result.items() if key.startswith("time_") and key.endswith("_s") and key.count("_") == 2)
-            row = [kind + ("" if lam is None else f" λ={lam:g}"), head, cell("acc_natural"), cell("acc_pgd10"), cell("acc_pgd20"),
-                   cell("acc_autoattack"), ", ".join(result["integrity_flags"]) or "-", f"{total:.0f}"]
+            total = sum(
+                value
+                for key, value in result.items()
+                if key.startswith("time_") and key.endswith("_s") and key.count("_") == 2
+            )
+            row = [
+                kind + ("" if lam is None else f" λ={lam:g}"),
+                head,
+                cell("acc_natural"),
+                cell("acc_pgd10"),
+                cell("acc_pgd20"),
+                cell("acc_autoattack"),
+                ", ".join(result["integrity_flags"]) or "-",
+                f"{total:.0f}",
+            ]
             table.add_row(*row)
             (args.out / "table.jsonl").parent.mkdir(parents=True, exist_ok=True)
             with open(args.out / "table.jsonl", "a") as handle:
-                handle.write(json.dumps({"trial": name, **{k: v for k, v in result.items() if k.startswith(("acc_", "time_", "params_", "integrity_flags", "sweep_"))}}) + "\n")
+                handle.write(
+                    json.dumps(
+                        {
+                            "trial": name,
+                            **{
+                                k: v
+                                for k, v in result.items()
+                                if k.startswith(("acc_", "time_", "params_", "integrity_flags", "sweep_"))
+                            },
+                        }
+                    )
+                    + "\n"
+                )
     console.print(table)
 
 

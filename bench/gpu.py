@@ -1,4 +1,5 @@
-"""GPU figures for the day a GPU is lent (issue 17, item 6): the paper32 CRoPD epoch, PGD-20 through ViT-MAE-large, peak memory per trial stage.
+"""GPU figures for the day a GPU is lent (issue 17, item 6): the paper32 CRoPD epoch, PGD-20 through
+ViT-MAE-large, peak memory per trial stage.
 
 Three parts, all in one process and on one device, each case's peak memory taken after
 `torch.cuda.reset_peak_memory_stats` (allocated tensors, not the allocator's cache):
@@ -24,6 +25,7 @@ Three parts, all in one process and on one device, each case's peak memory taken
 
 Run: python bench/gpu.py [--json PATH] [--quick]   (--quick: tiny sizes, also runs on a CPU, to check the script)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,12 +52,21 @@ from trainables.pipeline import Pipeline
 from trainables.preprocessors import MaskedAutoencoder, resolve_preprocessor_config
 from trainables.preprocessors.objectives import cropd_step
 
-GIB = 1024 ** 3
+GIB = 1024**3
 CIFAR10_TRAIN = 50_000
 EPS = 8 / 255
 # facebook/vit-mae-large's config.json, the encoder part (the decoder is never used downstream).
-VIT_MAE_LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096,
-                     "image_size": 224, "patch_size": 16, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "qkv_bias": True}
+VIT_MAE_LARGE = {
+    "hidden_size": 1024,
+    "num_hidden_layers": 24,
+    "num_attention_heads": 16,
+    "intermediate_size": 4096,
+    "image_size": 224,
+    "patch_size": 16,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-12,
+    "qkv_bias": True,
+}
 PRECISIONS = ("fp32", "tf32", "bf16")
 
 
@@ -64,9 +75,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None, help="also write every figure here")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few steps: checks the script, measures nothing")
     p.add_argument("--seconds", type=float, default=6.0, help="timed seconds per CRoPD case (default 6)")
-    p.add_argument("--parts", default="cropd,augmentation,pgd,memory",
-                   help="comma-separated parts to run (default: cropd,augmentation,pgd,memory)")
-    p.add_argument("--pgd-batches", default="64,256", help="PGD batch sizes (default 64,256; strength is measured at the first)")
+    p.add_argument(
+        "--parts",
+        default="cropd,augmentation,pgd,memory",
+        help="comma-separated parts to run (default: cropd,augmentation,pgd,memory)",
+    )
+    p.add_argument(
+        "--pgd-batches", default="64,256", help="PGD batch sizes (default 64,256; strength is measured at the first)"
+    )
     return p.parse_args(argv)
 
 
@@ -105,8 +121,10 @@ def peak_gib(device: torch.device) -> float | None:
 
 
 def cropd_config(batch: int) -> dict:
-    return resolve_preprocessor_config({"kind": "cropd", "arch": "paper32", "lambda": 1.0, "temperature": 0.5,
-                                        "eps": EPS, "batch_size": batch}, image_size=32)
+    return resolve_preprocessor_config(
+        {"kind": "cropd", "arch": "paper32", "lambda": 1.0, "temperature": 0.5, "eps": EPS, "batch_size": batch},
+        image_size=32,
+    )
 
 
 # --- 1. CRoPD training ------------------------------------------------------------------------------
@@ -143,9 +161,16 @@ def cropd_case(batch: int, precision: str, device: torch.device, seconds: float,
     sync(device)
     elapsed = time.perf_counter() - started
     per_second = steps * batch / elapsed
-    return {"part": "cropd_step", "batch": batch, "precision": precision, "timed_steps": steps,
-            "images_per_s": per_second, "epoch_s_cifar10": CIFAR10_TRAIN / per_second,
-            "peak_gib": peak_gib(device), "loss_finite": bool(torch.isfinite(loss))}
+    return {
+        "part": "cropd_step",
+        "batch": batch,
+        "precision": precision,
+        "timed_steps": steps,
+        "images_per_s": per_second,
+        "epoch_s_cifar10": CIFAR10_TRAIN / per_second,
+        "peak_gib": peak_gib(device),
+        "loss_finite": bool(torch.isfinite(loss)),
+    }
 
 
 def augmentation_rate(batch: int) -> dict:
@@ -157,8 +182,12 @@ def augmentation_rate(batch: int) -> dict:
     rounds = 3
     for _ in range(rounds):
         augment_batch(images, transform)
-    return {"part": "cpu_augmentation", "batch": batch, "threads": torch.get_num_threads(),
-            "images_per_s": rounds * batch / (time.perf_counter() - started)}
+    return {
+        "part": "cpu_augmentation",
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "images_per_s": rounds * batch / (time.perf_counter() - started),
+    }
 
 
 # --- 2. PGD-20 through the lambda_ablation pipeline -------------------------------------------------
@@ -169,7 +198,9 @@ def build_pipeline(device: torch.device, quick: bool, *, trainable_foundation: b
 
     settings = dict(VIT_MAE_LARGE)
     if quick:
-        settings.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=64)
+        settings.update(
+            hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=64
+        )
     torch.manual_seed(0)
     vit = ViTMAEModel(ViTMAEConfig(**settings, mask_ratio=0.0))
     foundation = FoundationFeatures(vit, IMAGENET_MEAN, IMAGENET_STD, "mean", trainable=trainable_foundation)
@@ -208,6 +239,7 @@ def pgd_cases(pipeline: Pipeline, batch: int, device: torch.device, quick: bool,
         y = pipeline(x).argmax(dim=1)  # every point starts correctly classified
     rows = []
     for precision in PRECISIONS:
+
         def loss_of(xa: torch.Tensor, precision: str = precision) -> torch.Tensor:
             with Precision(precision, device):
                 return F.cross_entropy(pipeline(xa), y, reduction="sum")
@@ -222,13 +254,21 @@ def pgd_cases(pipeline: Pipeline, batch: int, device: torch.device, quick: bool,
         sync(device)
         rate = rounds * batch / (time.perf_counter() - started)
         strength = {}
-        for eps in ((1 / 255, 2 / 255, EPS) if measure_strength else ()):
+        for eps in (1 / 255, 2 / 255, EPS) if measure_strength else ():
             torch.manual_seed(2)  # the same random start for every precision
             with Precision(precision, device):
                 survives = _pgd_survives(pipeline, x, y, eps=eps, steps=20, step_size=eps / 10, random_start=True)
             strength[f"robust_acc_eps{round(eps * 255)}"] = survives.float().mean().item()
-        rows.append({"part": "pgd20_vit_mae_large_224", "batch": batch, "precision": precision,
-                     "images_per_s": rate, "peak_gib": peak_gib(device), **strength})
+        rows.append(
+            {
+                "part": "pgd20_vit_mae_large_224",
+                "batch": batch,
+                "precision": precision,
+                "images_per_s": rate,
+                "peak_gib": peak_gib(device),
+                **strength,
+            }
+        )
     return rows
 
 
@@ -244,8 +284,16 @@ def stage_memory(pipeline: Pipeline, device: torch.device, quick: bool) -> list[
 
     def record(stage: str, started: float) -> None:
         sync(device)
-        rows.append({"part": "stage_memory", "stage": stage, "batch": batch, "precision": "fp32",
-                     "seconds": time.perf_counter() - started, "peak_gib": peak_gib(device)})
+        rows.append(
+            {
+                "part": "stage_memory",
+                "stage": stage,
+                "batch": batch,
+                "precision": "fp32",
+                "seconds": time.perf_counter() - started,
+                "peak_gib": peak_gib(device),
+            }
+        )
 
     head_optimizer = torch.optim.SGD(pipeline.head.parameters(), lr=1e-2, momentum=0.9)
     reset_peak(device)
@@ -259,7 +307,9 @@ def stage_memory(pipeline: Pipeline, device: torch.device, quick: bool) -> list[
 
     reset_peak(device)
     started = time.perf_counter()
-    adversarial = pgd(lambda xa: F.cross_entropy(pipeline(xa), y), x, eps=EPS, steps=10, step_size=0.007, random_start=True)
+    adversarial = pgd(
+        lambda xa: F.cross_entropy(pipeline(xa), y), x, eps=EPS, steps=10, step_size=0.007, random_start=True
+    )
     loss = F.cross_entropy(pipeline(torch.cat([x, adversarial])), torch.cat([y, y]))
     head_optimizer.zero_grad()
     loss.backward()
@@ -275,7 +325,9 @@ def stage_memory(pipeline: Pipeline, device: torch.device, quick: bool) -> list[
     optimizer = torch.optim.AdamW([p for p in pipeline.parameters() if p.requires_grad], lr=1e-4)
     reset_peak(device)
     started = time.perf_counter()
-    adversarial = pgd(lambda xa: F.cross_entropy(pipeline(xa), y), x, eps=EPS, steps=10, step_size=0.007, random_start=True)
+    adversarial = pgd(
+        lambda xa: F.cross_entropy(pipeline(xa), y), x, eps=EPS, steps=10, step_size=0.007, random_start=True
+    )
     pipeline.train()
     loss = F.cross_entropy(pipeline(torch.cat([x, adversarial])), torch.cat([y, y]))
     optimizer.zero_grad()
@@ -288,8 +340,13 @@ def stage_memory(pipeline: Pipeline, device: torch.device, quick: bool) -> list[
 
 
 def machine(device: torch.device) -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "device": str(device)}
+    info = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
         info.update(gpu=props.name, gpu_memory_gib=props.total_memory / GIB, cuda=torch.version.cuda)
@@ -337,7 +394,7 @@ def main(argv=None) -> int:
 
     parts = {part.strip() for part in args.parts.split(",")}
     if "cropd" in parts:
-        for batch in ((4,) if args.quick else (32, 256)):
+        for batch in (4,) if args.quick else (32, 256):
             for precision in PRECISIONS:
                 attempt("cropd_step", lambda *a: [cropd_case(*a)], batch, precision, device, args.seconds, args.quick)
     if "augmentation" in parts:
@@ -351,21 +408,38 @@ def main(argv=None) -> int:
     if "pgd" in parts:
         batches = [4] if args.quick else [int(b) for b in args.pgd_batches.split(",")]
         for batch in batches:
-            attempt("pgd20_vit_mae_large_224", pgd_cases, pipeline, batch, device, args.quick,
-                    measure_strength=batch == batches[0])
+            attempt(
+                "pgd20_vit_mae_large_224",
+                pgd_cases,
+                pipeline,
+                batch,
+                device,
+                args.quick,
+                measure_strength=batch == batches[0],
+            )
     if "memory" in parts:
         attempt("stage_memory", stage_memory, pipeline, device, args.quick)
 
-    print_rows("CRoPD paper32 training step, 32 px (epoch = 50,000 images, extrapolated)",
-               [r for r in rows if r["part"] == "cropd_step"],
-               ["batch", "precision", "timed_steps", "images_per_s", "epoch_s_cifar10", "peak_gib", "loss_finite"])
-    print_rows("fit.py's CPU augmentation", [r for r in rows if r["part"] == "cpu_augmentation"],
-               ["batch", "threads", "images_per_s"])
-    print_rows("PGD-20 through paper32 CRoPD -> ViT-MAE-large (random weights) at 224 px -> linear head",
-               [r for r in rows if r["part"] == "pgd20_vit_mae_large_224"],
-               ["batch", "precision", "images_per_s", "peak_gib", "robust_acc_eps1", "robust_acc_eps2", "robust_acc_eps8"])
-    print_rows("Peak memory per lambda_ablation trial stage (fp32)", [r for r in rows if r["part"] == "stage_memory"],
-               ["stage", "batch", "seconds", "peak_gib"])
+    print_rows(
+        "CRoPD paper32 training step, 32 px (epoch = 50,000 images, extrapolated)",
+        [r for r in rows if r["part"] == "cropd_step"],
+        ["batch", "precision", "timed_steps", "images_per_s", "epoch_s_cifar10", "peak_gib", "loss_finite"],
+    )
+    print_rows(
+        "fit.py's CPU augmentation",
+        [r for r in rows if r["part"] == "cpu_augmentation"],
+        ["batch", "threads", "images_per_s"],
+    )
+    print_rows(
+        "PGD-20 through paper32 CRoPD -> ViT-MAE-large (random weights) at 224 px -> linear head",
+        [r for r in rows if r["part"] == "pgd20_vit_mae_large_224"],
+        ["batch", "precision", "images_per_s", "peak_gib", "robust_acc_eps1", "robust_acc_eps2", "robust_acc_eps8"],
+    )
+    print_rows(
+        "Peak memory per lambda_ablation trial stage (fp32)",
+        [r for r in rows if r["part"] == "stage_memory"],
+        ["stage", "batch", "seconds", "peak_gib"],
+    )
     return 1 if any("error" in r for r in rows) else 0
 
 

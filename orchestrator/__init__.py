@@ -6,14 +6,27 @@ For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas),
 outcomes), all reading only the sweep's Parquet files; `orchestrator.paired_difference(a, b)`
 compares two configurations on the same test points.
 """
-__all__ = ["load_results", "results_relation", "load_examples", "pareto_front", "paper_table", "paired_difference",
-           "compare_to_reference"]
+
+__all__ = [
+    "load_results",
+    "results_relation",
+    "load_examples",
+    "pareto_front",
+    "paper_table",
+    "paired_difference",
+    "compare_to_reference",
+]
 
 # Re-exported lazily (PEP 562), so `import orchestrator` stays instant and pulls in nothing heavy.
-_EXPORTS = {"load_results": ("analysis", "load"), "results_relation": ("analysis", "relation"),
-            "load_examples": ("analysis", "load_examples"), "pareto_front": ("analysis", "pareto_front"),
-            "paper_table": ("report", "paper_table"), "paired_difference": ("paired", "paired_difference"),
-            "compare_to_reference": ("paired", "compare_to_reference")}
+_EXPORTS = {
+    "load_results": ("analysis", "load"),
+    "results_relation": ("analysis", "relation"),
+    "load_examples": ("analysis", "load_examples"),
+    "pareto_front": ("analysis", "pareto_front"),
+    "paper_table": ("report", "paper_table"),
+    "paired_difference": ("paired", "paired_difference"),
+    "compare_to_reference": ("paired", "compare_to_reference"),
+}
 
 
 def __getattr__(name: str):

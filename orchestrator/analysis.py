@@ -3,6 +3,7 @@
 Reads only the Parquet files under results/ (no Ray, Optuna or torch), so it works on a copy of
 results/ on a laptop, and on a sweep still running (on the trials finished so far).
 """
+
 from __future__ import annotations
 
 import math
@@ -13,14 +14,30 @@ import pandas as pd
 
 from trainables.errors import UserError
 
-from .results import (HEADLINE_METRICS, SEED_COLUMNS, TERMINATED, add_examples_view, connect_results, first_line,
-                      is_setting)
+from .results import (
+    HEADLINE_METRICS,
+    SEED_COLUMNS,
+    TERMINATED,
+    add_examples_view,
+    connect_results,
+    first_line,
+    is_setting,
+)
 from .safe_query import locked_connection
 from .sweep_target import results_dir_of
 
 # Columns that identify a row or describe its run rather than measure it.
-IDENTITY_COLUMNS = ("sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "git_revision",
-                    "torch_threads")
+IDENTITY_COLUMNS = (
+    "sweep",
+    "trial_id",
+    "config_hash",
+    "status",
+    "error",
+    "started_at",
+    "finished_at",
+    "git_revision",
+    "torch_threads",
+)
 INTERVAL_LEVEL = 0.95
 
 
@@ -45,7 +62,11 @@ def relation(target: Path, sql: str | None = None, *, where: str | None = None, 
             if not where.strip():
                 raise UserError("--where: the condition is empty")
             conditions.append(f"({where})")
-        sql = "SELECT * FROM trials" + (" WHERE " + " AND ".join(conditions) if conditions else "") + " ORDER BY started_at"
+        sql = (
+            "SELECT * FROM trials"
+            + (" WHERE " + " AND ".join(conditions) if conditions else "")
+            + " ORDER BY started_at"
+        )
     try:
         return connection.sql(sql)
     except duckdb.Error as err:
@@ -85,15 +106,26 @@ def load_examples(target: Path, config_hashes) -> pd.DataFrame:
     if not hashes:
         return frame_of(connection.sql("SELECT * FROM examples LIMIT 0"))
     listed = ", ".join("'" + key.replace("'", "''") + "'" for key in hashes)
-    return frame_of(connection.sql(f"SELECT config_hash, attack, \"index\", label, correct FROM examples WHERE config_hash IN ({listed})"))
+    return frame_of(
+        connection.sql(
+            f'SELECT config_hash, attack, "index", label, correct FROM examples WHERE config_hash IN ({listed})'
+        )
+    )
 
 
 def metric_columns(trials: pd.DataFrame) -> list[str]:
     """Numeric columns that measure a trial: accuracies, times, parameter counts, bounds aside."""
-    return [c for c in trials.columns
-            if not is_setting(c) and c not in IDENTITY_COLUMNS and not c.startswith(("version.", "n_"))
-            and not c.endswith(("_lo", "_hi")) and pd.api.types.is_numeric_dtype(trials[c])
-            and not pd.api.types.is_bool_dtype(trials[c]) and trials[c].notna().any()]
+    return [
+        c
+        for c in trials.columns
+        if not is_setting(c)
+        and c not in IDENTITY_COLUMNS
+        and not c.startswith(("version.", "n_"))
+        and not c.endswith(("_lo", "_hi"))
+        and pd.api.types.is_numeric_dtype(trials[c])
+        and not pd.api.types.is_bool_dtype(trials[c])
+        and trials[c].notna().any()
+    ]
 
 
 def check_metric(trials: pd.DataFrame, name: str, option: str) -> str:
@@ -111,9 +143,15 @@ def present_metrics(trials: pd.DataFrame, names=HEADLINE_METRICS) -> list[str]:
 # Evaluation settings that say how much was measured, not what: a configuration attacked with
 # AutoAttack on one seed only (autoattack_examples 0 on the others), or on fewer points, is still
 # one configuration, and its seeds are one row.
-MEASUREMENT_EXTENT = ("evaluation.attacks", "evaluation.n_examples", "evaluation.autoattack_examples",
-                      "evaluation.batch_size", "evaluation.bootstrap_resamples", "evaluation.integrity",
-                      "evaluation.verbose")
+MEASUREMENT_EXTENT = (
+    "evaluation.attacks",
+    "evaluation.n_examples",
+    "evaluation.autoattack_examples",
+    "evaluation.batch_size",
+    "evaluation.bootstrap_resamples",
+    "evaluation.integrity",
+    "evaluation.verbose",
+)
 
 
 def config_columns(trials: pd.DataFrame) -> list[str]:
@@ -129,15 +167,20 @@ def configurations(trials: pd.DataFrame) -> list[tuple[dict, pd.Index]]:
         return [({}, trials.index)]
     # Group on text so that nulls and floats compare as written (1 and 1.0 are one lambda).
     key_text = trials[keys].astype("string").fillna("<null>")
-    return [({key: trials.at[index[0], key] for key in keys}, index)
-            for _, index in key_text.groupby(keys, dropna=False, sort=False).groups.items()]
+    return [
+        ({key: trials.at[index[0], key] for key in keys}, index)
+        for _, index in key_text.groupby(keys, dropna=False, sort=False).groups.items()
+    ]
 
 
 # Settings that depend on another: results null what a pre-processor kind ignores, a trial
 # without robust pre-training (or without a ResNet) has no such settings, and methods and kinds
 # bring their own defaults (rocl's PGD-7 against advcl's PGD-5).
-OWNERS = {"preprocessor.": "preprocessor.kind", "foundation.pretraining.": "foundation.pretraining.method",
-          "foundation.resnet.": "foundation.name"}
+OWNERS = {
+    "preprocessor.": "preprocessor.kind",
+    "foundation.pretraining.": "foundation.pretraining.method",
+    "foundation.resnet.": "foundation.name",
+}
 
 
 def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
@@ -154,8 +197,11 @@ def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
         if values.nunique() < 2:
             continue
         owner = next((owner for prefix, owner in OWNERS.items() if column.startswith(prefix) and column != owner), None)
-        if owner is not None and owner in trials and \
-                (values.groupby(trials[owner].astype("string").fillna("<null>")).nunique() == 1).all():
+        if (
+            owner is not None
+            and owner in trials
+            and (values.groupby(trials[owner].astype("string").fillna("<null>")).nunique() == 1).all()
+        ):
             continue
         found.append(column)
     return found
@@ -183,16 +229,29 @@ def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             values = group[metric].dropna()
             mean = float(values.mean()) if len(values) else math.nan
             if len(values) == 1:
-                low, high = (float(group.at[values.index[0], f"{metric}_{end}"]) if f"{metric}_{end}" in group else math.nan
-                             for end in ("lo", "hi"))
+                low, high = (
+                    float(group.at[values.index[0], f"{metric}_{end}"]) if f"{metric}_{end}" in group else math.nan
+                    for end in ("lo", "hi")
+                )
             elif len(values) >= 2:
                 numbers = values.to_numpy(dtype=float)
-                half = stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(numbers) - 1) * numbers.std(ddof=1) / math.sqrt(len(numbers))
+                half = (
+                    stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(numbers) - 1)
+                    * numbers.std(ddof=1)
+                    / math.sqrt(len(numbers))
+                )
                 low, high = mean - half, mean + half
             else:
                 low = high = math.nan
-            row.update({metric: mean, f"{metric}_lo": low, f"{metric}_hi": high, f"{metric}_half": (high - low) / 2,
-                        f"{metric}_seeds": len(values)})
+            row.update(
+                {
+                    metric: mean,
+                    f"{metric}_lo": low,
+                    f"{metric}_hi": high,
+                    f"{metric}_half": (high - low) / 2,
+                    f"{metric}_seeds": len(values),
+                }
+            )
         flags = set()
         for value in group.get("integrity_flags", pd.Series(dtype=object)).dropna():
             flags.update(flag for flag in str(value).split(",") if flag)

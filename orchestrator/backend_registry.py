@@ -5,6 +5,7 @@ for (importlib, no import of the backends package here), so the spec's validatio
 `sweep --help` never import submitit, and the spec, which names a backend, sits below the
 backends without an import cycle; an unknown name gets one line listing the known ones.
 """
+
 from __future__ import annotations
 
 from importlib import import_module

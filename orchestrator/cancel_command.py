@@ -2,6 +2,7 @@
 
 Results already written stay; running the sweep command again resumes from them.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -4,6 +4,7 @@ Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Par
 (the paper-style table), `plot`, `pareto`, `cancel` (a sweep's Slurm jobs), and `preprocessors`
 (train the pre-processors of one dataset, no Ray).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,17 @@ from trainables.errors import UserError  # noqa: E402
 
 # Each command module imports torch, Ray and the like inside its run(), so `--help` and the
 # read-only commands start in about a second.
-from . import (cancel_command, pareto_command, plot_command, preprocessors_command, report_command,  # noqa: E402
-               results_command, status_command, sweep_command, unreadable)
+from . import (
+    cancel_command,
+    pareto_command,
+    plot_command,
+    preprocessors_command,
+    report_command,  # noqa: E402
+    results_command,
+    status_command,
+    sweep_command,
+    unreadable,
+)
 
 EXIT_USER_ERROR = 2
 

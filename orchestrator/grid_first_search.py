@@ -14,6 +14,7 @@ axes alone, so searched parameters do not matter.
 The Optuna trial the killed driver took stays RUNNING in the journal (the dashboard shows it);
 no Tune trial ever reports to it.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,10 @@ class GridFirstOptunaSearch(OptunaSearch):
             return json.dumps([params.get(key) for key in axes])
 
         held = Counter(identity(trial.params) for trial in ot_trials.values())
-        waiting = Counter(identity(trial.system_attrs.get("fixed_params", trial.params))
-                          for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+        waiting = Counter(
+            identity(trial.system_attrs.get("fixed_params", trial.params))
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        )
         lost = []
         for point in points:
             key = identity(point)

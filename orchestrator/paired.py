@@ -7,6 +7,7 @@ and McNemar's exact test; `compare_to_reference` does it for every configuration
 against a reference configuration (Vanilla, say), attack by attack, from the per-example outcomes
 that every trial writes (results/examples/).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ class PairedDifference:
         return self.lo > 0 or self.hi < 0
 
 
-def paired_difference(a, b, *, resamples: int = RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE) -> PairedDifference:
+def paired_difference(
+    a, b, *, resamples: int = RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE
+) -> PairedDifference:
     """Compare two configurations under one attack on the test points both were evaluated on.
 
     `a` and `b` are per-example outcomes (a DataFrame, or anything pandas turns into one) with
@@ -104,10 +107,13 @@ def _bootstrap_interval(differences: np.ndarray, resamples: int, seed: int, conf
     for start in range(0, resamples, _CHUNK):
         count = min(_CHUNK, resamples - start)
         point_weights = rng.multinomial(points, np.full(points, 1 / points), size=count)  # (count, points)
-        seed_weights = (rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=count) if seeds > 1
-                        else np.ones((count, 1), dtype=np.int64))
+        seed_weights = (
+            rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=count)
+            if seeds > 1
+            else np.ones((count, 1), dtype=np.int64)
+        )
         per_seed = differences @ point_weights.T  # (seeds, count): each seed's sum over the drawn points
-        means[start:start + count] = (seed_weights.T * per_seed).sum(axis=0) / (seeds * points)
+        means[start : start + count] = (seed_weights.T * per_seed).sum(axis=0) / (seeds * points)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(low), float(high)
@@ -122,10 +128,14 @@ def attack_of(metric: str) -> str:
 
 
 def parse_reference(text: str) -> dict[str, str]:
-    """`--compare-to`: a pre-processor kind (`vanilla`) or settings (`preprocessor.kind=cropd,preprocessor.lambda=1`)."""
+    """`--compare-to`: a pre-processor kind (`vanilla`) or settings
+    (`preprocessor.kind=cropd,preprocessor.lambda=1`)."""
     text = text.strip()
     if not text:
-        raise UserError("--compare-to: empty; give a pre-processor kind (vanilla) or settings (preprocessor.kind=cropd,head.mode=clean)")
+        raise UserError(
+            "--compare-to: empty; give a pre-processor kind (vanilla) or settings "
+            "(preprocessor.kind=cropd,head.mode=clean)"
+        )
     if "=" not in text:
         return {"preprocessor.kind": text}
     selector = {}
@@ -171,8 +181,15 @@ def _agree(x, y) -> bool:
     return str(x) == str(y) or (isinstance(x, (int, float)) and isinstance(y, (int, float)) and float(x) == float(y))
 
 
-def compare_to_reference(trials: pd.DataFrame, examples: pd.DataFrame, selector: dict[str, str], attacks: Iterable[str], *,
-                         resamples: int = RESAMPLES, seed: int = 0) -> pd.DataFrame:
+def compare_to_reference(
+    trials: pd.DataFrame,
+    examples: pd.DataFrame,
+    selector: dict[str, str],
+    attacks: Iterable[str],
+    *,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> pd.DataFrame:
     """For each configuration of `trials`: its paired difference to the reference configuration
     under each attack ('natural', 'pgd10', ...).
 
@@ -198,8 +215,11 @@ def compare_to_reference(trials: pd.DataFrame, examples: pd.DataFrame, selector:
             row["reference"] = "self"
             rows.append(row)
             continue
-        candidates = [j for j, (other, _) in enumerate(groups) if is_reference[j] and
-                      all(_agree(settings[key], other[key]) for key in settings if key not in selector)]
+        candidates = [
+            j
+            for j, (other, _) in enumerate(groups)
+            if is_reference[j] and all(_agree(settings[key], other[key]) for key in settings if key not in selector)
+        ]
         if len(candidates) != 1:
             row["reference"] = None
         else:
@@ -208,9 +228,19 @@ def compare_to_reference(trials: pd.DataFrame, examples: pd.DataFrame, selector:
             for attack in attacks:
                 found = _difference(outcomes, trials.loc[index], trials.loc[reference_index], attack, resamples, seed)
                 if found is not None:
-                    row.update({f"{attack}_{name}": value for name, value in (
-                        ("diff", found.difference), ("lo", found.lo), ("hi", found.hi), ("p", found.p_value),
-                        ("points", found.points), ("seeds", found.seeds))})
+                    row.update(
+                        {
+                            f"{attack}_{name}": value
+                            for name, value in (
+                                ("diff", found.difference),
+                                ("lo", found.lo),
+                                ("hi", found.hi),
+                                ("p", found.p_value),
+                                ("points", found.points),
+                                ("seeds", found.seeds),
+                            )
+                        }
+                    )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -223,8 +253,11 @@ def _outcomes_by_trial(trials: pd.DataFrame, examples: pd.DataFrame) -> dict[tup
     trained pre-processor (Identity) has no pre-processor seed.
     """
     seed_column = SEED_COLUMNS[0]
-    seed_of = (trials.set_index("config_hash")[seed_column].astype("string").fillna("") if seed_column in trials
-               else pd.Series("", index=trials["config_hash"]))
+    seed_of = (
+        trials.set_index("config_hash")[seed_column].astype("string").fillna("")
+        if seed_column in trials
+        else pd.Series("", index=trials["config_hash"])
+    )
     found = {}
     for (key, attack), frame in examples.groupby(["config_hash", "attack"], sort=False):
         if key in seed_of.index:
@@ -246,8 +279,9 @@ def _difference(outcomes, group: pd.DataFrame, reference: pd.DataFrame, attack: 
         return None
 
 
-def sweep_comparisons(target, trials: pd.DataFrame, references: list[str] | None, metrics: Iterable[str], *,
-                      resamples: int = RESAMPLES) -> list[tuple[str, pd.DataFrame]] | None:
+def sweep_comparisons(
+    target, trials: pd.DataFrame, references: list[str] | None, metrics: Iterable[str], *, resamples: int = RESAMPLES
+) -> list[tuple[str, pd.DataFrame]] | None:
     """The report's comparisons: for each `--compare-to` text (None: the default reference), its
     name and compare_to_reference's frame; [] when none is asked for (or none applies), None
     when some is but the results hold no per-example outcomes (a sweep from before they existed)."""
@@ -264,5 +298,7 @@ def sweep_comparisons(target, trials: pd.DataFrame, references: list[str] | None
     if examples.empty:
         return None
     attacks = [attack_of(metric) for metric in metrics]
-    return [(reference_text(selector), compare_to_reference(trials, examples, selector, attacks, resamples=resamples))
-            for selector in selectors]
+    return [
+        (reference_text(selector), compare_to_reference(trials, examples, selector, attacks, resamples=resamples))
+        for selector in selectors
+    ]

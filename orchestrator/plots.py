@@ -4,6 +4,7 @@ robust accuracy against attack strength.
 matplotlib's object API (no pyplot state, no display needed); seeds of one configuration are one
 point with its 95% interval as error bars; images are written whole or not at all.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,8 +35,10 @@ STAGE_ORDER = ("foundation", "preprocessor", "head")
 # alone (comparable across pre-processor kinds, unlike their total losses), head accuracy.
 EPOCH_PANELS = {"loss": "training loss", "loss_reconstruction": "reconstruction MSE", "train_acc": "train accuracy"}
 # The attack-strength sweep of each trial (JSON [[x, accuracy], ...]): its column, x label, x scale.
-STRENGTH_PANELS = {"sweep_eps": ("PGD-10 against eps", "eps (x/255)", 255.0),
-                   "sweep_steps": ("PGD at the evaluation eps against steps", "PGD steps (log scale)", 1.0)}
+STRENGTH_PANELS = {
+    "sweep_eps": ("PGD-10 against eps", "eps (x/255)", 255.0),
+    "sweep_steps": ("PGD at the evaluation eps against steps", "PGD steps (log scale)", 1.0),
+}
 RISES_FLAGS = {"accuracy_rises_with_eps": "eps", "accuracy_rises_with_steps": "steps"}
 # Legend geometry at fontsize "small": width of a character and of the marker with its padding,
 # height of a row. Used to fit long configuration labels without clipping them.
@@ -71,21 +74,30 @@ def _label(row: pd.Series, keys: list[str]) -> str:
         if pd.isna(value):
             continue
         text = setting_text(value)  # list settings (advcl views) as a+b, as the report writes them
-        parts.append(text if key == "preprocessor.kind" else f"{text} head" if key == "head.mode" else f"{_title(key)}={text}")
+        parts.append(
+            text if key == "preprocessor.kind" else f"{text} head" if key == "head.mode" else f"{_title(key)}={text}"
+        )
     return ", ".join(parts) or "all trials"
 
 
 def _numeric_axis(trials: pd.DataFrame, param: str) -> pd.Series:
     if param not in trials.columns:
         settings = varying(trials, config_columns(trials))
-        raise UserError(f"parameter axis: no setting {param!r} in these results (--param); settings that vary: {', '.join(settings) or 'none'}")
+        raise UserError(
+            f"parameter axis: no setting {param!r} in these results (--param); settings that vary: "
+            f"{', '.join(settings) or 'none'}"
+        )
     values = pd.to_numeric(trials[param], errors="coerce")
     if values.isna().all() or (values.isna() & trials[param].notna()).any():
-        raise UserError(f"parameter axis {param}: expected numbers, it holds {trials[param].dropna().unique()[:5].tolist()}")
+        raise UserError(
+            f"parameter axis {param}: expected numbers, it holds {trials[param].dropna().unique()[:5].tolist()}"
+        )
     distinct = values.dropna().unique()
     if len(distinct) < 2:
-        raise UserError(f"parameter axis {param}: one value ({', '.join(f'{v:g}' for v in distinct) or 'none'}) in these "
-                        "trials; a curve needs at least two (pick another with --param)")
+        raise UserError(
+            f"parameter axis {param}: one value ({', '.join(f'{v:g}' for v in distinct) or 'none'}) in these "
+            "trials; a curve needs at least two (pick another with --param)"
+        )
     return values
 
 
@@ -146,10 +158,19 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
             curve = curve.sort_values(param)
             y = curve[metric].to_numpy(dtype=float)
             errors = np.vstack([y - curve[f"{metric}_lo"], curve[f"{metric}_hi"] - y])
-            ax.errorbar(curve[param], y, yerr=np.nan_to_num(errors), marker="o", capsize=3, color=colours[label], label=label)
+            ax.errorbar(
+                curve[param], y, yerr=np.nan_to_num(errors), marker="o", capsize=3, color=colours[label], label=label
+            )
         for _, base in table[table[param].isna()].iterrows():
-            ax.axhline(base[metric], linestyle="--", color=colours[base["label"]], label=f"{base['label']} (no {_title(param)})")
-            ax.axhspan(base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0)
+            ax.axhline(
+                base[metric],
+                linestyle="--",
+                color=colours[base["label"]],
+                label=f"{base['label']} (no {_title(param)})",
+            )
+            ax.axhspan(
+                base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0
+            )
         scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param)
         _value_ticks(ax, curves[param])
         ax.set_xlabel(_title(param) + scale)
@@ -176,18 +197,43 @@ def pareto_figure(trials: pd.DataFrame, x: str, y: str, *, param: str, maximize=
     for i, (kind, members) in enumerate(trials.groupby(groups, sort=False)):
         ax.scatter(members[x], members[y], color=f"C{i % 10}", label=str(kind), alpha=0.8, zorder=2)
     on_front = trials[front].sort_values(x, ascending=not maximize[0])
-    ax.scatter(on_front[x], on_front[y], s=110, facecolors="none", edgecolors="black", linewidths=1.2,
-               label=f"Pareto front ({len(on_front)} of {len(trials)})", zorder=3)
-    ax.plot(on_front[x], on_front[y], color="black", linewidth=0.8, drawstyle="steps-post" if maximize[0] else "steps-pre", zorder=1)
-    ax.set_xlabel(_title(x) + (" accuracy" if x.startswith("acc_") else "") + ("" if maximize[0] else " (lower is better)"))
-    ax.set_ylabel(_title(y) + (" accuracy" if y.startswith("acc_") else "") + ("" if maximize[1] else " (lower is better)"))
+    ax.scatter(
+        on_front[x],
+        on_front[y],
+        s=110,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        label=f"Pareto front ({len(on_front)} of {len(trials)})",
+        zorder=3,
+    )
+    ax.plot(
+        on_front[x],
+        on_front[y],
+        color="black",
+        linewidth=0.8,
+        drawstyle="steps-post" if maximize[0] else "steps-pre",
+        zorder=1,
+    )
+    ax.set_xlabel(
+        _title(x) + (" accuracy" if x.startswith("acc_") else "") + ("" if maximize[0] else " (lower is better)")
+    )
+    ax.set_ylabel(
+        _title(y) + (" accuracy" if y.startswith("acc_") else "") + ("" if maximize[1] else " (lower is better)")
+    )
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
     if param in trials.columns:
         order = list(trials.index[front]) + list(trials.index[~front])
-        place_labels(ax, [(trials.at[i, x], trials.at[i, y], _param_text(param, trials.at[i, param])) for i in order
-                          if not pd.isna(trials.at[i, param])])
+        place_labels(
+            ax,
+            [
+                (trials.at[i, x], trials.at[i, y], _param_text(param, trials.at[i, param]))
+                for i in order
+                if not pd.isna(trials.at[i, param])
+            ],
+        )
     return figure
 
 
@@ -207,8 +253,14 @@ def place_labels(ax, points: list[tuple[float, float, str]]) -> list:
     placed, boxes = [], []
     for px, py, text in points:
         for dx, dy in LABEL_OFFSETS:
-            label = ax.annotate(text, (px, py), xytext=(dx, dy), textcoords="offset points", fontsize="x-small",
-                                ha="left" if dx >= 0 else "right")
+            label = ax.annotate(
+                text,
+                (px, py),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize="x-small",
+                ha="left" if dx >= 0 else "right",
+            )
             box = label.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(other) for other in boxes):
@@ -229,14 +281,20 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
         raise UserError("these trials have no per-epoch records (results/epochs/ is empty)")
     by_kind = len(set(labels.values())) > MAX_LABELLED_LINES
     epochs["line"] = epochs["config_hash"].map(kinds if by_kind else labels)
-    stages = sorted(set(epochs["stage"]), key=lambda stage: STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER))
-    panels = [(stage, column) for stage in stages for column in EPOCH_PANELS
-              if column in epochs and epochs.loc[epochs["stage"] == stage, column].notna().any()]
+    stages = sorted(
+        set(epochs["stage"]), key=lambda stage: STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+    )
+    panels = [
+        (stage, column)
+        for stage in stages
+        for column in EPOCH_PANELS
+        if column in epochs and epochs.loc[epochs["stage"] == stage, column].notna().any()
+    ]
     columns = min(len(panels), 2)
     rows = -(-len(panels) // columns)
     figure = Figure(figsize=(4.8 * columns, 3.6 * rows + 0.8), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
-    for unused in axes[len(panels):]:
+    for unused in axes[len(panels) :]:
         unused.set_visible(False)
     colours = line_colours(epochs["line"])
     for ax, (stage, column) in zip(axes, panels):
@@ -254,7 +312,9 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
         ax.grid(alpha=0.3)
     # Built from the colour map, not from a panel: a line can be missing from one panel (Identity
     # has no pre-processor epochs).
-    handles = [Line2D([], [], color=colour, marker="" if by_kind else ".", label=line) for line, colour in colours.items()]
+    handles = [
+        Line2D([], [], color=colour, marker="" if by_kind else ".", label=line) for line, colour in colours.items()
+    ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
     figure.suptitle(title)
     return figure
@@ -274,15 +334,21 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
         rises = [what for flag, what in RISES_FLAGS.items() if flag in str(row["integrity_flags"]).split(",")]
         label = _label(row, keys) + (f" (flag: rises with {' and '.join(rises)})" if rises else "")
         line_of.update(dict.fromkeys(row["config_hashes"].split(","), label))
-    points = {column: _sweep_points(trials, column, line_of, scale) for column, (_, _, scale) in STRENGTH_PANELS.items()}
+    points = {
+        column: _sweep_points(trials, column, line_of, scale) for column, (_, _, scale) in STRENGTH_PANELS.items()
+    }
     if all(frame.empty for frame in points.values()):
-        raise UserError("these trials have no attack-strength sweep (sweep_eps and sweep_steps are empty: "
-                        "evaluation.integrity was off, or eps was 0)")
+        raise UserError(
+            "these trials have no attack-strength sweep (sweep_eps and sweep_steps are empty: "
+            "evaluation.integrity was off, or eps was 0)"
+        )
     drawn = pd.concat(points.values())["line"]  # a configuration with no sweep gets no legend entry
     colours = line_colours(drawn)
     width = 10.0
     columns = legend_columns([*colours, "evaluation eps"], width)
-    figure = Figure(figsize=(width, 4.6 + LEGEND_ROW_INCHES * math.ceil((len(colours) + 1) / columns)), layout="constrained")
+    figure = Figure(
+        figsize=(width, 4.6 + LEGEND_ROW_INCHES * math.ceil((len(colours) + 1) / columns)), layout="constrained"
+    )
     axes = figure.subplots(1, 2)
     for ax, (column, (panel, xlabel, _)) in zip(axes, STRENGTH_PANELS.items()):
         for line, members in points[column].groupby("line", sort=False):
@@ -303,14 +369,22 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
     handles += [Line2D([], [], linestyle=":", color="0.35", label="evaluation eps")] if marks else []
     figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small")
     counts = sorted({min(SWEEP_POINTS, int(n)) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
-    figure.suptitle(f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
-                    "shaded: min-max over seeds; a rising line suggests obfuscated gradients", fontsize="medium")
+    figure.suptitle(
+        f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
+        "shaded: min-max over seeds; a rising line suggests obfuscated gradients",
+        fontsize="medium",
+    )
     return figure
 
 
 def _sweep_points(trials: pd.DataFrame, column: str, line_of: dict, scale: float) -> pd.DataFrame:
-    """One row per trial and sweep point: config_hash, line, x (times `scale`), accuracy; '[]' or no column adds none."""
+    """One row per trial and sweep point: config_hash, line, x (times `scale`), accuracy; '[]' or no
+    column adds none."""
     texts = trials[column] if column in trials else pd.Series(None, index=trials.index, dtype=object)
-    rows = [(key, line_of[key], round(scale * x, 9), accuracy) for key, text in zip(trials["config_hash"], texts)
-            if isinstance(text, str) for x, accuracy in json.loads(text)]
+    rows = [
+        (key, line_of[key], round(scale * x, 9), accuracy)
+        for key, text in zip(trials["config_hash"], texts)
+        if isinstance(text, str)
+        for x, accuracy in json.loads(text)
+    ]
     return pd.DataFrame(rows, columns=["config_hash", "line", "x", "accuracy"])

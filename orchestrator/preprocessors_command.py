@@ -3,6 +3,7 @@
 Pre-trains (or reuses) the foundation, trains each pre-processor kind with per-epoch checkpoints
 (rerunning the command resumes), and prints a table of what each one cost and reconstructs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,8 +19,12 @@ from trainables.errors import ConfigError, UserError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("preprocessors", help="train pre-processors on one dataset (embedded default: digits2)")
-    parser.add_argument("--dataset", default="digits2", help="dataset name (default: digits2, the embedded binary task)")
+    parser = commands.add_parser(
+        "preprocessors", help="train pre-processors on one dataset (embedded default: digits2)"
+    )
+    parser.add_argument(
+        "--dataset", default="digits2", help="dataset name (default: digits2, the embedded binary task)"
+    )
     parser.add_argument("--data-root", default=None, help="local data root (default: $CROPD_DATA_ROOT or ./data)")
     parser.add_argument("--kinds", default="identity,vanilla,cropd,arae", help="comma-separated pre-processor kinds")
     parser.add_argument("--lambdas", default="1,10", help="comma-separated CRoPD lambda values")
@@ -30,7 +35,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--data-fraction", type=float, default=1.0)
     parser.add_argument("--foundation", default="embedded", help="foundation name or local path (default: embedded)")
     parser.add_argument("--config", type=Path, default=None, help="YAML mapping of extra preprocessor settings")
-    parser.add_argument("--out", type=Path, default=Path("runs/preprocessors"), help="working folder (artifacts, checkpoints)")
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs/preprocessors"), help="working folder (artifacts, checkpoints)"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.set_defaults(run=run)
 
@@ -63,7 +70,14 @@ def _configs(args: argparse.Namespace, extra: dict) -> list[dict]:
     configs = []
     for kind in kinds:
         for lam in lambdas if kind == "cropd" else [None]:
-            cfg = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "warmup_epochs": 2, **extra, "kind": kind}
+            cfg = {
+                "epochs": args.epochs,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+                "warmup_epochs": 2,
+                **extra,
+                "kind": kind,
+            }
             if lam is not None:
                 cfg["lambda"] = lam
             configs.append(cfg)
@@ -100,23 +114,42 @@ def run(args: argparse.Namespace) -> int:
     _validate(configs, args.config)
     train = stratified_fraction(load_dataset(args.dataset, "train", root=args.data_root), args.data_fraction, seed=0)
     test = load_dataset(args.dataset, "test", root=args.data_root)
+
     def pretrain_report(record: dict) -> None:
-        console.print(f"  embedded foundation pre-training (once, then cached) epoch {record['epoch']} loss {record['loss']:.4f}")
+        console.print(
+            f"  embedded foundation pre-training (once, then cached) epoch {record['epoch']} loss {record['loss']:.4f}"
+        )
 
     foundation = load_foundation({"name": args.foundation}, device=args.device, on_pretrain_epoch=pretrain_report)
-    features_of = FeatureModel.of_foundation({"name": args.foundation}, foundation)  # advcl's pseudo-labels cluster these
-    console.print(f"foundation: {args.foundation} ({sum(p.numel() for p in foundation.parameters()):,} parameters, frozen)")
+    features_of = FeatureModel.of_foundation(
+        {"name": args.foundation}, foundation
+    )  # advcl's pseudo-labels cluster these
+    console.print(
+        f"foundation: {args.foundation} ({sum(p.numel() for p in foundation.parameters()):,} parameters, frozen)"
+    )
     console.print(f"data: {args.dataset}, {len(train)} training images, {len(test)} test images")
 
     table = Table(title=f"pre-processors on {args.dataset}")
-    for column in ("kind", "lambda", "params", "train time (s)", "epochs", "train loss", "test recon. MSE", "feature shift"):
+    for column in (
+        "kind",
+        "lambda",
+        "params",
+        "train time (s)",
+        "epochs",
+        "train loss",
+        "test recon. MSE",
+        "feature shift",
+    ):
         table.add_column(column, justify="right")
     x_test = test.float_images().to(args.device)
     for cfg in configs:
         label = cfg["kind"] + (f" (lambda {cfg['lambda']:g})" if "lambda" in cfg else "")
 
         def report(record: dict, label: str = label) -> None:
-            console.print(f"  {label} epoch {record['epoch']}/{record['epochs']} loss {record['loss']:.4f} ({record['epoch_time_s']:.1f}s)")
+            console.print(
+                f"  {label} epoch {record['epoch']}/{record['epochs']} loss {record['loss']:.4f} "
+                f"({record['epoch_time_s']:.1f}s)"
+            )
 
         fitted = fit_preprocessor(cfg, train, args.out, device=args.device, on_epoch=report, foundation=features_of)
         with torch.no_grad():
@@ -129,8 +162,16 @@ def run(args: argparse.Namespace) -> int:
                 # How far the pre-processor moves the foundation's view of the test images.
                 shift = f"{(foundation(cleaned) - foundation(x_test)).norm(dim=1).mean().item():.3f}"
         last = f"{fitted.history[-1]['loss']:.4f}" if fitted.history else "-"
-        table.add_row(fitted.config["kind"], f"{cfg.get('lambda', '-')}", f"{fitted.params:,}", f"{fitted.time_s:.1f}",
-                      str(len(fitted.history)), last, mse, shift)
+        table.add_row(
+            fitted.config["kind"],
+            f"{cfg.get('lambda', '-')}",
+            f"{fitted.params:,}",
+            f"{fitted.time_s:.1f}",
+            str(len(fitted.history)),
+            last,
+            mse,
+            shift,
+        )
     console.print(table)
     console.print(f"artifacts under {args.out / 'preprocessors'}; run again to reuse or resume")
     return 0

@@ -23,6 +23,7 @@ Checked with ray 2.60.0 and submitit 1.5.4.
 Not here: trainables/foundation.py deletes transformers' `_is_hf_initialized` flag (trainables
 must not import orchestrator).
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -75,5 +76,6 @@ def sbatch_script_text(executor, tasks: int | None = None) -> str:
     """The sbatch script submitit will write for this executor (a job array when `tasks` is set)."""
     from submitit.slurm.slurm import _make_sbatch_string
 
-    return _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
-                               map_count=tasks, **executor.parameters)
+    return _make_sbatch_string(
+        command=executor._submitit_command_str, folder=executor.folder, map_count=tasks, **executor.parameters
+    )

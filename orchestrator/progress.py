@@ -3,6 +3,7 @@
 A Ray Tune callback. On a terminal it redraws a rich table; elsewhere (CI logs, Slurm output
 files) it prints one plain line per trial that starts, finishes or fails.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ def format_seconds(seconds: float) -> str:
 class SweepProgress(Callback):
     """Counts trial states as Ray Tune reports them and renders them."""
 
-    def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None,
-                 on_start=None):
+    def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None, on_start=None):
         self.total = total
         self.on_start = on_start  # called as each trial starts (the driver records Ray's new workers)
         self.objectives = objectives
@@ -86,8 +86,10 @@ class SweepProgress(Callback):
 
     def summary(self, trials: list) -> str:
         c = self.counts(trials)
-        return (f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed; {self.best(trials)}; "
-                f"elapsed {format_seconds(time.monotonic() - self.started)}, eta {format_seconds(self.eta(trials))}")
+        return (
+            f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed; {self.best(trials)}; "
+            f"elapsed {format_seconds(time.monotonic() - self.started)}, eta {format_seconds(self.eta(trials))}"
+        )
 
     # --- Ray Tune hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -131,8 +133,11 @@ class SweepProgress(Callback):
         metrics = ""
         if what == "done" and trial.last_result:
             metrics = " " + " ".join(f"{m}={trial.last_result.get(m, math.nan):.4f}" for m in self.objectives)
-        print(f"[{time.strftime('%H:%M:%S')}] {what} {describe(trial.config)}{metrics} | {self.summary(trials)}",
-              file=self.stream, flush=True)
+        print(
+            f"[{time.strftime('%H:%M:%S')}] {what} {describe(trial.config)}{metrics} | {self.summary(trials)}",
+            file=self.stream,
+            flush=True,
+        )
 
     def _table(self, trials):
         from rich.table import Table
@@ -146,8 +151,12 @@ class SweepProgress(Callback):
             table.add_column(metric, justify="right")
         for trial in trials:
             result = trial.last_result or {}
-            where = f"{result.get('stage', '')} {result.get('epoch', '')}".strip() if self.status(trial) == RUNNING else ""
-            values = [f"{result[m]:.4f}" if isinstance(result.get(m), float) and math.isfinite(result[m]) else "-"
-                      for m in self.objectives]
+            where = (
+                f"{result.get('stage', '')} {result.get('epoch', '')}".strip() if self.status(trial) == RUNNING else ""
+            )
+            values = [
+                f"{result[m]:.4f}" if isinstance(result.get(m), float) and math.isfinite(result[m]) else "-"
+                for m in self.objectives
+            ]
             table.add_row(trial.trial_id, self.status(trial), describe(trial.config), where, *values)
         return table

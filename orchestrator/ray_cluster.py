@@ -4,6 +4,7 @@ runner.run_sweep starts and stops it; the local backend is one (backends/local.p
 Slurm backend's driver job makes one of its allocation's share (backends/slurm/job.py). It checks
 that some node can hold one trial's resources before anything is written.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,16 @@ class RayCluster:
             return  # checked against the cluster's nodes once connected
         import torch
 
-        cpus = self.num_cpus or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        cpus = self.num_cpus or (
+            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        )
         gpus = torch.cuda.device_count() if self.num_gpus is None else self.num_gpus
-        _check_fits(resources, [{"CPU": cpus, "GPU": gpus}], source, "this machine" if self.num_cpus is None else "this allocation")
+        _check_fits(
+            resources,
+            [{"CPU": cpus, "GPU": gpus}],
+            source,
+            "this machine" if self.num_cpus is None else "this allocation",
+        )
 
     def start(self, resources: dict[str, float], source: str) -> None:
         import ray
@@ -49,8 +57,13 @@ class RayCluster:
         # In-process Ray listening on 127.0.0.1 only: other machines cannot reach it (other users
         # of this machine still could; token auth is left off as before).
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        start_local_ray(temp_dir=self.temp_dir, include_dashboard=False, log_to_driver=False, num_cpus=self.num_cpus,
-                        num_gpus=self.num_gpus)
+        start_local_ray(
+            temp_dir=self.temp_dir,
+            include_dashboard=False,
+            log_to_driver=False,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+        )
 
     def stop(self) -> None:
         import ray
@@ -64,5 +77,10 @@ def _check_fits(resources: dict[str, float], nodes: list[dict[str, float]], sour
         return
     largest = max(nodes, key=lambda node: (node.get("GPU", 0), node.get("CPU", 0)), default={})
     field = "resources.gpu" if gpu > largest.get("GPU", 0) else "resources.cpu"
-    raise ConfigError(field, f"a request one node of {where} can hold (largest: {largest.get('CPU', 0):g} CPUs, "
-                             f"{largest.get('GPU', 0):g} GPUs)", resources, source=source)
+    raise ConfigError(
+        field,
+        f"a request one node of {where} can hold (largest: {largest.get('CPU', 0):g} CPUs, "
+        f"{largest.get('GPU', 0):g} GPUs)",
+        resources,
+        source=source,
+    )

@@ -7,6 +7,7 @@ stops whatever `ray.shutdown()` left, and the next driver of the same sweep stop
 one left. Only processes recorded here are touched, matched by PID and start time, so a PID the
 system has given to someone else since is never signalled.
 """
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Rows are pre-processor, lambda and head mode (plus any other setting the sweep varied), columns
 Natural, PGD-10, PGD-20, AutoAttack in %, the best per column marked, integrity flags beside a row.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,9 +12,10 @@ import re
 
 import pandas as pd
 
+from trainables.schema.preprocessor import PREPROCESSOR_KINDS
+
 from .analysis import aggregate_seeds, config_columns, present_metrics, varying
 from .paired import attack_of
-from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
 FORMATS = ("markdown", "latex", "csv")
 # Row order of pre-processor kinds as in the paper's tables (the registry's report_rank); kinds
@@ -21,12 +23,27 @@ FORMATS = ("markdown", "latex", "csv")
 KIND_ORDER = tuple(sorted(PREPROCESSOR_KINDS, key=lambda name: PREPROCESSOR_KINDS[name].report_rank))
 # The paper's row keys, always shown; other settings appear when the sweep varied them.
 ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
-TITLES = {"preprocessor.kind": "Pre-processor", "preprocessor.lambda": "λ", "head.mode": "Head", "head.epochs": "Head epochs",
-          "preprocessor.temperature": "τ", "data_fraction": "Data fraction", "dataset": "Dataset",
-          "preprocessor.views": "Views", "preprocessor.pseudo_clusters": "K", "preprocessor.fft_radius": "r",
-          "foundation.name": "Foundation", "foundation.mode": "Foundation mode", "foundation.pretraining.method": "Pre-training",
-          "foundation.resnet.width": "Width", "foundation.pretraining.lr": "Pre-training lr",
-          "acc_natural": "Natural", "acc_pgd10": "PGD-10", "acc_pgd20": "PGD-20", "acc_autoattack": "AutoAttack"}
+TITLES = {
+    "preprocessor.kind": "Pre-processor",
+    "preprocessor.lambda": "λ",
+    "head.mode": "Head",
+    "head.epochs": "Head epochs",
+    "preprocessor.temperature": "τ",
+    "data_fraction": "Data fraction",
+    "dataset": "Dataset",
+    "preprocessor.views": "Views",
+    "preprocessor.pseudo_clusters": "K",
+    "preprocessor.fft_radius": "r",
+    "foundation.name": "Foundation",
+    "foundation.mode": "Foundation mode",
+    "foundation.pretraining.method": "Pre-training",
+    "foundation.resnet.width": "Width",
+    "foundation.pretraining.lr": "Pre-training lr",
+    "acc_natural": "Natural",
+    "acc_pgd10": "PGD-10",
+    "acc_pgd20": "PGD-20",
+    "acc_autoattack": "AutoAttack",
+}
 LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
 
 
@@ -44,7 +61,9 @@ def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str
     rank = {kind: i for i, kind in enumerate([*KIND_ORDER, *seen])}
     sort_keys = [table["preprocessor.kind"].map(rank)] if "preprocessor.kind" in table else []
     order = pd.DataFrame({f"k{i}": column for i, column in enumerate(sort_keys + [table[k] for k in keys[1:]])})
-    table = table.loc[order.sort_values(list(order.columns), na_position="first").index] if len(order.columns) else table
+    table = (
+        table.loc[order.sort_values(list(order.columns), na_position="first").index] if len(order.columns) else table
+    )
     return table.reset_index(drop=True), keys, metrics
 
 
@@ -56,18 +75,30 @@ def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataF
         return _csv(table, keys, metrics, comparisons)
     best = {m: table[m] == table[m].max() for m in metrics}  # ties are all marked
     flagged = table["integrity_flags"].notna().any()
-    header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics] + (["Integrity flags"] if flagged else [])
+    header = (
+        [TITLES.get(k, k) for k in keys]
+        + ["n"]
+        + [TITLES[m] for m in metrics]
+        + (["Integrity flags"] if flagged else [])
+    )
     rows = []  # cells as (text, bold)
     for i, row in table.iterrows():
         cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
-        cells += [(_accuracy_text(row[m], row[f"{m}_half"], row[f"{m}_seeds"], row["n_seeds"]), bool(best[m][i])) for m in metrics]
+        cells += [
+            (_accuracy_text(row[m], row[f"{m}_half"], row[f"{m}_seeds"], row["n_seeds"]), bool(best[m][i]))
+            for m in metrics
+        ]
         if flagged:
-            cells.append((", ".join(str(row["integrity_flags"]).split(",")) if pd.notna(row["integrity_flags"]) else "", False))
+            cells.append(
+                (", ".join(str(row["integrity_flags"]).split(",")) if pd.notna(row["integrity_flags"]) else "", False)
+            )
         rows.append(cells)
     sweeps = ", ".join(sorted(set(trials["sweep"])))
-    note = (f"Accuracy in % on {_test_points(trials)}; mean ± half of a 95% interval: for one seed the "
-            "bootstrap interval over test points, for several Student's t interval over seeds "
-            "('(k seeds)' where fewer seeds than n measured it). Best per column in bold.")
+    note = (
+        f"Accuracy in % on {_test_points(trials)}; mean ± half of a 95% interval: for one seed the "
+        "bootstrap interval over test points, for several Student's t interval over seeds "
+        "('(k seeds)' where fewer seeds than n measured it). Best per column in bold."
+    )
     sections = [(header, rows, f"{sweeps}: {note}")]
     for name, compared in comparisons:
         sections.append(_comparison_section(table, keys, metrics, name, compared))
@@ -89,10 +120,12 @@ def _comparison_section(table: pd.DataFrame, keys: list[str], metrics: list[str]
             else:
                 cells.append((_difference_text(found, attack_of(metric), row["n_seeds"]), False))
         rows.append(cells)
-    caption = (f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
-               "on the same test points and seeds, in points of accuracy: difference [95% paired bootstrap interval] "
-               "and McNemar's exact p (test points only; the interval also resamples seeds); * where the interval "
-               "excludes 0; - where no single reference row or no per-example outcomes exist.")
+    caption = (
+        f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
+        "on the same test points and seeds, in points of accuracy: difference [95% paired bootstrap interval] "
+        "and McNemar's exact p (test points only; the interval also resamples seeds); * where the interval "
+        "excludes 0; - where no single reference row or no per-example outcomes exist."
+    )
     return header, rows, caption
 
 
@@ -100,8 +133,11 @@ def _difference_text(found, attack: str, n_seeds: int) -> str:
     if found is None or f"{attack}_diff" not in found or pd.isna(found[f"{attack}_diff"]):
         return "-"
     p = found[f"{attack}_p"]
-    text = (f"{100 * found[f'{attack}_diff']:+.1f} [{100 * found[f'{attack}_lo']:+.1f}, {100 * found[f'{attack}_hi']:+.1f}] "
-            f"{'p<0.001' if p < 0.001 else f'p={p:.3f}'}")
+    text = (
+        f"{100 * found[f'{attack}_diff']:+.1f} [{100 * found[f'{attack}_lo']:+.1f}, "
+        f"{100 * found[f'{attack}_hi']:+.1f}] "
+        f"{'p<0.001' if p < 0.001 else f'p={p:.3f}'}"
+    )
     if found[f"{attack}_lo"] > 0 or found[f"{attack}_hi"] < 0:
         text += " *"
     return text + _fewer_seeds(int(found[f"{attack}_seeds"]), n_seeds)
@@ -145,8 +181,18 @@ def _markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
     return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *body])
 
 
-LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def _latex_escape(text: str) -> str:
@@ -155,11 +201,28 @@ def _latex_escape(text: str) -> str:
 
 def _latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) -> str:
     heads = [LATEX_TITLES.get(h, _latex_escape(h)) for h in header]
-    body = [" & ".join(f"\\textbf{{{_latex_escape(text)}}}" if bold else _latex_escape(text) for text, bold in row) + r" \\"
-            for row in rows]
-    return "\n".join([r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex_escape(caption)}}}",
-                      f"\\begin{{tabular}}{{{'l' * len(header)}}}", r"\toprule", " & ".join(heads) + r" \\", r"\midrule",
-                      *body, r"\bottomrule", r"\end{tabular}", r"\end{table}"]) + "\n"
+    body = [
+        " & ".join(f"\\textbf{{{_latex_escape(text)}}}" if bold else _latex_escape(text) for text, bold in row) + r" \\"
+        for row in rows
+    ]
+    return (
+        "\n".join(
+            [
+                r"\begin{table}[t]",
+                r"\centering",
+                f"\\caption{{{_latex_escape(caption)}}}",
+                f"\\begin{{tabular}}{{{'l' * len(header)}}}",
+                r"\toprule",
+                " & ".join(heads) + r" \\",
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                r"\end{table}",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _csv(table: pd.DataFrame, keys: list[str], metrics: list[str], comparisons: list[tuple[str, pd.DataFrame]]) -> str:

@@ -5,6 +5,7 @@ printing. Seeds of one configuration are one row: mean ± half of its 95% interv
 paired differences of every row against a reference row (Vanilla by default) on the same test
 points: a paired bootstrap interval and McNemar's exact p.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,15 +16,20 @@ from pathlib import Path
 def add_parser(commands: argparse._SubParsersAction) -> None:
     from .report import FORMATS
 
-    parser = commands.add_parser("report", help="the paper-style table of a sweep (markdown, LaTeX or CSV)",
-                                 description=__doc__.splitlines()[0])
+    parser = commands.add_parser(
+        "report", help="the paper-style table of a sweep (markdown, LaTeX or CSV)", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
     parser.add_argument("--format", choices=FORMATS, default="markdown")
     parser.add_argument("--where", metavar="SQL", help="a DuckDB condition on the trials to include")
-    parser.add_argument("--compare-to", action="append", metavar="REFERENCE",
-                        help="paired differences against this configuration: a pre-processor kind (vanilla) or settings "
-                             "(preprocessor.kind=cropd,preprocessor.lambda=1); repeat for several; 'none' for no comparison "
-                             "(default: vanilla when the sweep has it, else identity)")
+    parser.add_argument(
+        "--compare-to",
+        action="append",
+        metavar="REFERENCE",
+        help="paired differences against this configuration: a pre-processor kind (vanilla) or settings "
+        "(preprocessor.kind=cropd,preprocessor.lambda=1); repeat for several; 'none' for no comparison "
+        "(default: vanilla when the sweep has it, else identity)",
+    )
     parser.add_argument("-o", "--output", type=Path, help="write the table to this file (default: print it)")
     parser.set_defaults(run=run)
 

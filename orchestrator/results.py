@@ -5,6 +5,7 @@ Files are written atomically and named by the trial's config hash, so a trial th
 replaces its row instead of adding a second one. DuckDB reads them all as tables `trials`,
 `epochs` and `examples`.
 """
+
 from __future__ import annotations
 
 import io
@@ -47,8 +48,10 @@ def read_state(sweep_dir: Path) -> dict[str, Any]:
         if not isinstance(state, dict) or not {"plan_hash", "num_trials"} <= set(state):
             raise ValueError("not a sweep plan (no plan_hash and num_trials)")
     except (ValueError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: damaged ({err}); it records the sweep's plan: restore it from a backup, "
-                        "or start again with --restart (which moves this sweep aside)") from None
+        raise UserError(
+            f"{path}: damaged ({err}); it records the sweep's plan: restore it from a backup, "
+            "or start again with --restart (which moves this sweep aside)"
+        ) from None
     return state
 
 
@@ -106,11 +109,29 @@ def _scalar(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def trial_row(*, sweep: str, trial_id: str, config_hash: str, config: dict, status: str, metrics: dict | None,
-              error: str | None, started_at: datetime, finished_at: datetime, extra: dict | None = None) -> dict[str, Any]:
+def trial_row(
+    *,
+    sweep: str,
+    trial_id: str,
+    config_hash: str,
+    config: dict,
+    status: str,
+    metrics: dict | None,
+    error: str | None,
+    started_at: datetime,
+    finished_at: datetime,
+    extra: dict | None = None,
+) -> dict[str, Any]:
     """One results row: identity, status, flat config, metrics, timestamps, versions."""
-    row: dict[str, Any] = {"sweep": sweep, "trial_id": trial_id, "config_hash": config_hash, "status": status,
-                           "error": error, "started_at": started_at, "finished_at": finished_at}
+    row: dict[str, Any] = {
+        "sweep": sweep,
+        "trial_id": trial_id,
+        "config_hash": config_hash,
+        "status": status,
+        "error": error,
+        "started_at": started_at,
+        "finished_at": finished_at,
+    }
     row.update(flatten_config(config))
     for name in HEADLINE_METRICS:  # always present, so a query never misses a column
         for suffix in ("", "_lo", "_hi"):
@@ -147,8 +168,12 @@ def _git_revision() -> str | None:
     root = Path(__file__).resolve().parent.parent
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if out.returncode != 0:
@@ -195,8 +220,14 @@ def write_examples(sweep_dir: Path, config_hash: str, examples: dict[str, Any], 
         labels += label[:count]
         correct += outcomes
     columns = {name: pa.array([value] * len(attacks), pa.string()) for name, value in identity.items()}
-    columns.update({"attack": pa.array(attacks, pa.string()), "index": pa.array(points, pa.int64()),
-                    "label": pa.array(labels, pa.int64()), "correct": pa.array(correct, pa.bool_())})
+    columns.update(
+        {
+            "attack": pa.array(attacks, pa.string()),
+            "index": pa.array(points, pa.int64()),
+            "label": pa.array(labels, pa.int64()),
+            "correct": pa.array(correct, pa.bool_()),
+        }
+    )
     buffer = io.BytesIO()
     pq.write_table(pa.table(columns), buffer)
     path = examples_path(sweep_dir, config_hash)
@@ -342,16 +373,19 @@ def read_folder(folder: Path) -> pa.Table | None:
     for the one warning line) is skipped. Columns unify by name: an ERROR row lacks the metric
     columns, and a column null in one file and a number in another becomes the number.
     """
-    tables = [table for path in sorted(Path(folder).glob("*.parquet"))
-              if (table := read_parquet_file(path)) is not None]
+    tables = [
+        table for path in sorted(Path(folder).glob("*.parquet")) if (table := read_parquet_file(path)) is not None
+    ]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 
 EMPTY_COLUMNS = {
     "trials": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, status VARCHAR, error VARCHAR, "
-              "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ",
-    "epochs": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, recorded_at TIMESTAMPTZ, stage VARCHAR, epoch BIGINT",
-    "examples": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, attack VARCHAR, index BIGINT, label BIGINT, correct BOOLEAN",
+    "started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ",
+    "epochs": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, recorded_at TIMESTAMPTZ, stage VARCHAR, "
+    "epoch BIGINT",
+    "examples": "sweep VARCHAR, trial_id VARCHAR, config_hash VARCHAR, attack VARCHAR, index BIGINT, label BIGINT, "
+    "correct BOOLEAN",
 }
 
 

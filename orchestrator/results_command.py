@@ -4,6 +4,7 @@ Without --sql: one row per trial (oldest first) with its hash, status, the setti
 across the sweep and the headline accuracies with their 95% intervals. With --sql: any DuckDB
 query over the tables `trials` (one row per trial) and `epochs` (one row per trial and epoch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,12 +33,18 @@ METRIC_COLUMNS = tuple(name + suffix for name in HEADLINE_METRICS for suffix in 
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser("results", help="a sweep's results as a table, CSV or JSON; or any SQL query on them",
-                                 description=__doc__.splitlines()[0])
+    parser = commands.add_parser(
+        "results",
+        help="a sweep's results as a table, CSV or JSON; or any SQL query on them",
+        description=__doc__.splitlines()[0],
+    )
     parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
-    parser.add_argument("--sql", metavar="QUERY",
-                        help='a DuckDB query over the tables `trials` and `epochs`, e.g. '
-                             '"SELECT * FROM trials WHERE status = \'ERROR\'" (quote dotted names: "preprocessor.lambda")')
+    parser.add_argument(
+        "--sql",
+        metavar="QUERY",
+        help="a DuckDB query over the tables `trials` and `epochs`, e.g. "
+        '"SELECT * FROM trials WHERE status = \'ERROR\'" (quote dotted names: "preprocessor.lambda")',
+    )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.set_defaults(run=run)
 

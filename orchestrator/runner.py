@@ -5,6 +5,7 @@ resume cache, the Parquet files under results/ are the record of truth. One driv
 the sweep's lock (sweep_lock.py); a resume first repairs what a crash can leave behind: a torn
 Optuna journal line, a finished trial whose row is unreadable, Ray processes of a killed driver.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,9 +67,16 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
         if saved.get("plan_hash") == spec.plan_hash and not restart:
             return True
         if not restart:
-            changed = sorted(k for k in set(saved.get("plan", {})) | set(spec.plan) if saved.get("plan", {}).get(k) != spec.plan.get(k))
-            raise UserError(f"{spec.path}: the planned trials differ from the sweep in {sweep_dir} (changed: {', '.join(changed)}); "
-                            "run with --restart to move that sweep aside and start again, or pick another --out")
+            changed = sorted(
+                k
+                for k in set(saved.get("plan", {})) | set(spec.plan)
+                if saved.get("plan", {}).get(k) != spec.plan.get(k)
+            )
+            raise UserError(
+                f"{spec.path}: the planned trials differ from the sweep in {sweep_dir} (changed: "
+                f"{', '.join(changed)}); "
+                "run with --restart to move that sweep aside and start again, or pick another --out"
+            )
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
         raise UserError(f"{sweep_dir}: exists and is not a sweep directory (no {paths.state.name}); pick another --out")
     if restart and sweep_dir.exists():
@@ -82,15 +90,31 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
 def write_state(spec: SweepSpec, sweep_dir: Path) -> None:
     paths = SweepPaths(sweep_dir)
     paths.root.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(paths.state, {"name": spec.name, "plan_hash": spec.plan_hash, "plan": spec.plan,
-                                    "num_trials": spec.num_trials, "spec_path": str(spec.path),
-                                    "objectives": spec.objectives})
+    atomic_write_json(
+        paths.state,
+        {
+            "name": spec.name,
+            "plan_hash": spec.plan_hash,
+            "plan": spec.plan,
+            "num_trials": spec.num_trials,
+            "spec_path": str(spec.path),
+            "objectives": spec.objectives,
+        },
+    )
     if Path(spec.path).is_file():
         paths.spec_copy.write_text(Path(spec.path).read_text())
 
 
-def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: RayCluster | None = None, restart: bool = False,
-              retry_failed: bool = False, live: bool | None = None, trial_function=tune_trial) -> SweepOutcome:
+def run_sweep(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    *,
+    backend: RayCluster | None = None,
+    restart: bool = False,
+    retry_failed: bool = False,
+    live: bool | None = None,
+    trial_function=tune_trial,
+) -> SweepOutcome:
     """Run every planned trial not yet finished; returns the counts from Ray's results.
 
     `trial_function` is the Ray function per trial (signature of trial_runner.tune_trial); benches
@@ -104,8 +128,15 @@ def run_sweep(spec: SweepSpec, sweep_dir: Path, *, backend: RayCluster | None = 
         return _run_locked(spec, sweep_dir, backend, restart, retry_failed, live, trial_function)
 
 
-def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: RayCluster, restart: bool, retry_failed: bool,
-                live: bool | None, trial_function) -> SweepOutcome:
+def _run_locked(
+    spec: SweepSpec,
+    sweep_dir: Path,
+    backend: RayCluster,
+    restart: bool,
+    retry_failed: bool,
+    live: bool | None,
+    trial_function,
+) -> SweepOutcome:
     from ray import tune
 
     from .ray_processes import RayProcesses, stop_recorded
@@ -128,9 +159,16 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: RayCluster, restart: 
             processes.record()
         write_state(spec, sweep_dir)
         with_parameters = tune.with_parameters(
-            trial_function, sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-            objectives=list(spec.objectives), cpus=spec.resources["cpu"], gpus=spec.resources["gpu"], run_id=run_id,
-            retry_failed=retry_failed)
+            trial_function,
+            sweep_dir=str(sweep_dir),
+            sweep_name=spec.name,
+            base_trial=spec.trial,
+            objectives=list(spec.objectives),
+            cpus=spec.resources["cpu"],
+            gpus=spec.resources["gpu"],
+            run_id=run_id,
+            retry_failed=retry_failed,
+        )
         # Tuner.restore accepts only a trainable of the name the sweep folder was written with.
         with_parameters.__name__ = TUNE_NAME
         trainable = tune.with_resources(with_parameters, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
@@ -149,17 +187,29 @@ def _run_locked(spec: SweepSpec, sweep_dir: Path, backend: RayCluster, restart: 
             for result in tuner.get_results():
                 # (A trial that never started has no config; a full disk is no one's failure.)
                 if result.error is not None and result.config and STORAGE_MARK not in str(result.error):
-                    record_dead_worker(spec, sweep_dir, result.config, str(result.metrics.get("trial_id", "")),
-                                       last_error_line(str(result.error)), run_id)
+                    record_dead_worker(
+                        spec,
+                        sweep_dir,
+                        result.config,
+                        str(result.metrics.get("trial_id", "")),
+                        last_error_line(str(result.error)),
+                        run_id,
+                    )
         else:
             tuner = tune.Tuner(
                 trainable,
-                tune_config=tune.TuneConfig(search_alg=build_searcher(spec, sweep_dir), num_samples=spec.num_trials,
-                                            max_concurrent_trials=spec.max_concurrent,
-                                            # One worker process runs trial after trial: no torch import per trial.
-                                            reuse_actors=True),
+                tune_config=tune.TuneConfig(
+                    search_alg=build_searcher(spec, sweep_dir),
+                    num_samples=spec.num_trials,
+                    max_concurrent_trials=spec.max_concurrent,
+                    # One worker process runs trial after trial: no torch import per trial.
+                    reuse_actors=True,
+                ),
                 run_config=tune.RunConfig(
-                    name=ray_dir.name, storage_path=str(ray_dir.parent), verbose=0, callbacks=[progress, failures],
+                    name=ray_dir.name,
+                    storage_path=str(ray_dir.parent),
+                    verbose=0,
+                    callbacks=[progress, failures],
                     failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 ),
@@ -204,8 +254,16 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
             saved = json.loads(paths.trial_config(key).read_text())
             if trial_key(spec.trial_config(saved["overrides"])) != key:
                 continue  # not a trial of this plan
-            run_recorded_trial(saved["overrides"], sweep_dir=str(sweep_dir), sweep_name=spec.name, base_trial=spec.trial,
-                               cpus=spec.resources["cpu"], gpus=0, trial_id=saved["trial_id"], run_id="rebuilt")
+            run_recorded_trial(
+                saved["overrides"],
+                sweep_dir=str(sweep_dir),
+                sweep_name=spec.name,
+                base_trial=spec.trial,
+                cpus=spec.resources["cpu"],
+                gpus=0,
+                trial_id=saved["trial_id"],
+                run_id="rebuilt",
+            )
         except (OSError, ValueError, KeyError) as err:
             unreadable.note(paths.trial_config(key), f"cannot rebuild the trial's row: {err}")
             continue

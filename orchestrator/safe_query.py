@@ -4,6 +4,7 @@ A --where is pasted into SQL, so it can be any SQL: `(SELECT ... FROM read_text(
 or `1=1); COPY ... TO '...'; SELECT ... (1=1`. With external access off DuckDB refuses every file,
 extension and network access, and nothing can turn it back on in that connection.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

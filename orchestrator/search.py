@@ -3,6 +3,7 @@
 Grid axes become categorical parameters and every grid point is enqueued (OptunaSearch refuses
 tune.grid_search); the study lives in a JournalStorage file that optuna-dashboard can open.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,6 @@ from trainables.artifacts import atomic_write_bytes
 from . import unreadable
 from .spec import SweepSpec
 from .sweep_paths import SweepPaths
-
 
 
 def optuna_space(spec: SweepSpec) -> dict[str, BaseDistribution]:
@@ -45,7 +45,9 @@ def optuna_space(spec: SweepSpec) -> dict[str, BaseDistribution]:
         elif parameter.distribution == "int":
             space[parameter.key] = IntDistribution(parameter.low, parameter.high, step=parameter.step or 1)
         else:
-            space[parameter.key] = FloatDistribution(parameter.low, parameter.high, log=parameter.distribution == "loguniform")
+            space[parameter.key] = FloatDistribution(
+                parameter.low, parameter.high, log=parameter.distribution == "loguniform"
+            )
     return space
 
 
@@ -111,4 +113,3 @@ def build_searcher(spec: SweepSpec, sweep_dir: Path):
         study_name=spec.name,
         storage=journal_storage(sweep_dir),
     )
-

@@ -5,6 +5,7 @@ Part of the spec, so beside spec.py and below the backends that use it (backends
 Pure parsing, no Slurm needed: sbatch itself is asked about partitions and options at submit
 time (`sbatch --test-only`), before anything is submitted.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,8 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from trainables.schema.fields import did_you_mean, is_int
 from trainables.errors import ConfigError
+from trainables.schema.fields import did_you_mean, is_int
 
 MODES = ("ray", "array")
 # sbatch's own time formats: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS.
@@ -26,22 +27,22 @@ _SBATCH_KEY = re.compile(r"^[a-z][a-z0-9_-]*$")
 class SlurmSettings:
     """How a sweep is laid onto Slurm. Field names are the spec's `slurm.<field>` keys."""
 
-    mode: str = "ray"                  # ray: one allocation runs a Ray cluster; array: one array task per trial
+    mode: str = "ray"  # ray: one allocation runs a Ray cluster; array: one array task per trial
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     nodes: int = 1
     gpus_per_node: int = 0
-    cpus_per_task: int | None = None   # per node in ray mode, per trial in array mode; default from resources
-    mem: str | None = None             # per node, as sbatch writes it: 16G, 4000M
-    time_min: int = 60                 # `time:` in the spec (minutes or sbatch's D-HH:MM:SS)
+    cpus_per_task: int | None = None  # per node in ray mode, per trial in array mode; default from resources
+    mem: str | None = None  # per node, as sbatch writes it: 16G, 4000M
+    time_min: int = 60  # `time:` in the spec (minutes or sbatch's D-HH:MM:SS)
     constraint: str | None = None
-    signal_delay_s: int = 90           # USR2 this long before the time limit: time to stop cleanly
-    max_requeues: int = 3              # time-limit requeues submitit allows
-    array_parallelism: int = 16        # array mode: tasks running at once
+    signal_delay_s: int = 90  # USR2 this long before the time limit: time to stop cleanly
+    max_requeues: int = 3  # time-limit requeues submitit allows
+    array_parallelism: int = 16  # array mode: tasks running at once
     job_name: str | None = None
     additional: dict[str, Any] = field(default_factory=dict)  # more #SBATCH options
-    setup: tuple[str, ...] = ()        # shell lines run before the job: module load, source venv
+    setup: tuple[str, ...] = ()  # shell lines run before the job: module load, source venv
 
     def with_overrides(self, overrides: dict[str, Any]) -> SlurmSettings:
         """These settings with command-line values laid over: spec keys (`time`, not `time_min`).
@@ -53,8 +54,13 @@ class SlurmSettings:
             if value is None:
                 continue
             flag = "--" + key.replace("_", "-")
-            merged[_SPEC_KEYS[key]] = _parse_value(key, value, lambda _k, expected, got: ConfigError(flag, expected, got, source="command line"))
-        return _checked(SlurmSettings(**merged), lambda _k, expected, got: ConfigError("--nodes", expected, got, source="command line"))
+            merged[_SPEC_KEYS[key]] = _parse_value(
+                key, value, lambda _k, expected, got: ConfigError(flag, expected, got, source="command line")
+            )
+        return _checked(
+            SlurmSettings(**merged),
+            lambda _k, expected, got: ConfigError("--nodes", expected, got, source="command line"),
+        )
 
 
 # spec key -> field name, where they differ
@@ -63,6 +69,7 @@ _SPEC_KEYS = {f.name: f.name for f in fields(SlurmSettings) if f.name != "time_m
 
 def parse_slurm(raw: Any, *, source: str, where: str = "slurm") -> SlurmSettings:
     """The `slurm:` mapping as SlurmSettings; a ConfigError naming the field for anything wrong."""
+
     def fail(key: str, expected: str, got: Any) -> ConfigError:
         return ConfigError(f"{where}.{key}" if where else key, expected, got, source=source)
 
@@ -73,7 +80,11 @@ def parse_slurm(raw: Any, *, source: str, where: str = "slurm") -> SlurmSettings
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in _SPEC_KEYS:
-            raise fail(str(key), f"a known key: one of {sorted(_SPEC_KEYS)}{did_you_mean(key, sorted(_SPEC_KEYS))}", "unknown key")
+            raise fail(
+                str(key),
+                f"a known key: one of {sorted(_SPEC_KEYS)}{did_you_mean(key, sorted(_SPEC_KEYS))}",
+                "unknown key",
+            )
         values[_SPEC_KEYS[key]] = _parse_value(key, value, fail)
     return _checked(SlurmSettings(**values), fail)
 
@@ -109,7 +120,9 @@ def _parse_value(key: str, value: Any, fail) -> Any:
         return parse_time_min(value, lambda expected, got: fail(key, expected, got))
     if key == "additional":
         if not isinstance(value, dict):
-            raise fail(key, "a mapping of sbatch long options to values, such as {exclusive: true, gres: 'gpu:2'}", value)
+            raise fail(
+                key, "a mapping of sbatch long options to values, such as {exclusive: true, gres: 'gpu:2'}", value
+            )
         for option, option_value in value.items():
             if not isinstance(option, str) or not _SBATCH_KEY.match(option):
                 raise fail(f"{key}.{option}", "an sbatch long option without dashes, such as mail-type", option)
@@ -118,7 +131,9 @@ def _parse_value(key: str, value: Any, fail) -> Any:
         return dict(value)
     if key == "setup":
         if not isinstance(value, list) or not all(isinstance(line, str) and "\n" not in line for line in value):
-            raise fail(key, "a list of shell lines, such as ['module load cuda/12.4', 'source ~/venv/bin/activate']", value)
+            raise fail(
+                key, "a list of shell lines, such as ['module load cuda/12.4', 'source ~/venv/bin/activate']", value
+            )
         return tuple(value)
     raise AssertionError(key)
 
@@ -142,11 +157,11 @@ def parse_time_min(value: Any, fail) -> int:
     days, a, b, c = (int(match[g]) if match[g] else None for g in ("days", "a", "b", "c"))
     if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
         seconds = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
-    elif c is not None:   # HH:MM:SS
+    elif c is not None:  # HH:MM:SS
         seconds = a * 3600 + b * 60 + c
-    elif b is not None:   # MM:SS
+    elif b is not None:  # MM:SS
         seconds = a * 60 + b
-    else:                 # minutes
+    else:  # minutes
         seconds = a * 60
     if seconds <= 0:
         raise fail("a positive time limit", value)

@@ -3,29 +3,42 @@
 No Ray and no torch work here: a spec is checked completely (unknown keys, types, ranges, each
 planned trial config) before anything runs or is written, and every problem is one line.
 """
+
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-import itertools
 from typing import Any
 
 import yaml
 
 from trainables.artifacts import canonical_json, config_hash
-from trainables.schema.fields import did_you_mean, is_int, is_number
 from trainables.errors import ConfigError, UserError
-from trainables.schema.evaluation import ATTACKS
 from trainables.schema import SECTIONS, validate_trial_config
+from trainables.schema.evaluation import ATTACKS
+from trainables.schema.fields import did_you_mean, is_int, is_number
 
 from .backend_registry import BACKENDS
-from .slurm_settings import SlurmSettings, parse_slurm
 from .results import SEED_FIELDS
+from .slurm_settings import SlurmSettings, parse_slurm
 
-TOP_LEVEL_KEYS = ("name", "description", "trial", "grid", "search", "seeds", "objectives", "resources",
-                  "max_concurrent", "max_retries", "backend", "slurm")
+TOP_LEVEL_KEYS = (
+    "name",
+    "description",
+    "trial",
+    "grid",
+    "search",
+    "seeds",
+    "objectives",
+    "resources",
+    "max_concurrent",
+    "max_retries",
+    "backend",
+    "slurm",
+)
 SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "nsga2", "random")
@@ -96,7 +109,7 @@ def apply_overrides(base: dict, overrides: dict[str, Any]) -> dict:
     for key, value in overrides.items():
         if value is None:
             continue
-        for target in (SEED_FIELDS if key == SEED_KEY else (key,)):
+        for target in SEED_FIELDS if key == SEED_KEY else (key,):
             *parents, leaf = target.split(".")
             node = config
             for part in parents:
@@ -148,16 +161,29 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
         raise fail("(top level)", "a mapping with keys " + ", ".join(TOP_LEVEL_KEYS), type(raw).__name__)
     for key in raw:
         if key not in TOP_LEVEL_KEYS:
-            raise fail(str(key), f"a known key: one of {list(TOP_LEVEL_KEYS)}{did_you_mean(key, list(TOP_LEVEL_KEYS))}", "unknown key")
+            raise fail(
+                str(key),
+                f"a known key: one of {list(TOP_LEVEL_KEYS)}{did_you_mean(key, list(TOP_LEVEL_KEYS))}",
+                "unknown key",
+            )
 
     name = raw.get("name", default_name)
     where = "name" if "name" in raw else "name (taken from the file name; set name: in the spec)"
     # No '/', NUL, '.' or '..': the name is a folder, runs/<name>.
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name) or name.startswith("."):
+    if (
+        not isinstance(name, str)
+        or not name
+        or not all(c.isalnum() or c in "-_." for c in name)
+        or name.startswith(".")
+    ):
         raise fail(where, "a sweep name of letters, digits, '-', '_' or '.'", name)
     if len(name.encode()) > MAX_NAME_BYTES:
-        raise fail(where, f"a sweep name of at most {MAX_NAME_BYTES} bytes in UTF-8 (it names folders, and "
-                          f"filesystems allow 255), not {len(name.encode())}", name[:40] + "...")
+        raise fail(
+            where,
+            f"a sweep name of at most {MAX_NAME_BYTES} bytes in UTF-8 (it names folders, and "
+            f"filesystems allow 255), not {len(name.encode())}",
+            name[:40] + "...",
+        )
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "text", description)
@@ -168,7 +194,9 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
         raise fail("trial", "a mapping with sections " + ", ".join(SECTIONS), trial)
 
     seeds = raw.get("seeds", [None])
-    if "seeds" in raw and (not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds) or len(set(seeds)) != len(seeds)):
+    if "seeds" in raw and (
+        not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds) or len(set(seeds)) != len(seeds)
+    ):
         raise fail("seeds", "a non-empty list of distinct integers", seeds)
 
     grid = _parse_grid(raw.get("grid"), fail)
@@ -176,13 +204,22 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     grid_keys = {key for sub in grid for key in sub}
     for parameter in search:
         if parameter.key in grid_keys:
-            raise fail(f"search.parameters.{parameter.key}", "a key that is not also a grid axis (list grid values under search.parameters.<key>.values instead)", "also in grid")
+            raise fail(
+                f"search.parameters.{parameter.key}",
+                "a key that is not also a grid axis (list grid values under search.parameters.<key>.values instead)",
+                "also in grid",
+            )
     if "seeds" in raw:
         for key in sorted(grid_keys | {p.key for p in search}):
             if key in SEED_FIELDS or key == SEED_KEY:
                 raise fail("seeds", f"no seeds list when the grid or search sets {key} itself", seeds)
         if not grid and search:
-            raise fail("seeds", "a grid to repeat: seeds repeat grid points, and a search-only spec samples each trial (set trial.<section>.seed instead)", seeds)
+            raise fail(
+                "seeds",
+                "a grid to repeat: seeds repeat grid points, and a search-only spec samples each trial (set "
+                "trial.<section>.seed instead)",
+                seeds,
+            )
     if not grid and not search:
         grid = [{}]
     if not search and search_trials:
@@ -212,10 +249,24 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
         raise fail("backend", f"one of {list(BACKENDS)}{did_you_mean(backend, list(BACKENDS))}", backend)
     slurm = parse_slurm(raw.get("slurm"), source=source)
 
-    spec = SweepSpec(path=path or Path(source), name=name, description=description, trial=trial, grid_points=points,
-                     search=search, search_trials=search_trials, sampler=sampler, sampler_seed=sampler_seed,
-                     objectives=objectives, resources=resources, max_concurrent=max_concurrent,
-                     max_retries=max_retries, backend=backend, slurm=slurm, raw={**raw, "name": name})
+    spec = SweepSpec(
+        path=path or Path(source),
+        name=name,
+        description=description,
+        trial=trial,
+        grid_points=points,
+        search=search,
+        search_trials=search_trials,
+        sampler=sampler,
+        sampler_seed=sampler_seed,
+        objectives=objectives,
+        resources=resources,
+        max_concurrent=max_concurrent,
+        max_retries=max_retries,
+        backend=backend,
+        slurm=slurm,
+        raw={**raw, "name": name},
+    )
     _check_trial_configs(spec, grid_keys, source)
     return spec
 
@@ -265,7 +316,9 @@ def _parse_search(search: Any, fail) -> tuple[list[SearchParameter], int, str, i
         raise fail("search", "a mapping with keys " + ", ".join(SEARCH_KEYS), search)
     for key in search:
         if key not in SEARCH_KEYS:
-            raise fail(f"search.{key}", f"one of {list(SEARCH_KEYS)}{did_you_mean(key, list(SEARCH_KEYS))}", "unknown key")
+            raise fail(
+                f"search.{key}", f"one of {list(SEARCH_KEYS)}{did_you_mean(key, list(SEARCH_KEYS))}", "unknown key"
+            )
     trials = search.get("trials", 0)
     if not (is_int(trials) and trials >= 0):
         raise fail("search.trials", "an integer >= 0 (trials Optuna samples after the grid points)", trials)
@@ -288,8 +341,14 @@ def _parse_parameter(key: str, given: Any, fail) -> SearchParameter:
         raise fail(where, "a mapping such as {distribution: loguniform, low: 0.01, high: 100}", given)
     kind = given.get("distribution")
     if kind not in DISTRIBUTIONS:
-        raise fail(f"{where}.distribution", f"one of {list(DISTRIBUTIONS)}{did_you_mean(kind, list(DISTRIBUTIONS))}", kind)
-    allowed = {"distribution", "values"} if kind == "choice" else {"distribution", "low", "high"} | ({"step"} if kind == "int" else set())
+        raise fail(
+            f"{where}.distribution", f"one of {list(DISTRIBUTIONS)}{did_you_mean(kind, list(DISTRIBUTIONS))}", kind
+        )
+    allowed = (
+        {"distribution", "values"}
+        if kind == "choice"
+        else {"distribution", "low", "high"} | ({"step"} if kind == "int" else set())
+    )
     for extra in given:
         if extra not in allowed:
             raise fail(f"{where}.{extra}", f"one of {sorted(allowed)} for a {kind} distribution", "unknown key")
@@ -315,10 +374,16 @@ def _parse_parameter(key: str, given: Any, fail) -> SearchParameter:
 
 def _parse_objectives(objectives: Any, fail) -> dict[str, str]:
     if not isinstance(objectives, dict) or not objectives:
-        raise fail("objectives", "a mapping of metric to max or min, such as {acc_natural: max, acc_pgd20: max}", objectives)
+        raise fail(
+            "objectives", "a mapping of metric to max or min, such as {acc_natural: max, acc_pgd20: max}", objectives
+        )
     for metric, mode in objectives.items():
         if metric not in OBJECTIVE_METRICS:
-            raise fail(f"objectives.{metric}", f"one of {list(OBJECTIVE_METRICS)}{did_you_mean(metric, list(OBJECTIVE_METRICS))}", "unknown metric")
+            raise fail(
+                f"objectives.{metric}",
+                f"one of {list(OBJECTIVE_METRICS)}{did_you_mean(metric, list(OBJECTIVE_METRICS))}",
+                "unknown metric",
+            )
         if mode not in ("max", "min"):
             raise fail(f"objectives.{metric}", "max or min", mode)
     return dict(objectives)
@@ -344,7 +409,9 @@ def _check_key(key: Any, where: str, fail) -> None:
         raise fail(where, "a dotted trial-config key such as preprocessor.lambda", key)
     section = key.split(".", 1)[0]
     if section not in SECTIONS:
-        raise fail(where, f"a key in one of the sections {list(SECTIONS)}{did_you_mean(section, list(SECTIONS))}", section)
+        raise fail(
+            where, f"a key in one of the sections {list(SECTIONS)}{did_you_mean(section, list(SECTIONS))}", section
+        )
 
 
 def _is_scalar(value: Any) -> bool:
@@ -359,19 +426,33 @@ def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> N
     for parameter in spec.search:
         ends = parameter.values if parameter.distribution == "choice" else (parameter.low, parameter.high)
         for value in ends:
-            _validate(spec.trial_config({**base_point, parameter.key: value}), {parameter.key: value}, "search.parameters", source)
+            _validate(
+                spec.trial_config({**base_point, parameter.key: value}),
+                {parameter.key: value},
+                "search.parameters",
+                source,
+            )
     attacks = validate_trial_config(spec.trial_config(base_point))["evaluation"].get("attacks", list(ATTACKS))
     for metric in spec.objectives:
         attack = metric.removeprefix("acc_")
         if attack != "natural" and attack not in attacks:
-            raise ConfigError(f"objectives.{metric}", f"a metric the trials compute: add {attack!r} to trial.evaluation.attacks", metric, source=source)
+            raise ConfigError(
+                f"objectives.{metric}",
+                f"a metric the trials compute: add {attack!r} to trial.evaluation.attacks",
+                metric,
+                source=source,
+            )
 
 
 def _validate(config: dict, point: dict[str, Any], where: str, source: str) -> None:
     try:
         validate_trial_config(config)
     except ConfigError as err:
-        touched = [key for key in point if key == err.field or err.field.startswith(key + ".") or key.startswith(err.field + ".")]
+        touched = [
+            key
+            for key in point
+            if key == err.field or err.field.startswith(key + ".") or key.startswith(err.field + ".")
+        ]
         if SEED_KEY in point and err.field in SEED_FIELDS:
             touched = ["seeds"]
         prefix = "" if touched == ["seeds"] else (f"{where}." if touched else "trial.")

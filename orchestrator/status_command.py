@@ -3,6 +3,7 @@
 Reads only the sweep directory (Parquet rows and trial folders), never Ray: it works while the
 sweep runs, after it was killed, and from a login node watching a Slurm job.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,10 +18,24 @@ from .sweep_paths import SweepPaths
 from .sweep_target import sweep_dir_of
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
-COLUMN_TITLES = {"head.mode": "head", "foundation.mode": "foundation mode", "foundation.name": "foundation",
-                 "foundation.pretraining.method": "pre-training"}
-SHOWN_SETTINGS = ("dataset", "data_fraction", "seed", "foundation.name", "foundation.pretraining.method", "foundation.mode",
-                  "preprocessor.kind", "preprocessor.lambda", "preprocessor.temperature", "head.mode")
+COLUMN_TITLES = {
+    "head.mode": "head",
+    "foundation.mode": "foundation mode",
+    "foundation.name": "foundation",
+    "foundation.pretraining.method": "pre-training",
+}
+SHOWN_SETTINGS = (
+    "dataset",
+    "data_fraction",
+    "seed",
+    "foundation.name",
+    "foundation.pretraining.method",
+    "foundation.mode",
+    "preprocessor.kind",
+    "preprocessor.lambda",
+    "preprocessor.temperature",
+    "head.mode",
+)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -42,10 +57,17 @@ def sweep_counts(sweep_dir: Path) -> dict[str, int]:
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
     with_rows = set(trials["config_hash"]) if len(trials) else set()
     paths = SweepPaths(sweep_dir)
-    started = [p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows]
+    started = [
+        p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows
+    ]
     planned = state["num_trials"]
-    return {"planned": planned, "finished": finished, "failed": failed, "started": len(started),
-            "not started": max(0, planned - finished - failed - len(started))}
+    return {
+        "planned": planned,
+        "finished": finished,
+        "failed": failed,
+        "started": len(started),
+        "not started": max(0, planned - finished - failed - len(started)),
+    }
 
 
 def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
@@ -62,7 +84,9 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     if not per_trial:
         _print_failures(trials, console)
         return
-    settings = [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or ["preprocessor.kind"]
+    settings = [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or [
+        "preprocessor.kind"
+    ]
     table = Table()
     table.add_column("trial")
     table.add_column("status")
@@ -92,8 +116,9 @@ def print_jobs(sweep_dir: Path, console: Console) -> None:
     from .backends import backend_of
 
     for job in backend_of(sweep_dir).jobs(sweep_dir):
-        console.print(f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}",
-                      markup=False, highlight=False)
+        console.print(
+            f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}", markup=False, highlight=False
+        )
 
 
 def _finite(value) -> bool:

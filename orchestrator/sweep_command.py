@@ -4,6 +4,7 @@ The spec is validated completely first; a second run of the same command resumes
 With --backend slurm (or `backend: slurm` in the spec) the sweep is submitted with submitit;
 the backend (orchestrator.backends) runs or submits it, this command says what happened.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,20 +22,34 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("sweep", help="run or resume the sweep a YAML spec describes")
     parser.add_argument("spec", type=Path, help="sweep spec, e.g. search_spaces/quickstart.yaml")
     parser.add_argument("--out", type=Path, default=None, help="sweep directory (default: runs/<name>)")
-    parser.add_argument("--backend", choices=BACKENDS, default=None,
-                        help="local: Ray here or at --address; slurm: submit with submitit (default: the spec's backend:, else local)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=None,
+        help="local: Ray here or at --address; slurm: submit with submitit (default: the spec's backend:, else local)",
+    )
     parser.add_argument("--address", default=None, help="join a running Ray cluster (default: start Ray here)")
     parser.add_argument("--restart", action="store_true", help="move an existing sweep directory aside and start over")
     parser.add_argument("--retry-failed", action="store_true", help="on resume, run failed trials again")
     parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
     slurm = parser.add_argument_group("slurm", "override the spec's slurm: section")
-    slurm.add_argument("--slurm-mode", choices=("ray", "array"), default=None,
-                       help="ray: one allocation runs a Ray cluster; array: one array task per trial")
-    for flag, kind, what in (("partition", str, "partition"), ("account", str, "account"), ("qos", str, "QOS"),
-                             ("nodes", int, "nodes (ray mode)"), ("gpus-per-node", int, "GPUs per node"),
-                             ("cpus-per-task", int, "CPUs per node (ray) or per trial (array)"),
-                             ("mem", str, "memory per node, e.g. 16G"), ("time", str, "time limit: minutes or D-HH:MM:SS"),
-                             ("constraint", str, "node features")):
+    slurm.add_argument(
+        "--slurm-mode",
+        choices=("ray", "array"),
+        default=None,
+        help="ray: one allocation runs a Ray cluster; array: one array task per trial",
+    )
+    for flag, kind, what in (
+        ("partition", str, "partition"),
+        ("account", str, "account"),
+        ("qos", str, "QOS"),
+        ("nodes", int, "nodes (ray mode)"),
+        ("gpus-per-node", int, "GPUs per node"),
+        ("cpus-per-task", int, "CPUs per node (ray) or per trial (array)"),
+        ("mem", str, "memory per node, e.g. 16G"),
+        ("time", str, "time limit: minutes or D-HH:MM:SS"),
+        ("constraint", str, "node features"),
+    ):
         slurm.add_argument(f"--{flag}", type=kind, default=None, help=what)
     slurm.add_argument("--wait", action="store_true", help="after submitting, follow the sweep until its jobs end")
     parser.set_defaults(run=run)
@@ -51,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     backend = backend_class(args.backend or spec.backend).from_options(spec, args)
     # The backend refuses what cannot run before writing anything, then takes the sweep's lock (a
     # second driver is refused at once) and runs the sweep here or submits it.
-    launched = backend.sweep(spec, sweep_dir, restart=args.restart, retry_failed=args.retry_failed,
-                             live=False if args.plain else None)
+    launched = backend.sweep(
+        spec, sweep_dir, restart=args.restart, retry_failed=args.retry_failed, live=False if args.plain else None
+    )
     if launched.outcome is not None:  # run here, to its end
         outcome = launched.outcome
         print_outcome(outcome.sweep_dir)

@@ -7,6 +7,7 @@ holder dies, however it dies, so a killed driver never blocks the next one; on L
 flock is carried by NFS byte-range locks, so it holds across the nodes of a cluster too.
 The file holds who has it (pid, host, Slurm job, since when) for the refusal line.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -59,10 +60,17 @@ def sweep_lock(sweep_dir: Path, what: str = "driver") -> Iterator[None]:
                 owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
             except ValueError:
                 owner = {}
-            raise UserError(f"{Path(sweep_dir)}: another driver is running this sweep ({owner_text(owner)}); "
-                            "wait for it to end or stop it, then run the same command again") from None
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-                  "since": time.time(), "what": what}
+            raise UserError(
+                f"{Path(sweep_dir)}: another driver is running this sweep ({owner_text(owner)}); "
+                "wait for it to end or stop it, then run the same command again"
+            ) from None
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "since": time.time(),
+            "what": what,
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(record).encode(), 0)
         _held.add(path)

@@ -7,10 +7,10 @@ on a laptop). Nobody else joins names onto a sweep folder.
 
 What a user typed (a folder, a spec file, a results copy) becomes a folder in sweep_target.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-
 
 STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 RESULTS_FOLDER = "results"

@@ -3,6 +3,7 @@
 One function per question, used by every command that takes such an argument (status, results,
 cancel, and the analysis commands through analysis.py).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,7 +24,9 @@ def sweep_dir_of(target: Path) -> Path:
     if target.is_file():
         sweep_dir = default_sweep_dir(load_spec(target).name)
         if not SweepPaths(sweep_dir).state.is_file():
-            raise UserError(f"{target}: its sweep directory {sweep_dir} does not exist yet; run `orchestrator sweep {target}`")
+            raise UserError(
+                f"{target}: its sweep directory {sweep_dir} does not exist yet; run `orchestrator sweep {target}`"
+            )
         return sweep_dir
     raise UserError(f"{target}: no such sweep directory or spec file")
 

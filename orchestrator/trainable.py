@@ -4,6 +4,7 @@ Ray Tune pickles a trial's error (ray/<trial>/error.pkl) with its exception clas
 and reads it back when a sweep resumes (Tuner.restore, then get_results): an errored trial of an
 older sweep names orchestrator.trainable.RecordedFailure or OutOfStorage. Import nothing from here.
 """
+
 from .trial_runner import OutOfStorage, RecordedFailure
 
 __all__ = ["OutOfStorage", "RecordedFailure"]

@@ -6,6 +6,7 @@ from Ray's trial state, so a failure is never silent. A trial that found the dis
 whole sweep the way Ctrl-C does (Tune saves its state, queued trials stay queued), instead of
 letting every queued trial fail on the same full disk.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,7 +68,19 @@ def record_dead_worker(spec, sweep_dir: Path, params: dict, trial_id: str, reaso
     if read_trial(sweep_dir, key) is not None:
         return False  # the trial wrote its own row (its exception, or it finished before the worker died)
     when = now_utc()
-    write_trial(sweep_dir, trial_row(sweep=spec.name, trial_id=trial_id, config_hash=key, config=config, status=ERROR,
-                                     metrics=None, error=f"worker lost: {reason}", started_at=when, finished_at=when,
-                                     extra={"run_id": run_id, "error_kind": INFRASTRUCTURE}))
+    write_trial(
+        sweep_dir,
+        trial_row(
+            sweep=spec.name,
+            trial_id=trial_id,
+            config_hash=key,
+            config=config,
+            status=ERROR,
+            metrics=None,
+            error=f"worker lost: {reason}",
+            started_at=when,
+            finished_at=when,
+            extra={"run_id": run_id, "error_kind": INFRASTRUCTURE},
+        ),
+    )
     return True

@@ -13,6 +13,7 @@ Failures come in kinds (see `error_kind`): a user's error or a failure of the tr
 happens again on every run, so its ERROR row is final until --retry-failed; a dead worker
 (recorded by the driver, trial_failures.py) is retried; a full disk stops the whole sweep.
 """
+
 from __future__ import annotations
 
 import errno
@@ -65,6 +66,8 @@ def error_kind(err: BaseException) -> str:
     if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
         return STORAGE
     return TRIAL
+
+
 # report(record, manifest): per epoch with a manifest of where the trial is, at the end with None.
 Report = Callable[[dict[str, Any], "dict[str, Any] | None"], None]
 
@@ -80,8 +83,18 @@ def trial_key(config: dict) -> str:
 TUNE_NAME = "sweep_trial"
 
 
-def tune_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict,
-                objectives: list[str], cpus: float, gpus: float, run_id: str = "", retry_failed: bool = False) -> None:
+def tune_trial(
+    params: dict[str, Any],
+    *,
+    sweep_dir: str,
+    sweep_name: str,
+    base_trial: dict,
+    objectives: list[str],
+    cpus: float,
+    gpus: float,
+    run_id: str = "",
+    retry_failed: bool = False,
+) -> None:
     """One trial as a Ray Tune function: `params` are the dotted overrides OptunaSearch chose.
 
     `run_id` names this run of the driver; with `retry_failed` a trial that failed for good in an
@@ -103,13 +116,33 @@ def tune_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_
             (Path(folder) / MANIFEST).write_text(json.dumps(manifest))
             tune.report({**pending, **record}, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_recorded_trial(params, sweep_dir=sweep_dir, sweep_name=sweep_name, base_trial=base_trial, cpus=cpus, gpus=gpus,
-                       trial_id=tune.get_context().get_trial_id(), report=report, run_id=run_id, retry_failed=retry_failed)
+    run_recorded_trial(
+        params,
+        sweep_dir=sweep_dir,
+        sweep_name=sweep_name,
+        base_trial=base_trial,
+        cpus=cpus,
+        gpus=gpus,
+        trial_id=tune.get_context().get_trial_id(),
+        report=report,
+        run_id=run_id,
+        retry_failed=retry_failed,
+    )
 
 
-def run_recorded_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: str, base_trial: dict, cpus: float,
-                       gpus: float, trial_id: str, report: Report | None = None, run_id: str = "",
-                       retry_failed: bool = False) -> dict[str, Any]:
+def run_recorded_trial(
+    params: dict[str, Any],
+    *,
+    sweep_dir: str,
+    sweep_name: str,
+    base_trial: dict,
+    cpus: float,
+    gpus: float,
+    trial_id: str,
+    report: Report | None = None,
+    run_id: str = "",
+    retry_failed: bool = False,
+) -> dict[str, Any]:
     """Run (or resume, or look up) one trial and write its Parquet rows; returns its metrics.
 
     `report(record, manifest)` is called per epoch (manifest says where the trial is) and once at
@@ -139,10 +172,16 @@ def run_recorded_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: st
         if previous is not None and previous["status"] == TERMINATED:
             report({**_numbers(previous), "stage": "done", "config_hash": key}, None)
             return previous
-        if previous is not None and previous["status"] == ERROR and previous.get("error_kind", TRIAL) in FINAL_KINDS \
-                and not (retry_failed and previous.get("run_id") != run_id):
-            raise RecordedFailure(f"{previous['error']} (recorded {previous['finished_at']}; not run again: "
-                                  "fix the cause and resume with --retry-failed)")
+        if (
+            previous is not None
+            and previous["status"] == ERROR
+            and previous.get("error_kind", TRIAL) in FINAL_KINDS
+            and not (retry_failed and previous.get("run_id") != run_id)
+        ):
+            raise RecordedFailure(
+                f"{previous['error']} (recorded {previous['finished_at']}; not run again: "
+                "fix the cause and resume with --retry-failed)"
+            )
         started = now_utc()
         atomic_write_json(paths.trial_config(key), {"config": config, "overrides": params, "trial_id": trial_id})
         epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
@@ -157,30 +196,53 @@ def run_recorded_trial(params: dict[str, Any], *, sweep_dir: str, sweep_name: st
                     raise FloatingPointError(f"{record.get('stage')}: non-finite {name} at epoch {record.get('epoch')}")
             if not epochs.add(record):
                 return  # a resumed stage replaying an epoch already logged
-            report({**_numbers(record), "stage": record["stage"], "config_hash": key},
-                   {"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]})
+            report(
+                {**_numbers(record), "stage": record["stage"], "config_hash": key},
+                {"config_hash": key, "stage": record["stage"], "epoch": record["epoch"]},
+            )
 
         def row(status: str, metrics: dict | None, error: str | None, kind: str | None = None) -> dict[str, Any]:
             extra = {"resumed_from": resumed, "device": device, "run_id": run_id, "error_kind": kind}
-            return trial_row(sweep=sweep_name, trial_id=trial_id, config_hash=key, config=config, status=status,
-                             metrics=metrics, error=error, started_at=started, finished_at=now_utc(), extra=extra)
+            return trial_row(
+                sweep=sweep_name,
+                trial_id=trial_id,
+                config_hash=key,
+                config=config,
+                status=status,
+                metrics=metrics,
+                error=error,
+                started_at=started,
+                finished_at=now_utc(),
+                extra=extra,
+            )
 
         try:
             metrics = run_trial(config, workdir, artifacts=paths.artifacts, device=device, on_epoch=on_epoch)
             # The per-point outcomes go to their own table (a row per test point and attack), not the trial row.
             examples = metrics.pop("examples", None)
             if examples is not None:
-                write_examples(sweep_dir_path, key, examples, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
+                write_examples(
+                    sweep_dir_path, key, examples, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key}
+                )
             write_trial(sweep_dir_path, row(TERMINATED, metrics, None))
         except Exception as err:
             kind = error_kind(err)
             if kind == STORAGE:  # no row (there is no room for one): the trial is simply not done
-                raise OutOfStorage(f"{err.strerror or err} ({getattr(err, 'filename', None) or 'while writing'}); "
-                                   "free space, then run the same command again to resume") from err
+                raise OutOfStorage(
+                    f"{err.strerror or err} ({getattr(err, 'filename', None) or 'while writing'}); "
+                    "free space, then run the same command again to resume"
+                ) from err
             write_trial(sweep_dir_path, row(ERROR, None, f"{type(err).__name__}: {err}", kind))
             raise
-    report({**_numbers(metrics), "stage": "done", "config_hash": key,
-            "integrity_flags": ",".join(metrics.get("integrity_flags", []))}, None)
+    report(
+        {
+            **_numbers(metrics),
+            "stage": "done",
+            "config_hash": key,
+            "integrity_flags": ",".join(metrics.get("integrity_flags", [])),
+        },
+        None,
+    )
     return metrics
 
 

@@ -5,6 +5,7 @@ folder. Readers of results, epochs, job records and journals skip what they cann
 it here instead of raising; the command line prints every note in one line at the end, and the
 sweep moves a damaged record aside (never deletes it) so the trial it belonged to runs again.
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 The embedded foundation is pre-trained once per session with a tiny config (seconds) through the
 same code a real run uses.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,10 +20,27 @@ import torch
 torch.set_num_threads(2)
 
 # Small enough to pre-train in a few seconds on 2 cores; still a real ViT-MAE pre-training run.
-TINY_EMBEDDED = {"hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2, "decoder_hidden_size": 32,
-                 "decoder_num_attention_heads": 2, "decoder_intermediate_size": 64, "epochs": 2}
-TINY_ARCH = {"patch_size": 8, "hidden_size": 32, "encoder_layers": 1, "decoder_layers": 1, "num_heads": 2,
-             "decoder_hidden_size": 32, "mlp_ratio": 2, "pool_factor": 8, "projector_hidden": 64, "projector_dim": 16}
+TINY_EMBEDDED = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_attention_heads": 2,
+    "decoder_hidden_size": 32,
+    "decoder_num_attention_heads": 2,
+    "decoder_intermediate_size": 64,
+    "epochs": 2,
+}
+TINY_ARCH = {
+    "patch_size": 8,
+    "hidden_size": 32,
+    "encoder_layers": 1,
+    "decoder_layers": 1,
+    "num_heads": 2,
+    "decoder_hidden_size": 32,
+    "mlp_ratio": 2,
+    "pool_factor": 8,
+    "projector_hidden": 64,
+    "projector_dim": 16,
+}
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 A plain module beside the tests (pytest puts tests/ on sys.path), not a conftest fixture,
 because the Slurm tests also write specs for jobs that run in other processes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny"
             "head": {"epochs": 3},
             "evaluation": {"n_examples": 40, "attacks": ["pgd10", "pgd20"]},
         },
-        "grid": grid if grid is not None else [{"preprocessor.kind": ["identity"]},
-                                               {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
+        "grid": grid
+        if grid is not None
+        else [{"preprocessor.kind": ["identity"]}, {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
         "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
         "resources": {"cpu": 1},
         "max_concurrent": 2,
@@ -49,5 +51,3 @@ def read_rows(path: Path):
     except FileNotFoundError:
         return []
     return pq.read_table(pa.BufferReader(data)).to_pylist()
-
-

@@ -2,6 +2,7 @@
 
 Tiny auto-encoders on a slice of the embedded digits keep the whole file to seconds.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,8 @@ from trainables.data import load_dataset, stratified_fraction
 from trainables.errors import ConfigError
 from trainables.frequency import frequency_split, low_pass_mask
 from trainables.losses import multiview_nt_xent
-from trainables.preprocessors import fit_preprocessor, load_preprocessor, resolve_preprocessor_config
 from trainables.multiview import make_views
+from trainables.preprocessors import fit_preprocessor, load_preprocessor, resolve_preprocessor_config
 from trainables.preprocessors.fit import artifact_folder, data_fingerprint
 from trainables.pseudo_labels import FeatureModel, pseudo_labels
 
@@ -33,7 +34,15 @@ def _pooled_pixels() -> FeatureModel:
 
 
 def _advcl(tiny_arch, **overrides):
-    return {"kind": "advcl", "arch": tiny_arch, "epochs": 2, "batch_size": 16, "lr": 1e-3, "attack_steps": 1, **overrides}
+    return {
+        "kind": "advcl",
+        "arch": tiny_arch,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "attack_steps": 1,
+        **overrides,
+    }
 
 
 # --- the multi-view NT-Xent (eq. 5) ------------------------------------------------------------
@@ -52,8 +61,9 @@ def _multiview_by_hand(views, t):
     for i in range(m):
         for b in range(batch):
             anchor = views[i][b]
-            denominator = sum(math.exp(_cosine(anchor, views[k][c]) / t)
-                              for k in range(m) for c in range(batch) if (k, c) != (i, b))
+            denominator = sum(
+                math.exp(_cosine(anchor, views[k][c]) / t) for k in range(m) for c in range(batch) if (k, c) != (i, b)
+            )
             for j in range(m):
                 if j != i:
                     total += -math.log(math.exp(_cosine(anchor, views[j][b]) / t) / denominator) / (m - 1)
@@ -121,7 +131,9 @@ def test_high_matches_the_papers_centred_spectrum_definition():
 
 def test_views_are_what_the_config_names_and_frequency_views_have_xs_contrast(small_train, tiny_arch):
     images = small_train.float_images(torch.arange(8))
-    cfg = resolve_preprocessor_config(_advcl(tiny_arch, augment=False, views="adversarial+t1+high+low", fft_radius=4), image_size=32)
+    cfg = resolve_preprocessor_config(
+        _advcl(tiny_arch, augment=False, views="adversarial+t1+high+low", fft_radius=4), image_size=32
+    )
     torch.manual_seed(0)
     x, views = make_views(images, cfg["views"], augment=False, fft_radius=cfg["fft_radius"])
     assert torch.equal(x, images) and list(views) == ["t1", "high", "low"]  # the adversarial view is the step's PGD
@@ -212,21 +224,46 @@ def test_unknown_view_suggests_a_known_one():
 
 def test_existing_kinds_keep_their_configs_and_advcl_settings_change_its_key(small_train, tmp_path, tiny_arch):
     # The keys every kind resolved to before advcl existed: their trial and artifact hashes stay.
-    before = {"arch", "attack_step_size", "attack_steps", "augment", "batch_size", "epochs", "eps", "fgsm_random_start",
-              "gamma", "kind", "lambda", "lr", "path", "seed", "temperature", "warmup_epochs", "weight_decay"}
+    before = {
+        "arch",
+        "attack_step_size",
+        "attack_steps",
+        "augment",
+        "batch_size",
+        "epochs",
+        "eps",
+        "fgsm_random_start",
+        "gamma",
+        "kind",
+        "lambda",
+        "lr",
+        "path",
+        "seed",
+        "temperature",
+        "warmup_epochs",
+        "weight_decay",
+    }
     for kind in ("identity", "vanilla", "cropd", "arae", "encoder_only"):
         assert set(resolve_preprocessor_config({"kind": kind})) == before
     assert resolve_preprocessor_config({"kind": "arae"})["attack_steps"] == 10  # advcl's PGD-5 default is its own
     assert resolve_preprocessor_config({"kind": "advcl"})["attack_steps"] == 5
 
     # The list form and the sweep-friendly joined form are one config, in a canonical order.
-    as_list = resolve_preprocessor_config(_advcl(tiny_arch, views=["high", "t1", "adversarial"], pseudo_clusters=[10, 2]))
+    as_list = resolve_preprocessor_config(
+        _advcl(tiny_arch, views=["high", "t1", "adversarial"], pseudo_clusters=[10, 2])
+    )
     as_text = resolve_preprocessor_config(_advcl(tiny_arch, views="adversarial+t1+high", pseudo_clusters="2+10"))
-    assert as_list == as_text and as_list["views"] == ["adversarial", "t1", "high"] and as_list["pseudo_clusters"] == [2, 10]
+    assert (
+        as_list == as_text
+        and as_list["views"] == ["adversarial", "t1", "high"]
+        and as_list["pseudo_clusters"] == [2, 10]
+    )
     assert resolve_preprocessor_config(_advcl(tiny_arch, pseudo_clusters=10))["pseudo_clusters"] == [10]
 
     def folder(features=None, **overrides):
-        return artifact_folder(resolve_preprocessor_config(_advcl(tiny_arch, **overrides)), small_train, tmp_path, features)
+        return artifact_folder(
+            resolve_preprocessor_config(_advcl(tiny_arch, **overrides)), small_train, tmp_path, features
+        )
 
     assert folder() != folder(views=["adversarial", "t1", "t2"])
     assert folder() != folder(fft_radius=4)
@@ -246,7 +283,9 @@ class Interrupt(Exception):
     pass
 
 
-def test_advcl_fit_runs_resumes_and_reuses_pseudo_labels(tmp_path, small_train, tiny_arch, tiny_foundation_config, cache_root, monkeypatch):
+def test_advcl_fit_runs_resumes_and_reuses_pseudo_labels(
+    tmp_path, small_train, tiny_arch, tiny_foundation_config, cache_root, monkeypatch
+):
     """Pseudo-labels from the (tiny) foundation by default; a resumed fit equals an uninterrupted one."""
     calls = []
     real_kmeans = pseudo_module.KMeans
@@ -279,7 +318,9 @@ def test_advcl_fit_runs_resumes_and_reuses_pseudo_labels(tmp_path, small_train, 
     with torch.no_grad():
         assert torch.equal(loaded.module(x), straight.module.eval()(x))
     # Another advcl config on the same data and model shares the cached labels.
-    fit_preprocessor({**cfg, "epochs": 1, "views": ["t1", "high"]}, small_train, tmp_path / "straight", foundation=foundation)
+    fit_preprocessor(
+        {**cfg, "epochs": 1, "views": ["t1", "high"]}, small_train, tmp_path / "straight", foundation=foundation
+    )
     assert calls == [2, 3, 2, 3]
 
 

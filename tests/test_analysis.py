@@ -3,6 +3,7 @@
 Stores are written by the same row writer the trials use; the fronts are checked exactly
 against a brute-force definition, and every bad input must exit 2 with nothing written.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,20 +21,33 @@ from orchestrator.cli import main
 from orchestrator.results import read_folder
 from trainables.schema import validate_trial_config
 
+
 @pytest.fixture
 def store(tmp_path):
     """Identity, Vanilla and CRoPD at lambda 1 and 10, two seeds each, one failed trial."""
     sweep_dir = tmp_path / "hand"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text("{}")
-    values = {("identity", None): [(0.74, 0.0), (0.72, 0.0)], ("vanilla", None): [(0.61, 0.30), (0.60, 0.25)],
-              ("cropd", 1): [(0.62, 0.32), (0.58, 0.30)], ("cropd", 10): [(0.55, 0.36), (0.57, 0.34)]}
+    values = {
+        ("identity", None): [(0.74, 0.0), (0.72, 0.0)],
+        ("vanilla", None): [(0.61, 0.30), (0.60, 0.25)],
+        ("cropd", 1): [(0.62, 0.32), (0.58, 0.30)],
+        ("cropd", 10): [(0.55, 0.36), (0.57, 0.34)],
+    }
     minute = 0
     for seed in (0, 1):
         for (kind, lam), per_seed in values.items():
             natural, pgd20 = per_seed[seed]
-            add_trial(sweep_dir, kind=kind, lam=lam, seed=seed, natural=natural, pgd20=pgd20, minute=minute,
-                      flags=("robust_above_natural",) if (kind, lam, seed) == ("cropd", 10, 1) else ())
+            add_trial(
+                sweep_dir,
+                kind=kind,
+                lam=lam,
+                seed=seed,
+                natural=natural,
+                pgd20=pgd20,
+                minute=minute,
+                flags=("robust_above_natural",) if (kind, lam, seed) == ("cropd", 10, 1) else (),
+            )
             minute += 1
     add_trial(sweep_dir, kind="arae", natural=0, pgd20=0, status="ERROR", minute=minute)
     return sweep_dir
@@ -58,7 +72,17 @@ def test_pareto_mask_on_a_known_front_with_ties_and_missing_values():
     # (0.7, 0.3) loses to (0.7, 0.4); (0.6, 0.4) loses to (0.7, 0.4) at the same y; NaN never counts.
     assert analysis.pareto_mask(x, y).tolist() == [True, True, False, False, True, False, True, False, True]
     # Minimising y instead: only the lowest y at each x that nothing beats.
-    assert analysis.pareto_mask(x, y, maximize=(True, False)).tolist() == [True, False, False, False, False, False, False, False, True]
+    assert analysis.pareto_mask(x, y, maximize=(True, False)).tolist() == [
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+        True,
+    ]
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -74,15 +98,39 @@ def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
     assert main(["pareto", str(store), "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["preprocessor.kind"], r["acc_natural"], r["acc_pgd20"]) for r in rows] == [
-        ("identity", 0.74, 0.0), ("cropd", 0.62, 0.32), ("cropd", 0.57, 0.34), ("cropd", 0.55, 0.36)]
+        ("identity", 0.74, 0.0),
+        ("cropd", 0.62, 0.32),
+        ("cropd", 0.57, 0.34),
+        ("cropd", 0.55, 0.36),
+    ]
     # Per configuration (mean over seeds): identity 0.73/0, cropd-1 0.60/0.31, cropd-10 0.56/0.35;
     # vanilla 0.605/0.275 is dominated by nothing on x alone, so it stays.
     assert main(["pareto", str(store), "--by-config", "--format", "json"]) == 0
     configs = json.loads(capsys.readouterr().out)
     assert [(r["preprocessor.kind"], r["preprocessor.lambda"]) for r in configs] == [
-        ("identity", None), ("vanilla", None), ("cropd", 1.0), ("cropd", 10.0)]
-    assert main(["pareto", str(store), "--where", "\"preprocessor.kind\" = 'cropd'", "--x", "acc_pgd20",
-                 "--y", "time_head_s", "--minimize-y", "--format", "json"]) == 0
+        ("identity", None),
+        ("vanilla", None),
+        ("cropd", 1.0),
+        ("cropd", 10.0),
+    ]
+    assert (
+        main(
+            [
+                "pareto",
+                str(store),
+                "--where",
+                "\"preprocessor.kind\" = 'cropd'",
+                "--x",
+                "acc_pgd20",
+                "--y",
+                "time_head_s",
+                "--minimize-y",
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
     assert [r["acc_pgd20"] for r in json.loads(capsys.readouterr().out)] == [0.36]
 
 
@@ -112,7 +160,10 @@ def test_settings_a_kind_ignores_do_not_split_or_label_configurations(tmp_path):
     trials = analysis.finished_trials(tmp_path)
     # lambda is null for identity because identity ignores it: only the kind tells those apart.
     # preprocessor_dataset is null by choice in one CRoPD trial and set in the other: it varies.
-    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {"preprocessor_dataset", "preprocessor.kind"}
+    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
+        "preprocessor_dataset",
+        "preprocessor.kind",
+    }
 
 
 def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(store, capsys):
@@ -120,7 +171,12 @@ def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(st
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| Pre-processor | λ | Head | n | Natural | PGD-20 | Integrity flags |"
     body = lines[2:6]
-    assert [line.split(" | ")[0:2] for line in body] == [["| identity", "-"], ["| vanilla", "-"], ["| cropd", "1"], ["| cropd", "10"]]
+    assert [line.split(" | ")[0:2] for line in body] == [
+        ["| identity", "-"],
+        ["| vanilla", "-"],
+        ["| cropd", "1"],
+        ["| cropd", "10"],
+    ]
     half = 100 * 12.706204736174707 * np.std([0.74, 0.72], ddof=1) / math.sqrt(2)
     assert f"| **73.0 ± {half:.1f}** |" in body[0]  # best natural: identity
     assert "**35.0 ±" in body[3] and body[3].endswith("| robust_above_natural |")  # best PGD-20: cropd 10
@@ -158,8 +214,15 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
     def rewrite():
         minute = 100
         while not stop.is_set():  # alternating sizes: an error text appears and disappears
-            add_trial(store, kind="vanilla", seed=0, natural=0.61, pgd20=0.30, minute=minute,
-                      flags=("x" * (minute % 7 * 50),) if minute % 2 else ())
+            add_trial(
+                store,
+                kind="vanilla",
+                seed=0,
+                natural=0.61,
+                pgd20=0.30,
+                minute=minute,
+                flags=("x" * (minute % 7 * 50),) if minute % 2 else (),
+            )
             minute += 1
 
     writer = threading.Thread(target=rewrite)
@@ -172,18 +235,30 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
     assert counts == {9}
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["pareto", "{store}", "--x", "acc_nope"], "--x: no metric 'acc_nope' in these results; metrics: acc_natural, acc_pgd20, time_head_s"),
-    (["report", "{store}", "--where", "status = = 1"], "--where 'status = = 1': Parser Error"),
-    (["report", "{store}", "--where", "\"preprocessor.kind\" = 'vae'"], "--where: none of the 8 finished trials matches"),
-    (["plot", "{store}", "--kind", "fraction", "-o", "{out}.png"], "parameter axis data_fraction: one value (1)"),
-    (["plot", "{store}", "--kind", "tradeoff", "--param", "head.mode", "-o", "{out}.png"], "parameter axis head.mode: expected numbers"),
-    (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
-    (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
-    (["plot", "{store}", "--kind", "strength", "-o", "{out}.png"], "these trials have no attack-strength sweep"),
-    (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
-    (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["pareto", "{store}", "--x", "acc_nope"],
+            "--x: no metric 'acc_nope' in these results; metrics: acc_natural, acc_pgd20, time_head_s",
+        ),
+        (["report", "{store}", "--where", "status = = 1"], "--where 'status = = 1': Parser Error"),
+        (
+            ["report", "{store}", "--where", "\"preprocessor.kind\" = 'vae'"],
+            "--where: none of the 8 finished trials matches",
+        ),
+        (["plot", "{store}", "--kind", "fraction", "-o", "{out}.png"], "parameter axis data_fraction: one value (1)"),
+        (
+            ["plot", "{store}", "--kind", "tradeoff", "--param", "head.mode", "-o", "{out}.png"],
+            "parameter axis head.mode: expected numbers",
+        ),
+        (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
+        (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
+        (["plot", "{store}", "--kind", "strength", "-o", "{out}.png"], "these trials have no attack-strength sweep"),
+        (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
+        (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_no_file(store, tmp_path, capsys, argv, message):
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -204,14 +279,24 @@ def test_data_fraction_table_plot_from_a_store_with_three_fractions(tmp_path):
     (tmp_path / "sweep.json").write_text("{}")
     for i, fraction in enumerate((0.1, 0.5, 1.0)):
         for kind, lam in (("vanilla", None), ("cropd", 10)):
-            add_trial(tmp_path, kind=kind, lam=lam, natural=0.5 + fraction / 5, pgd20=0.2 + fraction / 10,
-                      data_fraction=fraction, minute=i)
+            add_trial(
+                tmp_path,
+                kind=kind,
+                lam=lam,
+                natural=0.5 + fraction / 5,
+                pgd20=0.2 + fraction / 10,
+                data_fraction=fraction,
+                minute=i,
+            )
     out = tmp_path / "fraction.png"
     assert main(["plot", str(tmp_path), "--kind", "fraction", "-o", str(out)]) == 0
     image = imread(out)
     assert image.shape[2] == 4 and image.shape[1] == round(4.2 * 2 * 150)  # two panels at 150 dpi
-    assert report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()[0].startswith(
-        "| Pre-processor | λ | Head | Data fraction | n |")
+    assert (
+        report.render(analysis.finished_trials(tmp_path), "markdown")
+        .splitlines()[0]
+        .startswith("| Pre-processor | λ | Head | Data fraction | n |")
+    )
 
 
 def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_collide(tmp_path):
@@ -230,7 +315,11 @@ def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_coll
     renderer = FigureCanvasAgg(figure).get_renderer()
     figure.draw_without_rendering()
     for ax in figure.axes:
-        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels() if label.get_visible() and label.get_text()]
+        boxes = [
+            label.get_window_extent(renderer)
+            for label in ax.get_xticklabels()
+            if label.get_visible() and label.get_text()
+        ]
         assert len(boxes) >= 2 and not any(a.overlaps(b) for a, b in combinations(boxes, 2))
 
 
@@ -251,7 +340,9 @@ def add_swept_trial(sweep_dir: Path, *, eps: float, sweep_eps: list, sweep_steps
     """A trial row with its attack-strength sweep as evaluation writes it: [[x, accuracy], ...] as JSON text."""
     key = add_trial(sweep_dir, **trial)
     path = sweep_dir / "results" / "trials" / f"{key}.parquet"
-    pd.read_parquet(path).assign(eps=eps, sweep_eps=json.dumps(sweep_eps), sweep_steps=json.dumps(sweep_steps)).to_parquet(path)
+    pd.read_parquet(path).assign(
+        eps=eps, sweep_eps=json.dumps(sweep_eps), sweep_steps=json.dumps(sweep_steps)
+    ).to_parquet(path)
     return key
 
 
@@ -266,15 +357,47 @@ def strength_store(tmp_path):
     sweep_dir = tmp_path / "strength"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text("{}")
-    add_swept_trial(sweep_dir, kind="cropd", lam=1, seed=0, natural=0.6, pgd20=0.3, minute=0, eps=8 / 255,
-                    sweep_eps=_eps_sweep(8 / 255, [0.6, 0.5, 0.4, 0.2]), sweep_steps=[[1, 0.45], [10, 0.4], [50, 0.38]])
-    add_swept_trial(sweep_dir, kind="cropd", lam=1, seed=1, natural=0.6, pgd20=0.3, minute=1, eps=8 / 255,
-                    flags=("accuracy_rises_with_steps", "robust_above_natural"),
-                    sweep_eps=_eps_sweep(8 / 255, [0.5, 0.4, 0.3, 0.1]), sweep_steps=[[1, 0.35], [10, 0.3], [50, 0.32]])
-    add_swept_trial(sweep_dir, kind="cropd", lam=10, seed=0, natural=0.5, pgd20=0.3, minute=2, eps=16 / 255,
-                    flags=("accuracy_rises_with_eps",), sweep_eps=_eps_sweep(16 / 255, [0.3, 0.35, 0.4, 0.2]),
-                    sweep_steps=[[1, 0.4], [10, 0.4], [50, 0.4]])
-    add_swept_trial(sweep_dir, kind="vanilla", seed=0, natural=0.6, pgd20=0.2, minute=3, eps=8 / 255, sweep_eps=[], sweep_steps=[])
+    add_swept_trial(
+        sweep_dir,
+        kind="cropd",
+        lam=1,
+        seed=0,
+        natural=0.6,
+        pgd20=0.3,
+        minute=0,
+        eps=8 / 255,
+        sweep_eps=_eps_sweep(8 / 255, [0.6, 0.5, 0.4, 0.2]),
+        sweep_steps=[[1, 0.45], [10, 0.4], [50, 0.38]],
+    )
+    add_swept_trial(
+        sweep_dir,
+        kind="cropd",
+        lam=1,
+        seed=1,
+        natural=0.6,
+        pgd20=0.3,
+        minute=1,
+        eps=8 / 255,
+        flags=("accuracy_rises_with_steps", "robust_above_natural"),
+        sweep_eps=_eps_sweep(8 / 255, [0.5, 0.4, 0.3, 0.1]),
+        sweep_steps=[[1, 0.35], [10, 0.3], [50, 0.32]],
+    )
+    add_swept_trial(
+        sweep_dir,
+        kind="cropd",
+        lam=10,
+        seed=0,
+        natural=0.5,
+        pgd20=0.3,
+        minute=2,
+        eps=16 / 255,
+        flags=("accuracy_rises_with_eps",),
+        sweep_eps=_eps_sweep(16 / 255, [0.3, 0.35, 0.4, 0.2]),
+        sweep_steps=[[1, 0.4], [10, 0.4], [50, 0.4]],
+    )
+    add_swept_trial(
+        sweep_dir, kind="vanilla", seed=0, natural=0.6, pgd20=0.2, minute=3, eps=8 / 255, sweep_eps=[], sweep_steps=[]
+    )
     return sweep_dir
 
 
@@ -288,8 +411,10 @@ def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(str
     assert eps_ax.get_xlabel() == "eps (x/255)"
     # One line per configuration with a sweep (Vanilla has none); the eps panel adds a dotted
     # line at each trial's own evaluation eps.
-    assert [line.get_label() for line in steps_ax.lines] == ["cropd, λ=1 (flag: rises with steps)",
-                                                             "cropd, λ=10 (flag: rises with eps)"]
+    assert [line.get_label() for line in steps_ax.lines] == [
+        "cropd, λ=1 (flag: rises with steps)",
+        "cropd, λ=10 (flag: rises with eps)",
+    ]
     cropd1, cropd10, *marks = eps_ax.lines
     assert [(m.get_linestyle(), m.get_xdata()[0]) for m in marks] == [(":", pytest.approx(8)), (":", pytest.approx(16))]
     # The two-seed configuration: the mean of the seeds at each point, the band their min-max.
@@ -310,8 +435,18 @@ def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(str
 def test_strength_plot_of_trials_without_sweeps_is_one_line_exit_2_and_no_file(tmp_path, capsys):
     (tmp_path / "sweep.json").write_text("{}")
     for seed in (0, 1):  # integrity checks off: the sweep columns are there, empty
-        add_swept_trial(tmp_path, kind="cropd", lam=1, seed=seed, natural=0.6, pgd20=0.3, minute=seed, eps=8 / 255,
-                        sweep_eps=[], sweep_steps=[])
+        add_swept_trial(
+            tmp_path,
+            kind="cropd",
+            lam=1,
+            seed=seed,
+            natural=0.6,
+            pgd20=0.3,
+            minute=seed,
+            eps=8 / 255,
+            sweep_eps=[],
+            sweep_steps=[],
+        )
     out = tmp_path / "strength.png"
     assert main(["plot", str(tmp_path), "--kind", "strength", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
@@ -332,7 +467,10 @@ def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_var
     # Nulls implied by no pre-training, by rocl (no views) or by a ViT (no resnet width) do not
     # split configurations; the lr really differs (1e-4 from MAE weights, 1e-3 from scratch).
     assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
-        "foundation.name", "foundation.pretraining.method", "foundation.pretraining.lr"}
+        "foundation.name",
+        "foundation.pretraining.method",
+        "foundation.pretraining.lr",
+    }
 
 
 def test_many_configurations_get_distinct_colours_and_long_labels_one_legend_column():

@@ -3,6 +3,7 @@
 One tiny sweep (Identity and CRoPD at two lambdas, two seeds) is run once for the module; the
 images are read back and checked for format, size and the things that make them readable.
 """
+
 from __future__ import annotations
 
 import re
@@ -14,14 +15,13 @@ from itertools import combinations
 import pytest
 import yaml
 from matplotlib.image import imread
+from sweep_helpers import write_spec
 
 from orchestrator import analysis, plots
 from orchestrator.backends import LocalBackend
 from orchestrator.cli import main
 from orchestrator.runner import run_sweep
 from orchestrator.spec import load_spec
-
-from sweep_helpers import write_spec
 
 
 @pytest.fixture(scope="module")
@@ -43,17 +43,22 @@ def test_report_of_a_real_sweep_has_one_row_per_configuration(sweep_dir, capsys)
     lines = capsys.readouterr().out.splitlines()
     # (An "Integrity flags" column may follow: these 2-epoch CRoPD trials can answer one class.)
     assert lines[0].startswith("| Pre-processor | λ | Head | n | Natural | PGD-10 | PGD-20 |")
-    assert [line.split(" | ")[:4] for line in lines[2:5]] == [["| identity", "-", "clean", "2"], ["| cropd", "1", "clean", "2"],
-                                                            ["| cropd", "10", "clean", "2"]]
+    assert [line.split(" | ")[:4] for line in lines[2:5]] == [
+        ["| identity", "-", "clean", "2"],
+        ["| cropd", "1", "clean", "2"],
+        ["| cropd", "10", "clean", "2"],
+    ]
     assert "40 test points" in lines[6]
     # Then the paired differences against Identity (no Vanilla here), from the trials' per-example outcomes.
     start = next(i for i, line in enumerate(lines) if i > 6 and line.startswith("| Pre-processor"))
-    rows = [line.split(" | ") for line in lines[start + 2:start + 5]]
+    rows = [line.split(" | ") for line in lines[start + 2 : start + 5]]
     assert [row[0] for row in rows] == ["| identity", "| cropd", "| cropd"]
     assert rows[0][4] == "reference"
     for row in rows[1:]:  # every cropd cell is a difference with its interval and McNemar's p
-        assert all(re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p[<=]\d\.\d+( \*)?", cell.strip(" |"))
-                   for cell in row[4:7]), lines[start:]
+        assert all(
+            re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p[<=]\d\.\d+( \*)?", cell.strip(" |"))
+            for cell in row[4:7]
+        ), lines[start:]
     assert lines[start + 6].startswith("Paired differences against identity")
 
 
@@ -65,7 +70,9 @@ def test_a_copy_of_results_alone_gives_the_same_report(sweep_dir, tmp_path, caps
     assert capsys.readouterr().out == original
 
 
-@pytest.mark.parametrize("kind, suffix", [("tradeoff", "png"), ("pareto", "svg"), ("epochs", "png"), ("strength", "png")])
+@pytest.mark.parametrize(
+    "kind, suffix", [("tradeoff", "png"), ("pareto", "svg"), ("epochs", "png"), ("strength", "png")]
+)
 def test_each_plot_kind_writes_a_readable_image(sweep_dir, tmp_path, kind, suffix):
     out = tmp_path / f"{kind}.{suffix}"
     assert main(["plot", str(sweep_dir), "--kind", kind, "-o", str(out)]) == 0
@@ -97,7 +104,9 @@ def test_tradeoff_figure_is_labelled_on_a_log_lambda_axis_with_identity_as_a_bas
 def test_pareto_labels_never_overlap_and_front_points_are_labelled_first(sweep_dir):
     trials = analysis.finished_trials(sweep_dir)
     # Crowd the plot: the same trials three times, nudged, so labels must compete for space.
-    crowded = analysis.pd.concat([trials.assign(acc_natural=trials["acc_natural"] + d) for d in (0, 0.002, 0.004)], ignore_index=True)
+    crowded = analysis.pd.concat(
+        [trials.assign(acc_natural=trials["acc_natural"] + d) for d in (0, 0.002, 0.004)], ignore_index=True
+    )
     figure = plots.pareto_figure(crowded, "acc_natural", "acc_pgd20", param="preprocessor.lambda", title="p")
     ax = figure.axes[0]
     renderer = figure.canvas.get_renderer()

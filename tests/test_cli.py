@@ -1,4 +1,5 @@
 """`orchestrator preprocessors`: a real end-to-end run, and one clear line for each bad input."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,9 +15,18 @@ from orchestrator.cli import main
 @pytest.fixture(scope="module")
 def local_foundation(tmp_path_factory):
     folder = tmp_path_factory.mktemp("foundation")
-    config = ViTMAEConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                          decoder_num_attention_heads=2, decoder_intermediate_size=64)
+    config = ViTMAEConfig(
+        image_size=32,
+        patch_size=8,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        decoder_hidden_size=32,
+        decoder_num_hidden_layers=1,
+        decoder_num_attention_heads=2,
+        decoder_intermediate_size=64,
+    )
     ViTMAEForPreTraining(config).save_pretrained(folder)
     return folder
 
@@ -30,13 +40,28 @@ def _error_line(capsys):
 def test_trains_preprocessors_end_to_end_and_resumes(tmp_path, local_foundation, tiny_arch, capsys):
     settings = tmp_path / "settings.yaml"
     settings.write_text(yaml.safe_dump({"arch": tiny_arch, "batch_size": 32, "lr": 1e-3}))
-    argv = ["preprocessors", "--kinds", "identity,vanilla,cropd", "--lambdas", "1", "--epochs", "1",
-            "--foundation", str(local_foundation), "--config", str(settings), "--out", str(tmp_path / "out")]
+    argv = [
+        "preprocessors",
+        "--kinds",
+        "identity,vanilla,cropd",
+        "--lambdas",
+        "1",
+        "--epochs",
+        "1",
+        "--foundation",
+        str(local_foundation),
+        "--config",
+        str(settings),
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "cropd" in out and "vanilla" in out and "identity" in out
     # Published folders only: each has a lock file beside it, kept (removing lock files is racy).
-    published = sorted(path.name.split("-")[0] for path in (tmp_path / "out" / "preprocessors").iterdir() if path.is_dir())
+    published = sorted(
+        path.name.split("-")[0] for path in (tmp_path / "out" / "preprocessors").iterdir() if path.is_dir()
+    )
     assert published == ["cropd", "vanilla"]
     assert main(argv) == 0  # second run reuses the artifacts: no epoch lines
     assert "epoch 1/1" not in capsys.readouterr().out
@@ -62,14 +87,40 @@ def test_unparseable_yaml_and_unknown_kind(tmp_path, capsys):
 
 def test_missing_dataset_and_foundation_from_the_console_script(tmp_path):
     missing_data = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "preprocessors", "--dataset", "cifar10", "--data-root", str(tmp_path),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "preprocessors",
+            "--dataset",
+            "cifar10",
+            "--data-root",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing_data.returncode == 2
     line = missing_data.stderr.strip()
     assert "cifar10" in line and str(tmp_path) in line and "\n" not in line
     missing_model = subprocess.run(
-        [sys.executable, "-m", "orchestrator", "preprocessors", "--foundation", str(tmp_path / "no-model"),
-         "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "orchestrator",
+            "preprocessors",
+            "--foundation",
+            str(tmp_path / "no-model"),
+            "--out",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert missing_model.returncode == 2
     assert "foundation.name" in missing_model.stderr and "\n" not in missing_model.stderr.strip()
     assert not (tmp_path / "out" / "preprocessors").exists()
@@ -78,6 +129,12 @@ def test_missing_dataset_and_foundation_from_the_console_script(tmp_path):
 def test_progress_lines_name_a_setting_whole_when_two_settings_end_alike():
     from orchestrator.progress import describe
 
-    assert describe({"preprocessor.kind": "cropd", "preprocessor.lambda": 1.0, "seed": 0}) == "kind=cropd lambda=1 seed=0"
-    assert describe({"foundation.pretraining.method": "rocl", "foundation.mode": "adversarial_finetune", "head.mode": "robust"}) == \
-        "method=rocl foundation.mode=adversarial_finetune head.mode=robust"
+    assert (
+        describe({"preprocessor.kind": "cropd", "preprocessor.lambda": 1.0, "seed": 0}) == "kind=cropd lambda=1 seed=0"
+    )
+    assert (
+        describe(
+            {"foundation.pretraining.method": "rocl", "foundation.mode": "adversarial_finetune", "head.mode": "robust"}
+        )
+        == "method=rocl foundation.mode=adversarial_finetune head.mode=robust"
+    )

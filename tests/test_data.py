@@ -1,4 +1,5 @@
 """Tests of trainables.data: small files in the real on-disk formats, loaded through torchvision."""
+
 from __future__ import annotations
 
 import pickle
@@ -43,15 +44,22 @@ def cifar10_root(tmp_path):
     train_rows, train_labels = [], []
     for k in range(1, 6):
         rows, labels = _rows(rng, 3), [(3 * k + j) % 10 for j in range(3)]
-        _pickle(folder / f"data_batch_{k}", {
-            "batch_label": f"training batch {k} of 5", "labels": labels, "data": rows,
-            "filenames": [f"img_{k}_{j}.png" for j in range(3)],
-        })
+        _pickle(
+            folder / f"data_batch_{k}",
+            {
+                "batch_label": f"training batch {k} of 5",
+                "labels": labels,
+                "data": rows,
+                "filenames": [f"img_{k}_{j}.png" for j in range(3)],
+            },
+        )
         train_rows.append(rows)
         train_labels += labels
     test_rows, test_labels = _rows(rng, 4), [0, 1, 2, 1]
-    _pickle(folder / "test_batch", {"batch_label": "testing batch 1 of 1", "labels": test_labels,
-                                    "data": test_rows, "filenames": ["t.png"] * 4})
+    _pickle(
+        folder / "test_batch",
+        {"batch_label": "testing batch 1 of 1", "labels": test_labels, "data": test_rows, "filenames": ["t.png"] * 4},
+    )
     meta = {"label_names": CIFAR10_NAMES, "num_cases_per_batch": 3, "num_vis": 3072}
     _pickle(folder / "batches.meta", meta)
     return tmp_path, np.concatenate(train_rows), train_labels, test_rows, test_labels
@@ -88,10 +96,26 @@ def test_cifar100(tmp_path):
     folder = tmp_path / "cifar-100-python"
     fine = [f"class_{i}" for i in range(100)]
     rows, labels = _rows(rng, 5), [0, 99, 42, 7, 99]
-    _pickle(folder / "train", {"filenames": ["x"] * 5, "batch_label": "training batch 1 of 1",
-                               "fine_labels": labels, "coarse_labels": [0] * 5, "data": rows})
-    _pickle(folder / "test", {"filenames": ["x"] * 2, "batch_label": "testing batch 1 of 1",
-                              "fine_labels": [3, 4], "coarse_labels": [0, 0], "data": _rows(rng, 2)})
+    _pickle(
+        folder / "train",
+        {
+            "filenames": ["x"] * 5,
+            "batch_label": "training batch 1 of 1",
+            "fine_labels": labels,
+            "coarse_labels": [0] * 5,
+            "data": rows,
+        },
+    )
+    _pickle(
+        folder / "test",
+        {
+            "filenames": ["x"] * 2,
+            "batch_label": "testing batch 1 of 1",
+            "fine_labels": [3, 4],
+            "coarse_labels": [0, 0],
+            "data": _rows(rng, 2),
+        },
+    )
     _pickle(folder / "meta", {"fine_label_names": fine, "coarse_label_names": [f"c{i}" for i in range(20)]})
     train = load_dataset("cifar100", "train", root=tmp_path)
     assert train.labels.tolist() == labels and train.classes == fine and train.num_classes == 100
@@ -280,11 +304,14 @@ def test_iterate_batches():
     assert torch.equal(a, b) and sorted(a.tolist()) == list(range(10)) and a.tolist() != list(range(10))
 
 
-@pytest.mark.parametrize("name, looked_for", [
-    ("cifar10", "cifar-10-batches-py"),
-    ("svhn", "train_32x32.mat"),
-    ("imagenette", "imagenette2/train"),
-])
+@pytest.mark.parametrize(
+    "name, looked_for",
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("svhn", "train_32x32.mat"),
+        ("imagenette", "imagenette2/train"),
+    ],
+)
 def test_missing_data_is_one_clear_line(tmp_path, name, looked_for):
     with pytest.raises(DataNotFoundError) as info:
         load_dataset(name, "train", root=tmp_path)
@@ -329,7 +356,8 @@ def test_unknown_dataset_and_split():
 
 
 def test_registry():
-    assert {"digits", "digits2", "cifar2", "cifar10", "cifar100", "svhn", "stl10", "imagenette",
-            "tinyimagenet"} == set(DATASETS)
+    assert {"digits", "digits2", "cifar2", "cifar10", "cifar100", "svhn", "stl10", "imagenette", "tinyimagenet"} == set(
+        DATASETS
+    )
     assert DATASETS["cifar10"].eps == pytest.approx(8 / 255) and DATASETS["stl10"].image_size == 96
     assert DATASETS["tinyimagenet"].num_classes == 200 and "val" in DATASETS["tinyimagenet"].how_to_get

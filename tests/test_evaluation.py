@@ -1,4 +1,5 @@
 """Robustness evaluation on tiny seeded classifiers: PGD strength, bootstrap intervals, integrity flags, AutoAttack."""
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,9 @@ def _blobs(n: int, num_classes: int, *, seed: int = 1, size: int = 8) -> tuple[t
 
 def _train(images: torch.Tensor, labels: torch.Tensor, num_classes: int, *, steps: int = 100) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(images[0].numel(), 32), torch.nn.ReLU(),
-                                torch.nn.Linear(32, num_classes))
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(images[0].numel(), 32), torch.nn.ReLU(), torch.nn.Linear(32, num_classes)
+    )
     optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(steps):
         optimiser.zero_grad()
@@ -91,8 +93,14 @@ def _textbook_pgd_accuracy(model, images, labels, *, eps, steps, step_size, seed
 def test_our_pgd_is_at_least_as_strong_as_a_textbook_pgd(ten_class):
     model, images, labels = ten_class
     eps = 0.01  # robust accuracy in the middle, so the comparison can go either way
-    result = evaluate(model, images, labels, {"eps": eps, "attacks": PGD_ONLY, "integrity": False},
-                      num_classes=10, default_eps=8 / 255)
+    result = evaluate(
+        model,
+        images,
+        labels,
+        {"eps": eps, "attacks": PGD_ONLY, "integrity": False},
+        num_classes=10,
+        default_eps=8 / 255,
+    )
     theirs10 = _textbook_pgd_accuracy(model, images, labels, eps=eps, steps=10, step_size=eps / 5, seed=0)
     theirs20 = _textbook_pgd_accuracy(model, images, labels, eps=eps, steps=20, step_size=eps / 10, seed=0)
     assert 0.15 < theirs10 < 0.85, "eps no longer gives a mid-range robust accuracy: the comparison is vacuous"
@@ -145,8 +153,14 @@ def test_bootstrap_bounds_bracket_and_narrow_with_more_points():
     model, images, labels = _seventy_percent_task(800)
     widths = {}
     for n in (50, 800):
-        result = evaluate(model, images, labels, {"attacks": [], "n_examples": n, "integrity": False},
-                          num_classes=4, default_eps=8 / 255)
+        result = evaluate(
+            model,
+            images,
+            labels,
+            {"attacks": [], "n_examples": n, "integrity": False},
+            num_classes=4,
+            default_eps=8 / 255,
+        )
         assert result["n_natural"] == n
         _assert_bounds_bracket(result, "natural")
         assert result["acc_natural_lo"] < result["acc_natural_hi"]
@@ -197,11 +211,13 @@ class _AlwaysDropout(torch.nn.Module):
 def test_nonfinite_gradient_and_randomised_model_are_flagged(ten_class):
     model, images, labels = ten_class
     config = {"eps": 0.03, "attacks": ["pgd10"], "n_examples": 32}
-    nan_grad = evaluate(torch.nn.Sequential(_NaNGradient(), model), images, labels, config, num_classes=10,
-                        default_eps=0.03)
+    nan_grad = evaluate(
+        torch.nn.Sequential(_NaNGradient(), model), images, labels, config, num_classes=10, default_eps=0.03
+    )
     assert "nonfinite_input_gradient" in nan_grad["integrity_flags"]
-    random = evaluate(torch.nn.Sequential(_AlwaysDropout(), model), images, labels, config, num_classes=10,
-                      default_eps=0.03)
+    random = evaluate(
+        torch.nn.Sequential(_AlwaysDropout(), model), images, labels, config, num_classes=10, default_eps=0.03
+    )
     assert "nondeterministic_model" in random["integrity_flags"]
 
 
@@ -210,8 +226,14 @@ def test_evaluation_runs_in_eval_mode_and_restores_each_mode(ten_class):
     pipeline = torch.nn.Sequential(torch.nn.Dropout(0.5), model)
     pipeline.train()
     model.eval()  # a frozen part inside a training pipeline keeps its own mode
-    result = evaluate(pipeline, images, labels, {"eps": 0.03, "attacks": ["pgd10"], "n_examples": 32},
-                      num_classes=10, default_eps=0.03)
+    result = evaluate(
+        pipeline,
+        images,
+        labels,
+        {"eps": 0.03, "attacks": ["pgd10"], "n_examples": 32},
+        num_classes=10,
+        default_eps=0.03,
+    )
     assert "nondeterministic_model" not in result["integrity_flags"]  # dropout was off during the evaluation
     assert pipeline.training and pipeline[0].training and not model.training
 
@@ -219,8 +241,14 @@ def test_evaluation_runs_in_eval_mode_and_restores_each_mode(ten_class):
 @pytest.mark.parametrize("eps, expect_survivors", [(0.1, False), (0.002, True)], ids=["fragile", "survivors"])
 def test_autoattack_custom_for_a_binary_task(binary, eps, expect_survivors):
     model, images, labels = binary
-    result = evaluate(model, images, labels, {"eps": eps, "attacks": ["autoattack"], "autoattack_examples": 6,
-                                              "integrity": False}, num_classes=2, default_eps=8 / 255)
+    result = evaluate(
+        model,
+        images,
+        labels,
+        {"eps": eps, "attacks": ["autoattack"], "autoattack_examples": 6, "integrity": False},
+        num_classes=2,
+        default_eps=8 / 255,
+    )
     assert result["autoattack_version"] == "custom"
     assert result["autoattack_list"] == ["apgd-ce", "fab", "square"]
     assert result["n_autoattack"] == 6
@@ -238,9 +266,14 @@ def test_autoattack_standard_for_four_classes(eps, expect_survivors):
     images, labels = _blobs(200, 4, seed=3)
     model = _train(images, labels, 4)
     # Survivors reach APGD-T/FAB-T: with pyautoattack's 9 fixed target classes they would crash on 4 classes.
-    result = evaluate(model, images[:100], labels[:100],
-                      {"eps": eps, "attacks": ["pgd10", "autoattack"], "autoattack_examples": 4, "integrity": False},
-                      num_classes=4, default_eps=8 / 255)
+    result = evaluate(
+        model,
+        images[:100],
+        labels[:100],
+        {"eps": eps, "attacks": ["pgd10", "autoattack"], "autoattack_examples": 4, "integrity": False},
+        num_classes=4,
+        default_eps=8 / 255,
+    )
     assert result["autoattack_version"] == "standard"
     assert result["autoattack_list"] == ["apgd-ce", "apgd-t", "fab-t", "square"]
     assert result["n_autoattack"] == 4
@@ -260,9 +293,14 @@ def test_autoattack_warnings_are_recorded_not_printed_and_tracing_survives(ten_c
 
     sys.settrace(tracer)
     try:
-        result = evaluate(torch.nn.Sequential(_AlwaysDropout(), model), images, labels,
-                          {"eps": 0.1, "attacks": ["autoattack"], "autoattack_examples": 4, "integrity": False},
-                          num_classes=10, default_eps=8 / 255)
+        result = evaluate(
+            torch.nn.Sequential(_AlwaysDropout(), model),
+            images,
+            labels,
+            {"eps": 0.1, "attacks": ["autoattack"], "autoattack_examples": 4, "integrity": False},
+            num_classes=10,
+            default_eps=8 / 255,
+        )
         # pyautoattack's dynamic-defence check ends with sys.settrace(None)
         assert sys.gettrace() is tracer
     finally:
@@ -277,16 +315,19 @@ class _Tripwire(torch.nn.Module):
         raise AssertionError("the model ran although the config was bad")
 
 
-@pytest.mark.parametrize("config, field, message", [
-    ({"eps": -0.1}, "evaluation.eps", "number >= 0"),
-    ({"attacks": ["pgd10", "pgd_20"]}, "evaluation.attacks", "did you mean 'pgd20'"),
-    ({"attacks": ["autoatack"]}, "evaluation.attacks", "did you mean 'autoattack'"),
-    ({"n_examples": 11}, "evaluation.n_examples", "at most the 10 test points"),
-    ({"n_examples": 0}, "evaluation.n_examples", "integer >= 1"),
-    ({"n_examples": 5, "autoattack_examples": 6}, "evaluation.autoattack_examples", "at most n_examples (5)"),
-    ({"bootstrap_resamples": 5}, "evaluation.bootstrap_resamples", ">= 10"),
-    ({"random_strat": False}, "evaluation.random_strat", "did you mean 'random_start'"),
-])
+@pytest.mark.parametrize(
+    "config, field, message",
+    [
+        ({"eps": -0.1}, "evaluation.eps", "number >= 0"),
+        ({"attacks": ["pgd10", "pgd_20"]}, "evaluation.attacks", "did you mean 'pgd20'"),
+        ({"attacks": ["autoatack"]}, "evaluation.attacks", "did you mean 'autoattack'"),
+        ({"n_examples": 11}, "evaluation.n_examples", "at most the 10 test points"),
+        ({"n_examples": 0}, "evaluation.n_examples", "integer >= 1"),
+        ({"n_examples": 5, "autoattack_examples": 6}, "evaluation.autoattack_examples", "at most n_examples (5)"),
+        ({"bootstrap_resamples": 5}, "evaluation.bootstrap_resamples", ">= 10"),
+        ({"random_strat": False}, "evaluation.random_strat", "did you mean 'random_start'"),
+    ],
+)
 def test_bad_config_is_refused_before_any_work(config, field, message):
     images, labels = torch.rand(10, 3, 8, 8), torch.zeros(10, dtype=torch.long)
     with pytest.raises(ConfigError, match=re.escape(message)) as caught:
@@ -331,7 +372,9 @@ class _OneClass(torch.nn.Module):
 def test_a_pipeline_that_answers_one_class_is_flagged_though_its_robust_accuracy_equals_its_natural(ten_class):
     model, images, labels = ten_class
     degenerate = _OneClass(10, answer=3)
-    result = evaluate(degenerate, images, labels, {"eps": 0.03, "attacks": PGD_ONLY}, num_classes=10, default_eps=8 / 255)
+    result = evaluate(
+        degenerate, images, labels, {"eps": 0.03, "attacks": PGD_ONLY}, num_classes=10, default_eps=8 / 255
+    )
     share = float((labels == 3).float().mean())
     assert result["acc_natural"] == pytest.approx(share) and result["acc_pgd20"] == pytest.approx(share)  # "robust"
     assert "constant_predictions" in result["integrity_flags"]

@@ -4,6 +4,7 @@ No mocks: every checkpoint here is a genuine `save_pretrained` folder (a random 
 ViTMAEForPreTraining, or the embedded foundation pre-trained on the digits), and every load goes
 through `load_foundation`, offline (HF_HUB_OFFLINE=1 from conftest).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,9 +29,19 @@ from trainables.foundation import (
 )
 
 HIDDEN = 32
-TINY_MAE = dict(image_size=32, patch_size=8, hidden_size=HIDDEN, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=64, decoder_hidden_size=32, decoder_num_hidden_layers=1,
-                decoder_num_attention_heads=2, decoder_intermediate_size=64, mask_ratio=0.75)
+TINY_MAE = dict(
+    image_size=32,
+    patch_size=8,
+    hidden_size=HIDDEN,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=64,
+    mask_ratio=0.75,
+)
 
 
 @pytest.fixture(scope="module")
@@ -318,7 +329,9 @@ def test_embedded_foundation_is_cached_not_retrained(embedded, cache_root, tiny_
     record = (folder / "pretraining.json").read_text()
     epochs_seen = []
     started = time.perf_counter()
-    again = pretrain_embedded_foundation(tiny_foundation_config["embedded"], cache_root=cache_root, on_epoch=epochs_seen.append)
+    again = pretrain_embedded_foundation(
+        tiny_foundation_config["embedded"], cache_root=cache_root, on_epoch=epochs_seen.append
+    )
     foundation = load_foundation(tiny_foundation_config, cache_root=cache_root)
     elapsed = time.perf_counter() - started
     assert again == folder

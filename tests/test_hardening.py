@@ -3,6 +3,7 @@
 Everything real: the CLI in a subprocess, DuckDB, the file system under a set umask, a Ray node
 started here and a `ray start --head` with token authentication.
 """
+
 from __future__ import annotations
 
 import glob
@@ -29,21 +30,30 @@ BASE = "trial: {data: {dataset: digits2}}\n"
 
 # --- 1, 2: a spec that is not text, not YAML, or names a folder the file system cannot hold ---------
 
+
 def test_a_binary_spec_file_is_one_line_and_exit_2_from_the_real_cli(tmp_path):
     spec = tmp_path / "model.yaml"
     spec.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "sweep", str(spec)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2, done.stderr
     expected = f"orchestrator: error: {spec}: not a UTF-8 text file (byte 0: invalid start byte)"
     assert done.stderr.splitlines() == [expected]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("name: x\ngrid: [{preprocessor.lambda: [1]}\n", "not valid YAML (line 3, column 1)"),
-    ("name: x\x00\n", "not valid YAML: unacceptable character #x0000"),  # PyYAML's message spans two lines
-    (BASE + f"name: {'a' * (MAX_NAME_BYTES + 1)}\n", "name: expected a sweep name of at most 200 bytes"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("name: x\ngrid: [{preprocessor.lambda: [1]}\n", "not valid YAML (line 3, column 1)"),
+        ("name: x\x00\n", "not valid YAML: unacceptable character #x0000"),  # PyYAML's message spans two lines
+        (BASE + f"name: {'a' * (MAX_NAME_BYTES + 1)}\n", "name: expected a sweep name of at most 200 bytes"),
+    ],
+)
 def test_bad_spec_text_is_one_line_and_exit_2_from_the_cli(tmp_path, capsys, text, fragment):
     spec = tmp_path / "study.yaml"
     spec.write_text(text)
@@ -52,8 +62,9 @@ def test_bad_spec_text_is_one_line_and_exit_2_from_the_cli(tmp_path, capsys, tex
     assert len(lines) == 1 and fragment in lines[0], lines
 
 
-@pytest.mark.parametrize("name", ["a" * (MAX_NAME_BYTES + 1), "é" * (MAX_NAME_BYTES // 2 + 1), "a/b", "a\x00b", ".",
-                                  ".."])
+@pytest.mark.parametrize(
+    "name", ["a" * (MAX_NAME_BYTES + 1), "é" * (MAX_NAME_BYTES // 2 + 1), "a/b", "a\x00b", ".", ".."]
+)
 def test_a_sweep_name_that_cannot_be_a_folder_is_refused_naming_the_field(tmp_path, name):
     spec = tmp_path / "study.yaml"
     spec.write_text(BASE + f"name: {json_string(name)}\n")
@@ -73,6 +84,7 @@ def json_string(text: str) -> str:
 
 
 # --- 3: --where runs without file access ---------------------------------------------------------------
+
 
 @pytest.fixture
 def store(tmp_path):
@@ -94,17 +106,24 @@ def test_locked_connection_answers_queries_on_the_tables_and_refuses_files(store
     assert connection.execute("SELECT count(*) FROM trials WHERE acc_pgd20 > 0.1").fetchall() == [(2,)]
     assert connection.execute("SELECT count(*) FROM epochs").fetchall() == [(0,)]
     target = tmp_path / "out.csv"
-    for sql in ("SELECT * FROM read_text('/etc/passwd')", f"COPY (SELECT 1) TO '{target}'",
-                f"ATTACH '{tmp_path / 'x.db'}'", "SET enable_external_access = true"):
+    for sql in (
+        "SELECT * FROM read_text('/etc/passwd')",
+        f"COPY (SELECT 1) TO '{target}'",
+        f"ATTACH '{tmp_path / 'x.db'}'",
+        "SET enable_external_access = true",
+    ):
         with pytest.raises(duckdb.Error):
             connection.execute(sql)
     assert not target.exists() and not (tmp_path / "x.db").exists()
 
 
-@pytest.mark.parametrize("where", [
-    "1=1 AND (SELECT count(*) FROM read_text('/etc/passwd')) > 0",
-    "1=1) ; COPY (SELECT 1) TO '{out}'; SELECT * FROM trials WHERE (1=1",
-])
+@pytest.mark.parametrize(
+    "where",
+    [
+        "1=1 AND (SELECT count(*) FROM read_text('/etc/passwd')) > 0",
+        "1=1) ; COPY (SELECT 1) TO '{out}'; SELECT * FROM trials WHERE (1=1",
+    ],
+)
 def test_a_where_that_touches_a_file_is_one_line_exit_2(store, tmp_path, capsys, where):
     # Passes once analysis.relation runs a --where on safe_query.locked_connection; before, the COPY writes the file.
     out = tmp_path / "written.csv"
@@ -122,6 +141,7 @@ def test_a_plain_where_still_selects(store, capsys):
 
 # --- 4: artifacts as an ordinary file or folder would be, umask read without setting it --------------
 
+
 def proc_umask() -> int:
     line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("Umask:"))
     return int(line.split()[1], 8)
@@ -130,6 +150,7 @@ def proc_umask() -> int:
 def test_the_umask_is_read_from_proc_without_setting_it(monkeypatch):
     previous = os.umask(0o027)
     try:
+
         def no_umask(mask):
             raise AssertionError("os.umask called: it changes the mask of every thread")
 
@@ -157,6 +178,7 @@ def test_published_files_and_folders_get_group_permissions_under_umask_002(tmp_p
 
 
 # --- 5: a local sweep's Ray listens on loopback only ---------------------------------------------------
+
 
 def listening_addresses(pids: set[int]) -> set[str]:
     import psutil
@@ -194,6 +216,7 @@ def test_a_local_ray_listens_on_loopback_only():
 
 
 # --- 6: a multi-node Slurm job's Ray requires a per-job token ------------------------------------------
+
 
 def test_each_job_gets_its_own_token_file_readable_by_its_user_only(tmp_path, monkeypatch):
     from orchestrator.backends.slurm import job as slurm_job
@@ -242,8 +265,13 @@ def test_the_slurm_ray_head_refuses_a_client_without_the_jobs_token(tmp_path, mo
         assert (tmp_path / "slurm" / f"ray-head-{job}-0.address").read_text() == address
         clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
         for extra, expected in (({}, "ConnectionError"), (slurm_job.ray_auth_env(token), "connected 1")):
-            done = subprocess.run([sys.executable, "-c", CONNECT, address], env={**clean, **extra}, capture_output=True,
-                                  text=True, timeout=180)
+            done = subprocess.run(
+                [sys.executable, "-c", CONNECT, address],
+                env={**clean, **extra},
+                capture_output=True,
+                text=True,
+                timeout=180,
+            )
             assert done.stdout.strip().splitlines()[-1:] == [expected], done.stderr[-2000:]
     finally:
         ray.shutdown()

@@ -1,4 +1,5 @@
 """Linear head training: feature caching, clean and robust modes, fine-tuning, resume, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,9 +9,9 @@ from trainables.data import load_dataset, stratified_fraction
 from trainables.errors import ConfigError
 from trainables.foundation import load_foundation
 from trainables.head import build_linear_head, train_head
-from trainables.schema.head import resolve_head_config
 from trainables.pipeline import Pipeline
 from trainables.preprocessors.simple import IdentityPreprocessor
+from trainables.schema.head import resolve_head_config
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,9 @@ def _head_weights(pipeline):
     return {k: v.clone() for k, v in pipeline.head.state_dict().items()}
 
 
-def test_clean_head_on_frozen_foundation_trains_on_cached_features(tmp_path, train_data, tiny_foundation_config, cache_root):
+def test_clean_head_on_frozen_foundation_trains_on_cached_features(
+    tmp_path, train_data, tiny_foundation_config, cache_root
+):
     pipeline = _pipeline(tiny_foundation_config, cache_root)
     foundation_before = {k: v.clone() for k, v in pipeline.foundation.state_dict().items()}
     cfg = resolve_head_config({"epochs": 100, "milestones": []}, foundation_mode="frozen")
@@ -58,7 +61,9 @@ def test_resumed_head_matches_uninterrupted(tmp_path, train_data, tiny_foundatio
         train_head(interrupted, train_data, cfg, tmp_path / "b", "k", eps=8 / 255, on_epoch=stop_at_two)
     resumed = _pipeline(tiny_foundation_config, cache_root)  # a fresh process would rebuild the head
     epochs_run = []
-    result = train_head(resumed, train_data, cfg, tmp_path / "b", "k", eps=8 / 255, on_epoch=lambda r: epochs_run.append(r["epoch"]))
+    result = train_head(
+        resumed, train_data, cfg, tmp_path / "b", "k", eps=8 / 255, on_epoch=lambda r: epochs_run.append(r["epoch"])
+    )
     assert epochs_run == [2, 3, 4]  # the checkpointed epoch 2 said again, then 3 and 4 run
     assert [r["lr"] for r in result.history] == pytest.approx([1e-2, 1e-2, 1e-3, 1e-3])  # decay at milestone 2
     a, b = _head_weights(straight), _head_weights(resumed)
@@ -79,7 +84,9 @@ def test_adversarial_finetune_updates_the_foundation(tmp_path, train_data, tiny_
     pipeline = _pipeline(tiny_foundation_config, cache_root, mode="adversarial_finetune")
     before = {k: v.clone() for k, v in pipeline.foundation.state_dict().items()}
     small = stratified_fraction(train_data, 0.2, seed=1)
-    cfg = resolve_head_config({"mode": "robust", "epochs": 1, "attack_steps": 1}, foundation_mode="adversarial_finetune")
+    cfg = resolve_head_config(
+        {"mode": "robust", "epochs": 1, "attack_steps": 1}, foundation_mode="adversarial_finetune"
+    )
     assert cfg["lr"] == 1e-4
     result = train_head(pipeline, small, cfg, tmp_path, "k", eps=8 / 255)
     assert result.params > pipeline.foundation.feature_dim * 2 + 2

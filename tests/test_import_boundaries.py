@@ -3,6 +3,7 @@
 Each runs as a user runs it (`python -X importtime -m orchestrator ...`, a fresh process) and the
 test reads Python's own import log: a heavy package imported anywhere on the way shows there.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,14 @@ HEAVY = ("torch", "transformers", "torchvision", "sklearn", "ray")
 
 
 def imported_packages(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, set[str]]:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "orchestrator", *args], cwd=cwd,
-                            capture_output=True, text=True, timeout=300, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "orchestrator", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
     # importtime lines: "import time: self [us] | cumulative | <indent>package"
     names = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     return result, {name.split(".")[0] for name in names}
@@ -31,11 +38,14 @@ def test_sweep_help_imports_no_heavy_package(tmp_path):
     assert packages & set(HEAVY) == set(), sorted(packages & set(HEAVY))
 
 
-@pytest.mark.parametrize(("trial", "field"), [
-    ({"head": "robust"}, "head: expected a mapping of settings, got 'robust'"),
-    ({"preprocessor": {"kind": "cropd", "lambda": -1}}, "preprocessor.lambda"),
-    ({"foundation": {"name": "embedded", "embedded": {"hiden_size": 8}}}, "foundation.embedded.hiden_size"),
-])
+@pytest.mark.parametrize(
+    ("trial", "field"),
+    [
+        ({"head": "robust"}, "head: expected a mapping of settings, got 'robust'"),
+        ({"preprocessor": {"kind": "cropd", "lambda": -1}}, "preprocessor.lambda"),
+        ({"foundation": {"name": "embedded", "embedded": {"hiden_size": 8}}}, "foundation.embedded.hiden_size"),
+    ],
+)
 def test_a_spec_refused_by_validation_is_one_line_exit_2_and_imports_no_heavy_package(tmp_path, trial, field):
     spec = tmp_path / "bad.yaml"
     spec.write_text(yaml.safe_dump({"name": "bad", "trial": {"data": {"dataset": "digits2"}, **trial}}))

@@ -1,4 +1,5 @@
 """The adversarial NT-Xent against a hand computation; FGSM/PGD stay in the eps-ball and [0,1]."""
+
 from __future__ import annotations
 
 import math

@@ -3,6 +3,7 @@
 McNemar's p-values are checked against the exact binomial formula, differences against hand
 counts, and the bootstrap interval against its normal approximation.
 """
+
 from __future__ import annotations
 
 import io
@@ -11,17 +12,18 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from store_helpers import add_trial
 
 from orchestrator import paired_difference
 from orchestrator.cli import main
 from orchestrator.paired import compare_to_reference
 from orchestrator.results import examples_path, write_examples
 
-from store_helpers import add_trial
-
 
 def outcomes(correct, seed=None, index=None) -> pd.DataFrame:
-    frame = pd.DataFrame({"index": index if index is not None else range(len(correct)), "correct": [bool(c) for c in correct]})
+    frame = pd.DataFrame(
+        {"index": index if index is not None else range(len(correct)), "correct": [bool(c) for c in correct]}
+    )
     return frame if seed is None else frame.assign(seed=seed)
 
 
@@ -36,7 +38,7 @@ def test_a_dominating_b_gives_the_exact_mcnemar_p_and_a_normal_sized_interval():
     a, b = outcomes([1] * 100), outcomes([1] * 60 + [0] * 40)
     found = paired_difference(a, b, resamples=4000)
     assert found.difference == pytest.approx(0.4) and (found.a_only, found.b_only) == (40, 0)
-    assert found.p_value == pytest.approx(2 * 0.5 ** 40)  # two-sided exact binomial, k = 0 of 40
+    assert found.p_value == pytest.approx(2 * 0.5**40)  # two-sided exact binomial, k = 0 of 40
     half = 1.96 * math.sqrt(0.4 * 0.6 / 100)  # the differences are 0/1 here: a proportion's interval
     assert found.lo == pytest.approx(0.4 - half, abs=0.02) and found.hi == pytest.approx(0.4 + half, abs=0.02)
     assert found.excludes_zero
@@ -63,7 +65,7 @@ def test_pairing_separates_what_overlapping_marginal_intervals_cannot():
     assert 0.56 - marginal < 0.50 + marginal  # the marginal intervals overlap
     found = paired_difference(a, b)
     assert found.difference == pytest.approx(0.06) and found.excludes_zero and found.lo > 0
-    assert found.p_value == pytest.approx(2 * 0.5 ** 12)
+    assert found.p_value == pytest.approx(2 * 0.5**12)
 
 
 def test_seeds_pair_with_their_own_seed_and_are_resampled():
@@ -113,18 +115,34 @@ def _store_with_examples(tmp_path):
     sweep_dir = tmp_path / "hand"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text("{}")
-    robust_right = {("vanilla", "clean"): 30, ("cropd", "clean"): 42, ("vanilla", "robust"): 40, ("cropd", "robust"): 76}
+    robust_right = {
+        ("vanilla", "clean"): 30,
+        ("cropd", "clean"): 42,
+        ("vanilla", "robust"): 40,
+        ("cropd", "robust"): 76,
+    }
     minute = 0
     for seed in (0, 1):
         for (kind, head), pgd_right in robust_right.items():
-            key = add_trial(sweep_dir, kind=kind, lam=10 if kind == "cropd" else None, seed=seed, head=head,
-                            natural=0.9, pgd20=pgd_right / POINTS, minute=minute)
+            key = add_trial(
+                sweep_dir,
+                kind=kind,
+                lam=10 if kind == "cropd" else None,
+                seed=seed,
+                head=head,
+                natural=0.9,
+                pgd20=pgd_right / POINTS,
+                minute=minute,
+            )
             minute += 1
             natural = [True] * 108 + [False] * 12
             pgd = [True] * pgd_right + [False] * (POINTS - pgd_right)
-            write_examples(sweep_dir, key, {"index": list(range(POINTS)), "label": [0] * POINTS,
-                                            "correct": {"natural": natural, "pgd20": pgd}},
-                           {"sweep": "hand", "trial_id": f"t-{key[:6]}", "config_hash": key})
+            write_examples(
+                sweep_dir,
+                key,
+                {"index": list(range(POINTS)), "label": [0] * POINTS, "correct": {"natural": natural, "pgd20": pgd}},
+                {"sweep": "hand", "trial_id": f"t-{key[:6]}", "config_hash": key},
+            )
     return sweep_dir
 
 
@@ -145,7 +163,9 @@ def test_each_configuration_is_compared_with_the_reference_of_its_own_head(tmp_p
         reference_kind, reference_head = kinds.loc[row["reference"].split(",")[0]]
         assert (reference_kind, reference_head) == ("vanilla", head)
         expected = 0.30 if head == "robust" else 0.10
-        assert row["pgd20_diff"] == pytest.approx(expected) and row["pgd20_seeds"] == 2 and row["pgd20_points"] == POINTS
+        assert (
+            row["pgd20_diff"] == pytest.approx(expected) and row["pgd20_seeds"] == 2 and row["pgd20_points"] == POINTS
+        )
         assert row["pgd20_p"] == pytest.approx(2 * 0.5 ** round(2 * expected * POINTS))
         assert row["natural_diff"] == 0 and row["natural_p"] == 1
 
@@ -156,7 +176,12 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
     out = capsys.readouterr().out
     assert "Paired differences against vanilla" in out
     assert "+30.0 [" in out and "p<0.001 *" in out and "reference" in out
-    assert main(["report", str(store), "--compare-to", "preprocessor.kind=cropd,preprocessor.lambda=10", "--format", "csv"]) == 0
+    assert (
+        main(
+            ["report", str(store), "--compare-to", "preprocessor.kind=cropd,preprocessor.lambda=10", "--format", "csv"]
+        )
+        == 0
+    )
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     vanilla_robust = table[(table["preprocessor.kind"] == "vanilla") & (table["head.mode"] == "robust")].iloc[0]
     assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_diff"] == pytest.approx(-0.30)
@@ -164,12 +189,15 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
     assert "Paired differences" not in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("reference, message", [
-    ("arae", "no finished configuration has arae"),
-    ("preprocessor.tau=1", "no setting 'preprocessor.tau'"),
-    ("preprocessor.lambda", "no finished configuration"),
-    ("kind=", "is not setting=value"),
-])
+@pytest.mark.parametrize(
+    "reference, message",
+    [
+        ("arae", "no finished configuration has arae"),
+        ("preprocessor.tau=1", "no setting 'preprocessor.tau'"),
+        ("preprocessor.lambda", "no finished configuration"),
+        ("kind=", "is not setting=value"),
+    ],
+)
 def test_a_bad_reference_is_one_line_and_exit_2(tmp_path, capsys, reference, message):
     store = _store_with_examples(tmp_path)
     assert main(["report", str(store), "--compare-to", reference]) == 2

@@ -2,6 +2,7 @@
 
 Tiny architectures on a slice of the embedded digits keep the whole file to seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,7 +27,15 @@ def small_train():
 
 
 def _cfg(tiny_arch, **overrides):
-    return {"kind": "cropd", "arch": tiny_arch, "epochs": 3, "batch_size": 16, "lr": 1e-3, "warmup_epochs": 1, **overrides}
+    return {
+        "kind": "cropd",
+        "arch": tiny_arch,
+        "epochs": 3,
+        "batch_size": 16,
+        "lr": 1e-3,
+        "warmup_epochs": 1,
+        **overrides,
+    }
 
 
 def test_checkerboard_halves_are_complementary_and_fixed():
@@ -138,7 +147,9 @@ def test_fitted_preprocessor_is_reused_and_loads_back(tmp_path, small_train, tin
 @pytest.mark.parametrize("kind", ["vanilla", "encoder_only"])
 def test_other_trained_kinds_run(tmp_path, small_train, tiny_arch, kind):
     fitted = fit_preprocessor(_cfg(tiny_arch, kind=kind, epochs=1, attack_steps=1), small_train, tmp_path)
-    assert all(torch.isfinite(torch.tensor(value)) for key, value in fitted.history[0].items() if key.startswith("loss"))
+    assert all(
+        torch.isfinite(torch.tensor(value)) for key, value in fitted.history[0].items() if key.startswith("loss")
+    )
     x = small_train.float_images(torch.arange(5))
     out = fitted.module(x)
     if kind == "encoder_only":  # the Table 8 baseline is a classifier: logits out
@@ -210,7 +221,9 @@ def test_a_checkpoint_that_does_not_load_is_moved_aside_and_the_one_before_it_us
     (checkpoint,) = (tmp_path / "preprocessors").glob("*.checkpoints/epoch-0002.pt")
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # truncated, as by a crash mid-copy
     seen = []
-    with pytest.warns(UserWarning, match=r"epoch-0002.pt: not a readable checkpoint.*resuming from the checkpoint before it"):
+    with pytest.warns(
+        UserWarning, match=r"epoch-0002.pt: not a readable checkpoint.*resuming from the checkpoint before it"
+    ):
         resumed = fit_preprocessor(cfg, small_train, tmp_path, on_epoch=lambda r: seen.append(r["epoch"]))
     assert seen == [1, 2, 3]  # epoch 1's record said again, epochs 2 and 3 trained again
     assert (checkpoint.parent / "unreadable" / "epoch-0002.pt").stat().st_size == 100  # kept, not deleted
@@ -259,8 +272,11 @@ def test_vanilla_reconstructs_better_than_the_mean_image(tmp_path):
     train, test = load_dataset("digits2", "train"), load_dataset("digits2", "test")
     # Small batches: many updates for little compute (10 epochs at batch 8 reach ~0.2 of the
     # mean-image error in ~20 s, where 40 epochs at batch 32 took over a minute).
-    fitted = fit_preprocessor({"kind": "vanilla", "epochs": 10, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 1, "augment": False},
-                             train, tmp_path)
+    fitted = fit_preprocessor(
+        {"kind": "vanilla", "epochs": 10, "batch_size": 8, "lr": 1e-3, "warmup_epochs": 1, "augment": False},
+        train,
+        tmp_path,
+    )
     x = test.float_images()
     with torch.no_grad():
         mse = torch.nn.functional.mse_loss(fitted.module.eval()(x), x).item()

@@ -3,15 +3,16 @@
 A failure here after an upgrade says which private call moved; pyproject.toml pins both packages
 below the next minor release, and constraints.txt names the versions these tests passed with.
 """
+
 from __future__ import annotations
 
 import shutil
 import tempfile
-import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from ray import tune
 
@@ -101,8 +102,11 @@ def test_set_restored_callbacks_makes_a_restored_run_report_to_this_runs_callbac
         tune.report({"score": config["x"]})
 
     first = Recorder()
-    tuner = tune.Tuner(report_x, param_space={"x": tune.grid_search([1, 2])},
-                       run_config=tune.RunConfig(name="run", storage_path=str(tmp_path), verbose=0, callbacks=[first]))
+    tuner = tune.Tuner(
+        report_x,
+        param_space={"x": tune.grid_search([1, 2])},
+        run_config=tune.RunConfig(name="run", storage_path=str(tmp_path), verbose=0, callbacks=[first]),
+    )
     assert not tuner.fit().errors
     assert first.events.count("trial complete") == 2
 

@@ -1,5 +1,6 @@
 """The results record: real Parquet files written through orchestrator.results, read back by
 DuckDB and pandas, and the `results` / `status` commands on them."""
+
 from __future__ import annotations
 
 import io
@@ -21,8 +22,16 @@ from orchestrator.results import ERROR, TERMINATED, EpochLog, trial_row, write_t
 from trainables.artifacts import atomic_write_json, config_hash
 from trainables.schema import validate_trial_config
 
-CROPD = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": {"kind": "cropd", "lambda": 10}}
-CROPD_1 = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": {"kind": "cropd", "lambda": 1}}
+CROPD = {
+    "data": {"dataset": "digits2"},
+    "foundation": {"name": "embedded"},
+    "preprocessor": {"kind": "cropd", "lambda": 10},
+}
+CROPD_1 = {
+    "data": {"dataset": "digits2"},
+    "foundation": {"name": "embedded"},
+    "preprocessor": {"kind": "cropd", "lambda": 1},
+}
 IDENTITY = {"data": {"dataset": "digits2"}, "foundation": {"name": "embedded"}, "preprocessor": {"kind": "identity"}}
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
@@ -34,26 +43,64 @@ def trial_metrics(acc: float, *, autoattack: bool = True, flags: tuple[str, ...]
     for i, name in enumerate(("natural", "pgd10", "pgd20", "autoattack")):
         value = acc - 0.1 * i
         if name == "autoattack" and not autoattack:  # not run: NaN, never 0
-            out.update({"acc_autoattack": float("nan"), "acc_autoattack_lo": float("nan"),
-                        "acc_autoattack_hi": float("nan"), "n_autoattack": 0})
+            out.update(
+                {
+                    "acc_autoattack": float("nan"),
+                    "acc_autoattack_lo": float("nan"),
+                    "acc_autoattack_hi": float("nan"),
+                    "n_autoattack": 0,
+                }
+            )
             continue
-        out.update({f"acc_{name}": value, f"acc_{name}_lo": value - 0.03, f"acc_{name}_hi": value + 0.03, f"n_{name}": 200})
-    out.update({"autoattack_version": "standard" if autoattack else None, "autoattack_list": ["apgd-ce", "apgd-t"] if autoattack else [],
-                "autoattack_acc_natural": acc, "autoattack_outside_budget": False,
-                "integrity_flags": list(flags), "integrity_checked": True, "sweep_eps": [0.0, 4 / 255, 8 / 255, 16 / 255],
-                "sweep_steps": [10, 20, 50], "integrity_details": {"comparisons": {"pgd20_vs_pgd10": {"rises": False}}},
-                "time_natural_s": 0.25, "time_pgd10_s": 1.5, "time_pgd20_s": 3.0, "time_integrity_s": 0.75})
+        out.update(
+            {f"acc_{name}": value, f"acc_{name}_lo": value - 0.03, f"acc_{name}_hi": value + 0.03, f"n_{name}": 200}
+        )
+    out.update(
+        {
+            "autoattack_version": "standard" if autoattack else None,
+            "autoattack_list": ["apgd-ce", "apgd-t"] if autoattack else [],
+            "autoattack_acc_natural": acc,
+            "autoattack_outside_budget": False,
+            "integrity_flags": list(flags),
+            "integrity_checked": True,
+            "sweep_eps": [0.0, 4 / 255, 8 / 255, 16 / 255],
+            "sweep_steps": [10, 20, 50],
+            "integrity_details": {"comparisons": {"pgd20_vs_pgd10": {"rises": False}}},
+            "time_natural_s": 0.25,
+            "time_pgd10_s": 1.5,
+            "time_pgd20_s": 3.0,
+            "time_integrity_s": 0.75,
+        }
+    )
     out.update({f"time_{stage}_s": float(i + 1) for i, stage in enumerate(STAGES)})
-    out.update({"params_preprocessor": 123_456, "params_foundation": 654_321, "params_head": 330, "preprocessor_reused": False})
+    out.update(
+        {"params_preprocessor": 123_456, "params_foundation": 654_321, "params_head": 330, "preprocessor_reused": False}
+    )
     return json.loads(json.dumps(out))  # exactly what a resumed run_trial reads back
 
 
-def make_row(config: dict, *, status: str = TERMINATED, metrics: dict | None = None, error: str | None = None,
-             minutes: int = 0, trial_id: str = "t0") -> dict:
+def make_row(
+    config: dict,
+    *,
+    status: str = TERMINATED,
+    metrics: dict | None = None,
+    error: str | None = None,
+    minutes: int = 0,
+    trial_id: str = "t0",
+) -> dict:
     validated = validate_trial_config(config)
     started = T0 + timedelta(minutes=minutes)
-    return trial_row(sweep="demo", trial_id=trial_id, config_hash=config_hash(validated), config=validated,
-                     status=status, metrics=metrics, error=error, started_at=started, finished_at=started + timedelta(seconds=42))
+    return trial_row(
+        sweep="demo",
+        trial_id=trial_id,
+        config_hash=config_hash(validated),
+        config=validated,
+        status=status,
+        metrics=metrics,
+        error=error,
+        started_at=started,
+        finished_at=started + timedelta(seconds=42),
+    )
 
 
 def key(config: dict) -> str:
@@ -78,6 +125,7 @@ def same(a, b) -> bool:
 
 # --- (a) schema ------------------------------------------------------------------------------------
 
+
 def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
     cropd_metrics = trial_metrics(0.9, flags=("pgd20_above_pgd10", "sweep_not_monotone"))
     write_trial(tmp_path, make_row(CROPD, metrics=cropd_metrics, trial_id="a"))
@@ -85,9 +133,25 @@ def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
 
     connection = results.connect(tmp_path)
     types = dict(connection.execute("SELECT column_name, column_type FROM (DESCRIBE trials)").fetchall())
-    expected = ["sweep", "trial_id", "config_hash", "status", "error", "started_at", "finished_at", "dataset",
-                "data_fraction", "seed", "preprocessor.kind", "preprocessor.lambda", "preprocessor.temperature",
-                "head.mode", "integrity_flags", "version.torch", "git_revision"]
+    expected = [
+        "sweep",
+        "trial_id",
+        "config_hash",
+        "status",
+        "error",
+        "started_at",
+        "finished_at",
+        "dataset",
+        "data_fraction",
+        "seed",
+        "preprocessor.kind",
+        "preprocessor.lambda",
+        "preprocessor.temperature",
+        "head.mode",
+        "integrity_flags",
+        "version.torch",
+        "git_revision",
+    ]
     expected += [f"acc_{m}{s}" for m in ("natural", "pgd10", "pgd20", "autoattack") for s in ("", "_lo", "_hi")]
     expected += [f"time_{stage}_s" for stage in STAGES] + ["params_preprocessor", "params_foundation", "params_head"]
     assert [c for c in expected if c not in types] == []
@@ -109,9 +173,21 @@ def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
     row = duck.set_index("config_hash").loc[key(CROPD)]
     assert row["status"] == TERMINATED and missing(row["error"]) and row["trial_id"] == "a"
     assert row["dataset"] == "digits2" and row["data_fraction"] == 1.0 and row["seed"] == 0
-    assert row["preprocessor.kind"] == "cropd" and row["preprocessor.lambda"] == 10 and row["preprocessor.temperature"] == 0.5
+    assert (
+        row["preprocessor.kind"] == "cropd"
+        and row["preprocessor.lambda"] == 10
+        and row["preprocessor.temperature"] == 0.5
+    )
     assert row["head.mode"] == "clean"
-    for name in ("acc_natural", "acc_natural_lo", "acc_pgd10_hi", "acc_autoattack", "n_pgd20", "time_head_s", "params_foundation"):
+    for name in (
+        "acc_natural",
+        "acc_natural_lo",
+        "acc_pgd10_hi",
+        "acc_autoattack",
+        "n_pgd20",
+        "time_head_s",
+        "params_foundation",
+    ):
         assert row[name] == pytest.approx(cropd_metrics[name]), name
     assert row["integrity_flags"] == "pgd20_above_pgd10,sweep_not_monotone"
     assert json.loads(row["sweep_eps"]) == pytest.approx(cropd_metrics["sweep_eps"])  # lists are JSON text
@@ -129,6 +205,7 @@ def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
 
 # --- (b) irrelevant settings are null --------------------------------------------------------------
 
+
 def test_identity_rows_have_null_lambda_so_a_filter_on_lambda_never_matches_them(tmp_path):
     identity_config = validate_trial_config(IDENTITY)
     assert identity_config["preprocessor"]["lambda"] == 1.0  # the default it carries, irrelevant to identity
@@ -140,7 +217,10 @@ def test_identity_rows_have_null_lambda_so_a_filter_on_lambda_never_matches_them
     assert on_disk["preprocessor.kind"].tolist() == ["identity"]
 
     connection = results.connect(tmp_path)
-    hashes = lambda where: [h for (h,) in connection.execute(f"SELECT config_hash FROM trials WHERE {where}").fetchall()]  # noqa: E731
+
+    def hashes(where):
+        return [h for (h,) in connection.execute(f"SELECT config_hash FROM trials WHERE {where}").fetchall()]
+
     assert hashes('"preprocessor.lambda" = 1') == [key(CROPD_1)]
     assert hashes('"preprocessor.lambda" >= 0') == [key(CROPD_1)]
     assert hashes('"preprocessor.lambda" IS NULL') == [key(IDENTITY)]
@@ -149,17 +229,30 @@ def test_identity_rows_have_null_lambda_so_a_filter_on_lambda_never_matches_them
 
 # --- (c) ERROR and TERMINATED together -------------------------------------------------------------
 
+
 def test_error_row_and_terminated_row_read_together_with_null_metrics(tmp_path):
-    write_trial(tmp_path, make_row(CROPD, status=ERROR, error="FloatingPointError: preprocessor: non-finite loss at epoch 3"))
+    write_trial(
+        tmp_path, make_row(CROPD, status=ERROR, error="FloatingPointError: preprocessor: non-finite loss at epoch 3")
+    )
     write_trial(tmp_path, make_row(IDENTITY, metrics=trial_metrics(0.7), minutes=1))
     error_schema = pq.read_schema(results.trial_path(tmp_path, key(CROPD)))
-    assert "n_natural" not in error_schema.names and "time_head_s" not in error_schema.names  # only union_by_name joins them
+    assert (
+        "n_natural" not in error_schema.names and "time_head_s" not in error_schema.names
+    )  # only union_by_name joins them
 
     frame = results.load_trials(tmp_path)
     assert frame["status"].tolist() == [ERROR, TERMINATED]  # ordered by started_at
     failed, finished = frame.to_dict("records")
     assert failed["error"].startswith("FloatingPointError: preprocessor: non-finite loss")
-    for name in ("acc_natural", "acc_pgd10_lo", "acc_autoattack_hi", "n_natural", "time_head_s", "params_head", "integrity_flags"):
+    for name in (
+        "acc_natural",
+        "acc_pgd10_lo",
+        "acc_autoattack_hi",
+        "n_natural",
+        "time_head_s",
+        "params_head",
+        "integrity_flags",
+    ):
         assert missing(failed[name]), name
     assert missing(finished["error"]) and finished["acc_natural"] == pytest.approx(0.7) and finished["n_natural"] == 200
     connection = results.connect(tmp_path)
@@ -168,6 +261,7 @@ def test_error_row_and_terminated_row_read_together_with_null_metrics(tmp_path):
 
 
 # --- (d) one row per config hash -------------------------------------------------------------------
+
 
 def test_writing_the_same_config_hash_twice_keeps_only_the_newer_row(tmp_path):
     write_trial(tmp_path, make_row(CROPD, status=ERROR, error="RuntimeError: out of memory", trial_id="first"))
@@ -178,6 +272,7 @@ def test_writing_the_same_config_hash_twice_keeps_only_the_newer_row(tmp_path):
 
 
 # --- (e) atomic writes ----------------------------------------------------------------------------
+
 
 def test_writes_leave_no_temporary_files(tmp_path):
     for minutes, config in enumerate((CROPD, CROPD_1, IDENTITY, CROPD)):
@@ -238,6 +333,7 @@ def test_a_crash_while_the_file_is_written_leaves_the_previous_file_and_no_tempo
 
 # --- (f) per-epoch records -------------------------------------------------------------------------
 
+
 def test_epoch_log_resumes_and_replaces_an_epoch_instead_of_duplicating_it(tmp_path):
     identity = {"sweep": "demo", "trial_id": "t0", "config_hash": key(CROPD)}
     log = EpochLog(tmp_path, key(CROPD), identity)
@@ -260,11 +356,20 @@ def test_epoch_log_resumes_and_replaces_an_epoch_instead_of_duplicating_it(tmp_p
 
 # --- (g) the results and status commands -----------------------------------------------------------
 
+
 def write_state(sweep_dir, num_trials: int) -> None:
     """sweep.json as runner.write_state writes it."""
-    atomic_write_json(sweep_dir / "sweep.json", {"name": "demo", "plan_hash": "0123456789abcdef",
-                                                 "plan": {"mode": "grid", "points": num_trials}, "num_trials": num_trials,
-                                                 "spec_path": str(sweep_dir / "demo.yaml"), "objectives": ["acc_pgd10"]})
+    atomic_write_json(
+        sweep_dir / "sweep.json",
+        {
+            "name": "demo",
+            "plan_hash": "0123456789abcdef",
+            "plan": {"mode": "grid", "points": num_trials},
+            "num_trials": num_trials,
+            "spec_path": str(sweep_dir / "demo.yaml"),
+            "objectives": ["acc_pgd10"],
+        },
+    )
 
 
 @pytest.fixture
@@ -274,7 +379,9 @@ def sweep_dir(tmp_path):
     write_trial(sweep, make_row(CROPD, metrics=trial_metrics(0.9), minutes=0))
     write_trial(sweep, make_row(IDENTITY, metrics=trial_metrics(0.8, autoattack=False), minutes=1))
     write_trial(sweep, make_row(CROPD_1, status=ERROR, error="ValueError: boom", minutes=2))
-    write_trial(sweep, make_row(dict(CROPD_1, data={"dataset": "digits2", "seed": 1}), metrics=trial_metrics(0.7), minutes=3))
+    write_trial(
+        sweep, make_row(dict(CROPD_1, data={"dataset": "digits2", "seed": 1}), metrics=trial_metrics(0.7), minutes=3)
+    )
     started = sweep / "trials" / "feedfacefeedface"  # started, no row yet (running or interrupted)
     atomic_write_json(started / "config.json", {"config": {}, "overrides": {}, "trial_id": "t9"})
     return sweep
@@ -292,7 +399,8 @@ def test_results_csv_default_view(sweep_dir, capsys):
     assert {"preprocessor.kind", "preprocessor.lambda", "seed"} <= set(frame.columns)
     assert not {"dataset", "head.mode", "data_fraction", "git_revision", "error"} & set(frame.columns)
     assert [c for c in frame.columns if c.startswith("acc_")] == [
-        f"acc_{m}{s}" for m in ("natural", "pgd10", "pgd20", "autoattack") for s in ("", "_lo", "_hi")]
+        f"acc_{m}{s}" for m in ("natural", "pgd10", "pgd20", "autoattack") for s in ("", "_lo", "_hi")
+    ]
     assert frame["acc_pgd10_lo"].tolist()[:2] == pytest.approx([0.77, 0.67])
     assert frame["preprocessor.lambda"].isna().tolist() == [False, True, False, False]
 
@@ -334,7 +442,9 @@ def test_results_table_is_not_folded_off_a_terminal(sweep_dir, capsys):
     assert "ERROR" in out and "0.9000" in out and out.rstrip().endswith("4 rows")
 
 
-@pytest.mark.parametrize("sql", ["SELEC * FROM trials", "SELECT no_such_column FROM trials", "SELECT * FROM nowhere", "   "])
+@pytest.mark.parametrize(
+    "sql", ["SELEC * FROM trials", "SELECT no_such_column FROM trials", "SELECT * FROM nowhere", "   "]
+)
 def test_results_bad_sql_is_one_line_and_exit_2(sweep_dir, capsys, sql):
     assert main(["results", str(sweep_dir), "--sql", sql]) == 2
     captured = capsys.readouterr()
@@ -354,7 +464,19 @@ def test_results_and_status_of_a_sweep_without_rows_yet(tmp_path, capsys):
     write_state(tmp_path, num_trials=3)
     assert main(["results", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
-    assert main(["results", str(tmp_path), "--sql", "SELECT count(*) AS n FROM epochs WHERE stage = 'head'", "--format", "csv"]) == 0
+    assert (
+        main(
+            [
+                "results",
+                str(tmp_path),
+                "--sql",
+                "SELECT count(*) AS n FROM epochs WHERE stage = 'head'",
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
     assert pd.read_csv(io.StringIO(capsys.readouterr().out))["n"].tolist() == [0]
     assert main(["status", str(tmp_path)]) == 0
     assert "3 planned, 0 finished, 0 failed, 0 started, 3 not started" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 Real runs on the embedded digits with a tiny ViT-MAE and a narrow ResNet-18: the settings' checks,
 the ResNet itself, the attack, the cache, resume, and whole trials under each fine-tuning scheme.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,12 @@ from trainables.data import load_dataset, stratified_fraction
 from trainables.encoders import CifarResNet18, ResNetFeatures
 from trainables.errors import ConfigError
 from trainables.foundation import ROBUST_RECORD, build_untrained_resnet, load_foundation, load_foundation_folder
-from trainables.schema.foundation import resolve_foundation_config
 from trainables.losses import multiview_nt_xent
 from trainables.multiview import adversarial_view
 from trainables.pipeline import Pipeline
 from trainables.robust_pretraining import ContrastiveEncoder, at_chance, chance_loss, robust_foundation_folder
 from trainables.schema import validate_trial_config
+from trainables.schema.foundation import resolve_foundation_config
 from trainables.trial import run_trial
 
 TINY_RESNET = {"width": 4, "image_size": 16}
@@ -74,9 +75,13 @@ def test_no_pretraining_leaves_the_config_and_its_hash_as_before(tiny_foundation
     assert config_hash(with_none) == config_hash(plain)
     robust = resolve_foundation_config({**tiny_foundation_config, "pretraining": {"method": "rocl", "views": "t1+t2"}})
     assert robust["pretraining"]["attack_steps"] == 7 and robust["pretraining"]["attack_step_size"] == 0.007  # RoCL's
-    assert "views" not in robust["pretraining"] and robust["pretraining"]["lr"] == 1e-4  # advcl's setting ignored; starts pre-trained
+    assert (
+        "views" not in robust["pretraining"] and robust["pretraining"]["lr"] == 1e-4
+    )  # advcl's setting ignored; starts pre-trained
     advcl = resolve_foundation_config(_resnet("advcl", views="t1+adversarial", attack_steps=None))["pretraining"]
-    assert advcl["attack_steps"] == 5 and advcl["views"] == ["adversarial", "t1"] and advcl["lr"] == 1e-3  # built untrained
+    assert (
+        advcl["attack_steps"] == 5 and advcl["views"] == ["adversarial", "t1"] and advcl["lr"] == 1e-3
+    )  # built untrained
 
 
 @pytest.mark.parametrize(
@@ -87,14 +92,32 @@ def test_no_pretraining_leaves_the_config_and_its_hash_as_before(tiny_foundation
         ({"name": "embedded", "resnet": {"width": 8}}, "foundation.resnet"),
         ({"name": "resnet18", "resnet": {"widht": 8}, "pretraining": {}}, "foundation.resnet.widht"),
         ({"name": "embedded", "pretraining": {"method": "simclr"}}, "foundation.pretraining.method"),
-        ({"name": "embedded", "pretraining": {"method": "advcl", "views": ["adversarial"]}}, "foundation.pretraining.views"),
-        ({"name": "embedded", "pretraining": {"method": "advcl", "views": "adversarial+t3"}}, "foundation.pretraining.views"),
-        ({"name": "embedded", "pretraining": {"method": "advcl", "pseudo_clusters": [1]}}, "foundation.pretraining.pseudo_clusters"),
-        ({"name": "embedded", "pretraining": {"method": "advcl", "fft_radius": 17}}, "foundation.pretraining.fft_radius"),
-        ({"name": "embedded", "pretraining": {"method": "rocl", "temperature": 0}}, "foundation.pretraining.temperature"),
+        (
+            {"name": "embedded", "pretraining": {"method": "advcl", "views": ["adversarial"]}},
+            "foundation.pretraining.views",
+        ),
+        (
+            {"name": "embedded", "pretraining": {"method": "advcl", "views": "adversarial+t3"}},
+            "foundation.pretraining.views",
+        ),
+        (
+            {"name": "embedded", "pretraining": {"method": "advcl", "pseudo_clusters": [1]}},
+            "foundation.pretraining.pseudo_clusters",
+        ),
+        (
+            {"name": "embedded", "pretraining": {"method": "advcl", "fft_radius": 17}},
+            "foundation.pretraining.fft_radius",
+        ),
+        (
+            {"name": "embedded", "pretraining": {"method": "rocl", "temperature": 0}},
+            "foundation.pretraining.temperature",
+        ),
         ({"name": "embedded", "pretraining": "advcl"}, "foundation.pretraining"),
         # an untrained ResNet has no features for ClusterFit to cluster: pseudo_model must name one
-        ({"name": "resnet18", "pretraining": {"method": "advcl", "pseudo_clusters": [2]}}, "foundation.pretraining.pseudo_model"),
+        (
+            {"name": "resnet18", "pretraining": {"method": "advcl", "pseudo_clusters": [2]}},
+            "foundation.pretraining.pseudo_model",
+        ),
     ],
 )
 def test_bad_pretraining_settings_are_one_error_naming_the_field(foundation, field):
@@ -104,7 +127,9 @@ def test_bad_pretraining_settings_are_one_error_naming_the_field(foundation, fie
 
 
 def test_more_clusters_than_images_is_refused_before_anything_is_written(tmp_path, small_train, cache_root):
-    cfg = resolve_foundation_config({"name": "embedded", "pretraining": _pretraining("advcl", pseudo_clusters=[2, 500])})
+    cfg = resolve_foundation_config(
+        {"name": "embedded", "pretraining": _pretraining("advcl", pseudo_clusters=[2, 500])}
+    )
     with pytest.raises(ConfigError, match="at most the number of training images") as caught:
         robust_foundation_folder(cfg, small_train, cache_root=tmp_path)
     assert caught.value.field == "foundation.pretraining.pseudo_clusters"
@@ -151,11 +176,15 @@ def test_the_instance_wise_attack_raises_the_contrastive_loss_and_stays_in_the_b
 
 
 def test_pretraining_is_cached_and_a_resumed_run_ends_with_the_same_weights(tmp_path, small_train):
-    cfg = resolve_foundation_config(_resnet("advcl", pseudo_clusters=[2, 5], pseudo_model="embedded",
-                                            pseudo_lambda=0.5))
+    cfg = resolve_foundation_config(
+        _resnet("advcl", pseudo_clusters=[2, 5], pseudo_model="embedded", pseudo_lambda=0.5)
+    )
     records = []
     straight = robust_foundation_folder(cfg, small_train, cache_root=tmp_path / "a", on_epoch=records.append)
-    assert [(r["stage"], r["method"], r["epoch"]) for r in records] == [("foundation", "advcl", 1), ("foundation", "advcl", 2)]
+    assert [(r["stage"], r["method"], r["epoch"]) for r in records] == [
+        ("foundation", "advcl", 1),
+        ("foundation", "advcl", 2),
+    ]
     assert all(math.isfinite(r["loss_pseudo_ce"]) and math.isfinite(r["loss_contrastive"]) for r in records)
     record = json.loads((straight / ROBUST_RECORD).read_text())
     assert record["pretraining"]["method"] == "advcl" and record["time_s"] > 0 and len(record["history"]) == 2
@@ -170,7 +199,9 @@ def test_pretraining_is_cached_and_a_resumed_run_ends_with_the_same_weights(tmp_
     resumed = robust_foundation_folder(cfg, small_train, cache_root=tmp_path / "b", on_epoch=resumed_epochs.append)
     assert [r["epoch"] for r in resumed_epochs] == [1, 2]  # epoch 1 from its checkpoint, said again; epoch 2 run
     first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
-    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)  # batch-norm buffers too
+    assert first.keys() == second.keys() and all(
+        torch.equal(first[k], second[k]) for k in first
+    )  # batch-norm buffers too
     untrained = build_untrained_resnet(cfg, trainable=False).model.state_dict()
     assert not torch.equal(untrained["stem.0.weight"], first["stem.0.weight"])  # it did train
 
@@ -181,7 +212,9 @@ def test_pretraining_is_cached_and_a_resumed_run_ends_with_the_same_weights(tmp_
     assert isinstance(loaded, ResNetFeatures) and loaded.pretraining["time_s"] == record["time_s"]
 
 
-def test_a_pretrained_vit_mae_starts_from_its_mae_weights_and_loads_back_as_a_vit(tmp_path, small_train, tiny_foundation_config):
+def test_a_pretrained_vit_mae_starts_from_its_mae_weights_and_loads_back_as_a_vit(
+    tmp_path, small_train, tiny_foundation_config
+):
     cfg = resolve_foundation_config({**tiny_foundation_config, "pretraining": _pretraining("rocl", epochs=1)})
     folder = robust_foundation_folder(cfg, small_train, cache_root=tmp_path)
     robust = load_foundation_folder(folder)
@@ -198,7 +231,9 @@ def test_a_pretrained_vit_mae_starts_from_its_mae_weights_and_loads_back_as_a_vi
 
 
 @pytest.mark.parametrize("scheme", list(SCHEMES))
-def test_each_fine_tuning_scheme_runs_and_resumes_to_the_same_result(tmp_path, tiny_foundation_config, cache_root, scheme):
+def test_each_fine_tuning_scheme_runs_and_resumes_to_the_same_result(
+    tmp_path, tiny_foundation_config, cache_root, scheme
+):
     config = _trial({**tiny_foundation_config, "pretraining": _pretraining("rocl")}, scheme)
     straight = run_trial(config, tmp_path / "straight")
 
@@ -232,12 +267,18 @@ def test_a_collapsed_encoder_sits_exactly_at_the_chance_loss_and_is_flagged():
     constant = torch.ones(8, 4)
     chance = float(chance_loss(3, 8))
     assert float(multiview_nt_xent([constant, constant, constant], 0.5)) == pytest.approx(chance)  # log(23)
-    record = {"pretraining": {"method": "rocl", "batch_size": 8}, "train_images": {"images": 100},
-              "history": [{"loss_contrastive": chance - 0.01}]}
+    record = {
+        "pretraining": {"method": "rocl", "batch_size": 8},
+        "train_images": {"images": 100},
+        "history": [{"loss_contrastive": chance - 0.01}],
+    }
     assert at_chance(record)
     record["history"][-1]["loss_contrastive"] = 0.95 * chance
     assert not at_chance(record)
     # advcl's chance depends on its view count; a training set smaller than a batch is one batch
-    record = {"pretraining": {"method": "advcl", "views": ["adversarial", "t1"], "batch_size": 64}, "train_images": {"images": 10},
-              "history": [{"loss_contrastive": math.log(19)}]}
+    record = {
+        "pretraining": {"method": "advcl", "views": ["adversarial", "t1"], "batch_size": 64},
+        "train_images": {"images": 10},
+        "history": [{"loss_contrastive": math.log(19)}],
+    }
     assert at_chance(record)

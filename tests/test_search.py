@@ -1,4 +1,5 @@
 """SweepSpec -> Optuna: categorical grid axes, enqueued grid points, searched distributions, samplers."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,8 +10,10 @@ import pytest
 from orchestrator.search import build_searcher, journal_storage, make_sampler, optuna_space, points_to_evaluate
 from orchestrator.spec import parse_spec
 
-UNION_GRID = [{"preprocessor.kind": ["identity", "vanilla"]},
-              {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}]
+UNION_GRID = [
+    {"preprocessor.kind": ["identity", "vanilla"]},
+    {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]},
+]
 
 
 def spec_of(**raw):
@@ -31,10 +34,17 @@ def test_grid_axes_are_categoricals_and_a_key_some_points_leave_alone_gets_none(
 
 
 def test_searched_parameters_get_their_distributions_and_are_not_enqueued():
-    spec = spec_of(grid={"preprocessor.lambda": [1, 10]}, search={"trials": 3, "parameters": {
-        "preprocessor.temperature": {"distribution": "loguniform", "low": 0.05, "high": 1.0},
-        "preprocessor.epochs": {"distribution": "int", "low": 2, "high": 8, "step": 2},
-        "head.mode": {"distribution": "choice", "values": ["clean", "robust"]}}})
+    spec = spec_of(
+        grid={"preprocessor.lambda": [1, 10]},
+        search={
+            "trials": 3,
+            "parameters": {
+                "preprocessor.temperature": {"distribution": "loguniform", "low": 0.05, "high": 1.0},
+                "preprocessor.epochs": {"distribution": "int", "low": 2, "high": 8, "step": 2},
+                "head.mode": {"distribution": "choice", "values": ["clean", "robust"]},
+            },
+        },
+    )
     space = optuna_space(spec)
     assert space["preprocessor.temperature"] == optuna.distributions.FloatDistribution(0.05, 1.0, log=True)
     assert space["preprocessor.epochs"] == optuna.distributions.IntDistribution(2, 8, step=2)
@@ -45,13 +55,21 @@ def test_searched_parameters_get_their_distributions_and_are_not_enqueued():
 
 def test_the_study_asks_the_grid_points_first_then_samples_inside_the_space(tmp_path):
     # The same calls OptunaSearch makes: enqueue the grid, then ask with the space.
-    spec = spec_of(grid=UNION_GRID, search={"trials": 4, "parameters": {
-        "preprocessor.temperature": {"distribution": "uniform", "low": 0.1, "high": 0.9}}}, seeds=[0, 1])
+    spec = spec_of(
+        grid=UNION_GRID,
+        search={
+            "trials": 4,
+            "parameters": {"preprocessor.temperature": {"distribution": "uniform", "low": 0.1, "high": 0.9}},
+        },
+        seeds=[0, 1],
+    )
     study = optuna.create_study(storage=journal_storage(tmp_path), study_name="s", sampler=make_sampler(spec))
     for point in points_to_evaluate(spec):
         study.enqueue_trial(point)
     asked = [study.ask(fixed_distributions=optuna_space(spec)).params for _ in range(spec.num_trials)]
-    grid_part = [{k: v for k, v in p.items() if k != "preprocessor.temperature"} for p in asked[:len(spec.grid_points)]]
+    grid_part = [
+        {k: v for k, v in p.items() if k != "preprocessor.temperature"} for p in asked[: len(spec.grid_points)]
+    ]
     assert grid_part == points_to_evaluate(spec)
     assert all(0.1 <= p["preprocessor.temperature"] <= 0.9 for p in asked)
     assert all(p["seed"] in (0, 1) for p in asked)
@@ -59,20 +77,39 @@ def test_the_study_asks_the_grid_points_first_then_samples_inside_the_space(tmp_
     assert len(optuna.load_study(study_name="s", storage=journal_storage(tmp_path)).trials) == spec.num_trials
 
 
-@pytest.mark.parametrize(("objectives", "metric", "mode"), [
-    ({"acc_pgd20": "max"}, "acc_pgd20", "max"),
-    ({"acc_natural": "max", "acc_pgd20": "max"}, ["acc_natural", "acc_pgd20"], ["max", "max"]),
-])
+@pytest.mark.parametrize(
+    ("objectives", "metric", "mode"),
+    [
+        ({"acc_pgd20": "max"}, "acc_pgd20", "max"),
+        ({"acc_natural": "max", "acc_pgd20": "max"}, ["acc_natural", "acc_pgd20"], ["max", "max"]),
+    ],
+)
 def test_one_objective_or_several(tmp_path, objectives, metric, mode):
     searcher = build_searcher(spec_of(grid={"preprocessor.lambda": [1]}, objectives=objectives), tmp_path)
     assert searcher.metric == metric and searcher.mode == mode
 
 
-@pytest.mark.parametrize(("name", "cls"), [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
-                                          ("random", optuna.samplers.RandomSampler)])
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("tpe", optuna.samplers.TPESampler),
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("random", optuna.samplers.RandomSampler),
+    ],
+)
 def test_sampler_by_name(name, cls):
-    assert isinstance(make_sampler(spec_of(search={"sampler": name, "trials": 1, "parameters": {
-        "preprocessor.lambda": {"distribution": "uniform", "low": 0, "high": 1}}})), cls)
+    assert isinstance(
+        make_sampler(
+            spec_of(
+                search={
+                    "sampler": name,
+                    "trials": 1,
+                    "parameters": {"preprocessor.lambda": {"distribution": "uniform", "low": 0, "high": 1}},
+                }
+            )
+        ),
+        cls,
+    )
 
 
 def _grid_part(params: dict) -> dict:
@@ -109,4 +146,6 @@ def test_a_restored_searcher_that_lost_nothing_queues_nothing(tmp_path):
     restored = pickle.loads(pristine)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.requeue_lost_points() == []
-    assert len(optuna.load_study(study_name=spec.name, storage=journal_storage(tmp_path)).trials) == len(spec.grid_points)
+    assert len(optuna.load_study(study_name=spec.name, storage=journal_storage(tmp_path)).trials) == len(
+        spec.grid_points
+    )

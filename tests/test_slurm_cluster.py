@@ -3,6 +3,7 @@
 Every job here is a real sbatch job running the real engine on the embedded data. Without a
 reachable cluster these tests skip, unless CROPD_REQUIRE_SLURM=1 (CI sets it), where they fail.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,13 +17,12 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator.sweep_paths import SweepPaths
 from orchestrator.results import connect, load_trials
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
-
-from sweep_helpers import planned_hashes, read_rows, write_spec
+from orchestrator.sweep_paths import SweepPaths
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_WAIT_S = 420
@@ -35,7 +35,9 @@ def _cluster_answers() -> bool:
     if shutil.which("sinfo") is None:
         return False
     result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
-    return result.returncode == 0 and any(state.strip() in ("idle", "mixed", "allocated") for state in result.stdout.split())
+    return result.returncode == 0 and any(
+        state.strip() in ("idle", "mixed", "allocated") for state in result.stdout.split()
+    )
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -46,7 +48,9 @@ def slurm_cluster():
         pytest.skip("no Slurm cluster answers here (slurm/local_cluster/cluster.sh start)")
 
 
-def slurm_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int = 3, slurm: dict | None = None, **top) -> Path:
+def slurm_spec(
+    folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int = 3, slurm: dict | None = None, **top
+) -> Path:
     path = write_spec(folder, foundation, arch, name=name, **top)
     text = yaml.safe_load(path.read_text())
     text["trial"]["preprocessor"]["epochs"] = epochs
@@ -58,8 +62,9 @@ def slurm_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs:
 def orchestrator(*args: str, cwd: Path, timeout: float = JOB_WAIT_S) -> subprocess.CompletedProcess:
     # The job inherits this environment through sbatch (--export=ALL): the test's artifact cache included.
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def jobs_of(sweep_dir: Path) -> list[dict]:
@@ -72,7 +77,9 @@ def events_of(sweep_dir: Path) -> list[dict]:
 
 
 def sacct_state(job_id: str) -> str:
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True
+    ).stdout
     return out.split()[0] if out.split() else ""
 
 
@@ -87,7 +94,9 @@ def wait_for(condition, what: str, timeout: float = JOB_WAIT_S, poll: float = 0.
 
 
 def wait_until_done(sweep_dir: Path, job_id: str) -> None:
-    wait_for(lambda: sacct_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), f"job {job_id} to end", poll=2)
+    wait_for(
+        lambda: sacct_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), f"job {job_id} to end", poll=2
+    )
 
 
 def running_trial_past(sweep_dir: Path, epoch: int) -> tuple[str, int] | None:
@@ -104,8 +113,13 @@ def assert_each_trial_once_and_every_epoch_once(sweep_dir: Path, spec, epochs: i
     rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
     assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))
     assert {r["status"] for r in rows} == {"TERMINATED"}
-    counts = connect(sweep_dir).execute(
-        "SELECT config_hash, count(*), count(DISTINCT epoch) FROM epochs WHERE stage = 'preprocessor' GROUP BY 1").fetchall()
+    counts = (
+        connect(sweep_dir)
+        .execute(
+            "SELECT config_hash, count(*), count(DISTINCT epoch) FROM epochs WHERE stage = 'preprocessor' GROUP BY 1"
+        )
+        .fetchall()
+    )
     for key, n, distinct in counts:
         assert n == distinct == epochs, (key, n, distinct)
 
@@ -134,10 +148,19 @@ def test_a_sweep_runs_to_completion_through_slurm(tmp_path, cache_root, tiny_fou
     assert sorted(load_trials(sweep_dir)["finished_at"]) == before and len(jobs_of(sweep_dir)) == 2
 
 
-def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
     epochs = 30
-    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="preempted", epochs=epochs, max_concurrent=1,
-                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]})
+    spec_path = slurm_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="preempted",
+        epochs=epochs,
+        max_concurrent=1,
+        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]},
+    )
     sweep_dir = tmp_path / "runs" / "preempted"
     submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -146,18 +169,24 @@ def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(tmp_
     # Preemption: USR2, the signal submitit checkpoints and requeues on (as `job._interrupt(timeout=True)`).
     first, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "a trial at pre-processor epoch 3")
     subprocess.run(["scancel", "--signal", "USR2", job_id], check=True)
-    wait_for(lambda: any(e["event"] == "driver started" and e["restart_count"] == 1 for e in events_of(sweep_dir)),
-             "the requeued driver to start")
+    wait_for(
+        lambda: any(e["event"] == "driver started" and e["restart_count"] == 1 for e in events_of(sweep_dir)),
+        "the requeued driver to start",
+    )
 
     # An outside `scontrol requeue`, which submitit never sees: the job just starts over.
     second, _ = wait_for(lambda: running_trial_past(sweep_dir, reached + 3), "a trial past the resumed epochs")
     subprocess.run(["scontrol", "requeue", job_id], check=True)
-    wait_for(lambda: any(e["event"] == "driver started" and e["restart_count"] == 2 for e in events_of(sweep_dir)),
-             "the driver to start after scontrol requeue")
+    wait_for(
+        lambda: any(e["event"] == "driver started" and e["restart_count"] == 2 for e in events_of(sweep_dir)),
+        "the driver to start after scontrol requeue",
+    )
     wait_until_done(sweep_dir, job_id)
 
     assert sacct_state(job_id) == "COMPLETED"
-    assert [e["event"] for e in events_of(sweep_dir)].count("requeue requested") == 1  # only the USR2 went through submitit
+    assert [e["event"] for e in events_of(sweep_dir)].count(
+        "requeue requested"
+    ) == 1  # only the USR2 went through submitit
     spec = load_spec(spec_path)
     assert_each_trial_once_and_every_epoch_once(sweep_dir, spec, epochs)
     trials = load_trials(sweep_dir).set_index("config_hash")
@@ -166,25 +195,39 @@ def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(tmp_
         assert int(trials.loc[first, "resumed_from"].split()[-1]) > reached
 
 
-def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
     # Slurm sends the time-limit USR2 "up to 60 s earlier than specified" (sbatch --signal): to land it
     # inside a trial, the test shortens the running job's limit once the trial is under way.
     epochs = 150
-    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="timelimit", epochs=epochs,
-                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}, slurm={"signal_delay_s": 90})
+    spec_path = slurm_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="timelimit",
+        epochs=epochs,
+        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+        slurm={"signal_delay_s": 90},
+    )
     sweep_dir = tmp_path / "runs" / "timelimit"
     submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job_id = jobs_of(sweep_dir)[0]["job_id"]
     interrupted, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "the trial at pre-processor epoch 3")
-    elapsed_s = _seconds(subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True).stdout)
+    elapsed_s = _seconds(
+        subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True).stdout
+    )
     # A whole-minute limit leaving 45-105 s: within the 90 s signal delay, so the signal is due at
     # once, and long enough for slurmctld's periodic time-limit pass (about every 30 s) to send it
     # before the kill. (`elapsed // 60 + 1` once left 5 s on a loaded machine: killed unsignalled.)
     limit_min = -(-(elapsed_s + 45) // 60)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit_min}"], check=True)
-    wait_for(lambda: "requeue requested" in [e["event"] for e in events_of(sweep_dir)],
-             f"the time-limit signal (limit {limit_min} min set at {elapsed_s} s elapsed)", timeout=180)
+    wait_for(
+        lambda: "requeue requested" in [e["event"] for e in events_of(sweep_dir)],
+        f"the time-limit signal (limit {limit_min} min set at {elapsed_s} s elapsed)",
+        timeout=180,
+    )
     # The requeued run gets the study's own limit back, as a fresh allocation would.
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=20"], check=True)
     wait_until_done(sweep_dir, job_id)
@@ -206,9 +249,16 @@ def _seconds(elapsed: str) -> int:
     return int(days or 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
 
 
-def test_array_mode_runs_a_grid_one_task_per_trial_and_tells_optuna(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
-    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="arrayed",
-                           slurm={"mode": "array", "array_parallelism": 2, "cpus_per_task": 1, "mem": "3G"})
+def test_array_mode_runs_a_grid_one_task_per_trial_and_tells_optuna(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
+    spec_path = slurm_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="arrayed",
+        slurm={"mode": "array", "array_parallelism": 2, "cpus_per_task": 1, "mem": "3G"},
+    )
     sweep_dir = tmp_path / "runs" / "arrayed"
     done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -229,10 +279,15 @@ def test_array_mode_runs_a_grid_one_task_per_trial_and_tells_optuna(tmp_path, ca
     assert again.returncode == 0 and "nothing submitted" in again.stderr and len(jobs_of(sweep_dir)) == 1
 
 
-def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_one_runs(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
+def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_one_runs(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
     spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="cancelled", epochs=200)
     sweep_dir = tmp_path / "runs" / "cancelled"
-    assert orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path).returncode == 0
+    assert (
+        orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path).returncode
+        == 0
+    )
     job_id = jobs_of(sweep_dir)[0]["job_id"]
     wait_for(lambda: sacct_state(job_id) == "RUNNING", "the job to run")
 
@@ -245,17 +300,33 @@ def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_o
     cancelled = orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120)
     assert cancelled.returncode == 0 and f"cancelled Slurm job(s) {job_id}" in cancelled.stderr
     wait_for(lambda: sacct_state(job_id) == "CANCELLED", "the job to be cancelled", timeout=60)
-    assert "no Slurm job of this sweep is pending or running" in orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120).stderr
+    assert (
+        "no Slurm job of this sweep is pending or running"
+        in orchestrator("cancel", str(sweep_dir), cwd=tmp_path, timeout=120).stderr
+    )
 
 
-@pytest.mark.parametrize("slurm, expected", [
-    ({"partition": "nosuchpartition"}, "sbatch refuses this job: sbatch: error: invalid partition specified: nosuchpartition"),
-    ({"additional": {"frobnicate": 3}}, "sbatch refuses this job: sbatch: unrecognized option '--frobnicate=3'"),
-    ({"partition": "debug$(touch MARKER)"}, "sbatch refuses this job: sbatch: error: invalid partition specified: debug$(touch MARKER)"),
-])
-def test_bad_slurm_settings_get_sbatchs_own_line_and_nothing_is_submitted_or_written(tmp_path, tiny_foundation_config, tiny_arch, slurm, expected):
+@pytest.mark.parametrize(
+    "slurm, expected",
+    [
+        (
+            {"partition": "nosuchpartition"},
+            "sbatch refuses this job: sbatch: error: invalid partition specified: nosuchpartition",
+        ),
+        ({"additional": {"frobnicate": 3}}, "sbatch refuses this job: sbatch: unrecognized option '--frobnicate=3'"),
+        (
+            {"partition": "debug$(touch MARKER)"},
+            "sbatch refuses this job: sbatch: error: invalid partition specified: debug$(touch MARKER)",
+        ),
+    ],
+)
+def test_bad_slurm_settings_get_sbatchs_own_line_and_nothing_is_submitted_or_written(
+    tmp_path, tiny_foundation_config, tiny_arch, slurm, expected
+):
     marker = tmp_path / "MARKER"
-    slurm = {key: (value.replace("MARKER", str(marker)) if isinstance(value, str) else value) for key, value in slurm.items()}
+    slurm = {
+        key: (value.replace("MARKER", str(marker)) if isinstance(value, str) else value) for key, value in slurm.items()
+    }
     expected = expected.replace("MARKER", str(marker))
     spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="bad", slurm=slurm)
     refused = orchestrator("sweep", str(spec_path), "--backend", "slurm", cwd=tmp_path, timeout=120)
@@ -264,20 +335,34 @@ def test_bad_slurm_settings_get_sbatchs_own_line_and_nothing_is_submitted_or_wri
     assert not (tmp_path / "runs").exists() and not marker.exists()  # nothing written, nothing executed
 
 
-def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_it(tmp_path, tiny_foundation_config, tiny_arch):
+def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_it(
+    tmp_path, tiny_foundation_config, tiny_arch
+):
     spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="locked")
     sweep_dir = tmp_path / "runs" / "locked"
     # A driver of this sweep in a Slurm job elsewhere holds the lock (here: a process of ours, by PID).
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom orchestrator.sweep_lock import sweep_lock\n"
-                               f"with sweep_lock({str(sweep_dir)!r}):\n    print('held', flush=True)\n    time.sleep(300)"],
-                              env={**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "777"}, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom orchestrator.sweep_lock import sweep_lock\n"
+            f"with sweep_lock({str(sweep_dir)!r}):\n    print('held', flush=True)\n    time.sleep(300)",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "777"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        refused = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path, timeout=120)
+        refused = orchestrator(
+            "sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path, timeout=120
+        )
     finally:
         holder.kill()
         holder.wait()
     assert refused.returncode == 2
-    assert refused.stderr.strip().startswith(f"orchestrator: error: {sweep_dir}: another driver is running this sweep (pid {holder.pid} on ")
+    assert refused.stderr.strip().startswith(
+        f"orchestrator: error: {sweep_dir}: another driver is running this sweep (pid {holder.pid} on "
+    )
     assert "Slurm job 777" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert not SweepPaths(sweep_dir).jobs.exists()  # nothing submitted

@@ -5,6 +5,7 @@ submitit's SlurmExecutor refuses to start without `srun` on PATH, so the tests t
 stand in for a Slurm installation the way submitit's own tests do (its MockedSubprocess, which
 answers `which srun` and would answer sbatch/sacct calls; none is made here).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,12 +15,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sweep_helpers import write_spec
 
 from orchestrator.backends.slurm.executor import make_executor, sbatch_script
 from orchestrator.slurm_settings import SlurmSettings, parse_slurm, parse_time_min
 from orchestrator.spec import parse_spec
-
-from sweep_helpers import write_spec
 from trainables.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch_script.txt"
@@ -36,18 +36,34 @@ def slurm_commands_stood_in():
 
 
 def settings_with_everything() -> SlurmSettings:
-    return parse_slurm({
-        "partition": "gpu", "account": "robustness", "qos": "normal", "nodes": 2, "gpus_per_node": 4,
-        "cpus_per_task": 32, "mem": "200G", "time": "1-12:00:00", "constraint": "a100&ib",
-        "signal_delay_s": 120, "max_requeues": 5, "job_name": "lambda ablation",
-        "additional": {"exclusive": True, "mail-type": "END,FAIL", "comment": "it's $(not) run"},
-        "setup": ["module load cuda/12.4", "source ~/venvs/cropd/bin/activate"],
-    }, source="spec.yaml")
+    return parse_slurm(
+        {
+            "partition": "gpu",
+            "account": "robustness",
+            "qos": "normal",
+            "nodes": 2,
+            "gpus_per_node": 4,
+            "cpus_per_task": 32,
+            "mem": "200G",
+            "time": "1-12:00:00",
+            "constraint": "a100&ib",
+            "signal_delay_s": 120,
+            "max_requeues": 5,
+            "job_name": "lambda ablation",
+            "additional": {"exclusive": True, "mail-type": "END,FAIL", "comment": "it's $(not) run"},
+            "setup": ["module load cuda/12.4", "source ~/venvs/cropd/bin/activate"],
+        },
+        source="spec.yaml",
+    )
 
 
 def test_the_sbatch_script_matches_the_golden_file(slurm_commands_stood_in):
-    executor = make_executor(settings_with_everything(), name="lambda_ablation", resources={"cpu": 1, "gpu": 0.25},
-                             log_root=Path("/sweeps/lambda ablation/slurm/logs"))
+    executor = make_executor(
+        settings_with_everything(),
+        name="lambda_ablation",
+        resources={"cpu": 1, "gpu": 0.25},
+        log_root=Path("/sweeps/lambda ablation/slurm/logs"),
+    )
     script = sbatch_script(executor).replace(sys.executable, "<python>")
     if os.environ.get("CROPD_UPDATE_GOLDEN") == "1":  # an intended change: rewrite it, review the diff
         GOLDEN.write_text(script)
@@ -55,9 +71,15 @@ def test_the_sbatch_script_matches_the_golden_file(slurm_commands_stood_in):
 
 
 def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit(slurm_commands_stood_in):
-    executor = make_executor(parse_slurm({"mode": "array", "array_parallelism": 3, "partition": "debug; touch /tmp/x",
-                                          "cpus_per_task": 2}, source="s.yaml"),
-                             name="t", resources={"cpu": 1, "gpu": 0}, log_root=Path("/tmp/it's here/logs"))
+    executor = make_executor(
+        parse_slurm(
+            {"mode": "array", "array_parallelism": 3, "partition": "debug; touch /tmp/x", "cpus_per_task": 2},
+            source="s.yaml",
+        ),
+        name="t",
+        resources={"cpu": 1, "gpu": 0},
+        log_root=Path("/tmp/it's here/logs"),
+    )
     script = sbatch_script(executor, tasks=10)
     assert "#SBATCH --partition='debug; touch /tmp/x'" in script
     assert "#SBATCH --array=0-9%3" in script
@@ -68,29 +90,45 @@ def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit(slurm_command
 
 def test_default_cpus_leave_room_for_two_trials_in_ray_mode_and_one_in_array_mode(slurm_commands_stood_in):
     ray_executor = make_executor(SlurmSettings(), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x"))
-    array_executor = make_executor(SlurmSettings(mode="array"), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x"))
+    array_executor = make_executor(
+        SlurmSettings(mode="array"), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x")
+    )
     assert ray_executor.parameters["cpus_per_task"] == 4 and array_executor.parameters["cpus_per_task"] == 2
 
 
-@pytest.mark.parametrize("given, minutes", [(90, 90), ("90", 90), ("30:00", 30), ("1:30:00", 90), ("2-00", 2880),
-                                            ("1-2:30", 1590), ("0:30", 1), ("1-00:00:30", 1441)])
+@pytest.mark.parametrize(
+    "given, minutes",
+    [
+        (90, 90),
+        ("90", 90),
+        ("30:00", 30),
+        ("1:30:00", 90),
+        ("2-00", 2880),
+        ("1-2:30", 1590),
+        ("0:30", 1),
+        ("1-00:00:30", 1441),
+    ],
+)
 def test_time_limits_in_sbatch_formats(given, minutes):
     assert parse_time_min(given, lambda expected, got: ConfigError("time", expected, got)) == minutes
 
 
-@pytest.mark.parametrize("section, field, expected_part", [
-    ({"partion": "gpu"}, "slurm.partion", "did you mean 'partition'"),
-    ({"mode": "mpi"}, "slurm.mode", "one of ['ray', 'array']"),
-    ({"time": "soon"}, "slurm.time", "[D-]HH:MM:SS"),
-    ({"time": 0}, "slurm.time", "minutes"),
-    ({"mem": "lots"}, "slurm.mem", "16G"),
-    ({"nodes": 0}, "slurm.nodes", ">= 1"),
-    ({"partition": "gpu\necho pwned"}, "slurm.partition", "single-line"),
-    ({"additional": {"--exclusive": True}}, "slurm.additional.--exclusive", "without dashes"),
-    ({"additional": {"comment": "a\nb"}}, "slurm.additional.comment", "single-line"),
-    ({"setup": "module load cuda"}, "slurm.setup", "list of shell lines"),
-    ({"mode": "array", "nodes": 2}, "slurm.nodes", "array mode"),
-])
+@pytest.mark.parametrize(
+    "section, field, expected_part",
+    [
+        ({"partion": "gpu"}, "slurm.partion", "did you mean 'partition'"),
+        ({"mode": "mpi"}, "slurm.mode", "one of ['ray', 'array']"),
+        ({"time": "soon"}, "slurm.time", "[D-]HH:MM:SS"),
+        ({"time": 0}, "slurm.time", "minutes"),
+        ({"mem": "lots"}, "slurm.mem", "16G"),
+        ({"nodes": 0}, "slurm.nodes", ">= 1"),
+        ({"partition": "gpu\necho pwned"}, "slurm.partition", "single-line"),
+        ({"additional": {"--exclusive": True}}, "slurm.additional.--exclusive", "without dashes"),
+        ({"additional": {"comment": "a\nb"}}, "slurm.additional.comment", "single-line"),
+        ({"setup": "module load cuda"}, "slurm.setup", "list of shell lines"),
+        ({"mode": "array", "nodes": 2}, "slurm.nodes", "array mode"),
+    ],
+)
 def test_bad_slurm_sections_name_the_field(section, field, expected_part):
     with pytest.raises(ConfigError) as caught:
         parse_slurm(section, source="spec.yaml")
@@ -126,8 +164,17 @@ def test_the_spec_takes_backend_and_slurm_keys_and_they_do_not_change_the_plan(t
 def test_no_sbatch_on_path_is_one_line_and_nothing_is_written(tmp_path, tiny_foundation_config, tiny_arch):
     spec_path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="nosbatch")
     env = {**os.environ, "PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent)}
-    refused = subprocess.run([sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--backend", "slurm"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    refused = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--backend", "slurm"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert refused.returncode == 2
-    assert refused.stderr.strip() == "orchestrator: error: --backend slurm: no sbatch on PATH (run on a Slurm login node, or use --backend local)"
+    assert (
+        refused.stderr.strip()
+        == "orchestrator: error: --backend slurm: no sbatch on PATH (run on a Slurm login node, or use --backend local)"
+    )
     assert not (tmp_path / "runs").exists()

@@ -1,6 +1,7 @@
 """orchestrator.spec: the shipped studies load and plan the trials their YAML describes; every bad
 input is one line naming the file, the field and what was expected; trial and plan hashes are stable.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,9 +19,9 @@ from orchestrator.cli import main
 from orchestrator.spec import SEED_FIELDS, SEED_KEY, load_spec
 from trainables.artifacts import config_hash
 from trainables.data import DATASETS
-from trainables.schema.contrastive import parse_clusters, parse_views
 from trainables.errors import ConfigError, UserError
 from trainables.schema import validate_trial_config
+from trainables.schema.contrastive import parse_clusters, parse_views
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -51,6 +52,7 @@ def lookup(config: dict, dotted: str):
 
 
 # --- (a) the shipped studies ---------------------------------------------------------------------
+
 
 def expected_points(raw: dict) -> list[dict]:
     """The planned grid points, worked out from the YAML alone: each mapping is a cartesian
@@ -97,7 +99,7 @@ def test_shipped_spec_loads_and_plans_the_trials_its_yaml_describes(path):
         config = validate_trial_config(spec.trial_config(point))
         # every grid value lands where its dotted key says, and seeds set every training seed
         for key, value in point.items():
-            for target in (SEED_FIELDS if key == SEED_KEY else (key,)):
+            for target in SEED_FIELDS if key == SEED_KEY else (key,):
                 if target == "foundation.pretraining.method" and value == "none":
                     assert "pretraining" not in config["foundation"]  # no robust pre-training: no section
                 elif value is not None:
@@ -123,9 +125,23 @@ def _points_of(name: str) -> list[dict]:
 
 
 def test_lambda_ablation_has_every_table_1_row_with_both_heads():
-    rows = {(c["preprocessor"]["kind"], c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None,
-             c["foundation"]["mode"], c["head"]["mode"]) for c in _points_of("lambda_ablation")}
-    for kind, lam in [("identity", None), ("vanilla", None), ("arae", None), ("cropd", 0.1), ("cropd", 1), ("cropd", 10)]:
+    rows = {
+        (
+            c["preprocessor"]["kind"],
+            c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None,
+            c["foundation"]["mode"],
+            c["head"]["mode"],
+        )
+        for c in _points_of("lambda_ablation")
+    }
+    for kind, lam in [
+        ("identity", None),
+        ("vanilla", None),
+        ("arae", None),
+        ("cropd", 0.1),
+        ("cropd", 1),
+        ("cropd", 10),
+    ]:
         assert {(kind, lam, "frozen", "clean"), (kind, lam, "frozen", "robust")} <= rows
     assert ("identity", None, "adversarial_finetune", "robust") in rows
     assert all(c["data"]["dataset"] == "cifar2" for c in _points_of("lambda_ablation"))
@@ -135,23 +151,43 @@ def test_embedded_table1_is_the_study_the_paper_question_needs():
     configs = _points_of("embedded_table1")
     runs: dict[tuple, dict[int, dict]] = {}
     for c in configs:
-        row = (c["preprocessor"]["kind"], c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None, c["head"]["mode"])
+        row = (
+            c["preprocessor"]["kind"],
+            c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None,
+            c["head"]["mode"],
+        )
         runs.setdefault(row, {})[c["data"]["seed"]] = c
         assert c["data"]["dataset"] == "digits" and c["evaluation"]["n_examples"] is None  # all 450 test points
         assert {"pgd10", "pgd20"} <= set(c["evaluation"]["attacks"])
         assert c["preprocessor"]["seed"] == c["head"]["seed"] == c["data"]["seed"]
         if c["preprocessor"]["kind"] != "identity":
             assert c["preprocessor"]["arch"]["combine"] == "average" and c["preprocessor"]["fgsm_random_start"] is False
-    expected = {(kind, lam, head) for kind, lam in [("identity", None), ("vanilla", None), ("arae", None), ("cropd", 0.1),
-                                                    ("cropd", 1), ("cropd", 10)] for head in ("clean", "robust")}
+    expected = {
+        (kind, lam, head)
+        for kind, lam in [
+            ("identity", None),
+            ("vanilla", None),
+            ("arae", None),
+            ("cropd", 0.1),
+            ("cropd", 1),
+            ("cropd", 10),
+        ]
+        for head in ("clean", "robust")
+    }
     assert set(runs) == expected
     for row, by_seed in runs.items():
         assert len(by_seed) >= 3, row
-        with_autoattack = [c for c in by_seed.values() if "autoattack" in c["evaluation"]["attacks"]
-                           and c["evaluation"]["autoattack_examples"] >= 100]
+        with_autoattack = [
+            c
+            for c in by_seed.values()
+            if "autoattack" in c["evaluation"]["attacks"] and c["evaluation"]["autoattack_examples"] >= 100
+        ]
         assert with_autoattack, row  # the standard AutoAttack on at least 100 points for at least one seed
     masked = _points_of("embedded_table1_masked")
-    assert {(c["preprocessor"]["kind"], c["preprocessor"]["arch"]["combine"]) for c in masked} == {("vanilla", "masked"), ("cropd", "masked")}
+    assert {(c["preprocessor"]["kind"], c["preprocessor"]["arch"]["combine"]) for c in masked} == {
+        ("vanilla", "masked"),
+        ("cropd", "masked"),
+    }
     assert {c["preprocessor"]["lambda"] for c in masked if c["preprocessor"]["kind"] == "cropd"} == {10}
 
 
@@ -162,7 +198,11 @@ def test_data_fraction_pairs_each_fraction_with_the_papers_lambda():
 
 def test_transfer_runs_both_directions_with_the_papers_lambdas():
     configs = _points_of("transfer")
-    cropd = {(c["data"]["preprocessor_dataset"], c["data"]["dataset"]): c for c in configs if c["preprocessor"]["kind"] == "cropd"}
+    cropd = {
+        (c["data"]["preprocessor_dataset"], c["data"]["dataset"]): c
+        for c in configs
+        if c["preprocessor"]["kind"] == "cropd"
+    }
     assert cropd[("cifar10", "cifar100")]["preprocessor"]["lambda"] == 1  # paper Table 3 caption
     assert cropd[("cifar100", "cifar10")]["preprocessor"]["lambda"] == 6
     assert all(c["data"]["preprocessor_dataset"] != c["data"]["dataset"] for c in configs)
@@ -175,59 +215,177 @@ TEMPERATURE = "preprocessor.temperature"
 
 BAD_SPECS = {
     # id: (yaml, field, fragments the message must contain)
-    "unknown top-level key": (BASE + "grdi: {preprocessor.lambda: [1, 10]}\n", "grdi", ["expected a known key", "did you mean 'grid'?"]),
-    "unknown trial key via grid": (BASE + "grid: {preprocessor.lamda: [1, 10]}\n", "grid.preprocessor.lamda", ["did you mean 'lambda'?"]),
-    "unknown trial key in trial": ("trial: {preprocessor: {temprature: 0.5}}\n", "trial.preprocessor.temprature", ["did you mean 'temperature'?"]),
-    "unknown section in grid key": (BASE + "grid: {preprocesor.lambda: [1]}\n", "grid.preprocesor.lambda", ["did you mean 'preprocessor'?"]),
+    "unknown top-level key": (
+        BASE + "grdi: {preprocessor.lambda: [1, 10]}\n",
+        "grdi",
+        ["expected a known key", "did you mean 'grid'?"],
+    ),
+    "unknown trial key via grid": (
+        BASE + "grid: {preprocessor.lamda: [1, 10]}\n",
+        "grid.preprocessor.lamda",
+        ["did you mean 'lambda'?"],
+    ),
+    "unknown trial key in trial": (
+        "trial: {preprocessor: {temprature: 0.5}}\n",
+        "trial.preprocessor.temprature",
+        ["did you mean 'temperature'?"],
+    ),
+    "unknown section in grid key": (
+        BASE + "grid: {preprocesor.lambda: [1]}\n",
+        "grid.preprocesor.lambda",
+        ["did you mean 'preprocessor'?"],
+    ),
     "grid key not dotted": (BASE + "grid: {lambda: [1]}\n", "grid.lambda", ["a dotted trial-config key"]),
-    "grid values not a list": (BASE + "grid: {preprocessor.lambda: 10}\n", "grid.preprocessor.lambda", ["a non-empty list", "got 10"]),
+    "grid values not a list": (
+        BASE + "grid: {preprocessor.lambda: 10}\n",
+        "grid.preprocessor.lambda",
+        ["a non-empty list", "got 10"],
+    ),
     "grid values empty": (BASE + "grid: {preprocessor.lambda: []}\n", "grid.preprocessor.lambda", ["a non-empty list"]),
-    "grid value a mapping": (BASE + "grid: {preprocessor.lambda: [{a: 1}]}\n", "grid.preprocessor.lambda", ["numbers, strings, booleans or null"]),
-    "grid value out of range": (BASE + "grid: {preprocessor.lambda: [1, -1]}\n", "grid.preprocessor.lambda", ["a number >= 0", "got -1"]),
-    "grid value wrong type": (BASE + "grid: {preprocessor.epochs: [10, 2.5]}\n", "grid.preprocessor.epochs", ["an integer >= 1", "got 2.5"]),
+    "grid value a mapping": (
+        BASE + "grid: {preprocessor.lambda: [{a: 1}]}\n",
+        "grid.preprocessor.lambda",
+        ["numbers, strings, booleans or null"],
+    ),
+    "grid value out of range": (
+        BASE + "grid: {preprocessor.lambda: [1, -1]}\n",
+        "grid.preprocessor.lambda",
+        ["a number >= 0", "got -1"],
+    ),
+    "grid value wrong type": (
+        BASE + "grid: {preprocessor.epochs: [10, 2.5]}\n",
+        "grid.preprocessor.epochs",
+        ["an integer >= 1", "got 2.5"],
+    ),
     "empty grid list": (BASE + "grid: []\n", "grid", ["a mapping of dotted keys"]),
     "empty grid mapping": (BASE + "grid: {}\n", "grid", ["a non-empty mapping"]),
-    "union member not a mapping": (BASE + "grid: [{preprocessor.lambda: [1]}, 3]\n", "grid[1]", ["a non-empty mapping"]),
-    "grid point repeated": (BASE + "grid: {preprocessor.lambda: [1, 10, 1]}\n", "grid", ["do not repeat the same point"]),
-    "grid point repeated across union": (BASE + "grid: [{preprocessor.lambda: [1, 10]}, {preprocessor.lambda: [10]}]\n", "grid", ["do not repeat the same point"]),
+    "union member not a mapping": (
+        BASE + "grid: [{preprocessor.lambda: [1]}, 3]\n",
+        "grid[1]",
+        ["a non-empty mapping"],
+    ),
+    "grid point repeated": (
+        BASE + "grid: {preprocessor.lambda: [1, 10, 1]}\n",
+        "grid",
+        ["do not repeat the same point"],
+    ),
+    "grid point repeated across union": (
+        BASE + "grid: [{preprocessor.lambda: [1, 10]}, {preprocessor.lambda: [10]}]\n",
+        "grid",
+        ["do not repeat the same point"],
+    ),
     "seeds not ints": (BASE + "seeds: [0, one]\n", "seeds", ["a non-empty list of distinct integers", "'one'"]),
     "seeds a scalar": (BASE + "seeds: 3\n", "seeds", ["a non-empty list of distinct integers", "got 3"]),
     "seeds booleans": (BASE + "seeds: [true]\n", "seeds", ["distinct integers"]),
     "seeds repeated": (BASE + "seeds: [1, 1]\n", "seeds", ["distinct integers"]),
     "seeds empty": (BASE + "seeds: []\n", "seeds", ["a non-empty list"]),
-    "log-uniform low 0": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: loguniform, low: 0, high: 1}}}}}}\n",
-                          f"search.parameters.{TEMPERATURE}.low", ["a number > 0", "log-uniform", "got 0"]),
-    "log-uniform low negative": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: loguniform, low: -0.1, high: 1}}}}}}\n",
-                                 f"search.parameters.{TEMPERATURE}.low", ["a number > 0"]),
-    "low above high": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 1, high: 0.5}}}}}}\n",
-                       f"search.parameters.{TEMPERATURE}.high", ["a number > low (1)", "got 0.5"]),
-    "low equal to high": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.5, high: 0.5}}}}}}\n",
-                          f"search.parameters.{TEMPERATURE}.high", ["a number > low"]),
-    "int bounds not integers": (BASE + "search: {trials: 4, parameters: {preprocessor.epochs: {distribution: int, low: 1, high: 2.5}}}\n",
-                                "search.parameters.preprocessor.epochs.high", ["an integer"]),
-    "search end outside the field's range": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.0, high: 1}}}}}}\n",
-                                             f"search.parameters.{TEMPERATURE}", ["a number > 0"]),
-    "distribution misspelt": (BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: log-uniform, low: 0.1, high: 1}}}}}}\n",
-                              f"search.parameters.{TEMPERATURE}.distribution", ["did you mean 'loguniform'?"]),
-    "search key misspelt": (BASE + f"search: {{trails: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
-                            "search.trails", ["did you mean 'trials'?"]),
-    "sampler unknown": (BASE + f"search: {{trials: 4, sampler: tpee, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
-                        "search.sampler", ["did you mean 'tpe'?"]),
-    "search without a budget": (BASE + f"search: {{parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
-                                "search.trials", ["an integer >= 1"]),
-    "key in both grid and search": (BASE + f"grid: {{{TEMPERATURE}: [0.5]}}\nsearch: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
-                                    f"search.parameters.{TEMPERATURE}", ["not also a grid axis"]),
-    "unknown dataset": ("trial: {data: {dataset: cifar11}}\n", "trial.data.dataset", ["one of", "'cifar10'", "got 'cifar11'"]),
-    "unknown dataset via grid": (BASE + "grid: {data.dataset: [cifar10, cifar11]}\n", "grid.data.dataset", ["one of", "got 'cifar11'"]),
-    "unknown transfer source": (BASE + "grid: {data.preprocessor_dataset: [cifar1000]}\n", "grid.data.preprocessor_dataset", ["got 'cifar1000'"]),
-    "unknown preprocessor kind": ("trial: {preprocessor: {kind: crop}}\n", "trial.preprocessor.kind", ["one of", "'cropd'", "got 'crop'"]),
-    "unknown preprocessor kind via grid": (BASE + "grid: {preprocessor.kind: [cropd, vanila]}\n", "grid.preprocessor.kind", ["got 'vanila'"]),
-    "objective attack not evaluated": ("trial: {evaluation: {attacks: [pgd10]}}\nobjectives: {acc_pgd20: max}\n",
-                                       "objectives.acc_pgd20", ["add 'pgd20' to trial.evaluation.attacks"]),
-    "objective metric unknown": (BASE + "objectives: {acc_pgd30: max}\n", "objectives.acc_pgd30", ["did you mean 'acc_pgd20'?"]),
-    "objective mode unknown": (BASE + "objectives: {acc_pgd20: maximize}\n", "objectives.acc_pgd20", ["max or min", "got 'maximize'"]),
+    "log-uniform low 0": (
+        BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: loguniform, low: 0, high: 1}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}.low",
+        ["a number > 0", "log-uniform", "got 0"],
+    ),
+    "log-uniform low negative": (
+        BASE
+        + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: loguniform, low: -0.1, high: 1}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}.low",
+        ["a number > 0"],
+    ),
+    "low above high": (
+        BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 1, high: 0.5}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}.high",
+        ["a number > low (1)", "got 0.5"],
+    ),
+    "low equal to high": (
+        BASE
+        + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.5, high: 0.5}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}.high",
+        ["a number > low"],
+    ),
+    "int bounds not integers": (
+        BASE + "search: {trials: 4, parameters: {preprocessor.epochs: {distribution: int, low: 1, high: 2.5}}}\n",
+        "search.parameters.preprocessor.epochs.high",
+        ["an integer"],
+    ),
+    "search end outside the field's range": (
+        BASE + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.0, high: 1}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}",
+        ["a number > 0"],
+    ),
+    "distribution misspelt": (
+        BASE
+        + f"search: {{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: log-uniform, low: 0.1, high: 1}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}.distribution",
+        ["did you mean 'loguniform'?"],
+    ),
+    "search key misspelt": (
+        BASE + f"search: {{trails: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
+        "search.trails",
+        ["did you mean 'trials'?"],
+    ),
+    "sampler unknown": (
+        BASE
+        + "search: {trials: 4, sampler: tpee, parameters: "
+        + f"{{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
+        "search.sampler",
+        ["did you mean 'tpe'?"],
+    ),
+    "search without a budget": (
+        BASE + f"search: {{parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
+        "search.trials",
+        ["an integer >= 1"],
+    ),
+    "key in both grid and search": (
+        BASE + f"grid: {{{TEMPERATURE}: [0.5]}}\nsearch: "
+        f"{{trials: 4, parameters: {{{TEMPERATURE}: {{distribution: uniform, low: 0.1, high: 1}}}}}}\n",
+        f"search.parameters.{TEMPERATURE}",
+        ["not also a grid axis"],
+    ),
+    "unknown dataset": (
+        "trial: {data: {dataset: cifar11}}\n",
+        "trial.data.dataset",
+        ["one of", "'cifar10'", "got 'cifar11'"],
+    ),
+    "unknown dataset via grid": (
+        BASE + "grid: {data.dataset: [cifar10, cifar11]}\n",
+        "grid.data.dataset",
+        ["one of", "got 'cifar11'"],
+    ),
+    "unknown transfer source": (
+        BASE + "grid: {data.preprocessor_dataset: [cifar1000]}\n",
+        "grid.data.preprocessor_dataset",
+        ["got 'cifar1000'"],
+    ),
+    "unknown preprocessor kind": (
+        "trial: {preprocessor: {kind: crop}}\n",
+        "trial.preprocessor.kind",
+        ["one of", "'cropd'", "got 'crop'"],
+    ),
+    "unknown preprocessor kind via grid": (
+        BASE + "grid: {preprocessor.kind: [cropd, vanila]}\n",
+        "grid.preprocessor.kind",
+        ["got 'vanila'"],
+    ),
+    "objective attack not evaluated": (
+        "trial: {evaluation: {attacks: [pgd10]}}\nobjectives: {acc_pgd20: max}\n",
+        "objectives.acc_pgd20",
+        ["add 'pgd20' to trial.evaluation.attacks"],
+    ),
+    "objective metric unknown": (
+        BASE + "objectives: {acc_pgd30: max}\n",
+        "objectives.acc_pgd30",
+        ["did you mean 'acc_pgd20'?"],
+    ),
+    "objective mode unknown": (
+        BASE + "objectives: {acc_pgd20: maximize}\n",
+        "objectives.acc_pgd20",
+        ["max or min", "got 'maximize'"],
+    ),
     "objectives empty": (BASE + "objectives: {}\n", "objectives", ["a mapping of metric to max or min"]),
-    "gpu 1.5": (BASE + "resources: {cpu: 4, gpu: 1.5}\n", "resources.gpu", ["a fraction such as 0.25, or a whole number", "got 1.5"]),
+    "gpu 1.5": (
+        BASE + "resources: {cpu: 4, gpu: 1.5}\n",
+        "resources.gpu",
+        ["a fraction such as 0.25, or a whole number", "got 1.5"],
+    ),
     "gpu negative": (BASE + "resources: {gpu: -0.25}\n", "resources.gpu", ["a number >= 0"]),
     "cpu zero": (BASE + "resources: {cpu: 0}\n", "resources.cpu", ["a number > 0"]),
     "resources key misspelt": (BASE + "resources: {gpus: 1}\n", "resources.gpus", ["cpu or gpu"]),
@@ -251,11 +409,14 @@ def test_bad_spec_is_one_line_naming_file_field_and_expectation(tmp_path, text, 
         assert fragment in message, (fragment, message)
 
 
-@pytest.mark.parametrize("text, line", [
-    ("name: x\ntrial:\n  data:\n\tdataset: digits2\n", 4),                    # a tab indent on line 4
-    ("name: x\ntrial:\n  data: {dataset: digits2\ngrid: {a.b: [1]}\n", 4),    # unclosed flow mapping, found on line 4
-    ("name: x\ngrid: [{preprocessor.lambda: [1]}\n", 3),                      # unclosed list, found at the end
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ("name: x\ntrial:\n  data:\n\tdataset: digits2\n", 4),  # a tab indent on line 4
+        ("name: x\ntrial:\n  data: {dataset: digits2\ngrid: {a.b: [1]}\n", 4),  # unclosed flow mapping, found on line 4
+        ("name: x\ngrid: [{preprocessor.lambda: [1]}\n", 3),  # unclosed list, found at the end
+    ],
+)
 def test_invalid_yaml_names_file_and_line(tmp_path, text, line):
     path = write(tmp_path, text)
     with pytest.raises(UserError) as info:
@@ -272,7 +433,11 @@ def test_missing_spec_file_is_a_user_error(tmp_path):
 
 def test_bad_value_in_one_union_member_is_reported_against_the_grid(tmp_path):
     # the second member's value only reaches the trial config through the grid
-    path = write(tmp_path, BASE + "grid: [{preprocessor.kind: [identity]}, {preprocessor.kind: [cropd], preprocessor.temperature: [0.5, 0]}]\n")
+    path = write(
+        tmp_path,
+        BASE
+        + "grid: [{preprocessor.kind: [identity]}, {preprocessor.kind: [cropd], preprocessor.temperature: [0.5, 0]}]\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_spec(path)
     assert info.value.field == "grid.preprocessor.temperature" and "a number > 0" in str(info.value)
@@ -288,9 +453,11 @@ def test_seeds_and_a_seed_field_grid_axis_do_not_plan_the_same_trial_twice(tmp_p
 
 def test_a_seed_grid_axis_gives_one_seed_a_setting_the_others_lack(tmp_path):
     # AutoAttack on seed 0 only: the seed-0 subgrid sets autoattack_examples, the others keep 0.
-    text = BASE + ("grid:\n"
-                   "  - {preprocessor.kind: [identity, vanilla], seed: [0], evaluation.autoattack_examples: [100]}\n"
-                   "  - {preprocessor.kind: [identity, vanilla], seed: [1, 2]}\n")
+    text = BASE + (
+        "grid:\n"
+        "  - {preprocessor.kind: [identity, vanilla], seed: [0], evaluation.autoattack_examples: [100]}\n"
+        "  - {preprocessor.kind: [identity, vanilla], seed: [1, 2]}\n"
+    )
     spec = load_spec(write(tmp_path, text))
     configs = [spec.trial_config(point) for point in spec.grid_points]
     assert len(configs) == len(set(trial_hashes(spec))) == 6
@@ -303,7 +470,10 @@ def test_a_seed_grid_axis_gives_one_seed_a_setting_the_others_lack(tmp_path):
 
 
 def test_seeds_in_a_search_only_spec_are_refused_not_ignored(tmp_path):
-    text = BASE + "search: {trials: 3, parameters: {preprocessor.lambda: {distribution: loguniform, low: 0.1, high: 10}}}\nseeds: [0, 1]\n"
+    text = (
+        BASE + "search: {trials: 3, parameters: {preprocessor.lambda: {distribution: loguniform, low: 0.1, high: "
+        "10}}}\nseeds: [0, 1]\n"
+    )
     with pytest.raises(ConfigError, match="seeds: expected a grid to repeat"):
         load_spec(write(tmp_path, text))
 
@@ -316,11 +486,16 @@ def test_repeated_yaml_key_is_an_error(tmp_path):
 
 # --- (c) the command line ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    BASE + "grdi: {preprocessor.lambda: [1, 10]}\n",
-    BASE + "grid: {preprocessor.lambda: [1, 10\n",
-    BASE + "resources: {gpu: 1.5}\n",
-], ids=["unknown key", "invalid yaml", "bad value"])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        BASE + "grdi: {preprocessor.lambda: [1, 10]}\n",
+        BASE + "grid: {preprocessor.lambda: [1, 10\n",
+        BASE + "resources: {gpu: 1.5}\n",
+    ],
+    ids=["unknown key", "invalid yaml", "bad value"],
+)
 def test_sweep_command_refuses_a_bad_spec_in_one_line_and_writes_nothing(tmp_path, capsys, text):
     bad = write(tmp_path, text, name="bad-study.yaml")
     out = tmp_path / "runs"
@@ -395,17 +570,25 @@ def test_trial_hashes_are_stable_across_loads_and_key_order(tmp_path):
 
 def test_trial_hash_is_the_same_in_a_fresh_process(tmp_path):
     path = dump(tmp_path, STUDY)
-    script = ("import json, sys; from orchestrator.spec import load_spec; from trainables.artifacts import config_hash; "
-              "from trainables.schema import validate_trial_config; s = load_spec(sys.argv[1]); "
-              "print(json.dumps([config_hash(validate_trial_config(s.trial_config(p))) for p in s.grid_points]))")
+    script = (
+        "import json, sys; from orchestrator.spec import load_spec; from trainables.artifacts import config_hash; "
+        "from trainables.schema import validate_trial_config; s = load_spec(sys.argv[1]); "
+        "print(json.dumps([config_hash(validate_trial_config(s.trial_config(p))) for p in s.grid_points]))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "OMP_WAIT_POLICY": "PASSIVE"}
-    done = subprocess.run([sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    )
     assert json.loads(done.stdout.strip().splitlines()[-1]) == trial_hashes(load_spec(path))
 
 
 def test_spelling_out_a_default_keeps_the_trial_hash(tmp_path):
-    explicit = edited((("trial", "head", "batch_size"), 64), (("trial", "preprocessor", "weight_decay"), 0.05))  # both the schema defaults
-    assert trial_hashes(load_spec(dump(tmp_path, explicit, "b.yaml"))) == trial_hashes(load_spec(dump(tmp_path, STUDY, "a.yaml")))
+    explicit = edited(
+        (("trial", "head", "batch_size"), 64), (("trial", "preprocessor", "weight_decay"), 0.05)
+    )  # both the schema defaults
+    assert trial_hashes(load_spec(dump(tmp_path, explicit, "b.yaml"))) == trial_hashes(
+        load_spec(dump(tmp_path, STUDY, "a.yaml"))
+    )
 
 
 def test_changing_one_value_changes_the_hash_of_the_trials_it_reaches(tmp_path):
@@ -428,28 +611,44 @@ def test_changing_one_value_changes_the_hash_of_the_trials_it_reaches(tmp_path):
     assert len(set(trial_hashes(changed)) - set(hashes.values())) == len(hashes) // 2
 
 
-@pytest.mark.parametrize("changes", [
-    {"resources": {"cpu": 8, "gpu": 0.25}},
-    {"max_concurrent": 7},
-    {"max_concurrent": None},
-    {"description": "the same study, described again"},
-    {"max_retries": 3},
-], ids=["resources", "max_concurrent", "max_concurrent null", "description", "max_retries"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"resources": {"cpu": 8, "gpu": 0.25}},
+        {"max_concurrent": 7},
+        {"max_concurrent": None},
+        {"description": "the same study, described again"},
+        {"max_retries": 3},
+    ],
+    ids=["resources", "max_concurrent", "max_concurrent null", "description", "max_retries"],
+)
 def test_plan_hash_ignores_how_the_sweep_runs(tmp_path, changes):
     base = load_spec(dump(tmp_path, STUDY, "a.yaml"))
     other = load_spec(dump(tmp_path, {**STUDY, **changes}, "b.yaml"))
     assert other.plan_hash == base.plan_hash
 
 
-@pytest.mark.parametrize("path, value", [
-    (("grid", 1, "preprocessor.lambda"), [1, 5]),
-    (("grid", 1, "preprocessor.lambda"), [1, 10, 100]),
-    (("grid", 0, "preprocessor.kind"), ["identity"]),
-    (("grid",), STUDY["grid"][1:]),
-    (("seeds",), [0, 1, 2]),
-    (("trial", "preprocessor", "epochs"), 4),
-    (("objectives",), {"acc_pgd20": "max"}),
-], ids=["grid value", "grid value added", "grid value removed", "union member removed", "seeds", "trial", "objectives"])
+@pytest.mark.parametrize(
+    "path, value",
+    [
+        (("grid", 1, "preprocessor.lambda"), [1, 5]),
+        (("grid", 1, "preprocessor.lambda"), [1, 10, 100]),
+        (("grid", 0, "preprocessor.kind"), ["identity"]),
+        (("grid",), STUDY["grid"][1:]),
+        (("seeds",), [0, 1, 2]),
+        (("trial", "preprocessor", "epochs"), 4),
+        (("objectives",), {"acc_pgd20": "max"}),
+    ],
+    ids=[
+        "grid value",
+        "grid value added",
+        "grid value removed",
+        "union member removed",
+        "seeds",
+        "trial",
+        "objectives",
+    ],
+)
 def test_plan_hash_changes_with_what_the_sweep_computes(tmp_path, path, value):
     base = load_spec(dump(tmp_path, STUDY, "a.yaml"))
     other = load_spec(dump(tmp_path, edited((path, value)), "b.yaml"))
@@ -457,13 +656,24 @@ def test_plan_hash_changes_with_what_the_sweep_computes(tmp_path, path, value):
 
 
 def test_plan_hash_changes_with_the_search_budget(tmp_path):
-    search = {"trials": 4, "sampler": "tpe", "seed": 0,
-              "parameters": {"preprocessor.temperature": {"distribution": "loguniform", "low": 0.05, "high": 1.0}}}
+    search = {
+        "trials": 4,
+        "sampler": "tpe",
+        "seed": 0,
+        "parameters": {"preprocessor.temperature": {"distribution": "loguniform", "low": 0.05, "high": 1.0}},
+    }
     study = {key: value for key, value in STUDY.items() if key not in ("grid", "seeds")}
     base = load_spec(dump(tmp_path, {**study, "search": search}, "a.yaml"))
     assert base.num_trials == 4 and base.grid_points == []
-    for change in ({"trials": 5}, {"seed": 1}, {"sampler": "random"},
-                   {"parameters": {"preprocessor.temperature": {"distribution": "uniform", "low": 0.05, "high": 1.0}}}):
+    for change in (
+        {"trials": 5},
+        {"seed": 1},
+        {"sampler": "random"},
+        {"parameters": {"preprocessor.temperature": {"distribution": "uniform", "low": 0.05, "high": 1.0}}},
+    ):
         other = load_spec(dump(tmp_path, {**study, "search": {**search, **change}}, "b.yaml"))
         assert other.plan_hash != base.plan_hash, change
-    assert load_spec(dump(tmp_path, {**study, "search": search, "resources": {"gpu": 1}}, "c.yaml")).plan_hash == base.plan_hash
+    assert (
+        load_spec(dump(tmp_path, {**study, "search": search, "resources": {"gpu": 1}}, "c.yaml")).plan_hash
+        == base.plan_hash
+    )

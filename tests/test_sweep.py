@@ -4,6 +4,7 @@ Trials are tiny (a 2-epoch embedded foundation, a 1-layer auto-encoder, 40 test 
 whole sweep is tens of seconds. Kills of the driver, of workers and of the whole process group,
 and the resumes after them, are tests/chaos/test_kills.py's.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,15 @@ from pathlib import Path
 
 import optuna
 import pytest
+from sweep_helpers import planned_hashes, write_spec
 
 from orchestrator.backends import LocalBackend
 from orchestrator.results import connect, load_trials
 from orchestrator.runner import prepare_sweep_dir, run_sweep, write_state
-from orchestrator.sweep_paths import STATE_FILE
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
+from orchestrator.sweep_paths import STATE_FILE
 from trainables.errors import ConfigError, UserError
-
-from sweep_helpers import planned_hashes, write_spec
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -34,7 +34,9 @@ def ray_temp_dir():
     yield folder
 
 
-def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
+def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir
+):
     spec = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch))
     sweep_dir = tmp_path / "runs" / "tiny"
     outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
@@ -53,9 +55,14 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_r
     assert (trials.loc[trials["preprocessor.kind"] == "cropd", "params_preprocessor"] > 0).all()
 
     # Per-epoch rows: every epoch of each stage exactly once.
-    epochs = connect(sweep_dir).execute(
-        'SELECT t."preprocessor.kind" AS kind, e.stage, count(*) AS n, count(DISTINCT e.epoch) AS distinct_epochs '
-        "FROM epochs e JOIN trials t USING (config_hash) GROUP BY ALL ORDER BY ALL").fetchall()
+    epochs = (
+        connect(sweep_dir)
+        .execute(
+            'SELECT t."preprocessor.kind" AS kind, e.stage, count(*) AS n, count(DISTINCT e.epoch) AS distinct_epochs '
+            "FROM epochs e JOIN trials t USING (config_hash) GROUP BY ALL ORDER BY ALL"
+        )
+        .fetchall()
+    )
     assert epochs == [("cropd", "head", 6, 3), ("cropd", "preprocessor", 6, 3), ("identity", "head", 3, 3)]
 
     # The Optuna study lives in the sweep's journal file with both objectives of every trial.
@@ -79,33 +86,51 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(tmp_path, cache_r
     assert connect(sweep_dir).execute("SELECT count(*) FROM epochs").fetchone() == (15,)
 
 
-def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir):
+def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch, ray_temp_dir
+):
     empty_root = tmp_path / "no-data"
     empty_root.mkdir()
-    path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="fails",
-                      grid={"data.dataset": ["digits2", "cifar2"], "data.root": [str(empty_root)], "preprocessor.kind": ["identity"]},
-                      max_retries=0)
+    path = write_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="fails",
+        grid={"data.dataset": ["digits2", "cifar2"], "data.root": [str(empty_root)], "preprocessor.kind": ["identity"]},
+        max_retries=0,
+    )
     spec = load_spec(path)
     outcome = run_sweep(spec, tmp_path / "runs" / "fails", backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
     assert (outcome.done, outcome.failed) == (1, 1)
     trials = load_trials(tmp_path / "runs" / "fails").set_index("dataset")
     assert trials.loc["digits2", "status"] == "TERMINATED" and 0 <= trials.loc["digits2", "acc_natural"] <= 1
     assert trials.loc["cifar2", "status"] == "ERROR"
-    assert trials.loc["cifar2", "error"].startswith("DataNotFoundError") and str(empty_root) in trials.loc["cifar2", "error"]
-    assert trials.loc["cifar2", "acc_natural"] != trials.loc["cifar2", "acc_natural"]  # NaN: no metric for a failed trial
+    assert (
+        trials.loc["cifar2", "error"].startswith("DataNotFoundError")
+        and str(empty_root) in trials.loc["cifar2", "error"]
+    )
+    assert (
+        trials.loc["cifar2", "acc_natural"] != trials.loc["cifar2", "acc_natural"]
+    )  # NaN: no metric for a failed trial
 
 
-def test_a_changed_plan_is_refused_unless_restart_which_moves_the_old_sweep_aside(tmp_path, tiny_foundation_config, tiny_arch):
+def test_a_changed_plan_is_refused_unless_restart_which_moves_the_old_sweep_aside(
+    tmp_path, tiny_foundation_config, tiny_arch
+):
     original = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch))
     sweep_dir = tmp_path / "runs" / "tiny"
     write_state(original, sweep_dir)
     (sweep_dir / "results").mkdir()
 
     # How it runs may change between runs; what it computes may not.
-    operational = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, max_concurrent=1, resources={"cpu": 2}))
+    operational = load_spec(
+        write_spec(tmp_path, tiny_foundation_config, tiny_arch, max_concurrent=1, resources={"cpu": 2})
+    )
     assert prepare_sweep_dir(operational, sweep_dir, restart=False) is True
 
-    changed = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, grid={"preprocessor.kind": ["vanilla"]}))
+    changed = load_spec(
+        write_spec(tmp_path, tiny_foundation_config, tiny_arch, grid={"preprocessor.kind": ["vanilla"]})
+    )
     with pytest.raises(UserError, match=r"changed: grid\); run with --restart"):
         prepare_sweep_dir(changed, sweep_dir, restart=False)
     assert json.loads((sweep_dir / STATE_FILE).read_text())["plan_hash"] == original.plan_hash  # untouched
@@ -116,8 +141,12 @@ def test_a_changed_plan_is_refused_unless_restart_which_moves_the_old_sweep_asid
     assert not sweep_dir.exists()
 
 
-def test_a_resource_request_no_node_can_hold_is_refused_before_anything_is_written(tmp_path, tiny_foundation_config, tiny_arch):
+def test_a_resource_request_no_node_can_hold_is_refused_before_anything_is_written(
+    tmp_path, tiny_foundation_config, tiny_arch
+):
     spec = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, resources={"cpu": 4096}))
-    with pytest.raises(ConfigError, match=r"tiny.yaml: resources.cpu: expected a request one node of this machine can hold"):
+    with pytest.raises(
+        ConfigError, match=r"tiny.yaml: resources.cpu: expected a request one node of this machine can hold"
+    ):
         run_sweep(spec, tmp_path / "runs" / "tiny", live=False)
     assert not (tmp_path / "runs").exists()

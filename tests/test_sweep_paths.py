@@ -3,6 +3,7 @@
 Fast, no Ray: the layout is spelled here on purpose, as a guard that existing sweep folders keep
 resuming (every path below is one an older sweep folder has on disk).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,7 +26,9 @@ def test_every_path_of_a_sweep_folder_is_where_older_sweeps_have_it(tmp_path):
     assert paths.results.trial_row("k") == root / "results" / "trials" / "k.parquet"
     assert paths.results.epochs_file("k") == root / "results" / "epochs" / "k.parquet"
     assert paths.results.examples_file("k") == root / "results" / "examples" / "k.parquet"
-    assert paths.workdir("k") == root / "trials" / "k" and paths.trial_config("k") == root / "trials" / "k" / "config.json"
+    assert (
+        paths.workdir("k") == root / "trials" / "k" and paths.trial_config("k") == root / "trials" / "k" / "config.json"
+    )
     assert paths.artifacts == root / "artifacts" and paths.ray == root / "ray"
     assert paths.optuna_journal == root / "optuna.journal" and paths.ray_processes == root / "ray-processes.json"
     assert paths.jobs == root / "slurm" / "jobs.jsonl" and paths.events == root / "slurm" / "events.jsonl"

@@ -1,4 +1,5 @@
 """A whole trial from one nested config: every stage, the result schema, resume, bad input."""
+
 from __future__ import annotations
 
 import math
@@ -82,7 +83,9 @@ def test_evaluation_refuses_more_examples_than_test_points(tmp_path, tiny_founda
     assert not (tmp_path / "t").exists()  # refused before anything was written
 
 
-def test_trial_does_not_depend_on_what_ran_before_in_the_process(tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+def test_trial_does_not_depend_on_what_ran_before_in_the_process(
+    tmp_path, tiny_foundation_config, tiny_arch, cache_root
+):
     # A Ray worker runs trial after trial: the head's initial weights must come from the trial's
     # own seed, not from the global random state the previous trial left behind.
     import torch
@@ -106,7 +109,8 @@ def _head_weights(workdir):
 
 
 def test_two_trials_in_one_process_give_bit_identical_results_in_either_order_and_any_folder(
-        tmp_path, tiny_foundation_config, tiny_arch, cache_root):
+    tmp_path, tiny_foundation_config, tiny_arch, cache_root
+):
     # A Ray worker runs trial after trial, in whatever order the scheduler hands them out, in a
     # sweep folder anywhere on disk: a trial's result must depend on its config (and the thread
     # count) alone. The head's seeds once derived from the pre-processor's absolute path.
@@ -126,8 +130,9 @@ def test_two_trials_in_one_process_give_bit_identical_results_in_either_order_an
             runs[(folder, name)] = (result, _head_weights(workdir))
     for name in configs:
         (first, first_head), (second, second_head) = runs[("first", name)], runs[("second", name)]
-        assert {k: v for k, v in first.items() if not k.startswith("time_")} == \
-               {k: v for k, v in second.items() if not k.startswith("time_")}
+        assert {k: v for k, v in first.items() if not k.startswith("time_")} == {
+            k: v for k, v in second.items() if not k.startswith("time_")
+        }
         assert first["examples"]["correct"]["pgd10"] == second["examples"]["correct"]["pgd10"]
         assert first_head.keys() == second_head.keys()
         assert all(torch.equal(first_head[key], second_head[key]) for key in first_head)

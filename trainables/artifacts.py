@@ -3,6 +3,7 @@
 Every artifact a later trial could reuse lives under a path derived from the hash of the
 config that determines it, and appears there only complete (write aside, then rename).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -152,7 +153,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
+        raise CheckpointError(
+            f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})".splitlines()[0]
+        ) from exc
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: checkpoint holds {type(state).__name__}, expected a dict")
     return state

@@ -3,6 +3,7 @@
 Attacks take a closure `loss_of(x) -> scalar` so the same code perturbs a contrastive loss
 (pre-processor training), a latent distance (ARAE) or a classifier's cross-entropy (evaluation).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -26,7 +27,9 @@ def _input_gradient(loss_of: LossOf, x_adv: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-def pgd(loss_of: LossOf, x: torch.Tensor, *, eps: float, steps: int, step_size: float, random_start: bool) -> torch.Tensor:
+def pgd(
+    loss_of: LossOf, x: torch.Tensor, *, eps: float, steps: int, step_size: float, random_start: bool
+) -> torch.Tensor:
     """Projected gradient ascent on `loss_of` in the L-inf ball of radius eps, inside [0, 1].
 
     Randomness (the uniform start) comes from torch's global RNG, which callers seed.

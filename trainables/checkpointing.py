@@ -2,6 +2,7 @@
 
 Shared by every stage that trains for epochs, so resume behaves the same everywhere.
 """
+
 from __future__ import annotations
 
 import os

@@ -2,6 +2,7 @@
 
 `digits` is embedded (scikit-learn) so a trial runs with nothing on disk; the rest are files.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,8 +19,8 @@ import torch.nn.functional as F
 import torchvision.datasets as tvd
 from torchvision.transforms import v2
 
-from .schema.data import DATASETS
 from .errors import ConfigError, DataNotFoundError
+from .schema.data import DATASETS
 
 SPLITS = ("train", "test")
 DEFAULT_ROOT = "./data"
@@ -71,9 +72,7 @@ class ImageDataset:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def load_dataset(
-    name: str, split: str, root: str | Path | None = None, download: bool = False
-) -> ImageDataset:
+def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
     """Load a whole split by registry name; `root` defaults to $CROPD_DATA_ROOT, else ./data."""
     if not isinstance(name, str) or name not in DATASETS:
         raise ConfigError("data.dataset", _one_of(sorted(DATASETS), name), name)
@@ -93,9 +92,7 @@ def _one_of(names: list[str], got: object) -> str:
 
 def _missing(name: str, base: Path, looked_for: Path) -> DataNotFoundError:
     info = DATASETS[name]
-    return DataNotFoundError(
-        f"{name}: no {info.title} under {base} (looked for {looked_for}); {info.how_to_get}"
-    )
+    return DataNotFoundError(f"{name}: no {info.title} under {base} (looked for {looked_for}); {info.how_to_get}")
 
 
 def _first_missing(folder: Path, files: Sequence[str]) -> Path | None:
@@ -228,9 +225,7 @@ def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageData
     folder = base / folder_name / ("train" if split == "train" else test_folder)
     if download and name == "imagenette" and not folder.is_dir():
         if not hasattr(tvd, "Imagenette"):
-            raise DataNotFoundError(
-                f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}"
-            )
+            raise DataNotFoundError(f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}")
         _build(name, base, lambda: tvd.Imagenette(str(base), split=folder.name, size="full", download=True))
     if not folder.is_dir():
         raise _missing(name, base, folder)
@@ -285,12 +280,14 @@ def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> Im
 
 def paper_augmentation(image_size: int) -> v2.Compose:
     """The training augmentations of the paper's Table 5."""
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, antialias=True),
-        v2.RandomHorizontalFlip(),
-        v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(image_size, antialias=True),
+            v2.RandomHorizontalFlip(),
+            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+            v2.RandomGrayscale(p=0.2),
+        ]
+    )
 
 
 def augment_batch(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
@@ -316,7 +313,7 @@ def iterate_batches(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     for start in range(0, n, batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         if drop_last and len(batch) < batch_size:
             return
         yield batch

@@ -3,6 +3,7 @@
 A HuggingFace ViT-MAE (masking pinned off) and a CIFAR-style ResNet-18 (AdvCL's and RoCL's
 backbone for 32x32 data), behind one interface the pipeline, the heads and the attacks use.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,9 @@ class Foundation(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.shape[-1] != self.image_size or images.shape[-2] != self.image_size:
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            images = F.interpolate(
+                images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         return self.encode((images - self.mean) / self.std)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -80,7 +83,9 @@ class CifarResNet18(nn.Module):
 
     def __init__(self, width: int = 64):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         blocks, inplanes = [], width
         for planes, stride in ((width, 1), (2 * width, 2), (4 * width, 2), (8 * width, 2)):
             downsample = None

@@ -3,6 +3,7 @@
 The CLI catches `UserError` and prints `str(err)` with exit code 2; everything else is a bug
 and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

@@ -2,6 +2,7 @@
 
 Each accuracy comes with a seeded 95% bootstrap interval; integrity checks are recorded as flags, never hidden.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,8 +39,16 @@ CONSTANT_PREDICTION_SHARE = 0.9  # one class for this share of the evaluated poi
 BUDGET_TOLERANCE = 1e-5
 
 
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, config: Mapping[str, Any] | None, *,
-             num_classes: int, default_eps: float, device: str | torch.device = "cpu") -> dict[str, Any]:
+def evaluate(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    config: Mapping[str, Any] | None,
+    *,
+    num_classes: int,
+    default_eps: float,
+    device: str | torch.device = "cpu",
+) -> dict[str, Any]:
     """Attack the whole pipeline `model` (images in [0,1] -> logits) and return metrics and integrity flags.
 
     Points evaluated: the first n_examples of a seeded permutation of the test set (test sets stored
@@ -121,8 +130,16 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int):
         if name in config["attacks"]:
             tic = time.perf_counter()
             steps, fraction = PGD_SETTINGS[name]
-            correct[name] = _robust_correct(model, batches, natural, eps=eps, steps=steps, step_size=eps * fraction,
-                                            random_start=config["random_start"], seed_parts=(config["seed"], name))
+            correct[name] = _robust_correct(
+                model,
+                batches,
+                natural,
+                eps=eps,
+                steps=steps,
+                step_size=eps * fraction,
+                random_start=config["random_start"],
+                seed_parts=(config["seed"], name),
+            )
             timings[name] = time.perf_counter() - tic
     # Same keys whether or not AutoAttack ran, so result tables keep their columns.
     aa_details: dict[str, Any] = {"version": None, "list": [], "acc_natural": math.nan, "outside_budget": False}
@@ -139,8 +156,11 @@ def per_example_outcomes(batches: _Batches, correct: dict[str, torch.Tensor]) ->
     and counts saw the same points, so they can be compared point by point (paired), not only by
     their marginal accuracies. An attack run on a prefix of the points (AutoAttack) has a shorter list.
     """
-    return {"index": batches.order.tolist(), "label": batches.labels[batches.order].tolist(),
-            "correct": {name: outcome.tolist() for name, outcome in correct.items()}}
+    return {
+        "index": batches.order.tolist(),
+        "label": batches.labels[batches.order].tolist(),
+        "correct": {name: outcome.tolist() for name, outcome in correct.items()},
+    }
 
 
 def _evaluation_order(num_test: int, n: int, seed: int) -> torch.Tensor:
@@ -165,7 +185,7 @@ class _Batches:
 
     def chunks(self, positions: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
         for batch_number, start in enumerate(range(0, len(positions), self.batch_size)):
-            yield batch_number, positions[start:start + self.batch_size]
+            yield batch_number, positions[start : start + self.batch_size]
 
 
 def _predict(model, x: torch.Tensor) -> torch.Tensor:
@@ -186,8 +206,9 @@ def _natural_predictions(model, batches: _Batches, num_classes: int) -> torch.Te
     return predicted
 
 
-def _robust_correct(model, batches: _Batches, natural: torch.Tensor, *, eps, steps, step_size, random_start,
-                    seed_parts: tuple) -> torch.Tensor:
+def _robust_correct(
+    model, batches: _Batches, natural: torch.Tensor, *, eps, steps, step_size, random_start, seed_parts: tuple
+) -> torch.Tensor:
     """Per evaluated point: classified correctly before and after PGD on the cross-entropy.
 
     A naturally misclassified point counts as not robust without an attack, which is exactly the
@@ -198,8 +219,9 @@ def _robust_correct(model, batches: _Batches, natural: torch.Tensor, *, eps, ste
         x, y = batches.get(positions)
         # Seeded per batch, so a result never depends on how many batches ran before it.
         torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
-        robust[positions] = _pgd_survives(model, x, y, eps=eps, steps=steps, step_size=step_size,
-                                          random_start=random_start).cpu()
+        robust[positions] = _pgd_survives(
+            model, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start
+        ).cpu()
     return robust
 
 
@@ -254,8 +276,13 @@ def _autoattack_correct(model, batches: _Batches, natural: torch.Tensor, config,
     # Natural accuracy on these same points: the fair reference for a small AutoAttack subset.
     same_points = float(natural[positions].float().mean())
     if config["eps"] == 0:  # nothing to perturb: robust exactly where natural
-        return natural[positions].clone(), {"version": None, "list": [], "acc_natural": same_points,
-                                            "outside_budget": False, "warnings": []}
+        return natural[positions].clone(), {
+            "version": None,
+            "list": [],
+            "acc_natural": same_points,
+            "outside_budget": False,
+            "warnings": [],
+        }
     x, y = batches.get(positions)
     attack = _make_autoattack(_ConnectedToInput(model), config, num_classes, batches.device)
     with _autoattack_logging(config["verbose"]) as warnings, _keep_trace_function():
@@ -264,8 +291,13 @@ def _autoattack_correct(model, batches: _Batches, natural: torch.Tensor, config,
     # Trust but verify: re-classify the returned points and check they respect the budget.
     correct = (y_adv == y) & (_predict(model, x_adv) == y) & natural[positions].to(y.device)
     outside = bool(((x_adv - x).abs().amax() > config["eps"] + BUDGET_TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1)
-    details = {"version": attack.version, "list": list(attack.attacks_to_run), "acc_natural": same_points,
-               "warnings": warnings, "outside_budget": outside}
+    details = {
+        "version": attack.version,
+        "list": list(attack.attacks_to_run),
+        "acc_natural": same_points,
+        "warnings": warnings,
+        "outside_budget": outside,
+    }
     return correct.cpu(), details
 
 
@@ -293,8 +325,15 @@ def _make_autoattack(model, config, num_classes: int, device: torch.device):
         attack.apgd_targeted.n_target_classes = targets
         attack.fab.n_target_classes = targets
     else:
-        attack = AutoAttack(model, attacks=list(SMALL_TASK_AA_ATTACKS), eps=config["eps"], norm="Linf", seed=seed,
-                            version="custom", device=device)
+        attack = AutoAttack(
+            model,
+            attacks=list(SMALL_TASK_AA_ATTACKS),
+            eps=config["eps"],
+            norm="Linf",
+            seed=seed,
+            version="custom",
+            device=device,
+        )
         # The standard version's budgets (1 restart each, Square 5000 queries) for the attacks that
         # work with 2 classes; 'custom' would otherwise keep the constructor's 5 restarts, 5x the cost.
         attack.apgd.n_restarts = 1
@@ -347,6 +386,7 @@ def _keep_trace_function() -> Iterator[None]:
 
 # --- bootstrap -----------------------------------------------------------------------------------
 
+
 def _bootstrap_means(values: np.ndarray, resamples: int, seed_parts: tuple) -> np.ndarray:
     """Means of `resamples` seeded resamples (with replacement, same size) of `values`."""
     rng = np.random.default_rng(derive_seed(*seed_parts))
@@ -369,10 +409,17 @@ def _metric(name: str, correct: torch.Tensor | None, resamples: int, seed: int) 
         return {f"acc_{name}": math.nan, f"acc_{name}_lo": math.nan, f"acc_{name}_hi": math.nan, f"n_{name}": 0}
     values = correct.numpy().astype(np.float64)
     low, high = _interval(values, resamples, (seed, "bootstrap", name))
-    return {f"acc_{name}": float(values.mean()), f"acc_{name}_lo": low, f"acc_{name}_hi": high, f"n_{name}": len(values)}
+    return {
+        f"acc_{name}": float(values.mean()),
+        f"acc_{name}_lo": low,
+        f"acc_{name}_hi": high,
+        f"n_{name}": len(values),
+    }
 
 
-def _rises(higher_budget: torch.Tensor, lower_budget: torch.Tensor, resamples: int, seed_parts: tuple) -> dict[str, Any]:
+def _rises(
+    higher_budget: torch.Tensor, lower_budget: torch.Tensor, resamples: int, seed_parts: tuple
+) -> dict[str, Any]:
     """Paired bootstrap of accuracy(stronger attack) - accuracy(weaker) on the same points.
 
     `rises` when the whole 95% interval is above 0: more than resampling noise.
@@ -384,8 +431,15 @@ def _rises(higher_budget: torch.Tensor, lower_budget: torch.Tensor, resamples: i
 
 # --- integrity -----------------------------------------------------------------------------------
 
-def _integrity(model, batches: _Batches, correct: dict[str, torch.Tensor], config, aa_details: dict[str, Any],
-               predicted: torch.Tensor):
+
+def _integrity(
+    model,
+    batches: _Batches,
+    correct: dict[str, torch.Tensor],
+    config,
+    aa_details: dict[str, Any],
+    predicted: torch.Tensor,
+):
     """Flags (short names) and the measurements behind them."""
     flags: set[str] = set()
     details: dict[str, Any] = {"comparisons": _orderings(correct, config, flags)}
@@ -451,8 +505,12 @@ def _gradient_check(model, batches: _Batches, positions: torch.Tensor, flags: se
         flags.add("nonfinite_input_gradient")
     elif bool((per_point == 0).all()):
         flags.add("zero_input_gradient")
-    return {"points": len(positions), "zero_fraction": float((per_point == 0).float().mean()),
-            "max_abs": float(grad.abs().max()), "finite": finite}
+    return {
+        "points": len(positions),
+        "zero_fraction": float((per_point == 0).float().mean()),
+        "max_abs": float(grad.abs().max()),
+        "finite": finite,
+    }
 
 
 def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[str]) -> dict[str, Any]:
@@ -466,9 +524,16 @@ def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[
 
     def survives(budget: float, steps: int) -> torch.Tensor:
         if (budget, steps) not in cache:
-            cache[(budget, steps)] = _robust_correct(model, subset, sub_natural, eps=budget, steps=steps,
-                                                     step_size=SWEEP_STEP_FACTOR * budget / steps,
-                                                     random_start=config["random_start"], seed_parts=(seed, "sweep"))
+            cache[(budget, steps)] = _robust_correct(
+                model,
+                subset,
+                sub_natural,
+                eps=budget,
+                steps=steps,
+                step_size=SWEEP_STEP_FACTOR * budget / steps,
+                random_start=config["random_start"],
+                seed_parts=(seed, "sweep"),
+            )
         return cache[(budget, steps)]
 
     by_eps = [survives(factor * eps, 10) for factor in SWEEP_EPS_FACTORS]
@@ -479,16 +544,22 @@ def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[
         flags.add("accuracy_rises_with_eps")
     if any(check["rises"] for check in steps_checks.values()):
         flags.add("accuracy_rises_with_steps")
-    return {"sweep_points": len(subset),
-            "sweep_eps": [(factor * eps, float(c.float().mean())) for factor, c in zip(SWEEP_EPS_FACTORS, by_eps)],
-            "sweep_steps": [(steps, float(c.float().mean())) for steps, c in zip(SWEEP_STEPS, by_steps)],
-            "sweep_eps_checks": eps_checks, "sweep_steps_checks": steps_checks}
+    return {
+        "sweep_points": len(subset),
+        "sweep_eps": [(factor * eps, float(c.float().mean())) for factor, c in zip(SWEEP_EPS_FACTORS, by_eps)],
+        "sweep_steps": [(steps, float(c.float().mean())) for steps, c in zip(SWEEP_STEPS, by_steps)],
+        "sweep_eps_checks": eps_checks,
+        "sweep_steps_checks": steps_checks,
+    }
 
 
 def _monotone(series: list[torch.Tensor], resamples: int, seed_parts: tuple) -> dict[str, dict[str, Any]]:
     """Every later (stronger) entry against every earlier one, paired on the same points."""
-    return {f"{j}_vs_{i}": _rises(series[j], series[i], resamples, (*seed_parts, i, j))
-            for j in range(len(series)) for i in range(j)}
+    return {
+        f"{j}_vs_{i}": _rises(series[j], series[i], resamples, (*seed_parts, i, j))
+        for j in range(len(series))
+        for i in range(j)
+    }
 
 
 class _SubsetBatches(_Batches):

@@ -3,6 +3,7 @@
 Also Algorithm 1 step 1: the embedded ViT-MAE is MAE pre-trained on the spot, and any foundation
 can be robustly pre-trained (AdvCL, RoCL); both are saved and loaded back by the same loading code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,7 +34,6 @@ RESNET_FILE = "resnet.json"  # marks a saved ResNet foundation folder (a ViT-MAE
 ROBUST_RECORD = "robust_pretraining.json"  # what robust pre-training made a folder: config, data, time, history
 
 
-
 def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
     """Initialise a fresh ViT-MAE as the original MAE does: fixed 2-D sin-cos position
     embeddings (encoder and decoder), Normal(0, 0.02) cls and mask tokens.
@@ -54,8 +54,6 @@ def init_mae_tokens(model: ViTMAEForPreTraining) -> ViTMAEForPreTraining:
     return model
 
 
-
-
 def _read_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """mean/std from the model's preprocessor_config.json; ImageNet's when it has none."""
     path = folder / "preprocessor_config.json"
@@ -70,12 +68,21 @@ def _locate(name: str, allow_download: bool) -> Path:
     local = Path(name).expanduser()
     if local.exists():
         if not (local / "config.json").is_file() and not (local / RESNET_FILE).is_file():
-            raise ConfigError("foundation.name", f"a folder holding a ViT-MAE saved with save_pretrained (config.json missing) or a saved ResNet ({RESNET_FILE})", str(local))
+            raise ConfigError(
+                "foundation.name",
+                "a folder holding a ViT-MAE saved with save_pretrained (config.json missing) or a saved "
+                f"ResNet ({RESNET_FILE})",
+                str(local),
+            )
         return local
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(name, local_files_only=not allow_download, allow_patterns=["*.json", "*.safetensors", "*.bin"]))
+        return Path(
+            snapshot_download(
+                name, local_files_only=not allow_download, allow_patterns=["*.json", "*.safetensors", "*.bin"]
+            )
+        )
     except Exception as exc:  # offline misses raise several hub error types
         hint = "" if allow_download else "; set foundation.allow_download: true to fetch it (needs network)"
         raise ConfigError(
@@ -113,7 +120,9 @@ def build_untrained_resnet(cfg: dict, *, trainable: bool) -> ResNetFeatures:
     settings = cfg["resnet"]
     seed_everything(settings["seed"], "resnet18-init")
     network = CifarResNet18(settings["width"])
-    return ResNetFeatures(network, settings["image_size"], network.feature_dim, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), trainable)
+    return ResNetFeatures(
+        network, settings["image_size"], network.feature_dim, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), trainable
+    )
 
 
 def save_foundation(foundation: Foundation, folder: Path) -> None:
@@ -123,18 +132,41 @@ def save_foundation(foundation: Foundation, folder: Path) -> None:
     mean, std = foundation.mean.flatten().tolist(), foundation.std.flatten().tolist()
     if isinstance(foundation, ResNetFeatures):
         network = foundation.model
-        save_file({k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()}, str(folder / "model.safetensors"))
-        (folder / RESNET_FILE).write_text(json.dumps({"architecture": "cifar_resnet18", "width": network.feature_dim // 8,
-                                                      "image_size": foundation.image_size, "image_mean": mean, "image_std": std}, indent=2))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in network.state_dict().items()},
+            str(folder / "model.safetensors"),
+        )
+        (folder / RESNET_FILE).write_text(
+            json.dumps(
+                {
+                    "architecture": "cifar_resnet18",
+                    "width": network.feature_dim // 8,
+                    "image_size": foundation.image_size,
+                    "image_mean": mean,
+                    "image_std": std,
+                },
+                indent=2,
+            )
+        )
         return
     with quiet_transformers():
         foundation.model.save_pretrained(folder)
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "image_processor_type": "ViTImageProcessor", "image_mean": mean, "image_std": std,
-        "size": {"height": foundation.image_size, "width": foundation.image_size}}, indent=2))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_processor_type": "ViTImageProcessor",
+                "image_mean": mean,
+                "image_std": std,
+                "size": {"height": foundation.image_size, "width": foundation.image_size},
+            },
+            indent=2,
+        )
+    )
 
 
-def load_foundation_folder(folder: Path, *, pooling: str = "mean", trainable: bool = False, device: str = "cpu") -> Foundation:
+def load_foundation_folder(
+    folder: Path, *, pooling: str = "mean", trainable: bool = False, device: str = "cpu"
+) -> Foundation:
     """A saved foundation: a ViT-MAE saved with save_pretrained, or a ResNet saved by save_foundation."""
     folder = Path(folder)
     try:
@@ -142,11 +174,17 @@ def load_foundation_folder(folder: Path, *, pooling: str = "mean", trainable: bo
             spec = json.loads((folder / RESNET_FILE).read_text())
             network = CifarResNet18(int(spec["width"]))
             network.load_state_dict(load_file(str(folder / "model.safetensors")))
-            features: Foundation = ResNetFeatures(network, spec["image_size"], network.feature_dim, spec["image_mean"], spec["image_std"], trainable)
+            features: Foundation = ResNetFeatures(
+                network, spec["image_size"], network.feature_dim, spec["image_mean"], spec["image_std"], trainable
+            )
         else:
-            features = FoundationFeatures(_load_vitmae(folder), *_read_normalisation(folder), pooling, trainable=trainable)
+            features = FoundationFeatures(
+                _load_vitmae(folder), *_read_normalisation(folder), pooling, trainable=trainable
+            )
     except Exception as exc:
-        raise ConfigError("foundation.name", "a loadable ViT-MAE or ResNet foundation", f"{folder} ({type(exc).__name__})") from exc
+        raise ConfigError(
+            "foundation.name", "a loadable ViT-MAE or ResNet foundation", f"{folder} ({type(exc).__name__})"
+        ) from exc
     record = folder / ROBUST_RECORD
     if record.is_file():
         features.pretraining = json.loads(record.read_text())
@@ -251,9 +289,24 @@ def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None
     with published_dir(folder) as scratch, quiet_transformers():
         model.save_pretrained(scratch)
         (scratch / "preprocessor_config.json").write_text(
-            json.dumps({"image_processor_type": "ViTImageProcessor", "image_mean": list(mean), "image_std": list(std),
-                        "size": {"height": cfg["image_size"], "width": cfg["image_size"]}}, indent=2)
+            json.dumps(
+                {
+                    "image_processor_type": "ViTImageProcessor",
+                    "image_mean": list(mean),
+                    "image_std": list(std),
+                    "size": {"height": cfg["image_size"], "width": cfg["image_size"]},
+                },
+                indent=2,
+            )
         )
         (scratch / "pretraining.json").write_text(
-            json.dumps({"config": cfg, "train_images": len(images), "time_s": time.perf_counter() - started, "final_loss": total / steps}, indent=2)
+            json.dumps(
+                {
+                    "config": cfg,
+                    "train_images": len(images),
+                    "time_s": time.perf_counter() - started,
+                    "final_loss": total / steps,
+                },
+                indent=2,
+            )
         )

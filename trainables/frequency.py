@@ -2,6 +2,7 @@
 
 AdvCL's frequency views: x_low keeps the frequencies at distance < r from the centre, x_high the rest.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,4 +34,3 @@ def frequency_split(x: torch.Tensor, radius: float) -> tuple[torch.Tensor, torch
     spectrum = torch.fft.fft2(x)
     low = torch.fft.ifft2(spectrum * mask).real.to(x.dtype)
     return low, x - low
-

@@ -3,6 +3,7 @@
 A clean head on a frozen foundation trains on features computed once (the pipeline is
 deterministic); every other mode runs the whole pipeline per batch. Checkpoints every epoch.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,6 +20,7 @@ from .data import ImageDataset, iterate_batches
 from .pipeline import Pipeline
 from .seeding import seed_everything
 from .training_loop import EpochCallback
+
 
 @dataclass
 class HeadResult:
@@ -99,14 +101,28 @@ def train_head(
         scheduler.step()
         epoch_time = time.perf_counter() - started
         elapsed += epoch_time
-        record = {"stage": "head", "mode": cfg["mode"], "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr,
-                  "loss": loss_sum / seen, "train_acc": correct / seen, "epoch_time_s": epoch_time}
+        record = {
+            "stage": "head",
+            "mode": cfg["mode"],
+            "epoch": epoch + 1,
+            "epochs": cfg["epochs"],
+            "lr": lr,
+            "loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "epoch_time_s": epoch_time,
+        }
         history.append(record)
-        checkpoints.save(epoch + 1, {
-            "time_s": elapsed, "history": history, "head": pipeline.head.state_dict(),
-            "foundation": pipeline.foundation.state_dict() if foundation_trains else {},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+        checkpoints.save(
+            epoch + 1,
+            {
+                "time_s": elapsed,
+                "history": history,
+                "head": pipeline.head.state_dict(),
+                "foundation": pipeline.foundation.state_dict() if foundation_trains else {},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
         if on_epoch:
             on_epoch(record)
     pipeline.eval()
@@ -118,8 +134,14 @@ def _mix_with_adversarial(pipeline: Pipeline, images: torch.Tensor, labels: torc
     with the clean batch. The attack runs in eval mode, as at test time."""
     attack_eps = cfg["attack_eps"] if cfg["attack_eps"] is not None else eps
     pipeline.eval()
-    adversarial = pgd(lambda x: F.cross_entropy(pipeline(x), labels), images, eps=attack_eps,
-                      steps=cfg["attack_steps"], step_size=cfg["attack_step_size"], random_start=True)
+    adversarial = pgd(
+        lambda x: F.cross_entropy(pipeline(x), labels),
+        images,
+        eps=attack_eps,
+        steps=cfg["attack_steps"],
+        step_size=cfg["attack_step_size"],
+        random_start=True,
+    )
     pipeline.train()
     return torch.cat([images, adversarial]), torch.cat([labels, labels])
 

@@ -4,6 +4,7 @@
 positive of x_i is x_i_adv, the negatives are X u X_adv minus {x_i, x_i_adv}.
 `multiview_nt_xent` is AdvCL's eq. (5): every view of an image is a positive of its other views.
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,7 +18,9 @@ def adversarial_nt_xent(z_clean: torch.Tensor, z_adv: torch.Tensor, temperature:
     the paper sums over X_neg = X u X_adv \\ {x_i, x_i_adv} only. Needs a batch of at least 2.
     """
     if z_clean.shape != z_adv.shape or z_clean.dim() != 2:
-        raise ValueError(f"expected two (B, D) tensors of one shape, got {tuple(z_clean.shape)} and {tuple(z_adv.shape)}")
+        raise ValueError(
+            f"expected two (B, D) tensors of one shape, got {tuple(z_clean.shape)} and {tuple(z_adv.shape)}"
+        )
     batch = z_clean.shape[0]
     if batch < 2:
         raise ValueError("adversarial_nt_xent needs at least 2 images per batch (negatives come from the batch)")

@@ -2,6 +2,7 @@
 
 Shared by the advcl pre-processor (auto-encoder) and robust foundation pre-training (AdvCL, RoCL).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -31,7 +32,9 @@ def at_contrast_of(view: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return centred * scale + reference.mean(dim=dims, keepdim=True)
 
 
-def make_views(images: torch.Tensor, views: list[str], *, augment: bool, fft_radius: float | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def make_views(
+    images: torch.Tensor, views: list[str], *, augment: bool, fft_radius: float | None = None
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(x, the non-adversarial views of x) for a batch of training images as stored.
 
     x is what an auto-encoder reconstructs and the adversarial view starts from: the images
@@ -80,7 +83,9 @@ def adversarial_view(model: nn.Module, start: torch.Tensor, references: list[tor
     with attacking(model):
         with torch.no_grad():
             fixed = list(model.embed(torch.cat(references)).chunk(len(references)))
-        return pgd(lambda xa: multiview_nt_xent([model.embed(xa), *fixed], cfg["temperature"]), start, **attack_settings(cfg))
+        return pgd(
+            lambda xa: multiview_nt_xent([model.embed(xa), *fixed], cfg["temperature"]), start, **attack_settings(cfg)
+        )
 
 
 def multiview_loss(model: nn.Module, inputs: list[torch.Tensor], temperature: float) -> torch.Tensor:

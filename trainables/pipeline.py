@@ -2,6 +2,7 @@
 
 Attacks always differentiate through this whole module, never through the head alone.
 """
+
 from __future__ import annotations
 
 import torch

@@ -2,6 +2,7 @@
 
 Computed once per (data, model, K, seed) and cached as a file, so every trial and resume reuses them.
 """
+
 from __future__ import annotations
 
 import os
@@ -71,7 +72,9 @@ def choose_feature_model(pseudo_model: str | None, default: FeatureModel | None,
     if pseudo_model is not None:
         return FeatureModel.of_foundation({"name": pseudo_model})
     if default is None:
-        raise ConfigError(field, "a foundation name to cluster features of (no foundation was passed in to default to)", None)
+        raise ConfigError(
+            field, "a foundation name to cluster features of (no foundation was passed in to default to)", None
+        )
     return default
 
 
@@ -80,7 +83,9 @@ def pseudo_label_dir(store: Path) -> Path:
 
 
 def cache_path(cache_dir: Path, data_key: str, model: FeatureModel, k: int, seed: int) -> Path:
-    key = config_hash({"data": data_key, "model": model.identity, "k": k, "seed": seed, "version": PSEUDO_LABEL_VERSION})
+    key = config_hash(
+        {"data": data_key, "model": model.identity, "k": k, "seed": seed, "version": PSEUDO_LABEL_VERSION}
+    )
     return Path(cache_dir) / f"k{k}-{key}.pt"
 
 
@@ -90,8 +95,16 @@ def kmeans_labels(features: np.ndarray, k: int, seed: int) -> torch.Tensor:
     return torch.as_tensor(clustering.fit_predict(features), dtype=torch.int64)
 
 
-def pseudo_labels(data: ImageDataset, clusters: list[int], model: FeatureModel, cache_dir: Path, *, data_key: str,
-                  seed: int, device: str = "cpu") -> torch.Tensor:
+def pseudo_labels(
+    data: ImageDataset,
+    clusters: list[int],
+    model: FeatureModel,
+    cache_dir: Path,
+    *,
+    data_key: str,
+    seed: int,
+    device: str = "cpu",
+) -> torch.Tensor:
     """Labels (N, len(clusters)): column i clusters the images into clusters[i] groups.
 
     `data_key` fingerprints the images (the caller's data hash). Each K is its own cache file,

@@ -7,6 +7,7 @@ carries `published.json` (each file's size and sha256); a reuse checks it first 
 that does not match aside (never deletes it), so the caller builds it again instead of training a
 trial on torn weights.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ def published_dir(final: Path) -> Iterator[Path]:
     """atomic_dir, with the manifest of what the block wrote added just before the rename."""
     with atomic_dir(final) as scratch:
         yield scratch
-        manifest = {str(p.relative_to(scratch)): {"bytes": p.stat().st_size, "sha256": _digest(p)} for p in _files(scratch)}
+        manifest = {
+            str(p.relative_to(scratch)): {"bytes": p.stat().st_size, "sha256": _digest(p)} for p in _files(scratch)
+        }
         (scratch / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
 
 
@@ -83,5 +86,7 @@ def reusable(folder: Path, marker: str) -> bool:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     aside = folder.with_name(f"{folder.name}.torn-{stamp}")
     os.replace(folder, aside)
-    warnings.warn(f"{folder}: published artifact is damaged ({problem}); moved to {aside} and built again", stacklevel=2)
+    warnings.warn(
+        f"{folder}: published artifact is damaged ({problem}); moved to {aside} and built again", stacklevel=2
+    )
     return False

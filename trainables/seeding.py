@@ -3,6 +3,7 @@
 Seeding every epoch from its index (not carrying RNG state across epochs) is what makes a run
 resumed from an epoch checkpoint end with the same weights as an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import random

@@ -3,6 +3,7 @@
 Used by the pre-processors and by robust foundation pre-training, so both checkpoint, resume and
 report their epochs the same way (an interrupted run ends with the weights of an uninterrupted one).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,9 +33,19 @@ def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
-def fit_epochs(model: nn.Module, data: ImageDataset, targets: torch.Tensor, step: Step, cfg: dict, *,
-               checkpoints: EpochCheckpoints, seed_parts: tuple, record: dict[str, Any], what: str,
-               on_epoch: EpochCallback | None = None) -> tuple[float, list[dict]]:
+def fit_epochs(
+    model: nn.Module,
+    data: ImageDataset,
+    targets: torch.Tensor,
+    step: Step,
+    cfg: dict,
+    *,
+    checkpoints: EpochCheckpoints,
+    seed_parts: tuple,
+    record: dict[str, Any],
+    what: str,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[float, list[dict]]:
     """Train `model` for cfg['epochs'] epochs of shuffled cfg['batch_size'] batches; return
     (seconds spent over all runs, per-epoch records).
 
@@ -63,7 +74,9 @@ def fit_epochs(model: nn.Module, data: ImageDataset, targets: torch.Tensor, step
         model.train()
         sums: dict[str, float] = {}
         batches = 0
-        for index in iterate_batches(len(data), cfg["batch_size"], shuffle=True, drop_last=len(data) > cfg["batch_size"]):
+        for index in iterate_batches(
+            len(data), cfg["batch_size"], shuffle=True, drop_last=len(data) > cfg["batch_size"]
+        ):
             terms = step(data.float_images(index), targets[index])
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"{what}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")
@@ -77,12 +90,26 @@ def fit_epochs(model: nn.Module, data: ImageDataset, targets: torch.Tensor, step
         scheduler.step()
         epoch_time = time.perf_counter() - started
         elapsed += epoch_time
-        history.append({**record, "epoch": epoch + 1, "epochs": cfg["epochs"], "lr": lr, "epoch_time_s": epoch_time,
-                        **{name: total / batches for name, total in sums.items()}})
-        checkpoints.save(epoch + 1, {
-            "time_s": elapsed, "history": history,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        })
+        history.append(
+            {
+                **record,
+                "epoch": epoch + 1,
+                "epochs": cfg["epochs"],
+                "lr": lr,
+                "epoch_time_s": epoch_time,
+                **{name: total / batches for name, total in sums.items()},
+            }
+        )
+        checkpoints.save(
+            epoch + 1,
+            {
+                "time_s": elapsed,
+                "history": history,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
         if on_epoch:
             on_epoch(history[-1])
     return elapsed, history

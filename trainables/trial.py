@@ -3,6 +3,7 @@
 This is the function the sweep engine wraps as a Ray Tune trainable; it knows nothing of Ray.
 Each stage resumes from its own checkpoints, and a finished trial returns its saved result.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ from .training_loop import EpochCallback
 RESULT_FILE = "result.json"
 
 
-def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, device: str = "cpu",
-              on_epoch: EpochCallback | None = None) -> dict[str, Any]:
+def run_trial(
+    config: dict,
+    workdir: Path,
+    *,
+    artifacts: Path | None = None,
+    device: str = "cpu",
+    on_epoch: EpochCallback | None = None,
+) -> dict[str, Any]:
     """Run (or resume, or return the saved result of) the trial described by `config`.
 
     `workdir` holds this trial's checkpoints and result; `artifacts` (default: workdir) holds
@@ -48,13 +55,19 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     started = time.perf_counter()
 
     data = cfg["data"]
-    train = stratified_fraction(load_dataset(data["dataset"], "train", root=data["root"]), data["data_fraction"], seed=data["seed"])
+    train = stratified_fraction(
+        load_dataset(data["dataset"], "train", root=data["root"]), data["data_fraction"], seed=data["seed"]
+    )
     test = load_dataset(data["dataset"], "test", root=data["root"])
     preprocessor_train = train
     if data["preprocessor_dataset"]:
         source = load_dataset(data["preprocessor_dataset"], "train", root=data["root"])
         if source.image_size != train.image_size:
-            raise ConfigError("data.preprocessor_dataset", f"a dataset of {train.image_size}px images like {data['dataset']}", data["preprocessor_dataset"])
+            raise ConfigError(
+                "data.preprocessor_dataset",
+                f"a dataset of {train.image_size}px images like {data['dataset']}",
+                data["preprocessor_dataset"],
+            )
         preprocessor_train = stratified_fraction(source, data["data_fraction"], seed=data["seed"])
     default_eps = DATASETS[data["dataset"]].eps
     evaluation_cfg = resolve_evaluation_config(cfg["evaluation"], num_test=len(test), default_eps=default_eps)
@@ -64,24 +77,37 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     # Robust pre-training (when configured) sees the trial's training images, never their labels.
     # Its epochs are this trial's; the embedded MAE pre-training, shared by all trials, is not reported.
     if "pretraining" in cfg["foundation"]:
-        foundation = load_robust_foundation(cfg["foundation"], train, cache_root=default_cache_root(), device=device,
-                                            on_epoch=on_epoch)
+        foundation = load_robust_foundation(
+            cfg["foundation"], train, cache_root=default_cache_root(), device=device, on_epoch=on_epoch
+        )
     else:
         foundation = load_foundation(cfg["foundation"], device=device)
     times["foundation"] = time.perf_counter() - started
     if foundation.pretraining is not None:  # its cost, also when an earlier trial paid it (paper Table 11)
         times["foundation_pretraining"] = foundation.pretraining["time_s"]
 
-    fitted = fit_preprocessor(cfg["preprocessor"], preprocessor_train, artifacts or workdir, device=device, on_epoch=on_epoch,
-                              foundation=FeatureModel.of_foundation(cfg["foundation"], foundation))
+    fitted = fit_preprocessor(
+        cfg["preprocessor"],
+        preprocessor_train,
+        artifacts or workdir,
+        device=device,
+        on_epoch=on_epoch,
+        foundation=FeatureModel.of_foundation(cfg["foundation"], foundation),
+    )
     times["preprocessor"] = fitted.time_s
 
     # The pre-processor enters by its artifact's name (a content hash), never by where the sweep
     # folder lies: the head's seeds derive from this key, and a trial's result must depend on its
     # config alone (an absolute path here made two runs of one spec in two folders differ).
     preprocessor_identity = fitted.path.name if fitted.path is not None else fitted.config
-    key = config_hash({"head": cfg["head"], "foundation": cfg["foundation"], "preprocessor": preprocessor_identity,
-                       "data": data_fingerprint(train)})
+    key = config_hash(
+        {
+            "head": cfg["head"],
+            "foundation": cfg["foundation"],
+            "preprocessor": preprocessor_identity,
+            "data": data_fingerprint(train),
+        }
+    )
     head = None
     if getattr(fitted.module, "produces", "images") != "logits":
         # Seeded here, not by whatever ran before in this process (a Ray worker runs many trials).
@@ -90,13 +116,29 @@ def run_trial(config: dict, workdir: Path, *, artifacts: Path | None = None, dev
     pipeline = Pipeline(fitted.module, foundation, head).to(device)
     head_params = 0
     if head is not None:
-        result = train_head(pipeline, train, cfg["head"], workdir / "head.checkpoints", key, eps=default_eps, device=device, on_epoch=on_epoch)
+        result = train_head(
+            pipeline,
+            train,
+            cfg["head"],
+            workdir / "head.checkpoints",
+            key,
+            eps=default_eps,
+            device=device,
+            on_epoch=on_epoch,
+        )
         times["head"], head_params = result.time_s, result.params
     else:
         times["head"] = 0.0
 
-    metrics = evaluate(pipeline, test.float_images(), test.labels, evaluation_cfg, num_classes=test.num_classes,
-                       default_eps=default_eps, device=device)
+    metrics = evaluate(
+        pipeline,
+        test.float_images(),
+        test.labels,
+        evaluation_cfg,
+        num_classes=test.num_classes,
+        default_eps=default_eps,
+        device=device,
+    )
     if foundation.pretraining is not None and at_chance(foundation.pretraining):
         # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
         metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})

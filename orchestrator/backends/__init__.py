@@ -4,6 +4,7 @@ The registry by name is orchestrator/backend_registry.py (re-exported here). Loc
 RayCluster (orchestrator/ray_cluster.py), the engine's Ray starter; the Slurm backend's driver job
 runs that same engine inside its allocation.
 """
+
 from __future__ import annotations
 
 from ..backend_registry import BACKENDS, backend_class, backend_of

@@ -6,6 +6,7 @@ plan's bookkeeping for a backend that launches elsewhere. A backend implements `
 `_launch`, and, when it submits jobs that outlive the command, `jobs`, `live_jobs` and `cancel`
 (the local backend runs the sweep in-process and has none).
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -47,8 +48,15 @@ class Backend(ABC):
     # Who holds the sweep's lock while `_launch` runs, for the refusal line of a second one.
     lock_holder: ClassVar[str] = "driver"
 
-    def sweep(self, spec: SweepSpec, sweep_dir: Path, *, restart: bool = False, retry_failed: bool = False,
-              live: bool | None = None) -> Launched:
+    def sweep(
+        self,
+        spec: SweepSpec,
+        sweep_dir: Path,
+        *,
+        restart: bool = False,
+        retry_failed: bool = False,
+        live: bool | None = None,
+    ) -> Launched:
         """Check, then launch under the sweep's lock; returns the outcome or the submitted jobs.
 
         Everything a user can get wrong is refused by `_check` before the folder is touched.
@@ -110,6 +118,7 @@ class Backend(ABC):
         """Refuse (a UserError) what cannot run, writing nothing; returns what `_launch` needs."""
 
     @abstractmethod
-    def _launch(self, spec: SweepSpec, sweep_dir: Path, prepared: Any, *, restart: bool, retry_failed: bool,
-                live: bool | None) -> Launched:
+    def _launch(
+        self, spec: SweepSpec, sweep_dir: Path, prepared: Any, *, restart: bool, retry_failed: bool, live: bool | None
+    ) -> Launched:
         """Run or submit the sweep; the sweep's lock is held."""

@@ -3,6 +3,7 @@
 One JSON line per submission, appended durably; a torn line (a submit killed mid-write) is
 skipped and noted, so the others stay readable.
 """
+
 from __future__ import annotations
 
 import json

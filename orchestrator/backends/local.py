@@ -3,6 +3,7 @@ or joined by address, and the sweep run right here by the engine (runner.run_swe
 
 Its Ray cluster (and the check that some node can hold one trial) is a RayCluster (ray_cluster.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ class LocalBackend(RayCluster, Backend):
     def _check(self, spec, sweep_dir: Path) -> None:
         self.check_resources(spec.resources, str(spec.path))  # refused before anything is written
 
-    def _launch(self, spec, sweep_dir: Path, prepared: None, *, restart: bool, retry_failed: bool,
-                live: bool | None) -> Launched:
+    def _launch(
+        self, spec, sweep_dir: Path, prepared: None, *, restart: bool, retry_failed: bool, live: bool | None
+    ) -> Launched:
         # The lock is taken before Ray is imported (seconds): a second driver is refused at once.
         from ..runner import run_sweep
 
-        return Launched(outcome=run_sweep(spec, sweep_dir, backend=self, restart=restart, retry_failed=retry_failed,
-                                          live=live))
+        return Launched(
+            outcome=run_sweep(spec, sweep_dir, backend=self, restart=restart, retry_failed=retry_failed, live=live)
+        )

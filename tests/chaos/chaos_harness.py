@@ -10,6 +10,7 @@ on (Tune retries the trial). When the kills are done, the command runs to the en
 Every process is ours (started here) and is found by PID: the driver's descendants, sampled before
 each kill, and anything whose command line names this run's Ray temp folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,9 @@ KINDS = ("driver", "worker", "group")
 WORKER_MARK = "ImplicitFunc"  # Ray Tune's function-trainable actor: `ray::ImplicitFunc.train` while it runs
 
 
-def chaos_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int, head_epochs: int,
-               lambdas=(1, 3, 10)) -> Path:
+def chaos_spec(
+    folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int, head_epochs: int, lambdas=(1, 3, 10)
+) -> Path:
     """Several trials with epoch checkpoints in two stages, two at a time, retried as often as killed."""
     spec = {
         "name": name,
@@ -42,8 +44,10 @@ def chaos_spec(folder: Path, foundation: dict, arch: dict, *, name: str, epochs:
             "head": {"epochs": head_epochs},
             "evaluation": {"n_examples": 40, "attacks": ["pgd10"]},
         },
-        "grid": [{"preprocessor.kind": ["cropd"], "preprocessor.lambda": list(lambdas)},
-                 {"preprocessor.kind": ["vanilla"]}],
+        "grid": [
+            {"preprocessor.kind": ["cropd"], "preprocessor.lambda": list(lambdas)},
+            {"preprocessor.kind": ["vanilla"]},
+        ],
         "objectives": {"acc_natural": "max", "acc_pgd10": "max"},
         "resources": {"cpu": 1},
         "max_concurrent": 2,
@@ -119,8 +123,9 @@ class OurProcesses:
 
     def ray_log_tails(self, lines: int = 15) -> str:
         """The last lines of each log of the newest Ray session under our Ray temp folder (why a run hung)."""
-        sessions = sorted((p for p in Path(self.ray_root).rglob("session_2*") if p.is_dir()),
-                          key=lambda p: p.stat().st_mtime)
+        sessions = sorted(
+            (p for p in Path(self.ray_root).rglob("session_2*") if p.is_dir()), key=lambda p: p.stat().st_mtime
+        )
         if not sessions:
             return f"no Ray session under {self.ray_root}"
         parts = []
@@ -148,8 +153,9 @@ class OurProcesses:
             err.seek(0)
             stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}\n"
-                                 f"{self.ray_log_tails()}")
+            raise AssertionError(
+                f"{command} ran past {timeout} s\n{stdout[-3000:]}\n{stderr[-3000:]}\n{self.ray_log_tails()}"
+            )
         return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
@@ -183,8 +189,14 @@ class Chaos:
         self.log.seek(0)
         self.log.truncate()
         # Its own session and process group: a group kill takes the driver and what shares its group.
-        self.driver = subprocess.Popen(self.command, cwd=self.sweep_dir.parent, env=self.env, stdout=self.log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.driver = subprocess.Popen(
+            self.command,
+            cwd=self.sweep_dir.parent,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def output(self) -> str:
         self.log.seek(0)
@@ -198,8 +210,14 @@ class Chaos:
     def progress_marker(self) -> tuple:
         """Changes whenever a trial logs an epoch or finishes."""
         results = self.sweep_dir / "results"
-        return tuple(sorted((p.name, p.stat().st_mtime_ns) for folder in ("epochs", "trials")
-                            for p in (results / folder).glob("*.parquet") if p.exists()))
+        return tuple(
+            sorted(
+                (p.name, p.stat().st_mtime_ns)
+                for folder in ("epochs", "trials")
+                for p in (results / folder).glob("*.parquet")
+                if p.exists()
+            )
+        )
 
     def wait_for_progress(self, timeout: float = 240) -> bool:
         """Until the running driver has logged something new, then a random moment more; False if it ended."""
@@ -303,8 +321,18 @@ def epoch_snapshot(sweep_dir: Path) -> dict[tuple, object]:
 
 
 # Columns that measure a trial; times, ids and provenance differ between runs by nature.
-COMPARED = ("acc_natural", "acc_natural_lo", "acc_natural_hi", "acc_pgd10", "acc_pgd10_lo", "acc_pgd10_hi",
-            "params_preprocessor", "params_foundation", "params_head", "integrity_flags")
+COMPARED = (
+    "acc_natural",
+    "acc_natural_lo",
+    "acc_natural_hi",
+    "acc_pgd10",
+    "acc_pgd10_lo",
+    "acc_pgd10_hi",
+    "params_preprocessor",
+    "params_foundation",
+    "params_head",
+    "integrity_flags",
+)
 
 
 def metrics_by_trial(sweep_dir: Path) -> dict[str, dict]:
@@ -313,5 +341,7 @@ def metrics_by_trial(sweep_dir: Path) -> dict[str, dict]:
 
 
 def outcomes_by_trial(sweep_dir: Path) -> dict[str, list]:
-    return {p.stem: sorted((r["attack"], r["index"], r["correct"]) for r in read_rows(p))
-            for p in (sweep_dir / "results" / "examples").glob("*.parquet")}
+    return {
+        p.stem: sorted((r["attack"], r["index"], r["correct"]) for r in read_rows(p))
+        for p in (sweep_dir / "results" / "examples").glob("*.parquet")
+    }

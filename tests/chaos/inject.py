@@ -13,6 +13,7 @@ Faults:
 - hold-at-epoch-2: a trial that logs pre-processor epoch 2 waits there while the file `hold` exists beside
   the sweep folder (a driver held mid-trial for as long as a test needs, however fast the machine).
 """
+
 from __future__ import annotations
 
 import errno
@@ -38,8 +39,12 @@ def kill_at_epoch_2(params, sweep_dir: Path):
     original = trial_runner.EpochLog.add
 
     def add(self, record):
-        if params.get("preprocessor.lambda") == 10 and record["stage"] == "preprocessor" and record["epoch"] == 2 \
-                and not marker.exists():
+        if (
+            params.get("preprocessor.lambda") == 10
+            and record["stage"] == "preprocessor"
+            and record["epoch"] == 2
+            and not marker.exists()
+        ):
             marker.touch()
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, record)
@@ -127,8 +132,13 @@ def hold_at_epoch_2(params, sweep_dir: Path):
         trial_runner.EpochLog.add = original
 
 
-FAULTS = {"kill-at-epoch-2": kill_at_epoch_2, "disk-full": disk_full, "nan-foundation": nan_foundation,
-          "count-calls": count_calls, "hold-at-epoch-2": hold_at_epoch_2}
+FAULTS = {
+    "kill-at-epoch-2": kill_at_epoch_2,
+    "disk-full": disk_full,
+    "nan-foundation": nan_foundation,
+    "count-calls": count_calls,
+    "hold-at-epoch-2": hold_at_epoch_2,
+}
 
 
 def with_faults(names: list[str]):

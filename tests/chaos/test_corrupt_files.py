@@ -12,6 +12,7 @@ resume to a complete sweep: nothing lost, nothing trained twice, the damage kept
 The tests run in file order (pytest's default): the read-only commands see the damage before the
 resume repairs it. Run with `-s` to see what each command printed.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,13 +81,19 @@ def damaged(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
     processes = OurProcesses(ray_root)
     try:
-        killed = processes.run([sys.executable, str(CHAOS / "inject.py"), "kill-at-epoch-2", str(spec_path), str(out)],
-                               env=env, cwd=folder, timeout=540)
+        killed = processes.run(
+            [sys.executable, str(CHAOS / "inject.py"), "kill-at-epoch-2", str(spec_path), str(out)],
+            env=env,
+            cwd=folder,
+            timeout=540,
+        )
         # One trial failed for good (max_retries: 0): the sweep says so with exit code 1.
         assert killed.returncode == 1, killed.stdout[-3000:] + killed.stderr[-3000:]
         rows = {row["config_hash"]: row for row in _rows(out / "results" / "trials")}
         assert rows[keys["identity"]]["status"] == rows[keys["lambda1"]]["status"] == "TERMINATED"
-        assert rows[keys["lambda10"]]["status"] == "ERROR" and rows[keys["lambda10"]]["error_kind"] == "infrastructure", rows[keys["lambda10"]]
+        assert (
+            rows[keys["lambda10"]]["status"] == "ERROR" and rows[keys["lambda10"]]["error_kind"] == "infrastructure"
+        ), rows[keys["lambda10"]]
         assert (folder / "runs" / "killed-once").is_file()  # the worker really was killed
 
         # Where the killed trial's pre-processor checkpoints are: list the artifact folder.
@@ -117,14 +124,30 @@ def damaged(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
         emptied.write_bytes(b"")  # (3) the unfinished trial's newest checkpoint, emptied by a full disk
         jobs = out / "slurm" / "jobs.jsonl"
         jobs.parent.mkdir()
-        jobs.write_text('{"job_id": "123", "mode": "ray", "submitted_at": 0, "log_folder": "x", "tasks": 1}\n'
-                        '{"job_id": "124", "mode": "ra')  # (4) a submit killed mid-line
+        jobs.write_text(
+            '{"job_id": "123", "mode": "ray", "submitted_at": 0, "log_folder": "x", "tasks": 1}\n'
+            '{"job_id": "124", "mode": "ra'
+        )  # (4) a submit killed mid-line
         with open(journal, "ab") as handle:  # (5) a driver killed mid-append
             handle.write(b'{"op_code": 5, "worker_id": "0123-4567", "trial_id": 2, "param_name": "preproc')
         damaged_at = datetime.now(timezone.utc)
-        yield {"spec_path": spec_path, "spec": spec, "out": out, "env": env, "keys": keys, "processes": processes,
-               "folder": folder, "before": before, "checkpoints": checkpoints, "truncated": truncated,
-               "junked": junked, "emptied": emptied, "jobs": jobs, "journal": journal, "damaged_at": damaged_at}
+        yield {
+            "spec_path": spec_path,
+            "spec": spec,
+            "out": out,
+            "env": env,
+            "keys": keys,
+            "processes": processes,
+            "folder": folder,
+            "before": before,
+            "checkpoints": checkpoints,
+            "truncated": truncated,
+            "junked": junked,
+            "emptied": emptied,
+            "jobs": jobs,
+            "journal": journal,
+            "damaged_at": damaged_at,
+        }
     finally:
         processes.reap()
         shutil.rmtree(ray_root, ignore_errors=True)
@@ -157,7 +180,10 @@ def test_read_only_commands_answer_and_name_every_unreadable_file_in_one_line(da
         lines = _warnings(stderr)
         printed[name] = lines
         with capsys.disabled():
-            print(f"\n=== orchestrator {' '.join(str(a) for a in args)} -> exit {code}\n--- stdout\n{stdout}--- stderr\n{stderr}")
+            print(
+                f"\n=== orchestrator {' '.join(str(a) for a in args)} -> exit {code}\n--- stdout\n{stdout}--- "
+                f"stderr\n{stderr}"
+            )
         if code != 0:
             problems.append(f"{name}: exit {code}: {stderr.strip()}")
         if len(lines) != 1:
@@ -184,7 +210,10 @@ def test_the_same_sweep_command_resumes_past_every_damaged_file(damaged, capsys)
     command = [sys.executable, "-m", "orchestrator", "sweep", str(damaged["spec_path"]), "--out", str(out), "--plain"]
     resumed = damaged["processes"].run(command, env=damaged["env"], cwd=damaged["folder"], timeout=540)
     with capsys.disabled():
-        print(f"\n=== resumed sweep -> exit {resumed.returncode}\n--- stdout\n{resumed.stdout}--- stderr\n{resumed.stderr}")
+        print(
+            f"\n=== resumed sweep -> exit {resumed.returncode}\n--- stdout\n{resumed.stdout}--- "
+            f"stderr\n{resumed.stderr}"
+        )
         print("=== its warning lines:", _warnings(resumed.stderr))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
 
@@ -234,7 +263,9 @@ def test_the_same_sweep_command_resumes_past_every_damaged_file(damaged, capsys)
 
     # After the resume only the Slurm record (no command rewrites it) is still reported unreadable.
     code, _, stderr = _run_cli(["status", out], capsys)
-    assert code == 0 and _warnings(stderr) == [f"{WARNING} 1 unreadable file(s): {damaged['jobs']} (line 2: JSONDecodeError)"], stderr
+    assert code == 0 and _warnings(stderr) == [
+        f"{WARNING} 1 unreadable file(s): {damaged['jobs']} (line 2: JSONDecodeError)"
+    ], stderr
 
 
 def test_a_torn_published_preprocessor_is_moved_aside_and_built_again(tmp_path, tiny_arch, recwarn):

@@ -6,6 +6,7 @@
 - a full disk: one line and a stop, no queued trial marked ERROR; after space is freed a plain resume
   finishes everything with exit 0.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,35 +32,60 @@ def env(cache_root):
 
 
 def inject(fault: str, spec: Path, out: Path, env: dict, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(HERE / "inject.py"), fault, str(spec), str(out), *options],
-                          cwd=spec.parent, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(HERE / "inject.py"), fault, str(spec), str(out), *options],
+        cwd=spec.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def plain(spec: Path, out: Path, env: dict, *options: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(out), "--plain", *options],
-                          cwd=spec.parent, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(out), "--plain", *options],
+        cwd=spec.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def rows(out: Path) -> dict[str, dict]:
     return {p.stem: read_rows(p)[0] for p in (out / "results" / "trials").glob("*.parquet")}
 
 
-def test_a_killed_worker_a_users_error_and_a_nan_in_pretraining_each_end_as_they_should(tmp_path, env, tiny_foundation_config,
-                                                                                         tiny_arch):
+def test_a_killed_worker_a_users_error_and_a_nan_in_pretraining_each_end_as_they_should(
+    tmp_path, env, tiny_foundation_config, tiny_arch
+):
     empty = tmp_path / "no-data"
     empty.mkdir()
-    grid = [{"preprocessor.kind": ["cropd"], "preprocessor.lambda": [10]},  # its worker is killed at epoch 2
-            {"data.dataset": ["cifar2"], "data.root": [str(empty)], "preprocessor.kind": ["identity"]},  # no data: the user's
-            {"preprocessor.kind": ["identity"], "foundation.embedded.seed": [NAN_SEED]}]  # pre-training diverges
+    grid = [
+        {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [10]},  # its worker is killed at epoch 2
+        {
+            "data.dataset": ["cifar2"],
+            "data.root": [str(empty)],
+            "preprocessor.kind": ["identity"],
+        },  # no data: the user's
+        {"preprocessor.kind": ["identity"], "foundation.embedded.seed": [NAN_SEED]},
+    ]  # pre-training diverges
     spec_path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="faults", max_retries=0, grid=grid)
     out, cache = tmp_path / "faults", tmp_path / "cache"
     env = {**env, "CROPD_CACHE": str(cache)}
     first = inject("kill-at-epoch-2,nan-foundation,count-calls", spec_path, out, env)
     assert first.returncode == 1, first.stderr[-3000:]
     assert (tmp_path / "killed-once").exists()
-    by_kind = {("killed" if row["preprocessor.lambda"] == 10 else "user" if row["dataset"] == "cifar2" else "nan"): row
-               for row in rows(out).values()}
-    assert {kind: row["status"] for kind, row in by_kind.items()} == {"killed": "ERROR", "user": "ERROR", "nan": "ERROR"}
+    by_kind = {
+        ("killed" if row["preprocessor.lambda"] == 10 else "user" if row["dataset"] == "cifar2" else "nan"): row
+        for row in rows(out).values()
+    }
+    assert {kind: row["status"] for kind, row in by_kind.items()} == {
+        "killed": "ERROR",
+        "user": "ERROR",
+        "nan": "ERROR",
+    }
 
     # The killed worker wrote nothing; the driver wrote its row from Ray's state, with Ray's reason.
     killed = by_kind["killed"]
@@ -100,10 +126,17 @@ def test_a_killed_worker_a_users_error_and_a_nan_in_pretraining_each_end_as_they
     assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == 3  # the injected run called each trial once
 
 
-def test_a_full_disk_stops_the_sweep_with_one_line_and_a_plain_resume_finishes_it(tmp_path, env, tiny_foundation_config,
-                                                                                 tiny_arch):
-    spec_path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="full", max_concurrent=1,
-                           grid={"preprocessor.kind": ["identity", "vanilla"], "head.epochs": [2, 3]})
+def test_a_full_disk_stops_the_sweep_with_one_line_and_a_plain_resume_finishes_it(
+    tmp_path, env, tiny_foundation_config, tiny_arch
+):
+    spec_path = write_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="full",
+        max_concurrent=1,
+        grid={"preprocessor.kind": ["identity", "vanilla"], "head.epochs": [2, 3]},
+    )
     spec = load_spec(spec_path)
     out = tmp_path / "full"
     (tmp_path / "disk-full").touch()

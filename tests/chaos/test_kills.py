@@ -5,6 +5,7 @@ never trained twice (so no trial went back to epoch 0 past a checkpoint), the sa
 uninterrupted run of the same spec at the same thread count (one torch thread per trial: the code
 is deterministic there, so equal means bit-identical), and no Ray process of ours left behind.
 """
+
 from __future__ import annotations
 
 import random
@@ -23,10 +24,18 @@ EPOCHS, HEAD_EPOCHS = 30, 3
 
 
 @pytest.mark.timeout(1500)  # 15 kills and 10 restarts of Ray, beside an uninterrupted run to compare with
-def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(tmp_path, cache_root, tiny_foundation_config,
-                                                                                  tiny_arch):
-    spec_path = chaos_spec(tmp_path, tiny_foundation_config, tiny_arch, name="chaos", epochs=EPOCHS, head_epochs=HEAD_EPOCHS,
-                           lambdas=(1, 10))
+def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
+    spec_path = chaos_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="chaos",
+        epochs=EPOCHS,
+        head_epochs=HEAD_EPOCHS,
+        lambdas=(1, 10),
+    )
     spec = load_spec(spec_path)
     kinds = [kind for kind in KINDS for _ in range(KILLS_PER_KIND)]
     random.Random(15).shuffle(kinds)
@@ -43,9 +52,13 @@ def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(t
     reference_processes = OurProcesses(reference_ray)
     reference_log = tmp_path / "reference.log"
     with open(reference_log, "wb") as log:
-        reference = subprocess.Popen(chaos.command[:4] + [str(spec_path), "--out", str(reference_dir), "--plain"],
-                                     cwd=reference_dir.parent, env={**chaos.env, "RAY_TMPDIR": reference_ray},
-                                     stdout=log, stderr=subprocess.STDOUT)
+        reference = subprocess.Popen(
+            chaos.command[:4] + [str(spec_path), "--out", str(reference_dir), "--plain"],
+            cwd=reference_dir.parent,
+            env={**chaos.env, "RAY_TMPDIR": reference_ray},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         reference_processes.remember(reference.pid)
         report = chaos.run(kinds)

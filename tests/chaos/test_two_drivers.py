@@ -5,6 +5,7 @@ itself (orchestrator.sweep_lock) and the Slurm submit path's fail-closed check i
 Every process started here is found and ended by PID: the driver's descendants are sampled while
 it runs, and Ray's processes carry this test's own RAY_TMPDIR in their command lines.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,9 +49,17 @@ def _lock_owner(sweep_dir: Path) -> dict:
         return {}
 
 
-def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
-    spec_path = write_spec(tmp_path, tiny_foundation_config, tiny_arch, name="two", max_concurrent=1,
-                           grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]})
+def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+):
+    spec_path = write_spec(
+        tmp_path,
+        tiny_foundation_config,
+        tiny_arch,
+        name="two",
+        max_concurrent=1,
+        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+    )
     text = yaml.safe_load(spec_path.read_text())
     text["trial"]["preprocessor"]["epochs"] = PRE_EPOCHS
     spec_path.write_text(yaml.safe_dump(text, sort_keys=False))
@@ -65,8 +74,13 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
     hold.touch()
     ours = OurProcesses(ray_root)
     with open(tmp_path / "first.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        first = subprocess.Popen([sys.executable, str(INJECT), "hold-at-epoch-2", str(spec_path), str(sweep_dir)],
-                                 cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        first = subprocess.Popen(
+            [sys.executable, str(INJECT), "hold-at-epoch-2", str(spec_path), str(sweep_dir)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         ours.remember(first.pid)
         started = time.monotonic()
@@ -75,10 +89,15 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
             assert time.monotonic() - started < 300, "the first driver never reached epoch 2 holding the lock"
             ours.remember(first.pid)
             time.sleep(0.2)
-        print(f"\nfirst driver (pid {first.pid}) holds the lock, held at epoch 2 after {time.monotonic() - started:.1f} s: {_lock_owner(sweep_dir)}")
+        print(
+            f"\nfirst driver (pid {first.pid}) holds the lock, held at epoch 2 after "
+            f"{time.monotonic() - started:.1f} s: {_lock_owner(sweep_dir)}"
+        )
 
         began = time.monotonic()
-        second = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        second = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         ours.remember(second.pid)
         try:
             stdout, stderr = second.communicate(timeout=60)
@@ -86,7 +105,10 @@ def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(tmp_path, cac
             if second.poll() is None:
                 ours.kill_tree(second)
         refused_in = time.monotonic() - began
-        print(f"second driver: exit {second.returncode} after {refused_in:.1f} s\n--- stdout\n{stdout}--- stderr\n{stderr}")
+        print(
+            f"second driver: exit {second.returncode} after {refused_in:.1f} s\n--- stdout\n{stdout}--- "
+            f"stderr\n{stderr}"
+        )
         ours.remember(first.pid)
         assert first.poll() is None, "the first driver was no longer running when the second was refused"
         assert second.returncode == 2, stdout + stderr
@@ -137,14 +159,21 @@ def _preprocessor_epochs(path: Path) -> list[int]:
 def test_the_refusal_names_the_slurm_job_that_holds_the_lock(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     sweep_dir = tmp_path / "runs" / "held"
-    holder_code = ("import sys, time\n"
-                   "from pathlib import Path\n"
-                   "from orchestrator.sweep_lock import sweep_lock\n"
-                   "with sweep_lock(Path(sys.argv[1])):\n"
-                   "    print('held', flush=True)\n"
-                   "    time.sleep(120)\n")
-    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(sweep_dir)], cwd=tmp_path,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    holder_code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from orchestrator.sweep_lock import sweep_lock\n"
+        "with sweep_lock(Path(sys.argv[1])):\n"
+        "    print('held', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(sweep_dir)],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         ready, _, _ = select.select([holder.stdout], [], [], 60)
         assert ready and holder.stdout.readline().strip() == "held", "the holder never took the lock"

@@ -2,6 +2,7 @@
 
 MSE(f_de(f_en(x)), x) + lambda * l_CL(views of x) (AdvCL eq. 5, 9) + pseudo_lambda * the ClusterFit CE (eq. 10).
 """
+
 from __future__ import annotations
 
 import torch
@@ -10,8 +11,8 @@ from torch import nn
 
 from ..losses import reconstruction_mse
 from ..multiview import adversarial_view, make_views, multiview_loss, pseudo_label_term
-from .masked_autoencoder import MaskedAutoencoder
 from ..schema.preprocessor import uses_pseudo_labels
+from .masked_autoencoder import MaskedAutoencoder
 
 
 class AdvCLAutoencoder(MaskedAutoencoder):
@@ -33,7 +34,9 @@ class AdvCLAutoencoder(MaskedAutoencoder):
         return torch.stack(losses).mean()
 
 
-def advcl_step(model: AdvCLAutoencoder, images: torch.Tensor, pseudo_labels: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
+def advcl_step(
+    model: AdvCLAutoencoder, images: torch.Tensor, pseudo_labels: torch.Tensor, cfg: dict
+) -> dict[str, torch.Tensor]:
     """One AdvCL-objective step on training images as stored, with their pseudo-labels (B, number of K).
 
     The adversarial view x + delta is PGD from x on the multi-view loss against the other views'
@@ -49,7 +52,9 @@ def advcl_step(model: AdvCLAutoencoder, images: torch.Tensor, pseudo_labels: tor
     if use_contrastive:
         names = list(cfg["views"])
         if "adversarial" in names:
-            inputs["adversarial"] = adversarial_view(model, x, [inputs[name] for name in names if name != "adversarial"], cfg)
+            inputs["adversarial"] = adversarial_view(
+                model, x, [inputs[name] for name in names if name != "adversarial"], cfg
+            )
         contrastive = multiview_loss(model, [inputs[name] for name in names], cfg["temperature"])
         loss, terms["loss_contrastive"] = loss + cfg["lambda"] * contrastive, contrastive
     if uses_pseudo_labels(cfg):

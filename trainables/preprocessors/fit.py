@@ -3,6 +3,7 @@
 A fitted pre-processor is published once, by atomic rename, under a folder named by the hash of
 exactly what determines it (its relevant settings and the training data), so trials share it.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,6 @@ from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmenta
 from ..errors import CheckpointError
 from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_label_dir, pseudo_labels
 from ..published import published_dir, reusable
-from ..seeding import seed_everything
-from ..training_loop import fit_epochs
 from ..schema.preprocessor import (
     PREPROCESSOR_KINDS,
     artifact_key_config,
@@ -28,7 +27,9 @@ from ..schema.preprocessor import (
     resolve_preprocessor_config,
     uses_pseudo_labels,
 )
-from ..training_loop import EpochCallback
+from ..seeding import seed_everything
+from ..training_loop import EpochCallback, fit_epochs
+
 WEIGHTS = "model.safetensors"
 METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
@@ -56,8 +57,12 @@ def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Modul
 
 def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None) -> Path:
     """`features`: the pseudo-label model when the config uses one; its identity joins the key."""
-    identity = {"preprocessor": artifact_key_config(cfg), "data": data_fingerprint(train),
-                "image_size": train.image_size, "version": ARTIFACT_VERSION}
+    identity = {
+        "preprocessor": artifact_key_config(cfg),
+        "data": data_fingerprint(train),
+        "image_size": train.image_size,
+        "version": ARTIFACT_VERSION,
+    }
     if features is not None:
         identity["pseudo_label_model"] = features.identity
     return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{config_hash(identity)}"
@@ -109,14 +114,24 @@ def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, work
         return train.labels
     if features is None:  # no pseudo-label stimulus: no columns
         return torch.zeros(len(train), 0, dtype=torch.int64)
-    return pseudo_labels(train, cfg["pseudo_clusters"], features, pseudo_label_dir(workdir),
-                         data_key=data_fingerprint(train), seed=cfg["pseudo_seed"], device=device)
+    return pseudo_labels(
+        train,
+        cfg["pseudo_clusters"],
+        features,
+        pseudo_label_dir(workdir),
+        data_key=data_fingerprint(train),
+        seed=cfg["pseudo_seed"],
+        device=device,
+    )
 
 
-def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, device: str,
-           on_epoch: EpochCallback | None) -> FittedPreprocessor:
+def _train(
+    cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, device: str, on_epoch: EpochCallback | None
+) -> FittedPreprocessor:
     """`targets[i]` is what the step learns image i against: its label, or advcl's pseudo-labels."""
-    checkpoints = EpochCheckpoints(folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS)
+    checkpoints = EpochCheckpoints(
+        folder.with_name(folder.name + ".checkpoints"), key=folder.name, keep=KEEP_CHECKPOINTS
+    )
     seed_everything(cfg["seed"], "preprocessor-init", folder.name)
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
     kind = PREPROCESSOR_KINDS[cfg["kind"]]
@@ -128,9 +143,18 @@ def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, 
             x = augment_batch(x, augmentation)
         return step(model, x.to(device), batch_targets.to(device), cfg)
 
-    elapsed, history = fit_epochs(model, train, targets, one_step, cfg, checkpoints=checkpoints,
-                                  seed_parts=("preprocessor", folder.name), record={"stage": "preprocessor", "kind": cfg["kind"]},
-                                  what=f"preprocessor {cfg['kind']}", on_epoch=on_epoch)
+    elapsed, history = fit_epochs(
+        model,
+        train,
+        targets,
+        one_step,
+        cfg,
+        checkpoints=checkpoints,
+        seed_parts=("preprocessor", folder.name),
+        record={"stage": "preprocessor", "kind": cfg["kind"]},
+        what=f"preprocessor {cfg['kind']}",
+        on_epoch=on_epoch,
+    )
     fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
     save_preprocessor(fitted, train, folder)
     checkpoints.clear()
@@ -140,12 +164,24 @@ def _train(cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, 
 def save_preprocessor(fitted: FittedPreprocessor, train: ImageDataset, folder: Path) -> None:
     """Weights as safetensors plus a JSON of config and provenance, published atomically."""
     with published_dir(folder) as scratch:
-        save_file({k: v.detach().contiguous().cpu() for k, v in fitted.module.state_dict().items()}, str(scratch / WEIGHTS))
-        (scratch / METADATA).write_text(json.dumps({
-            "config": fitted.config, "image_size": train.image_size, "num_classes": train.num_classes,
-            "params": fitted.params, "time_s": fitted.time_s, "history": fitted.history,
-            "data": {"name": train.name, "images": len(train), "fingerprint": data_fingerprint(train)},
-        }, indent=2, sort_keys=True))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in fitted.module.state_dict().items()}, str(scratch / WEIGHTS)
+        )
+        (scratch / METADATA).write_text(
+            json.dumps(
+                {
+                    "config": fitted.config,
+                    "image_size": train.image_size,
+                    "num_classes": train.num_classes,
+                    "params": fitted.params,
+                    "time_s": fitted.time_s,
+                    "history": fitted.history,
+                    "data": {"name": train.name, "images": len(train), "fingerprint": data_fingerprint(train)},
+                },
+                indent=2,
+                sort_keys=True,
+            )
+        )
     fitted.path = folder
 
 
@@ -163,6 +199,8 @@ def load_preprocessor(folder: Path, *, device: str = "cpu") -> FittedPreprocesso
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{folder}: corrupt pre-processor ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+        raise CheckpointError(
+            f"{folder}: corrupt pre-processor ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from exc
     module.to(device).eval()
     return FittedPreprocessor(module, cfg, meta["params"], meta["time_s"], folder, meta["history"])

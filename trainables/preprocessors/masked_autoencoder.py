@@ -9,6 +9,7 @@ it and the pass that inpainted it. `combine: masked` is our variant: every outpu
 from the pass that did NOT see it, which makes any auto-encoder (Vanilla too) an inpainting
 purifier whose output patch has no gradient path to its own input patch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -62,11 +63,15 @@ class MaskedAutoencoder(nn.Module):
         self.register_buffer("noise_a", noise_a, persistent=False)
         self.register_buffer("noise_b", noise_b, persistent=False)
         # Token positions each half keeps, and the permutation that puts both back in patch order.
-        keep = torch.cat([torch.argsort(noise_a)[: self.num_patches // 2], torch.argsort(noise_b)[: self.num_patches // 2]])
+        keep = torch.cat(
+            [torch.argsort(noise_a)[: self.num_patches // 2], torch.argsort(noise_b)[: self.num_patches // 2]]
+        )
         self.register_buffer("restore_order", torch.argsort(keep), persistent=False)
         pooled = (self.num_patches // arch["pool_factor"]) * arch["hidden_size"]
         self.projector = nn.Sequential(
-            nn.Linear(pooled, arch["projector_hidden"]), nn.ReLU(), nn.Linear(arch["projector_hidden"], arch["projector_dim"])
+            nn.Linear(pooled, arch["projector_hidden"]),
+            nn.ReLU(),
+            nn.Linear(arch["projector_hidden"], arch["projector_dim"]),
         )
 
     def halves_noise(self, batch: int) -> torch.Tensor:

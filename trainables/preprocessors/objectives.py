@@ -1,6 +1,8 @@
 """One training step per trained pre-processor kind: the losses of CRoPD, Vanilla, ARAE, Encoder-Only
-(AdvCL's is in advcl.py). The registry (trainables/schema/preprocessor.py) names each. Each returns a dict of named scalar tensors; "loss" is the one optimised.
+(AdvCL's is in advcl.py). The registry (trainables/schema/preprocessor.py) names each. Each returns
+a dict of named scalar tensors; "loss" is the one optimised.
 """
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +30,12 @@ def cropd_step(model: MaskedAutoencoder, x: torch.Tensor, labels: torch.Tensor, 
     tau = cfg["temperature"]
     with torch.no_grad():
         z_reference = model.embed(x)
-    x_adv = fgsm(lambda xa: adversarial_nt_xent(z_reference, model.embed(xa), tau), x, eps=cfg["eps"], random_start=cfg["fgsm_random_start"])
+    x_adv = fgsm(
+        lambda xa: adversarial_nt_xent(z_reference, model.embed(xa), tau),
+        x,
+        eps=cfg["eps"],
+        random_start=cfg["fgsm_random_start"],
+    )
     reconstruction, z_clean = model.reconstruct_and_embed(x)
     recon = reconstruction_mse(reconstruction, x)
     contrastive = adversarial_nt_xent(z_clean, model.embed(x_adv), tau)
@@ -45,22 +52,37 @@ def arae_step(model: MaskedAutoencoder, x: torch.Tensor, labels: torch.Tensor, c
     step_size = cfg["attack_step_size"] or 2.5 * cfg["eps"] / steps
     with torch.no_grad():
         z_reference = model.embed(x)
-    x_adv = pgd(lambda xa: F.mse_loss(model.embed(xa), z_reference), x, eps=cfg["eps"], steps=steps, step_size=step_size, random_start=True)
+    x_adv = pgd(
+        lambda xa: F.mse_loss(model.embed(xa), z_reference),
+        x,
+        eps=cfg["eps"],
+        steps=steps,
+        step_size=step_size,
+        random_start=True,
+    )
     reconstruction_adv, z_adv = model.reconstruct_and_embed(x_adv)
     recon = reconstruction_mse(reconstruction_adv, x)
     latent = F.mse_loss(model.embed(x), z_adv)
     return {"loss": recon + cfg["gamma"] * latent, "loss_reconstruction": recon, "loss_latent": latent}
 
 
-def encoder_only_step(model: EncoderOnlyClassifier, x: torch.Tensor, labels: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
+def encoder_only_step(
+    model: EncoderOnlyClassifier, x: torch.Tensor, labels: torch.Tensor, cfg: dict
+) -> dict[str, torch.Tensor]:
     """Supervised PGD adversarial training of encoder + linear layer (paper Table 8 baseline).
 
     Step size defaults to 0.007, the paper's robust-head PGD step.
     """
     step_size = cfg["attack_step_size"] or 0.007
-    x_adv = pgd(lambda xa: F.cross_entropy(model(xa), labels), x, eps=cfg["eps"], steps=cfg["attack_steps"], step_size=step_size, random_start=True)
+    x_adv = pgd(
+        lambda xa: F.cross_entropy(model(xa), labels),
+        x,
+        eps=cfg["eps"],
+        steps=cfg["attack_steps"],
+        step_size=step_size,
+        random_start=True,
+    )
     logits = model(x_adv)
     loss = F.cross_entropy(logits, labels)
     accuracy = (logits.argmax(1) == labels).float().mean()
     return {"loss": loss, "loss_adversarial_ce": loss, "train_acc_adversarial": accuracy}
-

@@ -2,6 +2,7 @@
 
 The VAE decodes the mode of its posterior, never a sample, so the pipeline stays deterministic.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,11 +31,17 @@ class VAEPreprocessor(nn.Module):
             raise UserError("preprocessor.kind vae needs diffusers: pip install 'cropd-orchestrator[vae]'") from exc
         folder = Path(path).expanduser()
         if not (folder / "config.json").is_file():
-            raise ConfigError("preprocessor.path", "a local folder holding a diffusers AutoencoderKL (config.json and weights)", str(folder))
+            raise ConfigError(
+                "preprocessor.path",
+                "a local folder holding a diffusers AutoencoderKL (config.json and weights)",
+                str(folder),
+            )
         try:
             self.vae = AutoencoderKL.from_pretrained(folder)
         except Exception as exc:
-            raise ConfigError("preprocessor.path", "a loadable diffusers AutoencoderKL", f"{folder} ({type(exc).__name__})") from exc
+            raise ConfigError(
+                "preprocessor.path", "a loadable diffusers AutoencoderKL", f"{folder} ({type(exc).__name__})"
+            ) from exc
         self.vae.requires_grad_(False)
         self.vae.eval()
         self.path = str(folder)

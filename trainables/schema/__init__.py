@@ -6,6 +6,7 @@ AdvCL's settings shared by two sections); trial.py validates a whole trial once,
 Importing this package imports no torch, transformers, torchvision or scikit-learn (an
 import-linter contract in pyproject.toml keeps it so): the command line parses specs with it.
 """
+
 from .fields import Resolved
 from .trial import SECTIONS, validate_trial_config
 

@@ -3,10 +3,11 @@
 View names, cluster ensembles and the FFT radius: parsed and checked here, torch-free, each error
 naming the field of the section it came from (preprocessor.views, foundation.pretraining.views).
 """
+
 from __future__ import annotations
 
-from .fields import Field, did_you_mean, integer, is_int, number, optional, text
 from ..errors import ConfigError
+from .fields import Field, did_you_mean, integer, is_int, number, optional, text
 
 # AdvCL's contrastive views (its Table 4): x + delta, the two augmentations, the FFT split of x.
 VIEWS = ("adversarial", "t1", "t2", "high", "low")
@@ -18,14 +19,31 @@ LIST_SEPARATOR = "+"
 def advcl_fields(*, pseudo_model_default: str, note: str = "") -> dict[str, Field]:
     """AdvCL's settings as schema fields, for a section that offers them; `note` ends each description."""
     return {
-        "views": Field(["adversarial", "t1", "t2", "high"], f"a list of at least two distinct views from {list(VIEWS)}, or them joined by '{LIST_SEPARATOR}'{note}",
-                       lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(name, str) for name in v))),
-        "fft_radius": Field(8, f"a number > 0 and at most half the image size (low-pass radius of the high/low views; AdvCL: 8){note}", number(0, low_open=True)),
-        "pseudo_clusters": Field([], f"a list of distinct cluster numbers K >= 2 (one pseudo-label head each; [] = no pseudo-supervision), a single K, or Ks joined by '{LIST_SEPARATOR}'{note}",
-                                 lambda v: is_int(v) or isinstance(v, str) or (isinstance(v, list) and all(is_int(k) for k in v))),
+        "views": Field(
+            ["adversarial", "t1", "t2", "high"],
+            f"a list of at least two distinct views from {list(VIEWS)}, or them joined by '{LIST_SEPARATOR}'{note}",
+            lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(name, str) for name in v)),
+        ),
+        "fft_radius": Field(
+            8,
+            f"a number > 0 and at most half the image size (low-pass radius of the high/low views; AdvCL: 8){note}",
+            number(0, low_open=True),
+        ),
+        "pseudo_clusters": Field(
+            [],
+            "a list of distinct cluster numbers K >= 2 (one pseudo-label head each; [] = no "
+            f"pseudo-supervision), a single K, or Ks joined by '{LIST_SEPARATOR}'{note}",
+            lambda v: is_int(v) or isinstance(v, str) or (isinstance(v, list) and all(is_int(k) for k in v)),
+        ),
         "pseudo_lambda": Field(0.2, f"a number >= 0 (weight of the pseudo-label CE; AdvCL: 0.2){note}", number(0)),
-        "pseudo_model": Field(None, f"null ({pseudo_model_default}) or a foundation name: a local folder, a hub name or 'embedded'{note}", optional(text)),
-        "pseudo_seed": Field(0, f"an integer (K-means seed; pseudo-labels are cached per data, model, K and seed){note}", integer()),
+        "pseudo_model": Field(
+            None,
+            f"null ({pseudo_model_default}) or a foundation name: a local folder, a hub name or 'embedded'{note}",
+            optional(text),
+        ),
+        "pseudo_seed": Field(
+            0, f"an integer (K-means seed; pseudo-labels are cached per data, model, K and seed){note}", integer()
+        ),
     }
 
 
@@ -71,7 +89,11 @@ def parse_clusters(given: list[int] | int | str, field: str = "preprocessor.pseu
 def check_radius_fits(radius: float, image_size: int, field: str = "preprocessor.fft_radius") -> None:
     """The low-pass disc must fit in the centred spectrum: a larger one leaves x_high (near) empty."""
     if radius > image_size / 2:
-        raise ConfigError(field, f"a radius > 0 and at most half the image size ({image_size / 2:g} for {image_size}px images)", radius)
+        raise ConfigError(
+            field,
+            f"a radius > 0 and at most half the image size ({image_size / 2:g} for {image_size}px images)",
+            radius,
+        )
 
 
 def check_clusters_fit(clusters: list[int], num_images: int, field: str = "preprocessor.pseudo_clusters") -> None:

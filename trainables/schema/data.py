@@ -2,6 +2,7 @@
 
 Free of torch, so the command line and the results readers can use it without paying for torch.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,12 +40,17 @@ DATASETS: dict[str, DatasetInfo] = {
         "STL-10", 10, 96, 8 / 255, f"extract stl10_binary.tar.gz there (stl10_binary/*.bin) {_NEEDS_NETWORK}"
     ),
     "imagenette": DatasetInfo(
-        "Imagenette", 10, 224, 4 / 255,
-        "extract fast.ai's imagenette2.tgz there (imagenette2/{train,val}/<wnid>/*.JPEG) "
-        f"{_NEEDS_NETWORK}",
+        "Imagenette",
+        10,
+        224,
+        4 / 255,
+        f"extract fast.ai's imagenette2.tgz there (imagenette2/{{train,val}}/<wnid>/*.JPEG) {_NEEDS_NETWORK}",
     ),
     "tinyimagenet": DatasetInfo(
-        "Tiny ImageNet", 200, 64, 8 / 255,
+        "Tiny ImageNet",
+        200,
+        64,
+        8 / 255,
         "extract tiny-imagenet-200.zip there and move val/images/* into val/<wnid>/ folders "
         "following val/val_annotations.txt (no automatic download)",
     ),
@@ -56,5 +62,7 @@ DATA_SCHEMA = {
     "root": Field(None, "a local data folder, or null for $CROPD_DATA_ROOT / ./data", optional(text)),
     "data_fraction": Field(1.0, "a number in (0, 1]", number(0, 1, low_open=True)),
     "seed": Field(0, "an integer", integer()),
-    "preprocessor_dataset": Field(None, "a dataset name to train the pre-processor on (transfer, Table 3), or null", optional(text)),
+    "preprocessor_dataset": Field(
+        None, "a dataset name to train the pre-processor on (transfer, Table 3), or null", optional(text)
+    ),
 }

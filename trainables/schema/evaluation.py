@@ -3,6 +3,7 @@
 Checked with the rest of the trial before any work; eps and the counts are completed against the
 dataset and its test set when the trial runs (resolve_evaluation_config), once.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -26,7 +27,9 @@ def check_attack_budget(eps: float, steps: int = 1, step_size: float | None = No
         raise ConfigError(f"{field}.eps", "a number >= 0", eps)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ConfigError(f"{field}.steps", "an integer >= 1", steps)
-    if step_size is not None and (not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or step_size <= 0):
+    if step_size is not None and (
+        not isinstance(step_size, (int, float)) or isinstance(step_size, bool) or step_size <= 0
+    ):
         raise ConfigError(f"{field}.step_size", "a number > 0", step_size)
 
 
@@ -75,7 +78,9 @@ def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int,
     n = config["n_examples"]
     if "autoattack_examples" in dict(given or {}):
         if config["autoattack_examples"] > n:
-            raise ConfigError(f"{SECTION}.autoattack_examples", f"at most n_examples ({n})", config["autoattack_examples"])
+            raise ConfigError(
+                f"{SECTION}.autoattack_examples", f"at most n_examples ({n})", config["autoattack_examples"]
+            )
     else:
         # Only the unasked-for default shrinks to a small test set; n_autoattack reports the count.
         config["autoattack_examples"] = min(config["autoattack_examples"], n)
@@ -85,7 +90,9 @@ def resolve_evaluation_config(given: Mapping[str, Any] | None, *, num_test: int,
 def _checked_attacks(names: Any) -> list[str]:
     for name in names:
         if name not in ATTACKS:
-            raise ConfigError(f"{SECTION}.attacks", f"names from {list(ATTACKS)}{did_you_mean(name, list(ATTACKS))}", name)
+            raise ConfigError(
+                f"{SECTION}.attacks", f"names from {list(ATTACKS)}{did_you_mean(name, list(ATTACKS))}", name
+            )
     if len(set(names)) != len(names):
         raise ConfigError(f"{SECTION}.attacks", "each attack named once", list(names))
     return list(names)

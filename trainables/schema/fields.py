@@ -3,6 +3,7 @@
 Each stage declares its fields once; `resolve` merges the user's section over the defaults and
 raises a ConfigError naming the dotted field before any work starts.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -55,7 +56,11 @@ def resolve(section: str, given: Mapping[str, Any] | None, schema: Mapping[str, 
     given = dict(given)
     for key in given:
         if key not in schema:
-            raise ConfigError(f"{section}.{key}", f"a known setting: one of {sorted(schema)}{did_you_mean(key, list(schema))}", "unknown key")
+            raise ConfigError(
+                f"{section}.{key}",
+                f"a known setting: one of {sorted(schema)}{did_you_mean(key, list(schema))}",
+                "unknown key",
+            )
     resolved = {}
     for key, field in schema.items():
         value = given.get(key, field.default)
@@ -74,7 +79,9 @@ def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def number(low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False) -> Callable[[Any], bool]:
+def number(
+    low: float | None = None, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[Any], bool]:
     def check(value: Any) -> bool:
         if not is_number(value):
             return False

@@ -1,6 +1,7 @@
 """What a trial's `foundation:` section may say: which model, how it is used, its embedded,
 resnet18 and robust pre-training settings. Free of torch (trainables/foundation.py loads the model).
 """
+
 from __future__ import annotations
 
 from ..errors import ConfigError
@@ -11,14 +12,29 @@ EMBEDDED_NAME = "embedded"
 RESNET_NAME = "resnet18"
 
 FOUNDATION_SCHEMA = {
-    "name": Field("facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text),
-    "mode": Field("frozen", "'frozen', 'finetune' (clean fine-tuning, paper Table 2) or 'adversarial_finetune' (PGD, Table 1)",
-                  one_of("frozen", "finetune", "adversarial_finetune")),
+    "name": Field(
+        "facebook/vit-mae-large", "a local folder saved with save_pretrained, a hub name, or 'embedded'", text
+    ),
+    "mode": Field(
+        "frozen",
+        "'frozen', 'finetune' (clean fine-tuning, paper Table 2) or 'adversarial_finetune' (PGD, Table 1)",
+        one_of("frozen", "finetune", "adversarial_finetune"),
+    ),
     "pooling": Field("mean", "'mean' (patch tokens) or 'cls'", one_of("mean", "cls")),
     "allow_download": Field(False, "true or false", boolean),
-    "embedded": Field(None, "a mapping of embedded-foundation settings (name: embedded only)", lambda v: v is None or isinstance(v, dict)),
-    "resnet": Field(None, "a mapping of resnet18 settings (name: resnet18 only)", lambda v: v is None or isinstance(v, dict)),
-    "pretraining": Field(None, "a mapping of robust pre-training settings (method advcl or rocl), or null", lambda v: v is None or isinstance(v, dict)),
+    "embedded": Field(
+        None,
+        "a mapping of embedded-foundation settings (name: embedded only)",
+        lambda v: v is None or isinstance(v, dict),
+    ),
+    "resnet": Field(
+        None, "a mapping of resnet18 settings (name: resnet18 only)", lambda v: v is None or isinstance(v, dict)
+    ),
+    "pretraining": Field(
+        None,
+        "a mapping of robust pre-training settings (method advcl or rocl), or null",
+        lambda v: v is None or isinstance(v, dict),
+    ),
 }
 # Added after sweeps existed: left out of a resolved config when null, so older configs keep their hashes.
 OPTIONAL_SECTIONS = ("resnet", "pretraining")
@@ -57,16 +73,34 @@ def resolve_foundation_config(given: dict | None, *, image_size: int | None = No
         return given
     cfg = resolve("foundation", given, FOUNDATION_SCHEMA)
     if cfg["embedded"] is not None and cfg["name"] != EMBEDDED_NAME:
-        raise ConfigError("foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"])
+        raise ConfigError(
+            "foundation.embedded", "no embedded settings unless foundation.name is 'embedded'", cfg["name"]
+        )
     if cfg["name"] == RESNET_NAME:
         cfg["resnet"] = resolve("foundation.resnet", cfg["resnet"], RESNET_SCHEMA)
     elif cfg["resnet"] is not None:
-        raise ConfigError("foundation.resnet", f"no resnet settings unless foundation.name is '{RESNET_NAME}'", cfg["name"])
-    cfg["pretraining"] = resolve_pretraining_config(cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME, image_size=image_size)
+        raise ConfigError(
+            "foundation.resnet", f"no resnet settings unless foundation.name is '{RESNET_NAME}'", cfg["name"]
+        )
+    cfg["pretraining"] = resolve_pretraining_config(
+        cfg["pretraining"], untrained=cfg["name"] == RESNET_NAME, image_size=image_size
+    )
     if cfg["name"] == RESNET_NAME and cfg["pretraining"] is None:
-        raise ConfigError("foundation.pretraining.method", f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training", "none")
-    if cfg["name"] == RESNET_NAME and uses_pseudo_labels(cfg["pretraining"]) and cfg["pretraining"]["pseudo_model"] is None:
-        raise ConfigError("foundation.pretraining.pseudo_model", f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []", None)
+        raise ConfigError(
+            "foundation.pretraining.method",
+            f"'advcl' or 'rocl': {RESNET_NAME} is built untrained and needs robust pre-training",
+            "none",
+        )
+    if (
+        cfg["name"] == RESNET_NAME
+        and uses_pseudo_labels(cfg["pretraining"])
+        and cfg["pretraining"]["pseudo_model"] is None
+    ):
+        raise ConfigError(
+            "foundation.pretraining.pseudo_model",
+            f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []",
+            None,
+        )
     if cfg["embedded"] is not None:  # checked here, before any work; kept as given (the trial hash is of it)
         resolve_embedded_config(cfg["embedded"])
     for key in OPTIONAL_SECTIONS:

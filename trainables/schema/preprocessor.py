@@ -2,16 +2,17 @@
 
 Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown keys ...).
 """
+
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .fields import Field, Resolved, boolean, integer, number, one_of, optional, resolve, text
+from ..errors import ConfigError
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .contrastive import check_clusters_fit as check_clusters_fit_images
-from ..errors import ConfigError
+from .fields import Field, Resolved, boolean, integer, number, one_of, optional, resolve, text
 
 _TRAINING = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
 
@@ -59,24 +60,61 @@ def _imported(reference: str):
 _PRE = "trainables.preprocessors"
 _REGISTRY = (
     PreprocessorKind("identity", ("kind",), f"{_PRE}.simple:build_identity", report_rank=0),
-    PreprocessorKind("vanilla", ("kind", "arch", *_TRAINING, "augment"), f"{_PRE}.masked_autoencoder:build_autoencoder",
-                     f"{_PRE}.objectives:vanilla_step", augments=True, report_rank=1),
-    PreprocessorKind("cropd", ("kind", "arch", *_TRAINING, "augment", "lambda", "temperature", "eps", "fgsm_random_start"),
-                     f"{_PRE}.masked_autoencoder:build_autoencoder", f"{_PRE}.objectives:cropd_step", augments=True,
-                     report_rank=5),
+    PreprocessorKind(
+        "vanilla",
+        ("kind", "arch", *_TRAINING, "augment"),
+        f"{_PRE}.masked_autoencoder:build_autoencoder",
+        f"{_PRE}.objectives:vanilla_step",
+        augments=True,
+        report_rank=1,
+    ),
+    PreprocessorKind(
+        "cropd",
+        ("kind", "arch", *_TRAINING, "augment", "lambda", "temperature", "eps", "fgsm_random_start"),
+        f"{_PRE}.masked_autoencoder:build_autoencoder",
+        f"{_PRE}.objectives:cropd_step",
+        augments=True,
+        report_rank=5,
+    ),
     # ARAE trains without augmentation (rohban-lab's code).
-    PreprocessorKind("arae", ("kind", "arch", *_TRAINING, "eps", "gamma", "attack_steps", "attack_step_size"),
-                     f"{_PRE}.masked_autoencoder:build_autoencoder", f"{_PRE}.objectives:arae_step", report_rank=3),
+    PreprocessorKind(
+        "arae",
+        ("kind", "arch", *_TRAINING, "eps", "gamma", "attack_steps", "attack_step_size"),
+        f"{_PRE}.masked_autoencoder:build_autoencoder",
+        f"{_PRE}.objectives:arae_step",
+        report_rank=3,
+    ),
     PreprocessorKind("vae", ("kind", "path"), f"{_PRE}.simple:build_vae", report_rank=2),
-    PreprocessorKind("encoder_only", ("kind", "arch", *_TRAINING, "augment", "eps", "attack_steps", "attack_step_size"),
-                     f"{_PRE}.masked_autoencoder:build_encoder_only", f"{_PRE}.objectives:encoder_only_step",
-                     augments=True, report_rank=4),
+    PreprocessorKind(
+        "encoder_only",
+        ("kind", "arch", *_TRAINING, "augment", "eps", "attack_steps", "attack_step_size"),
+        f"{_PRE}.masked_autoencoder:build_encoder_only",
+        f"{_PRE}.objectives:encoder_only_step",
+        augments=True,
+        report_rank=4,
+    ),
     # AdvCL augments inside its step (t1 and t2 need the stored images) and attacks with PGD-5
     # (eps 8/255, step 2/255).
-    PreprocessorKind("advcl", ("kind", "arch", *_TRAINING, "augment", "lambda", "temperature", "eps", "attack_steps",
-                               "attack_step_size", *ADVCL_SETTINGS),
-                     f"{_PRE}.advcl:build_advcl", f"{_PRE}.advcl:advcl_step", defaults={"attack_steps": 5},
-                     own_settings=ADVCL_SETTINGS, report_rank=6),
+    PreprocessorKind(
+        "advcl",
+        (
+            "kind",
+            "arch",
+            *_TRAINING,
+            "augment",
+            "lambda",
+            "temperature",
+            "eps",
+            "attack_steps",
+            "attack_step_size",
+            *ADVCL_SETTINGS,
+        ),
+        f"{_PRE}.advcl:build_advcl",
+        f"{_PRE}.advcl:advcl_step",
+        defaults={"attack_steps": 5},
+        own_settings=ADVCL_SETTINGS,
+        report_rank=6,
+    ),
 )
 PREPROCESSOR_KINDS: dict[str, PreprocessorKind] = {kind.name: kind for kind in _REGISTRY}
 KINDS = tuple(PREPROCESSOR_KINDS)
@@ -86,12 +124,42 @@ TRAINED_KINDS = tuple(name for name, kind in PREPROCESSOR_KINDS.items() if kind.
 # Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
 # the decoder width is not given there, so it equals the encoder's. tiny is the embedded default.
 ARCH_PRESETS = {
-    "paper32": dict(patch_size=2, hidden_size=192, encoder_layers=8, decoder_layers=2, num_heads=3,
-                    decoder_hidden_size=192, mlp_ratio=4, pool_factor=8, projector_hidden=2048, projector_dim=128),
-    "paper224": dict(patch_size=14, hidden_size=768, encoder_layers=8, decoder_layers=2, num_heads=3,
-                     decoder_hidden_size=768, mlp_ratio=4, pool_factor=8, projector_hidden=2048, projector_dim=128),
-    "tiny": dict(patch_size=4, hidden_size=96, encoder_layers=4, decoder_layers=2, num_heads=3,
-                 decoder_hidden_size=96, mlp_ratio=2, pool_factor=8, projector_hidden=512, projector_dim=128),
+    "paper32": dict(
+        patch_size=2,
+        hidden_size=192,
+        encoder_layers=8,
+        decoder_layers=2,
+        num_heads=3,
+        decoder_hidden_size=192,
+        mlp_ratio=4,
+        pool_factor=8,
+        projector_hidden=2048,
+        projector_dim=128,
+    ),
+    "paper224": dict(
+        patch_size=14,
+        hidden_size=768,
+        encoder_layers=8,
+        decoder_layers=2,
+        num_heads=3,
+        decoder_hidden_size=768,
+        mlp_ratio=4,
+        pool_factor=8,
+        projector_hidden=2048,
+        projector_dim=128,
+    ),
+    "tiny": dict(
+        patch_size=4,
+        hidden_size=96,
+        encoder_layers=4,
+        decoder_layers=2,
+        num_heads=3,
+        decoder_hidden_size=96,
+        mlp_ratio=2,
+        pool_factor=8,
+        projector_hidden=512,
+        projector_dim=128,
+    ),
 }
 
 ARCH_SCHEMA = {
@@ -108,12 +176,21 @@ ARCH_SCHEMA = {
     # 'average' is DIR's (Zhou et al. 2023), which CRoPD builds on: each output patch is the mean of
     # the pass that saw it and the pass that inpainted it. 'masked' is our variant: each output
     # patch comes only from the pass that did not see it, so every auto-encoder inpaints.
-    "combine": Field("average", "'average' (DIR: mean of the two complementary passes) or 'masked' (our variant: each patch from the pass that did not see it)", one_of("average", "masked")),
+    "combine": Field(
+        "average",
+        "'average' (DIR: mean of the two complementary passes) or 'masked' (our variant: each patch from the "
+        "pass that did not see it)",
+        one_of("average", "masked"),
+    ),
 }
 
 PREPROCESSOR_SCHEMA = {
     "kind": Field("cropd", f"one of {list(KINDS)}", lambda value: value in PREPROCESSOR_KINDS),
-    "arch": Field("tiny", f"a preset name {sorted(ARCH_PRESETS)} or a mapping of architecture settings", lambda v: isinstance(v, dict) or (isinstance(v, str) and v in ARCH_PRESETS)),
+    "arch": Field(
+        "tiny",
+        f"a preset name {sorted(ARCH_PRESETS)} or a mapping of architecture settings",
+        lambda v: isinstance(v, dict) or (isinstance(v, str) and v in ARCH_PRESETS),
+    ),
     "epochs": Field(10, "an integer >= 1", integer(1)),
     "batch_size": Field(64, "an integer >= 2 (negatives come from the batch)", integer(2)),
     "lr": Field(1.5e-4, "a number > 0", number(0, low_open=True)),
@@ -127,17 +204,26 @@ PREPROCESSOR_SCHEMA = {
     "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
     # The paper trains with plain FGSM (App. A): one signed step of size eps from x. A uniform
     # random start in the ball first (then clipping) is our variant: a weaker adversary.
-    "fgsm_random_start": Field(False, "true or false (false: the paper's plain FGSM; true: our variant, a random start first)", boolean),
+    "fgsm_random_start": Field(
+        False, "true or false (false: the paper's plain FGSM; true: our variant, a random start first)", boolean
+    ),
     # ARAE
     "gamma": Field(0.1, "a number >= 0", number(0)),
-    "attack_steps": Field(10, "an integer >= 1 (PGD steps of ARAE / encoder_only, default 10, and of both advcl attacks, default 5)", integer(1)),
-    "attack_step_size": Field(None, "a number > 0, or null for the method's default", optional(number(0, low_open=True))),
+    "attack_steps": Field(
+        10,
+        "an integer >= 1 (PGD steps of ARAE / encoder_only, default 10, and of both advcl attacks, default 5)",
+        integer(1),
+    ),
+    "attack_step_size": Field(
+        None, "a number > 0, or null for the method's default", optional(number(0, low_open=True))
+    ),
     # VAE
     "path": Field(None, "a local folder holding a diffusers AutoencoderKL", optional(text)),
     # AdvCL as the contrastive term (kind advcl): reconstruction + lambda * multi-view NT-Xent
     # + pseudo_lambda * pseudo-label CE. eps, temperature, attack_steps, attack_step_size are shared.
     **advcl_fields(pseudo_model_default="the trial's foundation"),
 }
+
 
 def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = None) -> dict:
     """Validate a `preprocessor:` section; return it complete, with `arch` expanded to a mapping.
@@ -162,7 +248,9 @@ def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = 
         base = dict(ARCH_PRESETS[preset])
     arch = resolve("preprocessor.arch", {**base, **overrides}, ARCH_SCHEMA)
     if arch["hidden_size"] % arch["num_heads"] or arch["decoder_hidden_size"] % arch["num_heads"]:
-        raise ConfigError("preprocessor.arch.num_heads", "a divisor of hidden_size and decoder_hidden_size", arch["num_heads"])
+        raise ConfigError(
+            "preprocessor.arch.num_heads", "a divisor of hidden_size and decoder_hidden_size", arch["num_heads"]
+        )
     if image_size is not None:
         check_arch_fits(arch, image_size)
     cfg["arch"] = arch
@@ -183,6 +271,7 @@ def check_clusters_fit(cfg: dict, num_images: int) -> None:
     if cfg["kind"] == "advcl":
         check_clusters_fit_images(cfg["pseudo_clusters"], num_images)
 
+
 def uses_pseudo_labels(cfg: dict) -> bool:
     """Whether an advcl config trains with the pseudo-label stimulus (AdvCL eq. 10)."""
     return cfg["kind"] == "advcl" and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0
@@ -190,12 +279,20 @@ def uses_pseudo_labels(cfg: dict) -> bool:
 
 def check_arch_fits(arch: dict, image_size: int) -> None:
     if image_size % arch["patch_size"]:
-        raise ConfigError("preprocessor.arch.patch_size", f"a divisor of the image size {image_size}", arch["patch_size"])
+        raise ConfigError(
+            "preprocessor.arch.patch_size", f"a divisor of the image size {image_size}", arch["patch_size"]
+        )
     patches = (image_size // arch["patch_size"]) ** 2
     if patches % 2:
-        raise ConfigError("preprocessor.arch.patch_size", f"a patch size giving an even number of patches (50% masking); {image_size}px gives {patches}", arch["patch_size"])
+        raise ConfigError(
+            "preprocessor.arch.patch_size",
+            f"a patch size giving an even number of patches (50% masking); {image_size}px gives {patches}",
+            arch["patch_size"],
+        )
     if patches % arch["pool_factor"]:
-        raise ConfigError("preprocessor.arch.pool_factor", f"a divisor of the number of patches ({patches})", arch["pool_factor"])
+        raise ConfigError(
+            "preprocessor.arch.pool_factor", f"a divisor of the number of patches ({patches})", arch["pool_factor"]
+        )
 
 
 def artifact_key_config(cfg: dict) -> dict:

@@ -4,15 +4,16 @@ Checked with the rest of the trial config before any work; method `none` (or no 
 foundation is used as loaded, and leaves the config (and its hash) exactly as without the section.
 Settings of another method are ignored, as a pre-processor kind ignores lambda.
 """
+
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .fields import Field, integer, number, one_of, optional, resolve
-from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from ..errors import ConfigError
+from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
+from .fields import Field, integer, number, one_of, optional, resolve
 
 SECTION = "foundation.pretraining"
 
@@ -48,14 +49,20 @@ PRETRAINING_SCHEMA = {
     "method": Field("advcl", f"one of {list(METHODS)}", one_of(*METHODS)),
     "epochs": Field(10, "an integer >= 1", integer(1)),
     "batch_size": Field(64, "an integer >= 2 (negatives come from the batch)", integer(2)),
-    "lr": Field(None, "a number > 0, or null (1e-3 for a model built untrained, 1e-4 for a pre-trained one)", optional(number(0, low_open=True))),
+    "lr": Field(
+        None,
+        "a number > 0, or null (1e-3 for a model built untrained, 1e-4 for a pre-trained one)",
+        optional(number(0, low_open=True)),
+    ),
     "weight_decay": Field(1e-4, "a number >= 0", number(0)),
     "warmup_epochs": Field(0, "an integer >= 0", integer(0)),
     "seed": Field(0, "an integer", integer()),
     "temperature": Field(0.5, "a number > 0 (AdvCL's and RoCL's 0.5)", number(0, low_open=True)),
     "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
     "attack_steps": Field(None, "an integer >= 1, or null (advcl 5, rocl 7)", optional(integer(1))),
-    "attack_step_size": Field(None, "a number > 0, or null (advcl eps / 4, rocl 0.007)", optional(number(0, low_open=True))),
+    "attack_step_size": Field(
+        None, "a number > 0, or null (advcl eps / 4, rocl 0.007)", optional(number(0, low_open=True))
+    ),
     "projector_hidden": Field(512, "an integer >= 1", integer(1)),
     "projector_dim": Field(128, "an integer >= 1", integer(1)),
     **advcl_fields(pseudo_model_default="the foundation before this pre-training", note=" (advcl only)"),
@@ -95,4 +102,6 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_siz
 
 
 def uses_pseudo_labels(cfg: dict) -> bool:
-    return PRETRAINING_METHODS[cfg["method"]].advcl_settings and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0
+    return (
+        PRETRAINING_METHODS[cfg["method"]].advcl_settings and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0
+    )

@@ -4,6 +4,7 @@
 frozen sections it returns (trainables.schema.fields.Resolved) and never resolve them again;
 given a frozen trial it returns it as it is, so a caller that validated already pays nothing.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -39,12 +40,20 @@ def validate_trial_config(config: Any) -> Resolved:
     info = DATASETS[data["dataset"]]
     source = data["preprocessor_dataset"]
     if source is not None and DATASETS[source].image_size != info.image_size:
-        raise ConfigError("data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}",
-                          source)
+        raise ConfigError(
+            "data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source
+        )
     foundation = resolve_foundation_config(config.get("foundation"), image_size=info.image_size)
     preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
     evaluation = config.get("evaluation")
     check_evaluation_config(evaluation)
-    return frozen({"data": data, "foundation": foundation, "preprocessor": preprocessor, "head": head,
-                   "evaluation": dict(evaluation or {})})
+    return frozen(
+        {
+            "data": data,
+            "foundation": foundation,
+            "preprocessor": preprocessor,
+            "head": head,
+            "evaluation": dict(evaluation or {}),
+        }
+    )

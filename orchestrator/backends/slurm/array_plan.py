@@ -3,6 +3,7 @@
 A resubmission runs the same trials (the plan is read back, not drawn again); a trial whose row
 says it finished (or failed for good, without --retry-failed) is not submitted again.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,13 @@ def array_plan(spec: SweepSpec, sweep_dir: Path) -> list[dict[str, Any]]:
         return json.loads(path.read_text())["trials"]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     directions = ["maximize" if mode == "max" else "minimize" for mode in spec.objectives.values()]
-    study = optuna.create_study(study_name=spec.name, storage=journal_storage(sweep_dir), sampler=make_sampler(spec),
-                                directions=directions, load_if_exists=True)
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=journal_storage(sweep_dir),
+        sampler=make_sampler(spec),
+        directions=directions,
+        load_if_exists=True,
+    )
     for point in points_to_evaluate(spec):
         study.enqueue_trial(point)
     space = optuna_space(spec)

@@ -3,6 +3,7 @@
 Everything a user can get wrong is asked of sbatch itself (`sbatch --test-only`) before the
 sweep directory is touched.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,11 +40,16 @@ def make_executor(settings: SlurmSettings, *, name: str, resources: dict[str, fl
         "signal_delay_s": settings.signal_delay_s,
         "array_parallelism": settings.array_parallelism,
     }
-    optional = {"partition": settings.partition, "account": settings.account, "qos": settings.qos,
-                "mem": settings.mem, "constraint": settings.constraint,
-                "gpus_per_node": settings.gpus_per_node or None,
-                "additional_parameters": dict(settings.additional) or None,
-                "setup": list(settings.setup) or None}
+    optional = {
+        "partition": settings.partition,
+        "account": settings.account,
+        "qos": settings.qos,
+        "mem": settings.mem,
+        "constraint": settings.constraint,
+        "gpus_per_node": settings.gpus_per_node or None,
+        "additional_parameters": dict(settings.additional) or None,
+        "setup": list(settings.setup) or None,
+    }
     parameters.update({key: value for key, value in optional.items() if value is not None})
     executor.update_parameters(**parameters)
     return executor
@@ -75,11 +81,18 @@ def preflight(executor, *, source: str, tasks: int | None = None) -> None:
     if result.returncode != 0:
         lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower() or "unrecognized" in line.lower()] or lines
-        raise UserError(f"{source}: slurm: sbatch refuses this job: {errors[0] if errors else 'exit code %d' % result.returncode}")
+        raise UserError(
+            f"{source}: slurm: sbatch refuses this job: {errors[0] if errors else 'exit code %d' % result.returncode}"
+        )
 
 
 def warn_about_paths(sweep_dir: Path, settings: SlurmSettings) -> None:
     # A multi-node job's workers write results into the sweep dir: /tmp is local to each node.
-    if settings.nodes > 1 and (str(sweep_dir) == "/tmp" or str(sweep_dir).startswith(("/tmp/", "/var/tmp/", "/dev/shm/"))):
-        print(f"orchestrator: warning: {sweep_dir} is probably local to each node; a {settings.nodes}-node job's "
-              "workers need a shared filesystem (use --out on one)", file=sys.stderr)
+    if settings.nodes > 1 and (
+        str(sweep_dir) == "/tmp" or str(sweep_dir).startswith(("/tmp/", "/var/tmp/", "/dev/shm/"))
+    ):
+        print(
+            f"orchestrator: warning: {sweep_dir} is probably local to each node; a {settings.nodes}-node job's "
+            "workers need a shared filesystem (use --out on one)",
+            file=sys.stderr,
+        )

@@ -4,6 +4,7 @@ Both are submitit Checkpointables: on USR2 (time limit, preemption) submitit pic
 and requeues the job, which then resumes the same sweep directory; resuming is idempotent, so a
 requeue submitit never saw (`scontrol requeue`) ends just as well.
 """
+
 from __future__ import annotations
 
 import os
@@ -65,7 +66,9 @@ class _SweepJob(submitit.helpers.Checkpointable):
     def spec(self):
         from ...spec import parse_spec
 
-        return parse_spec(self.raw_spec, source=self.spec_source, default_name=self.raw_spec["name"], path=Path(self.spec_source))
+        return parse_spec(
+            self.raw_spec, source=self.spec_source, default_name=self.raw_spec["name"], path=Path(self.spec_source)
+        )
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
         # Called in the signal handler; submitit then requeues and exits, and Ray's atexit hook
@@ -121,17 +124,25 @@ class ArrayTrial(_SweepJob):
         from ...trial_runner import run_recorded_trial
 
         sweep_dir = Path(self.sweep_dir)
-        task = f"slurm-{os.environ.get('SLURM_ARRAY_JOB_ID', os.environ.get('SLURM_JOB_ID', 'local'))}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
+        job_id = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "local"))
+        task = f"slurm-{job_id}_{os.environ.get('SLURM_ARRAY_TASK_ID', '0')}"
         record_event(sweep_dir, "trial started", optuna_trial=entry["number"])
         spec = self.spec
         study = optuna.load_study(study_name=spec.name, storage=journal_storage(sweep_dir))
         try:
-            metrics = run_recorded_trial(entry["params"], sweep_dir=self.sweep_dir, sweep_name=spec.name,
-                                         base_trial=spec.trial, cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
-                                         gpus=spec.resources["gpu"], trial_id=task,
-                                         # SlurmBackend submitted this task to run: it runs, but a requeue of the
-                                         # same task does not repeat a failure it recorded (same run id).
-                                         run_id=task, retry_failed=True)
+            metrics = run_recorded_trial(
+                entry["params"],
+                sweep_dir=self.sweep_dir,
+                sweep_name=spec.name,
+                base_trial=spec.trial,
+                cpus=int(os.environ.get("SLURM_CPUS_PER_TASK", "1")),
+                gpus=spec.resources["gpu"],
+                trial_id=task,
+                # SlurmBackend submitted this task to run: it runs, but a requeue of the
+                # same task does not repeat a failure it recorded (same run id).
+                run_id=task,
+                retry_failed=True,
+            )
         except Exception:
             _tell(study, entry["number"], None)
             raise
@@ -214,9 +225,20 @@ def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subproc
     os.environ.update(ray_auth_env(token))
     reload_ray_auth()
     with usr2_kept_from_children():
-        head = subprocess.Popen([_ray_command(), "start", "--head", "--block", f"--port={port}",
-                                 f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--include-dashboard=false",
-                                 f"--temp-dir={_short_temp_dir(env.job_id)}", "--disable-usage-stats"])
+        head = subprocess.Popen(
+            [
+                _ray_command(),
+                "start",
+                "--head",
+                "--block",
+                f"--port={port}",
+                f"--num-cpus={cpus}",
+                f"--num-gpus={gpus}",
+                "--include-dashboard=false",
+                f"--temp-dir={_short_temp_dir(env.job_id)}",
+                "--disable-usage-stats",
+            ]
+        )
     deadline = time.time() + HEAD_WAIT_S
     while True:  # wait until the head answers, then tell the workers where it is
         try:
@@ -255,7 +277,17 @@ def _run_ray_worker(sweep_dir: Path, env, cpus: int, gpus: int) -> None:
         time.sleep(2)
     auth = ray_auth_env(_token_file(sweep_dir, env))  # the head wrote the token before its address
     with usr2_kept_from_children():
-        worker = subprocess.Popen([_ray_command(), "start", f"--address={path.read_text().strip()}", "--block",
-                                   f"--num-cpus={cpus}", f"--num-gpus={gpus}", f"--temp-dir={_short_temp_dir(env.job_id)}",
-                                   "--disable-usage-stats"], env={**os.environ, **auth})
+        worker = subprocess.Popen(
+            [
+                _ray_command(),
+                "start",
+                f"--address={path.read_text().strip()}",
+                "--block",
+                f"--num-cpus={cpus}",
+                f"--num-gpus={gpus}",
+                f"--temp-dir={_short_temp_dir(env.job_id)}",
+                "--disable-usage-stats",
+            ],
+            env={**os.environ, **auth},
+        )
     worker.wait()

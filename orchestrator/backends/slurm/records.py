@@ -3,6 +3,7 @@
 Submitted jobs are recorded in <sweep>/slurm/jobs.jsonl (backends/jobs.py) for `orchestrator
 status` and `orchestrator cancel`; what happens to a driver or task goes to events.jsonl.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,17 +19,31 @@ from ...sweep_paths import SweepPaths
 from ..jobs import SubmittedJob, append_line, recorded_jobs
 
 # Job states after which Slurm will not run the job again (a REQUEUED job comes back as PENDING).
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-                "DEADLINE", "PREEMPTED")
+FINAL_STATES = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+)
 
 
 def record_event(sweep_dir: Path, event: str, **details: Any) -> None:
     """A line in <sweep>/slurm/events.jsonl: what happened to the driver or a task, and when."""
     path = SweepPaths(sweep_dir).events
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {"time": time.time(), "event": event, "job_id": os.environ.get("SLURM_JOB_ID"),
-             "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
-             "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")), **details}
+    entry = {
+        "time": time.time(),
+        "event": event,
+        "job_id": os.environ.get("SLURM_JOB_ID"),
+        "array_task": os.environ.get("SLURM_ARRAY_TASK_ID"),
+        "restart_count": int(os.environ.get("SLURM_RESTART_COUNT", "0")),
+        **details,
+    }
     append_line(path, json.dumps(entry))
 
 
@@ -86,8 +101,10 @@ def active_jobs(sweep_dir: Path, *, fail_closed: bool = False) -> dict[str, str]
     states = job_states(jobs)
     if states is None:
         if fail_closed:
-            raise UserError(f"{sweep_dir}: cannot ask Slurm (sacct and squeue both failed) whether the sweep's jobs "
-                            f"{', '.join(job.job_id for job in jobs)} are still live; try again when it answers")
+            raise UserError(
+                f"{sweep_dir}: cannot ask Slurm (sacct and squeue both failed) whether the sweep's jobs "
+                f"{', '.join(job.job_id for job in jobs)} are still live; try again when it answers"
+            )
         return {}
     return {job_id: state for job_id, state in states.items() if state not in FINAL_STATES and state != "UNKNOWN"}
 
@@ -98,7 +115,9 @@ def cancel_jobs(sweep_dir: Path) -> list[str]:
     if live:
         result = _run(["scancel", *live])
         if result is None or result.returncode != 0:
-            raise UserError(f"scancel {' '.join(live)} failed: {(result.stderr.strip() if result else 'scancel not found')}")
+            raise UserError(
+                f"scancel {' '.join(live)} failed: {(result.stderr.strip() if result else 'scancel not found')}"
+            )
         record_event(sweep_dir, "cancelled", jobs=live)
     return live
 
