@@ -83,6 +83,13 @@ def sacct_state(job_id: str) -> str:
     return out.split()[0] if out.split() else ""
 
 
+def _lock_owner(sweep_dir: Path) -> dict:
+    try:
+        return json.loads(SweepPaths(sweep_dir).lock.read_text() or "{}")
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
 def wait_for(condition, what: str, timeout: float = JOB_WAIT_S, poll: float = 0.5):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -290,6 +297,10 @@ def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_o
     )
     job_id = jobs_of(sweep_dir)[0]["job_id"]
     wait_for(lambda: sacct_state(job_id) == "RUNNING", "the job to run")
+    # RUNNING comes before the driver job has loaded and taken the lock (its imports); a second
+    # submission that imports no torch now gets to the lock first, refused then by Slurm's answer
+    # that the job is live. This test is about the lock: wait for the driver job to hold it.
+    wait_for(lambda: str(_lock_owner(sweep_dir).get("slurm_job_id")) == str(job_id), "the driver job to take the lock")
 
     twice = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
     # The running driver job holds the sweep's lock: the refusal names it (and Slurm says it is live).
