@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import precision
 from .attacks import pgd
 from .checkpointing import EpochCheckpoints
 from .data import ImageDataset, iterate_batches
@@ -50,9 +51,11 @@ def train_head(
     eps: float,
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
+    autocast: bool = False,
 ) -> HeadResult:
     """Train `pipeline.head` (and the foundation when it is trainable) for cfg['epochs'] epochs,
-    resuming from the newest checkpoint in `checkpoint_folder` tagged with `key`."""
+    resuming from the newest checkpoint in `checkpoint_folder` tagged with `key`. `autocast`: each
+    step's forward pass (and a robust head's attack) under bf16 autocast; the backward outside it."""
     foundation_trains = any(p.requires_grad for p in pipeline.foundation.parameters())
     trainable = [p for p in pipeline.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -81,14 +84,15 @@ def train_head(
         loss_sum = correct = seen = 0.0
         for index in iterate_batches(len(train), cfg["batch_size"], shuffle=True):
             labels = labels_all[index.to(device)]
-            if cached is not None:
-                logits = pipeline.head(cached[index.to(device)])
-            else:
-                images = train.float_images(index).to(device)
-                if cfg["mode"] == "robust":
-                    images, labels = _mix_with_adversarial(pipeline, images, labels, cfg, eps)
-                logits = pipeline(images)
-            loss = F.cross_entropy(logits, labels)
+            with precision.autocast(device, autocast):
+                if cached is not None:
+                    logits = pipeline.head(cached[index.to(device)])
+                else:
+                    images = train.float_images(index).to(device)
+                    if cfg["mode"] == "robust":
+                        images, labels = _mix_with_adversarial(pipeline, images, labels, cfg, eps)
+                    logits = pipeline(images)
+                loss = F.cross_entropy(logits, labels)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"head: non-finite loss at epoch {epoch + 1}")
             optimizer.zero_grad(set_to_none=True)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .checkpointing import EpochCheckpoints
 from .data import ImageDataset, iterate_batches
+from .precision import autocast
 from .seeding import seed_everything
 
 Step = Callable[[torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -45,6 +46,7 @@ def fit_epochs(
     record: dict[str, Any],
     what: str,
     on_epoch: EpochCallback | None = None,
+    autocast_on: str | None = None,
 ) -> tuple[float, list[dict]]:
     """Train `model` for cfg['epochs'] epochs of shuffled cfg['batch_size'] batches; return
     (seconds spent over all runs, per-epoch records).
@@ -53,6 +55,7 @@ def fit_epochs(
     AdamW with cfg's lr and weight_decay, warmup_epochs of linear warm-up, then cosine decay.
     Each epoch is seeded from cfg['seed'] and `seed_parts`, ends with a checkpoint, then
     `on_epoch(record + the epoch's means)`; a later call resumes from the newest checkpoint.
+    `autocast_on`: a device whose steps run under bf16 autocast (the backward pass outside it).
     """
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
@@ -77,7 +80,8 @@ def fit_epochs(
         for index in iterate_batches(
             len(data), cfg["batch_size"], shuffle=True, drop_last=len(data) > cfg["batch_size"]
         ):
-            terms = step(data.float_images(index), targets[index])
+            with autocast(autocast_on or "cpu", autocast_on is not None):
+                terms = step(data.float_images(index), targets[index])
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"{what}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")
             optimizer.zero_grad(set_to_none=True)

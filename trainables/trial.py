@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import precision
 from .artifacts import atomic_write_json, config_hash, count_parameters
 from .data import data_fingerprint, load_dataset, stratified_fraction
 from .errors import ConfigError
@@ -22,6 +23,7 @@ from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor
 from .pseudo_labels import FeatureModel
 from .robust_pretraining import at_chance, load_robust_foundation
+from .schema.compute import DEFAULT_COMPUTE
 from .schema.data import DATASETS
 from .schema.evaluation import resolve_evaluation_config
 from .schema.trial import validate_trial_config
@@ -51,6 +53,17 @@ def run_trial(
             return json.loads((workdir / RESULT_FILE).read_text())
         except ValueError:  # torn by a crash the atomic write did not cover: evaluate again
             (workdir / RESULT_FILE).rename(workdir / f"{RESULT_FILE}.torn")
+    compute = cfg.get("compute", DEFAULT_COMPUTE)
+    with precision.tf32(compute["tf32"]):
+        outcome = _run(cfg, compute, workdir, artifacts, device, on_epoch)
+    atomic_write_json(workdir / RESULT_FILE, outcome)
+    # Return exactly what a resumed call would read back (tuples become lists in JSON).
+    return json.loads((workdir / RESULT_FILE).read_text())
+
+
+def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str, on_epoch) -> dict[str, Any]:
+    """The stages, in order, with their times; the trial's outcome."""
+    training_autocast = compute["autocast"] == "bf16"
     times: dict[str, float] = {}
     started = time.perf_counter()
 
@@ -93,6 +106,7 @@ def run_trial(
         device=device,
         on_epoch=on_epoch,
         foundation=FeatureModel.of_foundation(cfg["foundation"], foundation),
+        autocast=training_autocast,
     )
     times["preprocessor"] = fitted.time_s
 
@@ -125,20 +139,22 @@ def run_trial(
             eps=default_eps,
             device=device,
             on_epoch=on_epoch,
+            autocast=training_autocast,
         )
         times["head"], head_params = result.time_s, result.params
     else:
         times["head"] = 0.0
 
-    metrics = evaluate(
-        pipeline,
-        test.float_images(),
-        test.labels,
-        evaluation_cfg,
-        num_classes=test.num_classes,
-        default_eps=default_eps,
-        device=device,
-    )
+    with precision.autocast(device, compute["evaluation_autocast"]):
+        metrics = evaluate(
+            precision.compiled(pipeline, compute["compile"]),
+            test.float_images(),
+            test.labels,
+            evaluation_cfg,
+            num_classes=test.num_classes,
+            default_eps=default_eps,
+            device=device,
+        )
     if foundation.pretraining is not None and at_chance(foundation.pretraining):
         # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
         metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})
@@ -150,7 +166,7 @@ def run_trial(
         "params_foundation": count_parameters(foundation),
         "params_head": head_params,
         "preprocessor_reused": fitted.reused,
+        # What computed it (also at the defaults, where the config has no compute section).
+        **{f"compute_{name}": value for name, value in compute.items()},
     }
-    atomic_write_json(workdir / RESULT_FILE, outcome)
-    # Return exactly what a resumed call would read back (tuples become lists in JSON).
-    return json.loads((workdir / RESULT_FILE).read_text())
+    return outcome

@@ -55,8 +55,11 @@ def build_preprocessor(cfg: dict, image_size: int, num_classes: int) -> nn.Modul
     return PREPROCESSOR_KINDS[cfg["kind"]].build(cfg, image_size, num_classes)
 
 
-def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None) -> Path:
-    """`features`: the pseudo-label model when the config uses one; its identity joins the key."""
+def artifact_folder(
+    cfg: dict, train: ImageDataset, workdir: Path, features: FeatureModel | None = None, autocast: bool = False
+) -> Path:
+    """`features`: the pseudo-label model when the config uses one; its identity joins the key, as
+    bf16 training does (`autocast`: other weights), only when used, so fp32 keys stay as they were."""
     identity = {
         "preprocessor": artifact_key_config(cfg),
         "data": data_fingerprint(train),
@@ -65,6 +68,8 @@ def artifact_folder(cfg: dict, train: ImageDataset, workdir: Path, features: Fea
     }
     if features is not None:
         identity["pseudo_label_model"] = features.identity
+    if autocast:
+        identity["autocast"] = "bf16"
     return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{config_hash(identity)}"
 
 
@@ -83,13 +88,14 @@ def fit_preprocessor(
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
     foundation: FeatureModel | None = None,
+    autocast: bool = False,
 ) -> FittedPreprocessor:
     """Train (or reuse, or resume) the pre-processor described by `config` on `train`.
 
     Every epoch ends with a checkpoint, then `on_epoch(metrics)`; an interrupted call resumes
     from the last checkpoint and ends with the same weights as an uninterrupted one.
     `foundation` is the trial's foundation: advcl's pseudo-labels cluster its features unless
-    the config names another model.
+    the config names another model. `autocast`: train under bf16 autocast (compute.autocast).
     """
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
     check_clusters_fit(cfg, len(train))
@@ -97,7 +103,7 @@ def fit_preprocessor(
     if not PREPROCESSOR_KINDS[cfg["kind"]].trained:
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
-    folder = artifact_folder(cfg, train, workdir, features)
+    folder = artifact_folder(cfg, train, workdir, features, autocast)
     # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
     # once: the others wait on the lock and then reuse the published folder.
     with artifact_lock(folder):
@@ -105,7 +111,8 @@ def fit_preprocessor(
             fitted = load_preprocessor(folder, device=device)
             fitted.reused = True
             return fitted
-        return _train(cfg, train, _targets(cfg, train, features, workdir, device), folder, device, on_epoch)
+        targets = _targets(cfg, train, features, workdir, device)
+        return _train(cfg, train, targets, folder, device, on_epoch, autocast)
 
 
 def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, workdir: Path, device: str) -> torch.Tensor:
@@ -126,7 +133,13 @@ def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, work
 
 
 def _train(
-    cfg: dict, train: ImageDataset, targets: torch.Tensor, folder: Path, device: str, on_epoch: EpochCallback | None
+    cfg: dict,
+    train: ImageDataset,
+    targets: torch.Tensor,
+    folder: Path,
+    device: str,
+    on_epoch: EpochCallback | None,
+    autocast: bool = False,
 ) -> FittedPreprocessor:
     """`targets[i]` is what the step learns image i against: its label, or advcl's pseudo-labels."""
     checkpoints = EpochCheckpoints(
@@ -154,6 +167,7 @@ def _train(
         record={"stage": "preprocessor", "kind": cfg["kind"]},
         what=f"preprocessor {cfg['kind']}",
         on_epoch=on_epoch,
+        autocast_on=device if autocast else None,
     )
     fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
     save_preprocessor(fitted, train, folder)

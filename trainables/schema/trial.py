@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import ConfigError
+from .compute import DEFAULT_COMPUTE, resolve_compute_config
 from .data import DATA_SCHEMA, DATASETS
 from .evaluation import check_evaluation_config
 from .fields import Resolved, frozen, resolve
@@ -17,7 +18,7 @@ from .foundation import resolve_foundation_config
 from .head import resolve_head_config
 from .preprocessor import resolve_preprocessor_config
 
-SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation")
+SECTIONS = ("data", "foundation", "preprocessor", "head", "evaluation", "compute")
 
 
 def validate_trial_config(config: Any) -> Resolved:
@@ -48,6 +49,9 @@ def validate_trial_config(config: Any) -> Resolved:
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
     evaluation = config.get("evaluation")
     check_evaluation_config(evaluation)
+    compute = resolve_compute_config(config.get("compute"))
+    # At its defaults the section is left out: the configs (and hashes) of trials from before it stay.
+    optional = {"compute": compute} if compute != DEFAULT_COMPUTE else {}
     return frozen(
         {
             "data": data,
@@ -55,5 +59,6 @@ def validate_trial_config(config: Any) -> Resolved:
             "preprocessor": preprocessor,
             "head": head,
             "evaluation": dict(evaluation or {}),
+            **optional,
         }
     )
