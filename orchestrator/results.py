@@ -25,7 +25,7 @@ from trainables.artifacts import atomic_write_bytes
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
 from . import unreadable
-from .sweep_paths import ResultsPaths, SweepPaths
+from .sweep_paths import ResultsPaths, SweepPaths, parquet_files
 
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
@@ -345,7 +345,7 @@ def add_examples_view(connection, results_dir: Path) -> None:
     examples = ResultsPaths(results_dir).examples
     # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
     # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.
-    readable = [path for path in sorted(examples.glob("*.parquet")) if footer_readable(path)]
+    readable = [path for path in parquet_files(examples) if footer_readable(path)]
     if readable:
         listed = ", ".join("'" + str(path.absolute()).replace("'", "''") + "'" for path in readable)
         connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
@@ -373,9 +373,7 @@ def read_folder(folder: Path) -> pa.Table | None:
     for the one warning line) is skipped. Columns unify by name: an ERROR row lacks the metric
     columns, and a column null in one file and a number in another becomes the number.
     """
-    tables = [
-        table for path in sorted(Path(folder).glob("*.parquet")) if (table := read_parquet_file(path)) is not None
-    ]
+    tables = [table for path in parquet_files(folder) if (table := read_parquet_file(path)) is not None]
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 

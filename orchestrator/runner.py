@@ -17,7 +17,6 @@ from pathlib import Path
 
 from trainables.artifacts import atomic_write_json
 from trainables.errors import UserError
-from trainables.trial import RESULT_FILE
 
 from . import unreadable
 from .private_apis import set_restored_callbacks
@@ -27,7 +26,7 @@ from .results import footer_readable, read_state, read_trial, trial_file_damaged
 from .search import build_searcher, repair_journal
 from .spec import SweepSpec
 from .sweep_lock import sweep_lock
-from .sweep_paths import SweepPaths
+from .sweep_paths import SweepPaths, parquet_files
 from .trial_runner import TUNE_NAME, run_recorded_trial, trial_key, tune_trial
 
 # Keep every per-epoch manifest checkpoint (a few bytes each): with num_to_keep set, Tune saves the
@@ -231,13 +230,13 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
 
     A damaged file is moved aside (unreadable.py), never deleted. A finished trial whose row or
     per-example file is gone or unreadable: Ray's state says it is done and would never run it
-    again, but its workdir still holds its result (trial.RESULT_FILE), so running the trial here
+    again, but its workdir still holds its result (SweepPaths.trial_result), so running the trial here
     only writes its rows again, from that result: no training, no evaluation. A finished trial's
     damaged epochs file cannot be rebuilt (its epochs are not trained again): moved aside, noted.
     """
     paths = SweepPaths(sweep_dir)
     for folder in (paths.results.epochs, paths.results.examples):
-        for path in sorted(folder.glob("*.parquet")):
+        for path in parquet_files(folder):
             if not footer_readable(path) and path.is_file():
                 unreadable.move_aside(path, f"not readable; moved to {folder.name}/{unreadable.ASIDE_FOLDER}/")
                 if folder == paths.results.examples and trial_path(sweep_dir, path.stem).is_file():
@@ -248,7 +247,7 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
         key = workdir.name
         if trial_file_damaged(sweep_dir, key):
             unreadable.move_aside(trial_path(sweep_dir, key), "trial row not readable; written again from its result")
-        if read_trial(sweep_dir, key) is not None or not (workdir / RESULT_FILE).is_file():
+        if read_trial(sweep_dir, key) is not None or not paths.trial_result(key).is_file():
             continue
         try:
             saved = json.loads(paths.trial_config(key).read_text())

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from trainables.artifacts import RESULT_FILE
+
 STATE_FILE = "sweep.json"  # marks a sweep directory: the plan and its hash
 RESULTS_FOLDER = "results"
 PARQUET = ".parquet"
@@ -44,6 +46,11 @@ class ResultsPaths:
 
     def examples_file(self, key: str) -> Path:
         return self.examples / f"{key}{PARQUET}"
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The one-per-trial Parquet files of a results folder (trials/, epochs/ or examples/), by name."""
+    return sorted(Path(folder).glob(f"*{PARQUET}"))
 
 
 class SweepPaths:
@@ -89,6 +96,10 @@ class SweepPaths:
 
     def workdir(self, key: str) -> Path:
         return self.trials / key
+
+    def trial_result(self, key: str) -> Path:
+        """A finished trial's saved outcome: a resume writes its rows again from it, without rerunning."""
+        return self.workdir(key) / RESULT_FILE
 
     def trial_config(self, key: str) -> Path:
         """config.json in a trial's workdir: its config, overrides and Ray trial id."""

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.errors import UserError
 from trainables.schema import validate_trial_config
-from trainables.trial import RESULT_FILE, run_trial
+from trainables.trial import run_trial
 
 from . import unreadable
 from .results import (
@@ -188,7 +188,7 @@ def run_recorded_trial(
         # Where an earlier, interrupted run of this trial got to: its last epoch on disk, the same
         # record the weights were saved with (Ray's checkpoint can lag behind its experiment state).
         # A saved result means the work is done and only the rows are written again (runner.py).
-        resumed = "saved result" if (workdir / RESULT_FILE).is_file() else epochs.last_position()
+        resumed = "saved result" if paths.trial_result(key).is_file() else epochs.last_position()
 
         def on_epoch(record: dict[str, Any]) -> None:
             for name, value in record.items():

@@ -29,6 +29,7 @@ def test_every_path_of_a_sweep_folder_is_where_older_sweeps_have_it(tmp_path):
     assert (
         paths.workdir("k") == root / "trials" / "k" and paths.trial_config("k") == root / "trials" / "k" / "config.json"
     )
+    assert paths.trial_result("k") == root / "trials" / "k" / "result.json"
     assert paths.artifacts == root / "artifacts" and paths.ray == root / "ray"
     assert paths.optuna_journal == root / "optuna.journal" and paths.ray_processes == root / "ray-processes.json"
     assert paths.jobs == root / "slurm" / "jobs.jsonl" and paths.events == root / "slurm" / "events.jsonl"

@@ -19,6 +19,9 @@ import filelock
 
 from .errors import CheckpointError
 
+# A finished trial's outcome in its workdir (trainables.trial writes it; a resume reads it back).
+RESULT_FILE = "result.json"
+
 if TYPE_CHECKING:
     import torch
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from . import precision
-from .artifacts import atomic_write_json, config_hash, count_parameters
+from .artifacts import RESULT_FILE, atomic_write_json, config_hash, count_parameters
 from .data import data_fingerprint, load_dataset, stratified_fraction
 from .errors import ConfigError
 from .evaluation import evaluate
@@ -29,8 +29,6 @@ from .schema.evaluation import resolve_evaluation_config
 from .schema.trial import validate_trial_config
 from .seeding import seed_everything
 from .training_loop import EpochCallback
-
-RESULT_FILE = "result.json"
 
 
 def run_trial(
