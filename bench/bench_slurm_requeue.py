@@ -19,33 +19,9 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO / "tests"), str(REPO)]
 
-# The tests' tiny foundation and auto-encoder: seconds per stage, so the timeline is the system's.
-TINY_FOUNDATION = {
-    "name": "embedded",
-    "embedded": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_attention_heads": 2,
-        "decoder_hidden_size": 32,
-        "decoder_num_attention_heads": 2,
-        "decoder_intermediate_size": 64,
-        "epochs": 2,
-    },
-}
-TINY_ARCH = {
-    "patch_size": 8,
-    "hidden_size": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "num_heads": 2,
-    "decoder_hidden_size": 32,
-    "mlp_ratio": 2,
-    "pool_factor": 8,
-    "projector_hidden": 64,
-    "projector_dim": 16,
-}
+from tiny_settings import TINY_ARCH, TINY_FOUNDATION  # noqa: E402  (the tests' tiny settings)
 
 
 def parse_args(argv):

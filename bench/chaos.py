@@ -22,31 +22,7 @@ sys.path[:0] = [str(REPO / "tests" / "chaos"), str(REPO / "tests"), str(REPO)]
 
 from _machine import available_cores  # noqa: E402
 from chaos_harness import KINDS, Chaos, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows  # noqa: E402
-
-TINY_FOUNDATION = {
-    "name": "embedded",
-    "embedded": {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_attention_heads": 2,
-        "decoder_hidden_size": 32,
-        "decoder_num_attention_heads": 2,
-        "decoder_intermediate_size": 64,
-        "epochs": 2,
-    },
-}
-TINY_ARCH = {
-    "patch_size": 8,
-    "hidden_size": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "num_heads": 2,
-    "decoder_hidden_size": 32,
-    "mlp_ratio": 2,
-    "pool_factor": 8,
-    "projector_hidden": 64,
-    "projector_dim": 16,
-}
+from tiny_settings import TINY_ARCH, TINY_FOUNDATION  # noqa: E402
 
 
 def main() -> int:

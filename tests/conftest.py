@@ -16,31 +16,9 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import pytest
 import torch
+from tiny_settings import TINY_ARCH, TINY_EMBEDDED
 
 torch.set_num_threads(2)
-
-# Small enough to pre-train in a few seconds on 2 cores; still a real ViT-MAE pre-training run.
-TINY_EMBEDDED = {
-    "hidden_size": 32,
-    "intermediate_size": 64,
-    "num_attention_heads": 2,
-    "decoder_hidden_size": 32,
-    "decoder_num_attention_heads": 2,
-    "decoder_intermediate_size": 64,
-    "epochs": 2,
-}
-TINY_ARCH = {
-    "patch_size": 8,
-    "hidden_size": 32,
-    "encoder_layers": 1,
-    "decoder_layers": 1,
-    "num_heads": 2,
-    "decoder_hidden_size": 32,
-    "mlp_ratio": 2,
-    "pool_factor": 8,
-    "projector_hidden": 64,
-    "projector_dim": 16,
-}
 
 
 @pytest.fixture(scope="session")
