@@ -13,8 +13,8 @@ from typing import Iterator
 import torch
 
 
-def autocast(device: str | torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on `device`'s type when `enabled`; nothing otherwise."""
+def autocast(device: str | torch.device | None, enabled: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on `device`'s type when `enabled`; nothing otherwise (then `device` may be None)."""
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)

@@ -80,7 +80,7 @@ def fit_epochs(
         for index in iterate_batches(
             len(data), cfg["batch_size"], shuffle=True, drop_last=len(data) > cfg["batch_size"]
         ):
-            with autocast(autocast_on or "cpu", autocast_on is not None):
+            with autocast(autocast_on, autocast_on is not None):
                 terms = step(data.float_images(index), targets[index])
             if not torch.isfinite(terms["loss"]):
                 raise FloatingPointError(f"{what}: non-finite loss at epoch {epoch + 1}, batch {batches + 1}")

@@ -18,9 +18,6 @@ ATTACKS = ("pgd10", "pgd20", "autoattack")
 class ResolvedEvaluation(Resolved):
     """An evaluation section completed against its test set: eps and every count a number."""
 
-    def __reduce__(self):
-        return (ResolvedEvaluation, (dict(self),))
-
 
 def check_attack_budget(eps: float, steps: int = 1, step_size: float | None = None, *, field: str = "attack") -> None:
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:

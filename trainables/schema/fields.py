@@ -34,7 +34,7 @@ class Resolved(dict):
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _read_only
 
     def __reduce__(self):  # pickled (Ray, multiprocessing) and deep-copied without __setitem__
-        return (Resolved, (dict(self),))
+        return (type(self), (dict(self),))
 
 
 def frozen(section: Mapping[str, Any]) -> Resolved:

@@ -5,7 +5,6 @@ Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown key
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -13,6 +12,7 @@ from ..errors import ConfigError
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .contrastive import check_clusters_fit as check_clusters_fit_images
 from .fields import Field, Resolved, boolean, integer, number, one_of, optional, resolve, text
+from .references import imported
 
 _TRAINING = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
 
@@ -46,15 +46,10 @@ class PreprocessorKind:
         return self.step is not None
 
     def build(self, cfg: Mapping[str, Any], image_size: int, num_classes: int):
-        return _imported(self.builder)(cfg, image_size, num_classes)
+        return imported(self.builder)(cfg, image_size, num_classes)
 
     def training_step(self):
-        return _imported(self.step)
-
-
-def _imported(reference: str):
-    module, name = reference.split(":")
-    return getattr(importlib.import_module(module), name)
+        return imported(self.step)
 
 
 _PRE = "trainables.preprocessors"

@@ -7,13 +7,13 @@ Settings of another method are ignored, as a pre-processor kind ignores lambda.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .fields import Field, integer, number, one_of, optional, resolve
+from .references import imported
 
 SECTION = "foundation.pretraining"
 
@@ -31,8 +31,7 @@ class PretrainingMethod:
     views: int | None = None
 
     def training_step(self):
-        module, name = self.step.split(":")
-        return getattr(importlib.import_module(module), name)
+        return imported(self.step)
 
 
 _STEPS = "trainables.robust_pretraining"
