@@ -14,6 +14,10 @@ from typing import Any
 from ray.tune import Callback
 
 DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
+# The live table shows the running trials and this many of the latest ended ones, redrawn at most
+# every LIVE_REDRAW_S: a 10,000-row table rebuilt at every event would be the driver's main work.
+LIVE_ENDED_ROWS = 20
+LIVE_REDRAW_S = 0.5
 
 
 def describe(config: dict[str, Any]) -> str:
@@ -42,19 +46,33 @@ class SweepProgress(Callback):
 
     def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None, on_start=None):
         self.total = total
-        self.on_start = on_start  # called as each trial starts (the driver records Ray's new workers)
+        # Called when a trial starts in a worker process not seen before (the driver records Ray's
+        # new processes); a reused worker (reuse_actors) has nothing new to record.
+        self.on_start = on_start
+        self._workers_seen: set[int] = set()
         self.objectives = objectives
         self.stream = stream or sys.stderr
         self.live_wanted = self.stream.isatty() if live is None else live
         self.started = time.monotonic()
         self.finished_here = 0  # trials finished in this run (restored ones do not tell us speed)
-        self.states: dict[str, str] = {}
+        self.states: dict[str, str] = {}  # trial id -> state, as the hooks last saw it
+        self._tally: dict[str, int] = {}  # state -> how many trials are in it
+        self._seen = 0  # how many of Tune's trials (an append-only list) have been taken in
+        self._best: float | None = None
         self._live = None
+        self._drawn = 0.0  # when the live table was last rebuilt
         self._last_trials: list = []
 
     # Ray pickles the run config (callbacks included) into its experiment state.
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_live": None, "stream": None, "_last_trials": [], "on_start": None}
+        return {
+            **self.__dict__,
+            "_live": None,
+            "stream": None,
+            "_last_trials": [],
+            "on_start": None,
+            "_workers_seen": set(),
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -64,18 +82,41 @@ class SweepProgress(Callback):
         # Tune calls the completion hooks before it updates trial.status; the hooks record it first.
         return self.states.get(trial.trial_id, trial.status)
 
+    # Counts and the best value are kept as trials change state, not recounted over every trial
+    # at each event: that recount made a 10,000-trial sweep's driver quadratic in its trials.
+    def _set_state(self, trial, state: str) -> None:
+        previous = self.states.get(trial.trial_id)
+        if previous is not None:
+            self._tally[previous] -= 1
+        self.states[trial.trial_id] = state
+        self._tally[state] = self._tally.get(state, 0) + 1
+        if state == DONE:
+            self._consider_best(trial)
+
+    def _catch_up(self, trials: list) -> None:
+        """Take in the trials Tune added since the last event (restored ones arrive already ended)."""
+        for trial in trials[self._seen :]:
+            if trial.trial_id not in self.states:
+                self._set_state(trial, trial.status)
+        self._seen = max(self._seen, len(trials))
+
+    def _consider_best(self, trial) -> None:
+        metric, mode = next(iter(self.objectives.items()))
+        value = (trial.last_result or {}).get(metric)
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            return
+        if self._best is None or (value > self._best if mode == "max" else value < self._best):
+            self._best = value
+
     def counts(self, trials: list) -> dict[str, int]:
-        states = [self.status(t) for t in trials]
-        done, failed, running = states.count(DONE), states.count(ERROR), states.count(RUNNING)
+        self._catch_up(trials)
+        done, failed, running = (self._tally.get(state, 0) for state in (DONE, ERROR, RUNNING))
         return {"done": done, "running": running, "failed": failed, "pending": self.total - done - failed - running}
 
     def best(self, trials: list) -> str:
-        metric, mode = next(iter(self.objectives.items()))
-        values = [t.last_result.get(metric) for t in trials if self.status(t) == DONE and t.last_result]
-        values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-        if not values:
-            return f"best {metric}: -"
-        return f"best {metric}: {(max if mode == 'max' else min)(values):.4f}"
+        self._catch_up(trials)
+        metric = next(iter(self.objectives))
+        return f"best {metric}: -" if self._best is None else f"best {metric}: {self._best:.4f}"
 
     def eta(self, trials: list) -> float:
         counts = self.counts(trials)
@@ -91,27 +132,45 @@ class SweepProgress(Callback):
             f"elapsed {format_seconds(time.monotonic() - self.started)}, eta {format_seconds(self.eta(trials))}"
         )
 
+    def _new_worker(self, trial) -> bool:
+        """Whether `trial` runs on an actor no earlier trial of this run ran on (unknown: True).
+
+        Keyed by the handle's hash (its actor id), not the handle: holding an actor handle would
+        keep that actor alive. Scanning the process tree at every start cost ~20 ms a trial.
+        """
+        actor = getattr(getattr(trial, "temporary_state", None), "ray_actor", None)
+        if actor is None:
+            return True
+        key = hash(actor)
+        if key in self._workers_seen:
+            return False
+        self._workers_seen.add(key)
+        return True
+
     # --- Ray Tune hooks -------------------------------------------------------------------
     def on_trial_start(self, iteration, trials, trial, **info):
-        if self.on_start is not None:
+        if self.on_start is not None and self._new_worker(trial):
             self.on_start()
-        self.states[trial.trial_id] = RUNNING
+        self._catch_up(trials)
+        self._set_state(trial, RUNNING)
         self._event(trials, trial, "started")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        self.states[trial.trial_id] = DONE
+        self._catch_up(trials)
+        self._set_state(trial, DONE)
         self._event(trials, trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        self.states[trial.trial_id] = ERROR
+        self._catch_up(trials)
+        self._set_state(trial, ERROR)
         self._event(trials, trial, "FAILED")
 
     def on_step_end(self, iteration, trials, **info):
         self._last_trials = trials
         if self._live is not None:
-            self._live.update(self._table(trials))
+            self._redraw(trials)
 
     def on_experiment_end(self, trials, **info):
         if self._live is not None:
@@ -128,7 +187,7 @@ class SweepProgress(Callback):
 
                 self._live = Live(self._table(trials), console=Console(file=self.stream), refresh_per_second=2)
                 self._live.start()
-            self._live.update(self._table(trials))
+            self._redraw(trials)
             return
         metrics = ""
         if what == "done" and trial.last_result:
@@ -138,6 +197,11 @@ class SweepProgress(Callback):
             file=self.stream,
             flush=True,
         )
+
+    def _redraw(self, trials) -> None:
+        if time.monotonic() - self._drawn >= LIVE_REDRAW_S:
+            self._live.update(self._table(trials))
+            self._drawn = time.monotonic()
 
     def _table(self, trials):
         from rich.table import Table
@@ -149,7 +213,9 @@ class SweepProgress(Callback):
         table.add_column("where")
         for metric in self.objectives:
             table.add_column(metric, justify="right")
-        for trial in trials:
+        running = [trial for trial in trials if self.status(trial) == RUNNING]
+        ended = [trial for trial in trials if self.status(trial) in (DONE, ERROR)][-LIVE_ENDED_ROWS:]
+        for trial in running + ended:
             result = trial.last_result or {}
             where = (
                 f"{result.get('stage', '')} {result.get('epoch', '')}".strip() if self.status(trial) == RUNNING else ""

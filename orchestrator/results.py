@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from trainables.artifacts import atomic_write_bytes
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
-from . import unreadable
-from .sweep_paths import ResultsPaths, SweepPaths, parquet_files
+from . import results_cache, unreadable
+from .sweep_paths import ResultsPaths, SweepPaths
 
 TERMINATED, ERROR = "TERMINATED", "ERROR"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
@@ -341,16 +341,42 @@ def connect_results(results_dir: Path):
 
 
 def add_examples_view(connection, results_dir: Path) -> None:
-    """Table `examples` on `connection`: a view over the per-example files, read only when queried."""
+    """Table `examples` on `connection`: a view over the per-example files, read only when queried.
+
+    Unchanged files' rows come from the folder's cache (results_cache.py), the others from the files.
+    """
     examples = ResultsPaths(results_dir).examples
+    snap = results_cache.snapshot(examples)
+    parts = []
+    if snap.current_sources:
+        connection.register("_examples_sources", pa.table({"source": pa.array(snap.current_sources, pa.string())}))
+        parts.append(
+            f"SELECT * EXCLUDE ({results_cache.SOURCE}) FROM read_parquet({_quoted(snap.cache_path)}) "
+            f"WHERE {results_cache.SOURCE} IN (SELECT source FROM _examples_sources)"
+        )
     # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
     # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.
-    readable = [path for path in parquet_files(examples) if footer_readable(path)]
+    readable = [path for path in snap.uncovered if footer_readable(path)]
     if readable:
-        listed = ", ".join("'" + str(path.absolute()).replace("'", "''") + "'" for path in readable)
-        connection.execute(f"CREATE VIEW examples AS SELECT * FROM read_parquet([{listed}], union_by_name=true)")
+        parts.append(f"SELECT * FROM read_parquet([{', '.join(map(_quoted, readable))}], union_by_name=true)")
+    if parts:
+        connection.execute(f"CREATE VIEW examples AS {' UNION ALL BY NAME '.join(parts)}")
     else:
         connection.execute(f"CREATE TABLE examples ({EMPTY_COLUMNS['examples']})")
+    _refresh_if_stale(snap, examples)
+
+
+def _quoted(path: Path) -> str:
+    return "'" + str(Path(path).absolute()).replace("'", "''") + "'"
+
+
+def _refresh_if_stale(snap: results_cache.FolderSnapshot, folder: Path) -> None:
+    """A reader that read many files itself leaves a fresh cache for the next (where it may write)."""
+    if snap.stale:
+        try:
+            results_cache.refresh(folder)
+        except OSError:
+            pass  # a read-only copy, a full disk: the next reader reads the files, as this one did
 
 
 def footer_readable(path: Path) -> bool:
@@ -369,11 +395,17 @@ def footer_readable(path: Path) -> bool:
 def read_folder(folder: Path) -> pa.Table | None:
     """Every Parquet file in `folder` as one Arrow table (None when there is none), race-free.
 
-    A file gone in between (a running sweep replaces files while we read) or unreadable (noted
-    for the one warning line) is skipped. Columns unify by name: an ERROR row lacks the metric
-    columns, and a column null in one file and a number in another becomes the number.
+    Rows of files unchanged since the folder's cache was written come from the cache
+    (results_cache.py), the others from their files. A file gone in between (a running sweep
+    replaces files while we read) or unreadable (noted for the one warning line) is skipped.
+    Columns unify by name: an ERROR row lacks the metric columns, and a column null in one file
+    and a number in another becomes the number.
     """
-    tables = [table for path in parquet_files(folder) if (table := read_parquet_file(path)) is not None]
+    snap = results_cache.snapshot(folder)
+    cached = results_cache.cached_rows(snap)
+    tables = [cached] if cached is not None else []
+    tables += [table for path in snap.uncovered if (table := read_parquet_file(path)) is not None]
+    _refresh_if_stale(snap, folder)
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 

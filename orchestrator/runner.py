@@ -9,8 +9,10 @@ Optuna journal line, a finished trial whose row is unreadable, Ray processes of 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +20,7 @@ from pathlib import Path
 from trainables.artifacts import atomic_write_json
 from trainables.errors import UserError
 
-from . import unreadable
+from . import results_cache, unreadable
 from .private_apis import set_restored_callbacks
 from .progress import SweepProgress
 from .ray_cluster import RayCluster
@@ -36,13 +38,18 @@ CHECKPOINTS_KEPT = None
 
 
 def quiet_ray_tune() -> None:
-    """Our progress display replaces Tune's; keep its warnings about real problems only."""
+    """Our progress display replaces Tune's, our Parquet files its loggers; keep its warnings about real problems."""
     import logging
     import os
 
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Tune's newer console output prints its own header and tables whatever `verbose` says.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Tune's default CSV, JSON and TensorBoard loggers write 3 files per trial and run a
+    # TensorBoard writer thread in the driver: about a fifth of the driver's time per no-op trial
+    # (bench/bench_sweep_scale.py). Our record is results/; resume reads Tune's experiment state,
+    # not these files.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 
 
 @dataclass
@@ -213,7 +220,9 @@ def _run_locked(
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 ),
             )
-        grid = tuner.fit()
+        with _actor_starts_at_once(spec):
+            grid = tuner.fit()
+        _refresh_results_cache(sweep_dir)
         if failures.out_of_storage is not None:
             raise UserError(f"{sweep_dir}: stopped: {failures.out_of_storage}")
         done = sum(1 for result in grid if result.error is None)
@@ -223,6 +232,36 @@ def _run_locked(
         backend.stop()
         if processes is not None:
             stop_recorded(sweep_dir)  # anything ray.shutdown() left (its agents can outlive it)
+
+
+def _refresh_results_cache(sweep_dir: Path) -> None:
+    """One file of every trial's rows for the readers (results_cache.py); a sweep never fails for it."""
+    try:
+        results_cache.refresh_all(SweepPaths(sweep_dir).results.root)
+    except OSError as err:
+        print(f"orchestrator: results cache not refreshed ({err}); readers read the per-trial files")
+
+
+PENDING_TRIALS_VARIABLE = "TUNE_MAX_PENDING_TRIALS_PG"
+
+
+@contextmanager
+def _actor_starts_at_once(spec: SweepSpec):
+    """At most as many trial actors starting together as the cluster has CPUs (unless the user set
+    TUNE_MAX_PENDING_TRIALS_PG). Tune otherwise starts max_concurrent at once, each a process that
+    imports Ray Tune: 8 on 2 cores put the first trial 9.8 s after ray.init instead of 2.2 s
+    (bench/bench_sweep_scale.py --trials 300), with the same trials per second after."""
+    if PENDING_TRIALS_VARIABLE in os.environ:
+        yield
+        return
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    os.environ[PENDING_TRIALS_VARIABLE] = str(max(1, min(spec.max_concurrent or cpus, cpus)))
+    try:
+        yield
+    finally:
+        os.environ.pop(PENDING_TRIALS_VARIABLE, None)
 
 
 def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:

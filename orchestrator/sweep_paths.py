@@ -47,6 +47,10 @@ class ResultsPaths:
     def examples_file(self, key: str) -> Path:
         return self.examples / f"{key}{PARQUET}"
 
+    def cache_of(self, folder_name: str) -> Path:
+        """cache/<trials|epochs|examples>.parquet: every per-trial file's rows in one (results_cache.py)."""
+        return self.root / "cache" / f"{folder_name}{PARQUET}"
+
 
 def parquet_files(folder: Path) -> list[Path]:
     """The one-per-trial Parquet files of a results folder (trials/, epochs/ or examples/), by name."""

@@ -81,6 +81,8 @@ def trial_key(config: dict) -> str:
 # other name, and every sweep folder so far was written with the function's old name: the runner
 # registers whatever trial function it is given under this one (tests/chaos/inject.py relies on it).
 TUNE_NAME = "sweep_trial"
+# What a trial reports to Tune beside its objectives: the progress display's "where" and the key.
+TUNE_KEYS = ("stage", "epoch", "config_hash", "integrity_flags")
 
 
 def tune_trial(
@@ -104,8 +106,13 @@ def tune_trial(
 
     # Optuna's single-objective searcher reads its metric from every report: NaN until evaluated.
     pending = {metric: math.nan for metric in objectives}
+    # Tune is told the objectives and where the trial is, nothing more: the rows under results/ are
+    # the record, and Tune keeps statistics of every reported number of every trial in its
+    # experiment state, rewritten again and again (about 10 KB a trial with a handful of numbers).
+    told = {*objectives, *TUNE_KEYS}
 
     def report(record: dict[str, Any], manifest: dict[str, Any] | None) -> None:
+        record = {key: value for key, value in record.items() if key in told}
         if manifest is None:  # the final report: the metrics themselves
             tune.report(record)
             return

@@ -13,15 +13,17 @@ import tempfile
 from pathlib import Path
 
 import optuna
+import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import planned_hashes, write_spec
 
+from orchestrator import results_cache
 from orchestrator.backends import LocalBackend
 from orchestrator.results import connect, load_trials
 from orchestrator.runner import prepare_sweep_dir, run_sweep, write_state
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import STATE_FILE
+from orchestrator.sweep_paths import STATE_FILE, SweepPaths
 from trainables.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +44,10 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
     outcome = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
     assert (outcome.done, outcome.failed, outcome.unfinished, outcome.resumed) == (3, 0, 0, False)
 
+    # The driver left every trial's row in one file for readers (results_cache.py), and readers use it.
+    cache = SweepPaths(sweep_dir).results.cache_of("trials")
+    assert pq.read_metadata(cache).num_rows == 3
+    assert results_cache.snapshot(SweepPaths(sweep_dir).results.trials).uncovered == []
     trials = load_trials(sweep_dir)
     assert sorted(trials["config_hash"]) == sorted(planned_hashes(spec))
     assert set(trials["status"]) == {"TERMINATED"} and trials["error"].isna().all()

@@ -1,0 +1,117 @@
+"""results/cache/: one file of every per-trial file's rows, out of date at times but never wrong.
+
+Real Parquet files written by orchestrator.results, read back through DuckDB (connect) and Arrow.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pyarrow.parquet as pq
+
+from orchestrator import results, results_cache
+from orchestrator.results import TERMINATED, connect, trial_row, write_examples, write_trial
+from orchestrator.sweep_paths import SweepPaths
+from trainables.artifacts import config_hash
+from trainables.schema import validate_trial_config
+
+
+def _config(lam: float) -> dict:
+    return validate_trial_config(
+        {
+            "data": {"dataset": "digits2"},
+            "foundation": {"name": "embedded"},
+            "preprocessor": {"kind": "cropd", "lambda": lam},
+        }
+    )
+
+
+def _write(sweep_dir, lam: float, acc: float) -> str:
+    config = _config(lam)
+    key = config_hash(config)
+    now = results.now_utc()
+    identity = {"sweep": "s", "trial_id": f"t{lam}", "config_hash": key}
+    examples = {"index": [0, 1, 2], "label": [1, 0, 1], "correct": {"natural": [True, True, False]}}
+    write_examples(sweep_dir, key, examples, identity)
+    write_trial(
+        sweep_dir,
+        trial_row(
+            sweep="s",
+            trial_id=f"t{lam}",
+            config_hash=key,
+            config=config,
+            status=TERMINATED,
+            metrics={"acc_natural": acc},
+            error=None,
+            started_at=now,
+            finished_at=now,
+        ),
+    )
+    return key
+
+
+def _accuracies(sweep_dir) -> dict[str, float]:
+    return dict(connect(sweep_dir).execute("SELECT config_hash, acc_natural FROM trials").fetchall())
+
+
+def _examples(sweep_dir) -> int:
+    return connect(sweep_dir).execute("SELECT count(*) FROM examples").fetchone()[0]
+
+
+def test_rows_come_from_the_cache_until_a_file_changes_and_then_from_the_file(tmp_path):
+    keys = {lam: _write(tmp_path, lam, acc=0.5) for lam in (1, 2, 3)}
+    results_dir = SweepPaths(tmp_path).results
+    read = results_cache.refresh_all(results_dir.root)
+    assert read == {"trials": 3, "epochs": 0, "examples": 3}
+    assert pq.read_metadata(results_dir.cache_of("trials")).num_rows == 3
+    assert results_cache.snapshot(results_dir.trials).uncovered == []  # a reader reads one file
+    assert results_cache.refresh(results_dir.trials) == 0  # and a second refresh has nothing to do
+
+    # A trial that ran again replaced its file: the file, not the stale cache row, is read.
+    write_trial(tmp_path, {**results.read_trial(tmp_path, keys[2]), "acc_natural": 0.9})
+    # A new trial is read from its file; a trial whose file is gone is gone.
+    keys[4] = _write(tmp_path, 4, acc=0.25)
+    os.remove(results_dir.trial_row(keys[1]))
+    os.remove(results_dir.examples_file(keys[1]))
+    assert _accuracies(tmp_path) == {keys[2]: 0.9, keys[3]: 0.5, keys[4]: 0.25}
+    assert _examples(tmp_path) == 9
+    snap = results_cache.snapshot(results_dir.trials)
+    assert [path.name for path in snap.uncovered] == sorted(
+        results_dir.trial_row(key).name for key in (keys[2], keys[4])
+    )
+
+    # Refreshed: the same rows, now all from the cache.
+    assert results_cache.refresh(results_dir.trials) == 2
+    assert results_cache.snapshot(results_dir.trials).uncovered == []
+    assert _accuracies(tmp_path) == {keys[2]: 0.9, keys[3]: 0.5, keys[4]: 0.25}
+
+
+def test_a_damaged_or_lost_cache_costs_time_not_rows(tmp_path):
+    keys = [_write(tmp_path, lam, acc=lam / 10) for lam in (1, 2)]
+    results_dir = SweepPaths(tmp_path).results
+    results_cache.refresh_all(results_dir.root)
+    expected = _accuracies(tmp_path)
+    assert set(expected) == set(keys)
+
+    for cache in (results_dir.cache_of("trials"), results_dir.cache_of("examples")):
+        cache.write_bytes(b"not parquet at all")
+    assert _accuracies(tmp_path) == expected
+    assert _examples(tmp_path) == 6
+    assert results_cache.refresh(results_dir.trials) == 2  # written again from the files
+    assert _accuracies(tmp_path) == expected
+
+    for cache in results_dir.cache_of("trials").parent.iterdir():
+        cache.unlink()
+    assert _accuracies(tmp_path) == expected
+    assert _examples(tmp_path) == 6
+
+
+def test_a_reader_that_read_many_files_leaves_a_cache_for_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(results_cache, "REFRESH_AT", 3)
+    keys = [_write(tmp_path, lam, acc=0.5) for lam in (1, 2, 3)]
+    results_dir = SweepPaths(tmp_path).results
+    assert not results_dir.cache_of("trials").exists()
+    assert set(_accuracies(tmp_path)) == set(keys)
+    assert pq.read_metadata(results_dir.cache_of("trials")).num_rows == 3
+    assert pq.read_metadata(results_dir.cache_of("examples")).num_rows == 9
+    assert results_cache.snapshot(results_dir.trials).uncovered == []
