@@ -109,7 +109,7 @@ def run_case(args: argparse.Namespace) -> dict:
     import torch
 
     from trainables.artifacts import count_parameters
-    from trainables.data import augment_batch, paper_augmentation
+    from trainables.augmentation import augment
     from trainables.preprocessors import MaskedAutoencoder, resolve_preprocessor_config
     from trainables.preprocessors.objectives import cropd_step
 
@@ -126,9 +126,8 @@ def run_case(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     model = MaskedAutoencoder(cfg["arch"], IMAGE_SIZE).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    augmentation = paper_augmentation(IMAGE_SIZE)
     # Every batch made up front so the timed steps do not include making data. They stay on the CPU,
-    # as in fit.py: augmentation runs there image by image, then the batch moves to the device.
+    # as in fit.py: the batch moves to the device and is augmented there (trainables/augmentation.py).
     generator = torch.Generator().manual_seed(args.seed)
     batches = [torch.rand(batch, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator) for _ in range(args.warmup + steps)]
     labels = torch.zeros(batch, dtype=torch.long, device=device)  # cropd_step ignores labels
@@ -138,7 +137,7 @@ def run_case(args: argparse.Namespace) -> dict:
             torch.cuda.synchronize(device)
 
     def one_step(x_cpu: torch.Tensor) -> torch.Tensor:
-        x = augment_batch(x_cpu, augmentation).to(device, non_blocking=True)
+        x = augment(x_cpu.to(device, non_blocking=True))
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=args.bf16):
             terms = cropd_step(model, x, labels, cfg)
         optimizer.zero_grad(set_to_none=True)

@@ -280,8 +280,9 @@ def peak_rss_bytes() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from importlib.metadata import version
+
     import ray
-    import torch
     from _timed_backend import TimedBackend
 
     from orchestrator.results import connect
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"machine: {os.cpu_count()} CPUs ({available_cores()} available), ray {ray.__version__}, torch "
-        f"{torch.__version__}, "
+        f"{version('torch')} (not imported: the driver of a sweep needs none), "
         f"python {sys.version.split()[0]}"
     )
     print(

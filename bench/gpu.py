@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.attacks import pgd
-from trainables.data import augment_batch, paper_augmentation
+from trainables.augmentation import augment
 from trainables.encoders import FoundationFeatures
 from trainables.evaluation import _pgd_survives
 from trainables.foundation import IMAGENET_MEAN, IMAGENET_STD
@@ -174,14 +174,14 @@ def cropd_case(batch: int, precision: str, device: torch.device, seconds: float,
 
 
 def augmentation_rate(batch: int) -> dict:
-    """Images/s of fit.py's CPU augmentation (image by image), with this process's torch threads."""
-    transform = paper_augmentation(32)
+    """Images/s of fit.py's augmentation (batched, trainables/augmentation.py) on the CPU, with this
+    process's torch threads."""
     images = torch.rand(batch, 3, 32, 32)
-    augment_batch(images, transform)
+    augment(images)
     started = time.perf_counter()
     rounds = 3
     for _ in range(rounds):
-        augment_batch(images, transform)
+        augment(images)
     return {
         "part": "cpu_augmentation",
         "batch": batch,

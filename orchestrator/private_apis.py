@@ -14,8 +14,8 @@ Checked with ray 2.60.0 and submitit 1.5.4.
   them later (the Slurm driver, after writing its job's token) must make Ray read them again.
 - `Tuner._local_tuner.get_run_config()`: Tuner.restore brings back the callbacks the first run
   pickled (objects of that process); a restored run must report to this run's. No public setter.
-- `OptunaSearch._ot_trials`, `._ot_study`, `._points_to_evaluate`: which Optuna trial each Tune
-  trial holds, the study and the grid points, for grid_first_search.py to find the grid point a
+- `OptunaSearch._ot_trials`, `._ot_study`: which Optuna trial each Tune trial holds, and the
+  study, for grid_first_search.py to queue grid points one at a time and to find the points a
   killed driver took (tests/test_search.py checks it). No public accessor.
 - `submitit.slurm.slurm._make_sbatch_string`, `SlurmExecutor._submitit_command_str`: the sbatch
   script submitit would submit, for a `sbatch --test-only` preflight before anything is submitted.
@@ -54,9 +54,9 @@ def _loopback_node_address() -> Iterator[None]:
         ray_constants.ENABLE_RAY_CLUSTER = previous
 
 
-def optuna_search_internals(searcher) -> tuple[dict, Any, list[dict]]:
-    """OptunaSearch's Tune trial id -> Optuna trial map, its Optuna study, and its points_to_evaluate."""
-    return searcher._ot_trials, searcher._ot_study, searcher._points_to_evaluate
+def optuna_search_internals(searcher) -> tuple[dict, Any]:
+    """OptunaSearch's Tune trial id -> Optuna trial map and its Optuna study."""
+    return searcher._ot_trials, searcher._ot_study
 
 
 def reload_ray_auth() -> None:

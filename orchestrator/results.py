@@ -403,6 +403,8 @@ def read_folder(folder: Path) -> pa.Table | None:
     """
     snap = results_cache.snapshot(folder)
     cached = results_cache.cached_rows(snap)
+    if cached is None and snap.current_sources:  # a readable footer over unreadable rows: the files
+        snap = results_cache.uncached(folder)
     tables = [cached] if cached is not None else []
     tables += [table for path in snap.uncovered if (table := read_parquet_file(path)) is not None]
     _refresh_if_stale(snap, folder)

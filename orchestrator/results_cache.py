@@ -15,6 +15,7 @@ when a sweep ends; a reader that had to read many files itself refreshes it wher
 from __future__ import annotations
 
 import io
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,9 @@ from trainables.artifacts import atomic_write_bytes
 from .sweep_paths import PARQUET, ResultsPaths
 
 SOURCE = "_source"  # the stamp column: "<file name>:<inode>:<mtime ns>:<size>"
+# The stamps are also listed in the file's metadata, so a reader learns what the cache covers from
+# its footer alone (the column repeats a stamp on each of a trial's hundreds of example rows).
+SOURCES_KEY = b"cropd.results_cache.sources"
 # A reader that had to read at least this many files itself writes a fresh cache for the next one.
 REFRESH_AT = 200
 
@@ -69,12 +73,12 @@ def _stamp(name: str, stat: os.stat_result) -> str:
 
 
 def _cached_sources(cache_path: Path) -> set[str] | None:
-    """The stamps the cache holds rows of (its one stamp column only), or None without a usable cache."""
+    """The stamps the cache holds rows of (from its footer), or None without a usable cache."""
     try:
-        column = pq.read_table(cache_path, columns=[SOURCE])[SOURCE]
-    except (FileNotFoundError, pa.ArrowException, OSError, KeyError):
+        metadata = pq.read_schema(cache_path).metadata or {}
+        return set(json.loads(metadata[SOURCES_KEY]))
+    except (FileNotFoundError, pa.ArrowException, OSError, KeyError, ValueError):
         return None
-    return set(pc.unique(column).to_pylist())
 
 
 def snapshot(folder: Path) -> FolderSnapshot:
@@ -88,16 +92,17 @@ def snapshot(folder: Path) -> FolderSnapshot:
     return FolderSnapshot(path, current, uncovered)
 
 
+def uncached(folder: Path) -> FolderSnapshot:
+    """`folder` read without its cache: every file (for a cache that turned out unreadable)."""
+    return FolderSnapshot(cache_file(folder), [], sorted(Path(folder).glob(f"*{PARQUET}")))
+
+
 def cached_rows(snap: FolderSnapshot) -> pa.Table | None:
     """The cache's rows of files that are still there unchanged, without the stamp column."""
-    if not snap.current_sources:
+    table = _read_cache(snap)
+    if table is None or not table.num_rows:
         return None
-    try:
-        table = pq.read_table(snap.cache_path)
-    except (FileNotFoundError, pa.ArrowException, OSError):
-        return None
-    keep = pc.is_in(table[SOURCE], value_set=pa.array(snap.current_sources, pa.string()))
-    return table.filter(keep).drop_columns([SOURCE])
+    return table.drop_columns([SOURCE]).replace_schema_metadata(None)
 
 
 def refresh(folder: Path) -> int:
@@ -109,15 +114,15 @@ def refresh(folder: Path) -> int:
     """
     folder = Path(folder)
     snap = snapshot(folder)
-    kept = None
-    if snap.current_sources:
-        try:
-            table = pq.read_table(snap.cache_path)
-            kept = table.filter(pc.is_in(table[SOURCE], value_set=pa.array(snap.current_sources, pa.string())))
-        except (FileNotFoundError, pa.ArrowException, OSError):
-            kept = None
-            snap = FolderSnapshot(snap.cache_path, [], sorted(folder.glob(f"*{PARQUET}")))
-    tables = [kept] if kept is not None and kept.num_rows else []
+    if not snap.uncovered and set(snap.current_sources) == (_cached_sources(snap.cache_path) or set()):
+        return 0  # nothing new, replaced or gone: the cache is current
+    tables, sources = [], []
+    kept = _read_cache(snap)
+    if kept is None:  # no usable cache after all (replaced or damaged meanwhile): read every file
+        snap = uncached(folder)
+    elif kept.num_rows:
+        tables.append(kept)
+        sources += snap.current_sources
     for path in snap.uncovered:
         try:
             with open(path, "rb") as handle:
@@ -126,22 +131,27 @@ def refresh(folder: Path) -> int:
         except (FileNotFoundError, pa.ArrowException, OSError):
             continue
         tables.append(table.append_column(SOURCE, pa.array([stamp] * table.num_rows, pa.string())))
-    if not snap.uncovered and kept is not None and kept.num_rows == _cached_row_count(snap.cache_path):
-        return 0  # nothing new and nothing gone: the cache is current
+        sources.append(stamp)
     if not tables:
         snap.cache_path.unlink(missing_ok=True)
         return len(snap.uncovered)
+    merged = pa.concat_tables(tables, promote_options="permissive")
+    merged = merged.replace_schema_metadata({**(merged.schema.metadata or {}), SOURCES_KEY: json.dumps(sources)})
     buffer = io.BytesIO()
-    pq.write_table(pa.concat_tables(tables, promote_options="permissive"), buffer)
+    pq.write_table(merged, buffer)
     atomic_write_bytes(snap.cache_path, buffer.getvalue())
     return len(snap.uncovered)
 
 
-def _cached_row_count(cache_path: Path) -> int:
+def _read_cache(snap: FolderSnapshot) -> pa.Table | None:
+    """The cache's rows of the still-current stamps, stamp column kept; an empty table without any."""
+    if not snap.current_sources:
+        return pa.table({})
     try:
-        return pq.read_metadata(cache_path).num_rows
+        table = pq.read_table(snap.cache_path)
     except (FileNotFoundError, pa.ArrowException, OSError):
-        return -1
+        return None
+    return table.filter(pc.is_in(table[SOURCE], value_set=pa.array(snap.current_sources, pa.string())))
 
 
 def refresh_all(results_dir: Path) -> dict[str, int]:

@@ -50,6 +50,9 @@ def quiet_ray_tune() -> None:
     # (bench/bench_sweep_scale.py). Our record is results/; resume reads Tune's experiment state,
     # not these files.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Without those files Tune's ResultGrid finds no metrics files and warns once per trial (10,000
+    # lines for 10,000 trials); the sweep never reads them.
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
 @dataclass

@@ -108,7 +108,7 @@ def build_searcher(spec: SweepSpec, sweep_dir: Path):
         space=optuna_space(spec),
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
-        points_to_evaluate=points_to_evaluate(spec) or None,
+        grid_points=points_to_evaluate(spec),
         sampler=make_sampler(spec),
         study_name=spec.name,
         storage=journal_storage(sweep_dir),

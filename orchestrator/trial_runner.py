@@ -26,7 +26,6 @@ from typing import Any, Callable
 from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.errors import UserError
 from trainables.schema import validate_trial_config
-from trainables.trial import run_trial
 
 from . import unreadable
 from .results import (
@@ -224,6 +223,9 @@ def run_recorded_trial(
             )
 
         try:
+            # Imported here, in the worker: the driver imports this module too and needs no torch.
+            from trainables.trial import run_trial
+
             metrics = run_trial(config, workdir, artifacts=paths.artifacts, device=device, on_epoch=on_epoch)
             # The per-point outcomes go to their own table (a row per test point and attack), not the trial row.
             examples = metrics.pop("examples", None)

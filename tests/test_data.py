@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torchvision.transforms import v2
 
 from trainables.data import (
     DATASETS,
     ImageDataset,
-    augment_batch,
     iterate_batches,
     load_dataset,
-    paper_augmentation,
     stratified_fraction,
 )
 from trainables.errors import ConfigError, DataNotFoundError
@@ -270,28 +267,6 @@ def test_stratified_fraction_rejects_bad_fractions(bad):
     with pytest.raises(ConfigError) as info:
         stratified_fraction(_indexed_dataset([5, 5]), bad, seed=0)
     assert info.value.field == "data.data_fraction" and "data.data_fraction" in str(info.value)
-
-
-def test_augment_batch_draws_per_image():
-    torch.manual_seed(0)
-    images = torch.rand(16, 3, 8, 8)
-    out = augment_batch(images, v2.RandomHorizontalFlip())
-    flipped = [torch.equal(o, i.flip(-1)) for o, i in zip(out, images)]
-    kept = [torch.equal(o, i) for o, i in zip(out, images)]
-    assert all(f or k for f, k in zip(flipped, kept))
-    assert any(flipped) and any(kept)  # one batch-wide draw would give all or nothing
-
-
-def test_paper_augmentation_shape_range_and_reproducibility():
-    transform = paper_augmentation(32)
-    same = torch.rand(1, 3, 32, 32).expand(8, -1, -1, -1).contiguous()
-    torch.manual_seed(1)
-    out = augment_batch(same, transform)
-    assert out.shape == same.shape and out.dtype == torch.float32
-    assert out.min() >= 0 and out.max() <= 1
-    assert not torch.allclose(out[0], out[1])  # identical inputs, different random parameters
-    torch.manual_seed(1)
-    assert torch.equal(augment_batch(same, transform), out)
 
 
 def test_iterate_batches():

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from orchestrator import results, results_cache
 from orchestrator.results import TERMINATED, connect, trial_row, write_examples, write_trial
@@ -98,6 +100,17 @@ def test_a_damaged_or_lost_cache_costs_time_not_rows(tmp_path):
     assert _accuracies(tmp_path) == expected
     assert _examples(tmp_path) == 6
     assert results_cache.refresh(results_dir.trials) == 2  # written again from the files
+    assert _accuracies(tmp_path) == expected
+
+    # Rows damaged behind a readable footer: the footer says what is covered, the rows cannot be read.
+    results_cache.refresh(results_dir.trials)
+    cache = results_dir.cache_of("trials")
+    data = bytearray(cache.read_bytes())
+    data[4:200] = b"\0" * 196  # the first column chunk's pages, past the magic bytes
+    cache.write_bytes(bytes(data))
+    with pytest.raises((pa.ArrowException, OSError)):
+        pq.read_table(cache)
+    assert results_cache.snapshot(results_dir.trials).uncovered == []
     assert _accuracies(tmp_path) == expected
 
     for cache in results_dir.cache_of("trials").parent.iterdir():

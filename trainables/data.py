@@ -278,28 +278,6 @@ def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> Im
     return dataset.subset(torch.sort(torch.cat(chosen)).values)
 
 
-def paper_augmentation(image_size: int) -> v2.Compose:
-    """The training augmentations of the paper's Table 5."""
-    return v2.Compose(
-        [
-            v2.RandomResizedCrop(image_size, antialias=True),
-            v2.RandomHorizontalFlip(),
-            v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            v2.RandomGrayscale(p=0.2),
-        ]
-    )
-
-
-def augment_batch(images: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Apply `transform` image by image, float in [0, 1] in and out.
-
-    v2 on a batch tensor draws one set of random parameters for the whole batch; the paper
-    augments each image independently. Randomness is torch's global RNG (seeded per epoch).
-    """
-    out = torch.stack([transform(image) for image in images])
-    return out.clamp_(0, 1)
-
-
 def iterate_batches(
     n: int,
     batch_size: int,

@@ -11,8 +11,8 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from . import augmentation
 from .attacks import pgd
-from .data import augment_batch, paper_augmentation
 from .frequency import frequency_split
 from .losses import multiview_nt_xent
 
@@ -44,12 +44,11 @@ def make_views(
     t1 and t2 are two more independent draws from the stored images (per image, global RNG).
     x_high and x_low split x, brought to x's contrast (at_contrast_of).
     """
-    augmentation = paper_augmentation(images.shape[-1])
-    x = augment_batch(images, augmentation) if augment else images
+    x = augmentation.augment(images) if augment else images
     made: dict[str, torch.Tensor] = {}
     for name in ("t1", "t2"):
         if name in views:
-            made[name] = augment_batch(images, augmentation)
+            made[name] = augmentation.augment(images)
     if "high" in views or "low" in views:
         low, high = frequency_split(x, fft_radius)
         made["low"], made["high"] = at_contrast_of(low, x), at_contrast_of(high, x)

@@ -15,8 +15,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..artifacts import artifact_lock, config_hash, count_parameters
+from ..augmentation import augment
 from ..checkpointing import EpochCheckpoints
-from ..data import ImageDataset, augment_batch, data_fingerprint, paper_augmentation
+from ..data import ImageDataset, data_fingerprint
 from ..errors import CheckpointError
 from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_label_dir, pseudo_labels
 from ..published import published_dir, reusable
@@ -35,7 +36,8 @@ METADATA = "preprocessor.json"
 KEEP_CHECKPOINTS = 2
 # Bumped whenever a code change alters what training produces, so stale artifacts are not reused.
 # 3: the defaults became DIR's `combine: average` and the paper's plain FGSM.
-ARTIFACT_VERSION = 3
+# 4: the augmentations drawn per image by trainables/augmentation.py (batched), not torchvision's loop.
+ARTIFACT_VERSION = 4
 
 
 @dataclass
@@ -149,12 +151,15 @@ def _train(
     model = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
     kind = PREPROCESSOR_KINDS[cfg["kind"]]
     step = kind.training_step()
-    augmentation = paper_augmentation(train.image_size) if cfg["augment"] and kind.augments else None
+    augments = cfg["augment"] and kind.augments
 
     def one_step(x: torch.Tensor, batch_targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        if augmentation is not None:
-            x = augment_batch(x, augmentation)
-        return step(model, x.to(device), batch_targets.to(device), cfg)
+        # Augmented where the step runs: the parameters are drawn on the CPU (the same draws on
+        # any device), the batch is transformed by tensor ops on the device.
+        x = x.to(device)
+        if augments:
+            x = augment(x)
+        return step(model, x, batch_targets.to(device), cfg)
 
     elapsed, history = fit_epochs(
         model,
