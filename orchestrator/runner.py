@@ -40,7 +40,6 @@ CHECKPOINTS_KEPT = None
 def quiet_ray_tune() -> None:
     """Our progress display replaces Tune's, our Parquet files its loggers; keep its warnings about real problems."""
     import logging
-    import os
 
     logging.getLogger("ray.tune").setLevel(logging.WARNING)
     # Tune's newer console output prints its own header and tables whatever `verbose` says.
