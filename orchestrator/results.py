@@ -370,11 +370,11 @@ def _quoted(path: Path) -> str:
     return "'" + str(Path(path).absolute()).replace("'", "''") + "'"
 
 
-def _refresh_if_stale(snap: results_cache.FolderSnapshot, folder: Path) -> None:
+def _refresh_if_stale(snap: results_cache.FolderSnapshot, folder: Path, already_read=None) -> None:
     """A reader that read many files itself leaves a fresh cache for the next (where it may write)."""
     if snap.stale:
         try:
-            results_cache.refresh(folder)
+            results_cache.refresh(folder, already_read)
         except OSError:
             pass  # a read-only copy, a full disk: the next reader reads the files, as this one did
 
@@ -406,8 +406,13 @@ def read_folder(folder: Path) -> pa.Table | None:
     if cached is None and snap.current_sources:  # a readable footer over unreadable rows: the files
         snap = results_cache.uncached(folder)
     tables = [cached] if cached is not None else []
-    tables += [table for path in snap.uncovered if (table := read_parquet_file(path)) is not None]
-    _refresh_if_stale(snap, folder)
+    stamped = results_cache.read_stamped(snap.uncovered)
+    tables += [table for _, table in stamped]
+    read = {stamp.split(":", 1)[0] for stamp, _ in stamped}
+    for path in snap.uncovered:
+        if path.name not in read:
+            read_parquet_file(path)  # gone (skipped) or unreadable: noted for the one warning line
+    _refresh_if_stale(snap, folder, stamped)
     return pa.concat_tables(tables, promote_options="permissive") if tables else None
 
 

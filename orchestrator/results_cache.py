@@ -105,12 +105,26 @@ def cached_rows(snap: FolderSnapshot) -> pa.Table | None:
     return table.drop_columns([SOURCE]).replace_schema_metadata(None)
 
 
-def refresh(folder: Path) -> int:
+def read_stamped(paths: list[Path]) -> list[tuple[str, pa.Table]]:
+    """Each readable file's stamp and rows. Read by descriptor and stamped from it, so a file
+    replaced meanwhile is stamped as the version read. Unreadable or vanished files are left out
+    (the caller notes them)."""
+    read = []
+    for path in paths:
+        try:
+            with open(path, "rb") as handle:
+                stamp = _stamp(Path(path).name, os.fstat(handle.fileno()))
+                read.append((stamp, pq.read_table(pa.BufferReader(handle.read()))))
+        except (FileNotFoundError, pa.ArrowException, OSError):
+            continue
+    return read
+
+
+def refresh(folder: Path, already_read: list[tuple[str, pa.Table]] | None = None) -> int:
     """Write `folder`'s cache again: unchanged files' rows kept, new and replaced files read.
 
-    Returns how many files were read. Files are read by descriptor and stamped from it, so a file
-    replaced while this runs is stamped as the version read (and read again by the next reader).
-    Unreadable files are left out (readers note them). The cache is replaced atomically.
+    `already_read`: (stamp, rows) of files the caller read itself with read_stamped, not read
+    again. Returns how many files were new or replaced. The cache is replaced atomically.
     """
     folder = Path(folder)
     snap = snapshot(folder)
@@ -123,13 +137,10 @@ def refresh(folder: Path) -> int:
     elif kept.num_rows:
         tables.append(kept)
         sources += snap.current_sources
-    for path in snap.uncovered:
-        try:
-            with open(path, "rb") as handle:
-                stamp = _stamp(path.name, os.fstat(handle.fileno()))
-                table = pq.read_table(pa.BufferReader(handle.read()))
-        except (FileNotFoundError, pa.ArrowException, OSError):
-            continue
+    known = {stamp.split(":", 1)[0]: (stamp, table) for stamp, table in already_read or []}
+    fresh = [known[path.name] for path in snap.uncovered if path.name in known]
+    fresh += read_stamped([path for path in snap.uncovered if path.name not in known])
+    for stamp, table in fresh:
         tables.append(table.append_column(SOURCE, pa.array([stamp] * table.num_rows, pa.string())))
         sources.append(stamp)
     if not tables:
