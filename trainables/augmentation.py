@@ -154,14 +154,13 @@ def _jitter(x: torch.Tensor, params: AugmentationDraw) -> torch.Tensor:
         SATURATION_OP: params.saturation.to(device, x.dtype),
         HUE_OP: params.hue.to(device, x.dtype),
     }
-    jitter = params.jitter.to(device)
-    order = params.order.to(device)
+    x = x.clone()
     for position in range(4):
         for op, factor in factors.items():
-            chosen = jitter & (order[:, position] == op)
-            if not bool(chosen.any()):
-                continue
-            x = torch.where(chosen[:, None, None, None], _colour_op(x, op, factor), x)
+            # Only the images doing this operation at this position: each image pays each op once.
+            chosen = (params.jitter & (params.order[:, position] == op)).nonzero().flatten().to(device)
+            if len(chosen):
+                x[chosen] = _colour_op(x[chosen], op, factor[chosen])
     return x
 
 
