@@ -30,7 +30,12 @@ sys.path.insert(0, str(REPO))
 from _machine import available_cores  # noqa: E402
 
 DEFAULT_SPECS = ("search_spaces/quickstart.yaml",)
-WARM_FOUNDATION = "from trainables.foundation import load_foundation; load_foundation({'name': 'embedded'})"
+# One torch thread, as a sweep's first trial (resources.cpu 1) pre-trains it: CPU float sums depend
+# on the thread count, and a foundation pre-trained on 2 threads gives other accuracies.
+WARM_FOUNDATION = (
+    "import torch; torch.set_num_threads(1); "
+    "from trainables.foundation import load_foundation; load_foundation({'name': 'embedded'})"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
