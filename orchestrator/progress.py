@@ -151,19 +151,16 @@ class SweepProgress(Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         if self.on_start is not None and self._new_worker(trial):
             self.on_start()
-        self._catch_up(trials)
         self._set_state(trial, RUNNING)
         self._event(trials, trial, "started")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        self._catch_up(trials)
         self._set_state(trial, DONE)
         self._event(trials, trial, "done")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        self._catch_up(trials)
         self._set_state(trial, ERROR)
         self._event(trials, trial, "FAILED")
 

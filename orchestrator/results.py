@@ -407,10 +407,9 @@ def read_folder(folder: Path) -> pa.Table | None:
         snap = results_cache.uncached(folder)
     tables = [cached] if cached is not None else []
     stamped = results_cache.read_stamped(snap.uncovered)
-    tables += [table for _, table in stamped]
-    read = {stamp.split(":", 1)[0] for stamp, _ in stamped}
+    tables += [table for _, table in stamped.values()]
     for path in snap.uncovered:
-        if path.name not in read:
+        if path.name not in stamped:
             read_parquet_file(path)  # gone (skipped) or unreadable: noted for the one warning line
     _refresh_if_stale(snap, folder, stamped)
     return pa.concat_tables(tables, promote_options="permissive") if tables else None

@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from trainables.artifacts import atomic_write_bytes
 
-from .sweep_paths import PARQUET, ResultsPaths
+from .sweep_paths import PARQUET, ResultsPaths, parquet_files
 
 SOURCE = "_source"  # the stamp column: "<file name>:<inode>:<mtime ns>:<size>"
 # The stamps are also listed in the file's metadata, so a reader learns what the cache covers from
@@ -43,6 +43,12 @@ class FolderSnapshot:
     cache_path: Path
     current_sources: list[str]  # the stamps of the cached rows to use
     uncovered: list[Path]  # files new or replaced since the cache was written
+    gone: int = 0  # stamps the cache holds whose files were replaced or removed since
+
+    @property
+    def current(self) -> bool:
+        """Whether the cache holds exactly the folder's files as they are now."""
+        return not self.uncovered and not self.gone
 
     @property
     def stale(self) -> bool:
@@ -89,12 +95,12 @@ def snapshot(folder: Path) -> FolderSnapshot:
     cached_sources = _cached_sources(path) or set()
     current = [stamp for stamp in stamps.values() if stamp in cached_sources]
     uncovered = sorted(folder / name for name, stamp in stamps.items() if stamp not in cached_sources)
-    return FolderSnapshot(path, current, uncovered)
+    return FolderSnapshot(path, current, uncovered, gone=len(cached_sources) - len(current))
 
 
 def uncached(folder: Path) -> FolderSnapshot:
     """`folder` read without its cache: every file (for a cache that turned out unreadable)."""
-    return FolderSnapshot(cache_file(folder), [], sorted(Path(folder).glob(f"*{PARQUET}")))
+    return FolderSnapshot(cache_file(folder), [], parquet_files(folder))
 
 
 def cached_rows(snap: FolderSnapshot) -> pa.Table | None:
@@ -105,22 +111,22 @@ def cached_rows(snap: FolderSnapshot) -> pa.Table | None:
     return table.drop_columns([SOURCE]).replace_schema_metadata(None)
 
 
-def read_stamped(paths: list[Path]) -> list[tuple[str, pa.Table]]:
-    """Each readable file's stamp and rows. Read by descriptor and stamped from it, so a file
-    replaced meanwhile is stamped as the version read. Unreadable or vanished files are left out
-    (the caller notes them)."""
-    read = []
+def read_stamped(paths: list[Path]) -> dict[str, tuple[str, pa.Table]]:
+    """File name -> (stamp, rows) of each readable file. Read by descriptor and stamped from it, so
+    a file replaced meanwhile is stamped as the version read. Unreadable or vanished files are left
+    out (the caller notes them)."""
+    read = {}
     for path in paths:
         try:
             with open(path, "rb") as handle:
                 stamp = _stamp(Path(path).name, os.fstat(handle.fileno()))
-                read.append((stamp, pq.read_table(pa.BufferReader(handle.read()))))
+                read[Path(path).name] = (stamp, pq.read_table(pa.BufferReader(handle.read())))
         except (FileNotFoundError, pa.ArrowException, OSError):
             continue
     return read
 
 
-def refresh(folder: Path, already_read: list[tuple[str, pa.Table]] | None = None) -> int:
+def refresh(folder: Path, already_read: dict[str, tuple[str, pa.Table]] | None = None) -> int:
     """Write `folder`'s cache again: unchanged files' rows kept, new and replaced files read.
 
     `already_read`: (stamp, rows) of files the caller read itself with read_stamped, not read
@@ -128,8 +134,8 @@ def refresh(folder: Path, already_read: list[tuple[str, pa.Table]] | None = None
     """
     folder = Path(folder)
     snap = snapshot(folder)
-    if not snap.uncovered and set(snap.current_sources) == (_cached_sources(snap.cache_path) or set()):
-        return 0  # nothing new, replaced or gone: the cache is current
+    if snap.current:
+        return 0  # nothing new, replaced or gone
     tables, sources = [], []
     kept = _read_cache(snap)
     if kept is None:  # no usable cache after all (replaced or damaged meanwhile): read every file
@@ -137,10 +143,9 @@ def refresh(folder: Path, already_read: list[tuple[str, pa.Table]] | None = None
     elif kept.num_rows:
         tables.append(kept)
         sources += snap.current_sources
-    known = {stamp.split(":", 1)[0]: (stamp, table) for stamp, table in already_read or []}
-    fresh = [known[path.name] for path in snap.uncovered if path.name in known]
-    fresh += read_stamped([path for path in snap.uncovered if path.name not in known])
-    for stamp, table in fresh:
+    known = already_read or {}
+    fresh = {**read_stamped([path for path in snap.uncovered if path.name not in known]), **known}
+    for stamp, table in (fresh[path.name] for path in snap.uncovered if path.name in fresh):
         tables.append(table.append_column(SOURCE, pa.array([stamp] * table.num_rows, pa.string())))
         sources.append(stamp)
     if not tables:
