@@ -44,13 +44,13 @@ from _machine import available_cores  # noqa: E402
 
 from trainables.attacks import pgd
 from trainables.data import DATASETS, load_dataset
-from trainables.evaluation import _pgd_survives
 from trainables.foundation import default_cache_root, load_foundation
 from trainables.head import build_linear_head, train_head
 from trainables.pipeline import Pipeline
 from trainables.preprocessors import fit_preprocessor
 from trainables.schema.head import resolve_head_config
 from trainables.seeding import seed_everything
+from trainables.survival import pgd_survives
 
 # A small CRoPD pre-processor that trains in a few CPU-minutes on the embedded digits.
 CROPD_CONFIG = {"kind": "cropd", "epochs": 10, "lr": 2e-3, "batch_size": 32}
@@ -175,7 +175,7 @@ def ours_evaluation(model, x, y, *, eps, steps, batch_size):
         xb, yb = x[part], y[part]
         with torch.no_grad():
             attacked = (model(xb).argmax(1) == yb).nonzero().flatten()
-        held = _pgd_survives(
+        held = pgd_survives(
             model, xb[attacked], yb[attacked], eps=eps, steps=steps, step_size=eps / 10, random_start=True
         )
         survives[part.start + attacked] = held

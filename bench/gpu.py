@@ -46,11 +46,11 @@ from torch import nn
 from trainables.attacks import pgd
 from trainables.augmentation import augment
 from trainables.encoders import FoundationFeatures
-from trainables.evaluation import _pgd_survives
 from trainables.foundation import IMAGENET_MEAN, IMAGENET_STD
 from trainables.pipeline import Pipeline
 from trainables.preprocessors import MaskedAutoencoder, resolve_preprocessor_config
 from trainables.preprocessors.objectives import cropd_step
+from trainables.survival import pgd_survives
 
 GIB = 1024**3
 CIFAR10_TRAIN = 50_000
@@ -257,7 +257,7 @@ def pgd_cases(pipeline: Pipeline, batch: int, device: torch.device, quick: bool,
         for eps in (1 / 255, 2 / 255, EPS) if measure_strength else ():
             torch.manual_seed(2)  # the same random start for every precision
             with Precision(precision, device):
-                survives = _pgd_survives(pipeline, x, y, eps=eps, steps=20, step_size=eps / 10, random_start=True)
+                survives = pgd_survives(pipeline, x, y, eps=eps, steps=20, step_size=eps / 10, random_start=True)
             strength[f"robust_acc_eps{round(eps * 255)}"] = survives.float().mean().item()
         rows.append(
             {
@@ -318,7 +318,7 @@ def stage_memory(pipeline: Pipeline, device: torch.device, quick: bool) -> list[
 
     reset_peak(device)
     started = time.perf_counter()
-    _pgd_survives(pipeline, x, y, eps=EPS, steps=20, step_size=EPS / 10, random_start=True)
+    pgd_survives(pipeline, x, y, eps=EPS, steps=20, step_size=EPS / 10, random_start=True)
     record("PGD-20 evaluation batch", started)
 
     pipeline.foundation.set_trainable(True)

@@ -76,6 +76,60 @@ def test_pgd_collapses_an_undefended_model_and_flags_stay_clear(ten_class):
     assert result["time_evaluation_s"] > 0
 
 
+def test_sweep_settings_in_shared_batches_give_what_one_run_per_setting_gives(ten_class):
+    # Shared batches mix settings of different eps, step sizes and step counts (1 to 20); every
+    # point must end exactly as in its own run (same random start, same path), whatever the batch.
+    from trainables.evaluation import _Batches, _robust_correct_settings
+    from trainables.seeding import derive_seed
+    from trainables.survival import PGDSetting, survives_settings
+
+    model, images, labels = ten_class
+    batches = _Batches(images, labels, torch.arange(100), 32, "cpu")
+    natural = model(images[:100]).argmax(dim=1) == labels[:100]
+    settings = [PGDSetting(0.005, 10, 0.00125), PGDSetting(0.02, 10, 0.005), PGDSetting(0.01, 1, 0.025)]
+    settings.append(PGDSetting(0.01, 20, 0.00125))
+    seed_parts = (3, "sweep")
+    separate = _robust_correct_settings(
+        model, batches, natural, settings, random_start=True, seed_parts=seed_parts, shared_batches=False
+    )
+    rates = [float(separate[(s.eps, s.steps)].float().mean()) for s in settings]
+    assert len(set(rates)) >= 3 and 0 < min(rates) < max(rates) < 1  # settings that differ: not vacuous
+    shared = _robust_correct_settings(
+        model, batches, natural, settings, random_start=True, seed_parts=seed_parts, shared_batches=True
+    )
+    for batch_size in (48, 400):  # a shared batch size other than the chunks' (seeds follow the chunks)
+        chunks = [(n, p, *batches.get(p)) for n, p in batches.chunks(natural.nonzero().flatten())]
+        pieces = survives_settings(
+            model,
+            iter(chunks),
+            settings,
+            random_start=True,
+            seed_of=lambda s, n: derive_seed(*seed_parts, s.eps, s.steps, n),
+            batch_size=batch_size,
+        )
+        for setting, parts in zip(settings, pieces):
+            robust = separate[(setting.eps, setting.steps)]
+            assert all(torch.equal(robust[positions], survives) for positions, survives in parts)
+            assert sum(len(positions) for positions, _ in parts) == int(natural.sum())
+    for key, robust in separate.items():
+        assert torch.equal(robust, shared[key])
+        assert not robust[~natural].any()  # a naturally wrong point is never robust
+
+
+def test_the_evaluations_sweep_is_the_same_with_and_without_shared_batches(ten_class, monkeypatch):
+    import trainables.evaluation as evaluation
+
+    model, images, labels = ten_class
+    config = {"eps": 0.03, "attacks": ["pgd10"]}
+    results = []
+    for shared in (True, False):
+        monkeypatch.setitem(evaluation.SWEEP_SHARED_BATCHES, "cpu", shared)
+        results.append(evaluate(model, images, labels, config, num_classes=10, default_eps=8 / 255))
+    assert results[0]["sweep_eps"] == results[1]["sweep_eps"]
+    assert results[0]["sweep_steps"] == results[1]["sweep_steps"]
+    assert [acc for _, acc in results[0]["sweep_eps"]] != [results[0]["sweep_eps"][0][1]] * 4
+
+
 def _textbook_pgd_accuracy(model, images, labels, *, eps, steps, step_size, seed):
     """Madry et al.'s PGD written out: uniform start, signed-gradient steps, projection, final iterate."""
     torch.manual_seed(seed)
@@ -114,18 +168,18 @@ def test_dropping_broken_points_from_the_batch_changes_no_outcome(ten_class):
     # The evaluation stops attacking a point once an iterate fools the model; the reference below
     # attacks every point for every step (checking every iterate) and must agree point by point.
     from trainables.attacks import pgd
-    from trainables.evaluation import _attack_loss, _pgd_survives
+    from trainables.survival import attack_loss, pgd_survives
 
     model, images, labels = ten_class
     eps, steps = 0.01, 10
     torch.manual_seed(11)
-    shrinking = _pgd_survives(model, images, labels, eps=eps, steps=steps, step_size=eps / 5, random_start=True)
+    shrinking = pgd_survives(model, images, labels, eps=eps, steps=steps, step_size=eps / 5, random_start=True)
     survives = torch.ones(len(labels), dtype=torch.bool)
 
     def loss_of(x_adv):
         logits = model(x_adv)
         survives.logical_and_(logits.detach().argmax(dim=1) == labels)
-        return _attack_loss(logits, labels, x_adv)
+        return attack_loss(logits, labels, x_adv)
 
     torch.manual_seed(11)
     final = pgd(loss_of, images, eps=eps, steps=steps, step_size=eps / 5, random_start=True)

@@ -14,11 +14,11 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .schema.evaluation import ATTACKS, SECTION, check_attack_budget, resolve_evaluation_config
+from .schema.evaluation import ATTACKS, SECTION, resolve_evaluation_config
 from .schema.fields import is_int
 from .seeding import derive_seed
+from .survival import PGDSetting, attack_loss, pgd_survives, predict, survives_settings
 
 # The paper's PGD settings: (steps, step size as a fraction of eps).
 PGD_SETTINGS = {"pgd10": (10, 1 / 5), "pgd20": (20, 1 / 10)}
@@ -32,6 +32,11 @@ SWEEP_POINTS = 64
 SWEEP_EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)
 SWEEP_STEPS = (1, 10, 50)
 SWEEP_STEP_FACTOR = 2.5  # step size 2.5 * eps / steps (Madry et al.'s rule)
+# Whether the sweep's settings share batches (trainables/survival.py; the same outcome either way),
+# by what bench/bench_strength_sweep.py measured: on 2 CPU cores shared batches were slower (0.86x,
+# the embedded pipeline); on an H200 1.69x faster for the embedded pipeline (launch-bound) and
+# 1.00-1.03x for ViT-MAE-large at 224 px.
+SWEEP_SHARED_BATCHES = {"cpu": False, "cuda": True}
 CONFIDENCE = 0.95
 # Logits of two identical forward passes may differ by float noise on a GPU, not by more.
 DETERMINISM_TOLERANCE = 1e-4
@@ -48,8 +53,12 @@ def evaluate(
     num_classes: int,
     default_eps: float,
     device: str | torch.device = "cpu",
+    natural_logits: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Attack the whole pipeline `model` (images in [0,1] -> logits) and return metrics and integrity flags.
+
+    `natural_logits`: the pipeline's clean logits of every test image, when the caller has them
+    (a trial computes them from shared features: trainables/shared_features.py); else computed here.
 
     Points evaluated: the first n_examples of a seeded permutation of the test set (test sets stored
     class by class would otherwise give a biased subset); AutoAttack runs on the first
@@ -61,7 +70,7 @@ def evaluate(
     device = torch.device(device)
     # fork_rng: the seeded attacks (and AutoAttack's own manual_seed calls) leave the caller's RNG alone.
     with _eval_mode(model), torch.random.fork_rng(devices=_cuda_indices(device)), torch.enable_grad():
-        result = _evaluate(model, images, labels, config, num_classes, device)
+        result = _evaluate(model, images, labels, config, num_classes, device, natural_logits)
     result["time_evaluation_s"] = time.perf_counter() - started
     return result
 
@@ -95,10 +104,10 @@ def _cuda_indices(device: torch.device) -> list[int]:
     return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
-def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, Any]:
+def _evaluate(model, images, labels, config, num_classes, device, natural_logits=None) -> dict[str, Any]:
     order = _evaluation_order(len(images), config["n_examples"], config["seed"])
     batches = _Batches(images, labels, order, config["batch_size"], device)
-    correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes)
+    correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes, natural_logits)
 
     result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
     for name in ("natural", *ATTACKS):
@@ -118,11 +127,14 @@ def _evaluate(model, images, labels, config, num_classes, device) -> dict[str, A
     return result
 
 
-def _run_attacks(model, batches: _Batches, config, num_classes: int):
+def _run_attacks(model, batches: _Batches, config, num_classes: int, natural_logits=None):
     """Per-point correctness under each asked-for attack (natural always), AutoAttack's details, timings."""
     eps, timings = config["eps"], {}
     tic = time.perf_counter()
-    predicted = _natural_predictions(model, batches, num_classes)
+    if natural_logits is None:
+        predicted = _natural_predictions(model, batches, num_classes)
+    else:
+        predicted = _given_predictions(natural_logits, batches, num_classes)
     natural = predicted == batches.labels[batches.order].long().cpu()
     timings["natural"] = time.perf_counter() - tic
     correct: dict[str, torch.Tensor] = {"natural": natural}
@@ -188,11 +200,6 @@ class _Batches:
             yield batch_number, positions[start : start + self.batch_size]
 
 
-def _predict(model, x: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return model(x).argmax(dim=1)
-
-
 def _natural_predictions(model, batches: _Batches, num_classes: int) -> torch.Tensor:
     """The predicted class of every evaluated point, unattacked."""
     predicted = torch.zeros(len(batches), dtype=torch.int64)
@@ -204,6 +211,14 @@ def _natural_predictions(model, batches: _Batches, num_classes: int) -> torch.Te
             raise ValueError(f"the model gives logits of shape {tuple(logits.shape)}, expected (B, {num_classes})")
         predicted[positions] = logits.argmax(dim=1).cpu()
     return predicted
+
+
+def _given_predictions(logits: torch.Tensor, batches: _Batches, num_classes: int) -> torch.Tensor:
+    if tuple(logits.shape) != (len(batches.images), num_classes):
+        raise ValueError(
+            f"natural_logits of shape {tuple(logits.shape)}, expected ({len(batches.images)}, {num_classes})"
+        )
+    return logits[batches.order.to(logits.device)].argmax(dim=1).cpu()
 
 
 def _robust_correct(
@@ -219,56 +234,57 @@ def _robust_correct(
         x, y = batches.get(positions)
         # Seeded per batch, so a result never depends on how many batches ran before it.
         torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
-        robust[positions] = _pgd_survives(
+        robust[positions] = pgd_survives(
             model, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start
         ).cpu()
     return robust
 
 
-def _pgd_survives(model, x, y, *, eps, steps, step_size, random_start) -> torch.Tensor:
-    """True where every PGD iterate (start, each step, final) is still classified correctly.
-
-    Any iterate lies in the eps-ball, so one that fools the model is a valid adversarial example:
-    checking them all costs nothing (the logits are computed anyway) and never weakens the attack.
-    A point is dropped from the batch as soon as an iterate fools the model: it counts as broken
-    whatever later iterates do, so attacking it further would cost passes and change nothing. The
-    others follow exactly the path they would in the whole batch (the random start is drawn for
-    the whole batch first, and in eval mode a point's logits do not depend on its batch mates).
-    """
-    check_attack_budget(eps, steps, step_size)
-    x = x.detach()
-    if eps == 0:
-        return _predict(model, x) == y
-    low, high = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
-    x_adv = x.clone()
-    if random_start:
-        x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
-    survives = torch.ones(len(y), dtype=torch.bool, device=y.device)
-    active = torch.arange(len(y), device=y.device)  # points not yet fooled by any iterate
-    for _ in range(steps):
-        current = x_adv[active].requires_grad_(True)
-        logits = model(current)
-        holds = logits.detach().argmax(dim=1) == y[active]
-        survives[active[~holds]] = False
-        if not holds.any():
-            return survives
-        # Summed loss: a point's gradient is its own, so the broken points' rows are simply unused.
-        (grad,) = torch.autograd.grad(_attack_loss(logits, y[active], current), current)
-        active = active[holds]
-        x_adv[active] = (current.detach()[holds] + step_size * grad[holds].sign()).clamp_(low[active], high[active])
-    survives[active] &= _predict(model, x_adv[active]) == y[active]
-    return survives
-
-
-def _attack_loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy, always connected to the input.
-
-    Summed, not averaged: dividing by the batch size can underflow small gradients to 0, and
-    sign(0) = 0 would silently stall the attack on those points. The `0 * x` term turns a pipeline
-    that detaches its input (no gradient at all) into an all-zero gradient instead of an autograd
-    error, so the evaluation finishes and the integrity check flags it.
-    """
-    return F.cross_entropy(logits, y, reduction="sum") + 0.0 * x.sum()
+def _robust_correct_settings(
+    model,
+    batches: _Batches,
+    natural: torch.Tensor,
+    settings: list[PGDSetting],
+    *,
+    random_start: bool,
+    seed_parts: tuple,
+    shared_batches: bool,
+) -> dict[tuple[float, int], torch.Tensor]:
+    """_robust_correct for each setting, keyed by (eps, steps): one run per setting, or all settings
+    in shared batches (trainables/survival.py); the same random starts, so the same outcome."""
+    if not shared_batches:
+        return {
+            (s.eps, s.steps): _robust_correct(
+                model,
+                batches,
+                natural,
+                eps=s.eps,
+                steps=s.steps,
+                step_size=s.step_size,
+                random_start=random_start,
+                seed_parts=seed_parts,
+            )
+            for s in settings
+        }
+    chunks = (
+        (number, positions, *batches.get(positions))
+        for number, positions in batches.chunks(natural.nonzero().flatten())
+    )
+    pieces = survives_settings(
+        model,
+        chunks,
+        settings,
+        random_start=random_start,
+        seed_of=lambda s, number: derive_seed(*seed_parts, s.eps, s.steps, number),
+        batch_size=batches.batch_size,
+    )
+    outcome = {}
+    for setting, parts in zip(settings, pieces):
+        robust = torch.zeros(len(batches), dtype=torch.bool)
+        for positions, survives in parts:
+            robust[positions] = survives.cpu()
+        outcome[(setting.eps, setting.steps)] = robust
+    return outcome
 
 
 def _autoattack_correct(model, batches: _Batches, natural: torch.Tensor, config, num_classes: int):
@@ -289,7 +305,7 @@ def _autoattack_correct(model, batches: _Batches, natural: torch.Tensor, config,
         x_adv, y_adv = attack.run_standard_evaluation(x, y, batch_size=config["batch_size"])
     x_adv, y_adv = x_adv.to(x.device), y_adv.to(y.device)
     # Trust but verify: re-classify the returned points and check they respect the budget.
-    correct = (y_adv == y) & (_predict(model, x_adv) == y) & natural[positions].to(y.device)
+    correct = (y_adv == y) & (predict(model, x_adv) == y) & natural[positions].to(y.device)
     outside = bool(((x_adv - x).abs().amax() > config["eps"] + BUDGET_TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1)
     details = {
         "version": attack.version,
@@ -498,7 +514,7 @@ def _gradient_check(model, batches: _Batches, positions: torch.Tensor, flags: se
     """Zero or non-finite input gradients through the pipeline make gradient attacks fail silently."""
     x, y = batches.get(positions)
     x.requires_grad_(True)
-    (grad,) = torch.autograd.grad(_attack_loss(model(x), y, x), x)
+    (grad,) = torch.autograd.grad(attack_loss(model(x), y, x), x)
     finite = bool(torch.isfinite(grad).all())
     per_point = grad.detach().flatten(1).abs().sum(dim=1)
     if not finite:
@@ -519,25 +535,18 @@ def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[
     if eps == 0:
         return {"sweep_note": "skipped: eps is 0"}
     subset = _SubsetBatches(batches, min(SWEEP_POINTS, len(batches)))
-    sub_natural = natural[: len(subset)]
-    cache: dict[tuple[float, int], torch.Tensor] = {}
-
-    def survives(budget: float, steps: int) -> torch.Tensor:
-        if (budget, steps) not in cache:
-            cache[(budget, steps)] = _robust_correct(
-                model,
-                subset,
-                sub_natural,
-                eps=budget,
-                steps=steps,
-                step_size=SWEEP_STEP_FACTOR * budget / steps,
-                random_start=config["random_start"],
-                seed_parts=(seed, "sweep"),
-            )
-        return cache[(budget, steps)]
-
-    by_eps = [survives(factor * eps, 10) for factor in SWEEP_EPS_FACTORS]
-    by_steps = [survives(eps, steps) for steps in SWEEP_STEPS]
+    settings = {(factor * eps, 10) for factor in SWEEP_EPS_FACTORS} | {(eps, steps) for steps in SWEEP_STEPS}
+    outcome = _robust_correct_settings(
+        model,
+        subset,
+        natural[: len(subset)],
+        [PGDSetting(budget, steps, SWEEP_STEP_FACTOR * budget / steps) for budget, steps in sorted(settings)],
+        random_start=config["random_start"],
+        seed_parts=(seed, "sweep"),
+        shared_batches=SWEEP_SHARED_BATCHES[torch.device(batches.device).type],
+    )
+    by_eps = [outcome[(factor * eps, 10)] for factor in SWEEP_EPS_FACTORS]
+    by_steps = [outcome[(eps, steps)] for steps in SWEEP_STEPS]
     eps_checks = _monotone(by_eps, resamples, (seed, "sweep-eps"))
     steps_checks = _monotone(by_steps, resamples, (seed, "sweep-steps"))
     if any(check["rises"] for check in eps_checks.values()):

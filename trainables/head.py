@@ -20,6 +20,7 @@ from .checkpointing import EpochCheckpoints
 from .data import ImageDataset, iterate_batches
 from .pipeline import Pipeline
 from .seeding import seed_everything
+from .shared_features import SharedFeatures
 from .training_loop import EpochCallback
 
 
@@ -32,7 +33,7 @@ class HeadResult:
     features_cached: bool = False
 
 
-def _features(pipeline: Pipeline, data: ImageDataset, batch_size: int, device: str) -> torch.Tensor:
+def pipeline_features(pipeline: Pipeline, data: ImageDataset, device: str, batch_size: int = 256) -> torch.Tensor:
     """foundation(preprocessor(x)) for every image, once: exact because both are deterministic."""
     chunks = []
     with torch.no_grad():
@@ -52,10 +53,12 @@ def train_head(
     device: str = "cpu",
     on_epoch: EpochCallback | None = None,
     autocast: bool = False,
+    shared: SharedFeatures | None = None,
 ) -> HeadResult:
     """Train `pipeline.head` (and the foundation when it is trainable) for cfg['epochs'] epochs,
     resuming from the newest checkpoint in `checkpoint_folder` tagged with `key`. `autocast`: each
-    step's forward pass (and a robust head's attack) under bf16 autocast; the backward outside it."""
+    step's forward pass (and a robust head's attack) under bf16 autocast; the backward outside it.
+    `shared`: where a clean head's training features may already be (trainables/shared_features.py)."""
     foundation_trains = any(p.requires_grad for p in pipeline.foundation.parameters())
     trainable = [p for p in pipeline.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
@@ -75,7 +78,10 @@ def train_head(
 
     cache_features = cfg["mode"] == "clean" and not foundation_trains
     # A resume that finds every epoch done (interrupted later, in evaluation) needs no features.
-    cached = _features(pipeline, train, 256, device) if cache_features and start_epoch < cfg["epochs"] else None
+    cached = None
+    if cache_features and start_epoch < cfg["epochs"]:
+        compute = lambda: pipeline_features(pipeline, train, device)  # noqa: E731
+        cached = shared.of("train", train, compute) if shared is not None else compute()
     labels_all = train.labels.to(device)
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()

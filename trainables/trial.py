@@ -12,13 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import precision
 from .artifacts import RESULT_FILE, atomic_write_json, config_hash, count_parameters
 from .data import data_fingerprint, load_dataset, stratified_fraction
 from .errors import ConfigError
 from .evaluation import evaluate
 from .foundation import default_cache_root, load_foundation
-from .head import build_linear_head, train_head
+from .head import build_linear_head, pipeline_features, train_head
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor
 from .pseudo_labels import FeatureModel
@@ -28,6 +30,7 @@ from .schema.data import DATASETS
 from .schema.evaluation import resolve_evaluation_config
 from .schema.trial import validate_trial_config
 from .seeding import seed_everything
+from .shared_features import SharedFeatures, sharing_enabled
 from .training_loop import EpochCallback
 
 
@@ -97,10 +100,13 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
     if foundation.pretraining is not None:  # its cost, also when an earlier trial paid it (paper Table 11)
         times["foundation_pretraining"] = foundation.pretraining["time_s"]
 
+    # With sharing switched off (CROPD_SHARE_STAGES=0, to measure what it saves) every trial trains
+    # its own pre-processor in its workdir.
+    artifacts = artifacts if artifacts is not None and sharing_enabled() else workdir
     fitted = fit_preprocessor(
         cfg["preprocessor"],
         preprocessor_train,
-        artifacts or workdir,
+        artifacts,
         device=device,
         on_epoch=on_epoch,
         foundation=FeatureModel.of_foundation(cfg["foundation"], foundation),
@@ -120,6 +126,17 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
             "data": data_fingerprint(train),
         }
     )
+    # Clean features of the training and test images, shared by every trial behind the same
+    # pre-processor and foundation (trainables/shared_features.py).
+    # Not for a foundation the head stage trains (its features change) nor one that gives logits.
+    shares = sharing_enabled() and not any(p.requires_grad for p in foundation.parameters())
+    shares = shares and getattr(fitted.module, "produces", "images") != "logits"
+    shared = SharedFeatures(
+        artifacts if shares else None,
+        {"foundation": cfg["foundation"], "preprocessor": preprocessor_identity},
+        torch.nn.ModuleList([fitted.module, foundation]),
+        device,
+    )
     head = None
     if getattr(fitted.module, "produces", "images") != "logits":
         # Seeded here, not by whatever ran before in this process (a Ray worker runs many trials).
@@ -138,11 +155,15 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
             device=device,
             on_epoch=on_epoch,
             autocast=training_autocast,
+            shared=shared,
         )
         times["head"], head_params = result.time_s, result.params
     else:
         times["head"] = 0.0
 
+    natural_started = time.perf_counter()
+    natural_logits = _natural_logits(pipeline, test, shared, device, compute)
+    natural_s = time.perf_counter() - natural_started
     with precision.autocast(device, compute["evaluation_autocast"]):
         metrics = evaluate(
             precision.compiled(pipeline, compute["compile"]),
@@ -152,11 +173,14 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
             num_classes=test.num_classes,
             default_eps=default_eps,
             device=device,
+            natural_logits=natural_logits,
         )
     if foundation.pretraining is not None and at_chance(foundation.pretraining):
         # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
         metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})
-    times["evaluation"] = metrics.pop("time_evaluation_s", math.nan)
+    # The natural pass, when it ran here on shared features, is part of the evaluation's time.
+    times["evaluation"] = metrics.pop("time_evaluation_s", math.nan) + natural_s
+    metrics["time_natural_s"] = metrics.get("time_natural_s", 0.0) + natural_s
     outcome = {
         **metrics,
         **{f"time_{stage}_s": seconds for stage, seconds in times.items()},
@@ -164,7 +188,22 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
         "params_foundation": count_parameters(foundation),
         "params_head": head_params,
         "preprocessor_reused": fitted.reused,
+        # Which clean feature sets came from an earlier trial ("train", "test").
+        "features_reused": sorted(name for name, reused in shared.reused.items() if reused),
         # What computed it (also at the defaults, where the config has no compute section).
         **{f"compute_{name}": value for name, value in compute.items()},
     }
     return outcome
+
+
+def _natural_logits(pipeline: Pipeline, test, shared: SharedFeatures, device: str, compute: dict):
+    """head(shared test features), or None where the evaluation must run the pipeline itself: no
+    head (the pre-processor gives logits), a foundation the head stage fine-tuned (its weights are
+    no longer the ones the features were keyed by), or an evaluation under autocast."""
+    if pipeline.head is None or compute["evaluation_autocast"]:
+        return None
+    if any(p.requires_grad for p in pipeline.foundation.parameters()):
+        return None
+    features = shared.of("test", test, lambda: pipeline_features(pipeline, test, device))
+    with torch.no_grad():
+        return pipeline.head(features.to(device))

@@ -24,19 +24,21 @@ def cropd_step(model: MaskedAutoencoder, x: torch.Tensor, labels: torch.Tensor, 
 
     The attack maximises the same contrastive loss the step minimises (the sup in Algorithm 1),
     against a fixed clean embedding. With lambda = 0 it is Vanilla and the attack is skipped.
+    The clean pass that the loss needs also gives the attack its reference (detached): the same
+    values a separate no-grad pass would give (the trained weights are bit-identical), one encoder
+    pass fewer: about 5% of a step at the quickstart's size on one core.
     """
     if cfg["lambda"] == 0:
         return vanilla_step(model, x, labels, cfg)
     tau = cfg["temperature"]
-    with torch.no_grad():
-        z_reference = model.embed(x)
+    reconstruction, z_clean = model.reconstruct_and_embed(x)
+    z_reference = z_clean.detach()
     x_adv = fgsm(
         lambda xa: adversarial_nt_xent(z_reference, model.embed(xa), tau),
         x,
         eps=cfg["eps"],
         random_start=cfg["fgsm_random_start"],
     )
-    reconstruction, z_clean = model.reconstruct_and_embed(x)
     recon = reconstruction_mse(reconstruction, x)
     contrastive = adversarial_nt_xent(z_clean, model.embed(x_adv), tau)
     return {"loss": recon + cfg["lambda"] * contrastive, "loss_reconstruction": recon, "loss_contrastive": contrastive}

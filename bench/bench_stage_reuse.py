@@ -1,0 +1,143 @@
+"""Stage seconds of one sweep with stages shared across trials against the same sweep without sharing.
+
+    python bench/bench_stage_reuse.py [--spec search_spaces/embedded_table1.yaml] [--seeds 0]
+        [--preprocessor-epochs N] [--no-autoattack] [--json PATH]
+
+Both runs use this checkout, the same spec and a fresh sweep folder each; the embedded foundation
+is pre-trained once beforehand into a fresh cache both share (untimed: a project pays it once).
+Sharing off (CROPD_SHARE_STAGES=0) gives every trial its own pre-processor and its own clean
+features; on (the default), trials behind the same pre-processor reuse the artifact and the
+features (trainables/shared_features.py). Printed: each run's stage seconds summed over its trials
+from the Parquet rows, their ratio (on / off: issue 17's target is <= 0.6), and per trial what it
+reused.
+
+The whole embedded_table1 (36 trials, AutoAttack on 12) is about an hour per run on 2 cores; the
+options scale it down, and say so in the output: --seeds keeps only those seeds of the grid,
+--preprocessor-epochs sets trial.preprocessor.epochs, --no-autoattack drops AutoAttack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_speedup import WARM_FOUNDATION, stage_seconds  # noqa: E402
+
+# A trial's stages; the other time_ columns (natural, pgd10, integrity, ...) are parts of evaluation.
+STAGES = ("foundation", "preprocessor", "head", "evaluation")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--spec", default="search_spaces/embedded_table1.yaml")
+    p.add_argument("--seeds", default=None, help="comma-separated seeds to keep (default: the spec's)")
+    p.add_argument("--preprocessor-epochs", type=int, default=None)
+    p.add_argument("--no-autoattack", action="store_true")
+    p.add_argument("--out", type=Path, default=None, help="keep the sweeps here (default: a temp folder)")
+    p.add_argument("--json", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def scaled_spec(raw: dict, args) -> tuple[dict, list[str]]:
+    """The spec with the asked-for reductions, and a line per reduction."""
+    changes = []
+    trial = raw.setdefault("trial", {})
+    if args.preprocessor_epochs is not None:
+        trial.setdefault("preprocessor", {})["epochs"] = args.preprocessor_epochs
+        changes.append(f"trial.preprocessor.epochs = {args.preprocessor_epochs}")
+    if args.no_autoattack:
+        evaluation = trial.setdefault("evaluation", {})
+        evaluation["attacks"] = [a for a in evaluation.get("attacks", []) if a != "autoattack"]
+        changes.append("no AutoAttack")
+    grid = raw.get("grid", [])
+    entries = grid if isinstance(grid, list) else [grid]
+    if args.no_autoattack:
+        for entry in entries:
+            entry.pop("evaluation.autoattack_examples", None)
+    if args.seeds is not None:
+        keep = [int(s) for s in args.seeds.split(",")]
+        if "seeds" in raw:
+            raw["seeds"] = [s for s in raw["seeds"] if s in keep]
+        for entry in entries:
+            if "seed" in entry:
+                entry["seed"] = [s for s in entry["seed"] if s in keep]
+        entries = [e for e in entries if e.get("seed", True) != []]
+        changes.append(f"seeds {keep} only")
+    raw["grid"] = entries if isinstance(grid, list) else entries[0]
+    return raw, changes
+
+
+def run(spec: Path, sweep_dir: Path, cache: Path, share: bool) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CROPD_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
+    env["CROPD_SHARE_STAGES"] = "1" if share else "0"
+    log = sweep_dir.with_suffix(".log")
+    started = time.perf_counter()
+    with open(log, "w") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(sweep_dir)],
+            cwd=REPO,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    if done.returncode != 0:
+        raise SystemExit(f"sharing {'on' if share else 'off'}: the sweep failed (exit {done.returncode}); see {log}")
+    return {"wall_s": time.perf_counter() - started, "stages_s": stage_seconds(sweep_dir)}
+
+
+def reuse_table(sweep_dir: Path) -> list[str]:
+    from orchestrator.results import load_trials
+
+    trials = load_trials(sweep_dir).sort_values("trial_id")
+    lines = []
+    for _, row in trials.iterrows():
+        kind = row["preprocessor.kind"]
+        name = kind + (f" lambda {row['preprocessor.lambda']:g}" if kind == "cropd" else "")
+        reused = [*(["pre-processor"] if row.get("preprocessor_reused") else []), *list(row.get("features_reused", []))]
+        line = f"{row['trial_id']} | {name} | {row['head.mode']} head | seed {row['seed']} | reused: "
+        lines.append(line + (", ".join(reused) or "-"))
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    raw, changes = scaled_spec(yaml.safe_load((REPO / args.spec).read_text()), args)
+    root = args.out or Path(tempfile.mkdtemp(prefix="bench-stage-reuse-"))
+    root.mkdir(parents=True, exist_ok=True)
+    spec = root / Path(args.spec).name
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    cache = root / "cache"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CROPD_CACHE": str(cache)}
+    subprocess.run([sys.executable, "-c", WARM_FOUNDATION], cwd=REPO, env=env, check=True)
+    print(f"spec {args.spec}" + (f" scaled: {'; '.join(changes)}" if changes else " as it is"), flush=True)
+    figures = {}
+    for share in (False, True):
+        figures["on" if share else "off"] = run(spec, root / f"sharing-{'on' if share else 'off'}", cache, share)
+        side = figures["on" if share else "off"]
+        print(
+            f"sharing {'on ' if share else 'off'}: wall {side['wall_s']:.0f} s, stages {side['stages_s']}", flush=True
+        )
+    total = {side: sum(figures[side]["stages_s"].get(stage, 0.0) for stage in STAGES) for side in figures}
+    ratio = total["on"] / total["off"]
+    print(
+        f"stage seconds ({' + '.join(STAGES)}): on {total['on']:.0f}, off {total['off']:.0f}, ratio on/off {ratio:.2f}"
+    )
+    print("\n".join(reuse_table(root / "sharing-on")))
+    if args.json:
+        args.json.write_text(json.dumps({"spec": args.spec, "changes": changes, **figures, "ratio": ratio}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
