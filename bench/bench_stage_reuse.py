@@ -7,9 +7,10 @@ Both runs use this checkout, the same spec and a fresh sweep folder each; the em
 is pre-trained once beforehand into a fresh cache both share (untimed: a project pays it once).
 Sharing off (CROPD_SHARE_STAGES=0) gives every trial its own pre-processor and its own clean
 features; on (the default), trials behind the same pre-processor reuse the artifact and the
-features (trainables/shared_features.py). Printed: each run's stage seconds summed over its trials
-from the Parquet rows, their ratio (on / off: issue 17's target is <= 0.6), and per trial what it
-reused.
+features (trainables/shared_features.py). Printed: each run's slot-seconds (its trials' durations
+summed) and stage seconds spent (a reused pre-processor counts 0: its row carries the training cost
+of the artifact), their ratios on / off (issue 17's target: <= 0.6), and per trial what it reused.
+The machine's speed drifts between runs (up to 30% on this 2-core machine): compare the two orders.
 
 The whole embedded_table1 (36 trials, AutoAttack on 12) is about an hour per run on 2 cores; the
 options scale it down, and say so in the output: --seeds keeps only those seeds of the grid,
@@ -32,7 +33,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench_speedup import WARM_FOUNDATION, stage_seconds  # noqa: E402
+from bench_speedup import WARM_FOUNDATION  # noqa: E402
 
 # A trial's stages; the other time_ columns (natural, pgd10, integrity, ...) are parts of evaluation.
 STAGES = ("foundation", "preprocessor", "head", "evaluation")
@@ -44,6 +45,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", default=None, help="comma-separated seeds to keep (default: the spec's)")
     p.add_argument("--preprocessor-epochs", type=int, default=None)
     p.add_argument("--no-autoattack", action="store_true")
+    p.add_argument("--order", default="on,off", choices=("on,off", "off,on"), help="which run first (default on,off)")
     p.add_argument("--out", type=Path, default=None, help="keep the sweeps here (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None)
     return p.parse_args(argv)
@@ -93,7 +95,26 @@ def run(spec: Path, sweep_dir: Path, cache: Path, share: bool) -> dict:
         )
     if done.returncode != 0:
         raise SystemExit(f"sharing {'on' if share else 'off'}: the sweep failed (exit {done.returncode}); see {log}")
-    return {"wall_s": time.perf_counter() - started, "stages_s": stage_seconds(sweep_dir)}
+    return {"wall_s": time.perf_counter() - started, **spent_seconds(sweep_dir)}
+
+
+def spent_seconds(sweep_dir: Path) -> dict:
+    """What the trials spent: slot-seconds (each trial's finish minus start, summed) and stage
+    seconds. A row's time_preprocessor_s is the artifact's training cost even when the trial reused
+    it (the paper's cost tables want that), so a reused one counts 0 here: its load is in the slot."""
+    from orchestrator.results import load_trials
+
+    trials = load_trials(sweep_dir)
+    reused = trials["preprocessor_reused"].fillna(False).astype(bool)
+    trained = ~reused & (trials["preprocessor.kind"] != "identity")
+    slot_s = float((trials["finished_at"] - trials["started_at"]).dt.total_seconds().sum())
+    stages = {}
+    for stage in STAGES:
+        seconds = trials[f"time_{stage}_s"].fillna(0.0)
+        if stage == "preprocessor":
+            seconds = seconds.where(~reused, 0.0)
+        stages[stage] = round(float(seconds.sum()), 1)
+    return {"slot_s": round(slot_s, 1), "stages_s": stages, "trained": int(trained.sum())}
 
 
 def reuse_table(sweep_dir: Path) -> list[str]:
@@ -104,7 +125,9 @@ def reuse_table(sweep_dir: Path) -> list[str]:
     for _, row in trials.iterrows():
         kind = row["preprocessor.kind"]
         name = kind + (f" lambda {row['preprocessor.lambda']:g}" if kind == "cropd" else "")
-        reused = [*(["pre-processor"] if row.get("preprocessor_reused") else []), *list(row.get("features_reused", []))]
+        features = row.get("features_reused")
+        features = json.loads(features) if isinstance(features, str) else list(features if features is not None else [])
+        reused = [*(["pre-processor"] if row.get("preprocessor_reused") else []), *features]
         line = f"{row['trial_id']} | {name} | {row['head.mode']} head | seed {row['seed']} | reused: "
         lines.append(line + (", ".join(reused) or "-"))
     return lines
@@ -122,20 +145,32 @@ def main(argv=None) -> int:
     subprocess.run([sys.executable, "-c", WARM_FOUNDATION], cwd=REPO, env=env, check=True)
     print(f"spec {args.spec}" + (f" scaled: {'; '.join(changes)}" if changes else " as it is"), flush=True)
     figures = {}
-    for share in (False, True):
-        figures["on" if share else "off"] = run(spec, root / f"sharing-{'on' if share else 'off'}", cache, share)
-        side = figures["on" if share else "off"]
+    for side in args.order.split(","):
+        share = side == "on"
+        figures[side] = run(spec, root / f"sharing-{side}", cache, share)
+        f = figures[side]
         print(
-            f"sharing {'on ' if share else 'off'}: wall {side['wall_s']:.0f} s, stages {side['stages_s']}", flush=True
+            f"sharing {side:3}: wall {f['wall_s']:.0f} s, slot-seconds {f['slot_s']:.0f}, "
+            f"pre-processors trained {f['trained']}, stage seconds spent {f['stages_s']}",
+            flush=True,
         )
-    total = {side: sum(figures[side]["stages_s"].get(stage, 0.0) for stage in STAGES) for side in figures}
+    total = {side: sum(figures[side]["stages_s"].values()) for side in figures}
     ratio = total["on"] / total["off"]
+    slot_ratio = figures["on"]["slot_s"] / figures["off"]["slot_s"]
     print(
-        f"stage seconds ({' + '.join(STAGES)}): on {total['on']:.0f}, off {total['off']:.0f}, ratio on/off {ratio:.2f}"
+        f"stage seconds spent ({' + '.join(STAGES)}): on {total['on']:.0f}, off {total['off']:.0f}, ratio {ratio:.2f}"
+    )
+    print(
+        f"slot-seconds: ratio on/off {slot_ratio:.2f}; "
+        f"wall ratio {figures['on']['wall_s'] / figures['off']['wall_s']:.2f}"
     )
     print("\n".join(reuse_table(root / "sharing-on")))
     if args.json:
-        args.json.write_text(json.dumps({"spec": args.spec, "changes": changes, **figures, "ratio": ratio}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"spec": args.spec, "changes": changes, **figures, "ratio": ratio, "slot_ratio": slot_ratio}, indent=2
+            )
+        )
     return 0
 
 
