@@ -282,3 +282,49 @@ def test_vanilla_reconstructs_better_than_the_mean_image(tmp_path):
         mse = torch.nn.functional.mse_loss(fitted.module.eval()(x), x).item()
     predicting_the_mean = ((x - x.mean(dim=0, keepdim=True)) ** 2).mean().item()
     assert mse < 0.8 * predicting_the_mean, (mse, predicting_the_mean)
+
+
+@pytest.mark.parametrize("kind", ["cropd", "arae", "encoder_only"])
+def test_the_training_attack_budget_defaults_to_the_datasets(kind):
+    # App. A: ImagenetTe is attacked at 4/255; the pre-processor's own attack follows the dataset
+    # unless the section names its eps.
+    from trainables.schema import validate_trial_config
+
+    def eps_of(dataset, **given):
+        trial = {"data": {"dataset": dataset}, "preprocessor": {"kind": kind, "arch": "paper224", **given}}
+        if dataset != "imagenette":
+            trial["preprocessor"]["arch"] = "paper32"
+        return validate_trial_config(trial)["preprocessor"]["eps"]
+
+    assert eps_of("imagenette") == pytest.approx(4 / 255)
+    assert eps_of("cifar10") == pytest.approx(8 / 255)
+    assert eps_of("imagenette", eps=8 / 255) == pytest.approx(8 / 255)
+
+
+def test_a_batch_size_schedule_changes_the_batch_from_its_epoch_and_leaves_other_configs_alone(
+    tmp_path, tiny_arch, cache_root
+):
+    # Table 6's CIFAR-2: batch 32, then 256 from epoch 150. Here 16, then 64 after 2 epochs.
+    from trainables.artifacts import config_hash
+    from trainables.data import load_dataset
+    from trainables.preprocessors import fit_preprocessor
+
+    plain = resolve_preprocessor_config({"kind": "vanilla", "arch": tiny_arch, "batch_size": 16})
+    assert "batch_size_schedule" not in plain  # unset: the config and its hash are as before the setting
+    given = {"kind": "vanilla", "arch": tiny_arch, "batch_size": 16, "epochs": 3, "batch_size_schedule": {"2": 64}}
+    cfg = resolve_preprocessor_config(given)
+    assert cfg["batch_size_schedule"] == {2: 64}  # string keys (JSON) become epochs
+    assert config_hash(cfg) == config_hash(resolve_preprocessor_config({**given, "batch_size_schedule": {2: 64}}))
+    train = load_dataset("digits2", "train")
+    fitted = fit_preprocessor(given, train, tmp_path)
+    assert [r["batch_size"] for r in fitted.history] == [16, 16, 64]
+    assert [r["lr"] for r in fitted.history] == [
+        r["lr"] for r in fit_preprocessor({**given, "batch_size_schedule": None}, train, tmp_path / "plain").history
+    ]  # the learning-rate schedule is per epoch, whatever the batch
+
+
+@pytest.mark.parametrize("schedule", [{0: 64}, {2: 1}, {"x": 64}, [64], {2: 64.5}])
+def test_a_bad_batch_size_schedule_is_one_clear_error(schedule):
+    with pytest.raises(ConfigError) as err:
+        resolve_preprocessor_config({"kind": "vanilla", "batch_size_schedule": schedule})
+    assert err.value.field == "preprocessor.batch_size_schedule"

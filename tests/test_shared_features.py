@@ -82,6 +82,11 @@ def test_other_weights_under_the_same_config_are_another_key(tmp_path):
     with torch.no_grad():
         model.weight[0, 0] += 1e-6
     assert weights_digest(model) != digest
+    # Batch norm holds a 0-d integer buffer (num_batches_tracked): digested too (a ResNet foundation).
+    norm = torch.nn.BatchNorm2d(3)
+    before = weights_digest(norm)
+    norm.num_batches_tracked += 1
+    assert weights_digest(norm) != before
     assert SharedFeatures(tmp_path, {"foundation": "same"}, model, "cpu").key(images) != key
 
 

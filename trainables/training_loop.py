@@ -34,6 +34,16 @@ def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
+def batch_size_at(cfg, epoch: int) -> int:
+    """The batch size of 0-based `epoch`: cfg's batch_size, or the last batch_size_schedule entry
+    whose epoch count has been reached ({150: 256}: from the 151st epoch on)."""
+    size = cfg["batch_size"]
+    for start, scheduled in sorted((cfg.get("batch_size_schedule") or {}).items()):
+        if epoch >= int(start):
+            size = scheduled
+    return size
+
+
 def fit_epochs(
     model: nn.Module,
     data: ImageDataset,
@@ -77,9 +87,8 @@ def fit_epochs(
         model.train()
         sums: dict[str, float] = {}
         batches = 0
-        for index in iterate_batches(
-            len(data), cfg["batch_size"], shuffle=True, drop_last=len(data) > cfg["batch_size"]
-        ):
+        batch_size = batch_size_at(cfg, epoch)
+        for index in iterate_batches(len(data), batch_size, shuffle=True, drop_last=len(data) > batch_size):
             with autocast(autocast_on, autocast_on is not None):
                 terms = step(data.float_images(index), targets[index])
             if not torch.isfinite(terms["loss"]):
@@ -100,6 +109,7 @@ def fit_epochs(
                 "epoch": epoch + 1,
                 "epochs": cfg["epochs"],
                 "lr": lr,
+                "batch_size": batch_size,
                 "epoch_time_s": epoch_time,
                 **{name: total / batches for name, total in sums.items()},
             }

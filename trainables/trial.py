@@ -21,6 +21,7 @@ from .errors import ConfigError
 from .evaluation import evaluate
 from .foundation import default_cache_root, load_foundation
 from .head import build_linear_head, pipeline_features, train_head
+from .lora import apply_lora
 from .pipeline import Pipeline
 from .preprocessors import fit_preprocessor
 from .pseudo_labels import FeatureModel
@@ -96,6 +97,8 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
         )
     else:
         foundation = load_foundation(cfg["foundation"], device=device)
+    if "lora" in cfg["foundation"]:
+        apply_lora(foundation, cfg["foundation"]["lora"])
     times["foundation"] = time.perf_counter() - started
     if foundation.pretraining is not None:  # its cost, also when an earlier trial paid it (paper Table 11)
         times["foundation_pretraining"] = foundation.pretraining["time_s"]
@@ -186,6 +189,7 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
         **{f"time_{stage}_s": seconds for stage, seconds in times.items()},
         "params_preprocessor": fitted.params,
         "params_foundation": count_parameters(foundation),
+        "params_foundation_trained": count_parameters(foundation, trainable_only=True),
         "params_head": head_params,
         "preprocessor_reused": fitted.reused,
         # Which clean feature sets came from an earlier trial ("train", "test").

@@ -35,9 +35,26 @@ FOUNDATION_SCHEMA = {
         "a mapping of robust pre-training settings (method advcl or rocl), or null",
         lambda v: v is None or isinstance(v, dict),
     ),
+    # The papers' "+ LoRA" rows: fine-tuning trains low-rank adapters only (peft), not the weights.
+    "lora": Field(
+        None,
+        "a mapping of LoRA settings (rank, alpha, dropout, target_modules, seed) for a fine-tuned ViT-MAE, or null",
+        lambda v: v is None or isinstance(v, dict),
+    ),
+}
+LORA_SCHEMA = {
+    "rank": Field(8, "an integer >= 1", integer(1)),
+    "alpha": Field(16, "a number > 0 (the adapters' scale is alpha / rank)", number(0, low_open=True)),
+    "dropout": Field(0.0, "a number in [0, 1)", number(0, 1, high_open=True)),
+    "target_modules": Field(
+        None,
+        "a list of module names, or null for the attention's query and value projections",
+        lambda v: v is None or (isinstance(v, list) and v and all(isinstance(name, str) for name in v)),
+    ),
+    "seed": Field(0, "an integer (the adapters' initial weights)", integer()),
 }
 # Added after sweeps existed: left out of a resolved config when null, so older configs keep their hashes.
-OPTIONAL_SECTIONS = ("resnet", "pretraining")
+OPTIONAL_SECTIONS = ("resnet", "pretraining", "lora")
 
 # name: resnet18 builds a CIFAR-style ResNet-18 with random weights; robust pre-training trains it.
 RESNET_SCHEMA = {
@@ -101,6 +118,14 @@ def resolve_foundation_config(given: dict | None, *, image_size: int | None = No
             f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []",
             None,
         )
+    if cfg["lora"] is not None:
+        if cfg["mode"] == "frozen":
+            raise ConfigError(
+                "foundation.lora", "no LoRA settings with mode 'frozen' (adapters are trained by fine-tuning)", "frozen"
+            )
+        if cfg["name"] == RESNET_NAME:
+            raise ConfigError("foundation.lora", "a ViT-MAE foundation (LoRA adapts its attention)", RESNET_NAME)
+        cfg["lora"] = resolve("foundation.lora", cfg["lora"], LORA_SCHEMA)
     if cfg["embedded"] is not None:  # checked here, before any work; kept as given (the trial hash is of it)
         resolve_embedded_config(cfg["embedded"])
     for key in OPTIONAL_SECTIONS:

@@ -11,10 +11,10 @@ from typing import Any, Mapping
 from ..errors import ConfigError
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .contrastive import check_clusters_fit as check_clusters_fit_images
-from .fields import Field, Resolved, boolean, integer, number, one_of, optional, resolve, text
+from .fields import Field, Resolved, boolean, integer, is_int, number, one_of, optional, resolve, text
 from .references import imported
 
-_TRAINING = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "seed")
+_TRAINING = ("epochs", "batch_size", "batch_size_schedule", "lr", "weight_decay", "warmup_epochs", "seed")
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,13 @@ PREPROCESSOR_SCHEMA = {
     ),
     "epochs": Field(10, "an integer >= 1", integer(1)),
     "batch_size": Field(64, "an integer >= 2 (negatives come from the batch)", integer(2)),
+    # Table 6's CIFAR-2 goes from batch 32 to 256 at epoch 150: batch_size 32, schedule {150: 256}.
+    # The learning-rate schedule is per epoch and unchanged by it.
+    "batch_size_schedule": Field(
+        None,
+        "a mapping {epochs done: batch size >= 2} (from then on; e.g. {150: 256}), or null",
+        lambda v: v is None or (isinstance(v, dict) and all(_schedule_entry(k, b) for k, b in v.items())),
+    ),
     "lr": Field(1.5e-4, "a number > 0", number(0, low_open=True)),
     "weight_decay": Field(0.05, "a number >= 0", number(0)),
     "warmup_epochs": Field(0, "an integer >= 0", integer(0)),
@@ -196,7 +203,7 @@ PREPROCESSOR_SCHEMA = {
     # CRoPD
     "lambda": Field(1.0, "a number >= 0 (0 is Vanilla)", number(0)),
     "temperature": Field(0.5, "a number > 0", number(0, low_open=True)),
-    "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
+    "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack; default: the dataset's)", number(0)),
     # The paper trains with plain FGSM (App. A): one signed step of size eps from x. A uniform
     # random start in the ball first (then clipping) is our variant: a weaker adversary.
     "fgsm_random_start": Field(
@@ -220,10 +227,14 @@ PREPROCESSOR_SCHEMA = {
 }
 
 
-def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = None) -> dict:
+def resolve_preprocessor_config(
+    given: dict | None, *, image_size: int | None = None, default_eps: float | None = None
+) -> dict:
     """Validate a `preprocessor:` section; return it complete, with `arch` expanded to a mapping.
 
     Vanilla is CRoPD with lambda = 0 in the paper; here it is its own kind and lambda is ignored.
+    `default_eps`: the dataset's attack budget, the training attack's eps when the section gives
+    none (ImagenetTe's 4/255, App. A; 8/255 without a dataset).
     """
     if isinstance(given, Resolved):
         return given
@@ -231,6 +242,15 @@ def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = 
     if isinstance(given, dict) and given.get("kind") in PREPROCESSOR_KINDS:
         given = {**PREPROCESSOR_KINDS[given["kind"]].defaults, **given}
     cfg = resolve("preprocessor", given, PREPROCESSOR_SCHEMA)
+    # Keys as integers (JSON makes them strings); left out when unset, so configs (and hashes) from
+    # before the setting existed stay as they were.
+    schedule = cfg.pop("batch_size_schedule")
+    if schedule:
+        cfg["batch_size_schedule"] = {
+            int(epoch): size for epoch, size in sorted(schedule.items(), key=lambda e: int(e[0]))
+        }
+    if default_eps is not None and isinstance(given, dict) and "eps" not in given:
+        cfg["eps"] = default_eps
     cfg["views"] = parse_views(cfg["views"])
     cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"])
     arch_given = cfg["arch"]
@@ -259,6 +279,11 @@ def resolve_preprocessor_config(given: dict | None, *, image_size: int | None = 
                 if key not in given:
                     del cfg[key]
     return cfg
+
+
+def _schedule_entry(epoch: Any, size: Any) -> bool:
+    epoch_ok = (is_int(epoch) and epoch >= 1) or (isinstance(epoch, str) and epoch.isdigit() and int(epoch) >= 1)
+    return epoch_ok and is_int(size) and size >= 2
 
 
 def check_clusters_fit(cfg: dict, num_images: int) -> None:
@@ -292,4 +317,4 @@ def check_arch_fits(arch: dict, image_size: int) -> None:
 
 def artifact_key_config(cfg: dict) -> dict:
     """The settings that identify a pre-processor's artifact: its kind's relevant ones."""
-    return {key: cfg[key] for key in sorted(PREPROCESSOR_KINDS[cfg["kind"]].relevant)}
+    return {key: cfg[key] for key in sorted(PREPROCESSOR_KINDS[cfg["kind"]].relevant) if key in cfg}

@@ -45,7 +45,9 @@ def validate_trial_config(config: Any) -> Resolved:
             "data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source
         )
     foundation = resolve_foundation_config(config.get("foundation"), image_size=info.image_size)
-    preprocessor = resolve_preprocessor_config(config.get("preprocessor"), image_size=info.image_size)
+    preprocessor = resolve_preprocessor_config(
+        config.get("preprocessor"), image_size=info.image_size, default_eps=info.eps
+    )
     head = resolve_head_config(config.get("head"), foundation_mode=foundation["mode"])
     evaluation = config.get("evaluation")
     check_evaluation_config(evaluation)
