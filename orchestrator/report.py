@@ -107,6 +107,59 @@ def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataF
     return "\n".join(f"{_markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
 
 
+# The paper's cost view (Tables 11 and 12): stage seconds and parameter counts per row. A reused
+# pre-processor's row carries the seconds its artifact took to train, as those tables count them.
+COST_STAGES = ("foundation_pretraining", "preprocessor", "head", "evaluation")
+COST_PARAMS = ("params_preprocessor", "params_foundation", "params_foundation_trained", "params_head")
+COST_TITLES = {
+    "time_foundation_pretraining_s": "Pre-training (s)",
+    "time_preprocessor_s": "Pre-processor (s)",
+    "time_head_s": "Head (s)",
+    "time_evaluation_s": "Evaluation (s)",
+    "params_preprocessor": "Pre-processor params",
+    "params_foundation": "Foundation params",
+    "params_foundation_trained": "Foundation params trained",
+    "params_head": "Head params",
+}
+
+
+def cost_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Per configuration (the accuracy table's rows and order): each stage's seconds, the mean over
+    its seeds, and the parameter counts. Columns no trial recorded are left out."""
+    table, keys, _ = paper_table(trials)
+    by_hash = trials.set_index("config_hash")
+    columns = [f"time_{stage}_s" for stage in COST_STAGES] + list(COST_PARAMS)
+    columns = [c for c in columns if c in trials.columns and trials[c].notna().any()]
+    for column in columns:
+        table[column] = [
+            float(pd.to_numeric(by_hash.loc[hashes.split(","), column], errors="coerce").mean())
+            for hashes in table["config_hashes"]
+        ]
+    return table, keys, columns
+
+
+def render_costs(trials: pd.DataFrame, fmt: str) -> str:
+    table, keys, columns = cost_table(trials)
+    if fmt == "csv":
+        return table[[*keys, "n_seeds", *columns]].to_csv(index=False)
+    header = [TITLES.get(k, k) for k in keys] + ["n"] + [COST_TITLES[c] for c in columns]
+    rows = []
+    for _, row in table.iterrows():
+        cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
+        for column in columns:
+            value = row[column]
+            text = "-" if pd.isna(value) else f"{value:,.0f}" if column.startswith("params_") else f"{value:,.1f}"
+            cells.append((text, False))
+        rows.append(cells)
+    caption = (
+        f"{', '.join(sorted(set(trials['sweep'])))}: seconds per stage, the mean over seeds (a reused "
+        "pre-processor counts the seconds its artifact took to train), and parameter counts."
+    )
+    if fmt == "latex":
+        return _latex(header, rows, caption=caption)
+    return f"{_markdown(header, rows)}\n\n{caption}\n"
+
+
 def _comparison_section(table: pd.DataFrame, keys: list[str], metrics: list[str], name: str, compared: pd.DataFrame):
     by_hashes = compared.set_index("config_hashes")
     header = [TITLES.get(k, k) for k in keys] + ["n"] + [TITLES[m] for m in metrics]

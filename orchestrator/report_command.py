@@ -30,6 +30,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "(preprocessor.kind=cropd,preprocessor.lambda=1); repeat for several; 'none' for no comparison "
         "(default: vanilla when the sweep has it, else identity)",
     )
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="the cost view instead (paper Tables 11 and 12): seconds per stage and parameter counts per row",
+    )
     parser.add_argument("-o", "--output", type=Path, help="write the table to this file (default: print it)")
     parser.set_defaults(run=run)
 
@@ -39,7 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
     from .analysis import finished_trials
 
-    text = report_text(args.target, finished_trials(args.target, where=args.where), args.format, args.compare_to)
+    trials = finished_trials(args.target, where=args.where)
+    if args.costs:
+        from .report import render_costs
+
+        text = render_costs(trials, args.format)
+    else:
+        text = report_text(args.target, trials, args.format, args.compare_to)
     if args.output is None:
         sys.stdout.write(text)
     else:

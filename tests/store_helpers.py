@@ -28,9 +28,11 @@ def add_trial(
     head="clean",
     flags=(),
     minute=0,
+    extra_metrics: dict | None = None,
     **data,
 ) -> str:
-    """One trial row as a real trial writes it; returns its config hash."""
+    """One trial row as a real trial writes it; returns its config hash. `extra_metrics` adds to
+    (or replaces) the metrics a finished trial records."""
     preprocessor = {
         "kind": kind,
         "seed": seed,
@@ -55,6 +57,7 @@ def add_trial(
             "n_natural": 200,
             "time_head_s": 1.5,
             "integrity_flags": list(flags),
+            **(extra_metrics or {}),
         }
     )
     key = config_hash(config)

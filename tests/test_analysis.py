@@ -195,6 +195,37 @@ def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(st
     assert table["acc_pgd20"].tolist() == pytest.approx([0.0, 0.275, 0.31, 0.35])
 
 
+def test_the_cost_view_gives_stage_seconds_over_seeds_and_parameter_counts_per_row(tmp_path, capsys):
+    sweep_dir = tmp_path / "costs"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text("{}")
+    seconds = {("vanilla", None): (40.0, 44.0), ("cropd", 1): (70.0, 80.0)}
+    for seed in (0, 1):
+        for minute, ((kind, lam), per_seed) in enumerate(seconds.items()):
+            extra = {"time_preprocessor_s": per_seed[seed], "time_evaluation_s": 10.0 + seed, "params_head": 650}
+            extra |= {
+                "params_preprocessor": 1_234_567,
+                "params_foundation": 300_000_000,
+                "params_foundation_trained": 0,
+            }
+            add_trial(
+                sweep_dir, kind=kind, lam=lam, seed=seed, natural=0.7, pgd20=0.2, minute=minute, extra_metrics=extra
+            )
+    assert main(["report", str(sweep_dir), "--costs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "| Pre-processor | λ | Head | n | Pre-processor (s) | Head (s) | Evaluation (s) | Pre-processor params "
+        "| Foundation params | Foundation params trained | Head params |"
+    )
+    assert lines[2] == "| vanilla | - | clean | 2 | 42.0 | 1.5 | 10.5 | 1,234,567 | 300,000,000 | 0 | 650 |"
+    assert lines[3] == "| cropd | 1 | clean | 2 | 75.0 | 1.5 | 10.5 | 1,234,567 | 300,000,000 | 0 | 650 |"
+    out = sweep_dir / "costs.csv"
+    assert main(["report", str(sweep_dir), "--costs", "--format", "csv", "-o", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert table["time_preprocessor_s"].tolist() == [42.0, 75.0]
+    assert "time_foundation_pretraining_s" not in table  # no trial pre-trained: no column
+
+
 def test_paper_table_and_loaders_for_notebooks(store):
     import orchestrator
 

@@ -130,6 +130,26 @@ def test_the_evaluations_sweep_is_the_same_with_and_without_shared_batches(ten_c
     assert [acc for _, acc in results[0]["sweep_eps"]] != [results[0]["sweep_eps"][0][1]] * 4
 
 
+def test_a_configured_pgd_step_is_used_and_recorded(ten_class):
+    # AdvCL's tables attack with PGD-20 at a fixed step (2/255); the papers' default is eps/10.
+    model, images, labels = ten_class
+    base = {"eps": 0.03, "attacks": ["pgd20"], "integrity": False, "random_start": False}
+    default = evaluate(model, images, labels, base, num_classes=10, default_eps=8 / 255)
+    assert default["pgd20_step_size"] == pytest.approx(0.003) and default["pgd10_step_size"] == pytest.approx(0.006)
+    tiny = evaluate(
+        model, images, labels, {**base, "pgd_step_size": {"pgd20": 1e-4}}, num_classes=10, default_eps=8 / 255
+    )
+    assert tiny["pgd20_step_size"] == 1e-4
+    assert tiny["acc_pgd20"] > default["acc_pgd20"] + 0.2  # 20 steps of 1e-4 cannot reach what eps/10 steps do
+
+
+@pytest.mark.parametrize("steps", [{"pgd20": 0}, {"pgd30": 0.01}, {}, [0.01]])
+def test_a_bad_pgd_step_is_one_clear_error(steps):
+    with pytest.raises(ConfigError) as err:
+        resolve_evaluation_config({"pgd_step_size": steps}, num_test=10, default_eps=8 / 255)
+    assert err.value.field == "evaluation.pgd_step_size"
+
+
 def _textbook_pgd_accuracy(model, images, labels, *, eps, steps, step_size, seed):
     """Madry et al.'s PGD written out: uniform start, signed-gradient steps, projection, final iterate."""
     torch.manual_seed(seed)

@@ -110,6 +110,7 @@ def _evaluate(model, images, labels, config, num_classes, device, natural_logits
     correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes, natural_logits)
 
     result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
+    result.update({f"{name}_step_size": pgd_setting(name, config)[1] for name in PGD_SETTINGS})
     for name in ("natural", *ATTACKS):
         result.update(_metric(name, correct.get(name), config["bootstrap_resamples"], config["seed"]))
     result["examples"] = per_example_outcomes(batches, correct)
@@ -141,14 +142,14 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int, natural_log
     for name in ("pgd10", "pgd20"):
         if name in config["attacks"]:
             tic = time.perf_counter()
-            steps, fraction = PGD_SETTINGS[name]
+            steps, step_size = pgd_setting(name, config)
             correct[name] = _robust_correct(
                 model,
                 batches,
                 natural,
                 eps=eps,
                 steps=steps,
-                step_size=eps * fraction,
+                step_size=step_size,
                 random_start=config["random_start"],
                 seed_parts=(config["seed"], name),
             )
@@ -160,6 +161,13 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int, natural_log
         correct["autoattack"], aa_details = _autoattack_correct(model, batches, natural, config, num_classes)
         timings["autoattack"] = time.perf_counter() - tic
     return correct, predicted, aa_details, timings
+
+
+def pgd_setting(name: str, config) -> tuple[int, float]:
+    """(steps, step size) of pgd10 / pgd20: the papers' fraction of eps unless the config sets the step."""
+    steps, fraction = PGD_SETTINGS[name]
+    given = (config.get("pgd_step_size") or {}).get(name)
+    return steps, float(given) if given is not None else config["eps"] * fraction
 
 
 def per_example_outcomes(batches: _Batches, correct: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -47,6 +47,20 @@ EVALUATION_SCHEMA: dict[str, Field] = {
     "integrity": Field(True, "true or false", boolean),
     "random_start": Field(True, "true or false", boolean),
     "verbose": Field(False, "true or false (AutoAttack's progress on the 'auto-attack' logger)", boolean),
+    # The papers' PGD steps are eps/5 (PGD-10) and eps/10 (PGD-20); AdvCL's own tables attack with
+    # PGD-20 at a step of 2/255: {pgd20: 0.00784}.
+    "pgd_step_size": Field(
+        None,
+        "null (eps/5 for pgd10, eps/10 for pgd20) or a mapping {pgd10|pgd20: step size > 0}",
+        lambda v: (
+            v is None
+            or (
+                isinstance(v, dict)
+                and v
+                and all(k in ("pgd10", "pgd20") and number(0, low_open=True)(step) for k, step in v.items())
+            )
+        ),
+    ),
 }
 
 
