@@ -353,6 +353,32 @@ def machine(device: torch.device) -> dict:
     return info
 
 
+class Recorder:
+    """The rows of a GPU bench, printed and saved (to `json_path`, with `info`) as each case ends,
+    so a run cut short still leaves what it measured; a failing case becomes an error row."""
+
+    def __init__(self, info: dict, json_path: Path | None, device: torch.device):
+        self.info, self.json_path, self.device = info, json_path, device
+        self.rows: list[dict] = []
+
+    def emit(self, new_rows: list[dict]) -> None:
+        for row in new_rows:
+            self.rows.append(row)
+            print(json.dumps(row), flush=True)
+        if self.json_path:
+            self.json_path.parent.mkdir(parents=True, exist_ok=True)
+            self.json_path.write_text(json.dumps({"machine": self.info, "rows": self.rows}, indent=2))
+
+    def attempt(self, part: str, run, *run_args, catch: type[BaseException] = RuntimeError, **run_kwargs) -> None:
+        """emit(run(...)); one case running out of memory (or failing with `catch`) loses no other."""
+        try:
+            self.emit(run(*run_args, **run_kwargs))
+        except catch as exc:
+            self.emit([{"part": part, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}])
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
+
 def print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
     print(f"\n{title}")
     print(" | ".join(columns))
@@ -372,25 +398,8 @@ def main(argv=None) -> int:
         return 2
     info = machine(device)
     print(json.dumps(info), flush=True)
-    rows: list[dict] = []
-
-    def emit(new_rows: list[dict]) -> None:
-        """Print and save as each case ends, so a run cut short still leaves what it measured."""
-        for row in new_rows:
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
-
-    def attempt(part: str, run, *run_args, **run_kwargs) -> None:
-        # One case running out of memory (or failing) should not lose the others.
-        try:
-            emit(run(*run_args, **run_kwargs))
-        except RuntimeError as exc:
-            emit([{"part": part, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}])
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
+    recorder = Recorder(info, args.json, device)
+    rows, emit, attempt = recorder.rows, recorder.emit, recorder.attempt
 
     parts = {part.strip() for part in args.parts.split(",")}
     if "cropd" in parts:

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from gpu import EPS, Precision, build_pipeline, machine, peak_gib, print_rows, reset_peak, sync  # noqa: E402
+from gpu import EPS, Precision, Recorder, build_pipeline, machine, peak_gib, print_rows, reset_peak, sync  # noqa: E402
 
 from trainables.attacks import pgd  # noqa: E402
 from trainables.preprocessors import MaskedAutoencoder, resolve_preprocessor_config  # noqa: E402
@@ -225,22 +225,12 @@ def main(argv=None) -> int:
         return 2
     info = machine(device)
     print(json.dumps(info), flush=True)
-    rows: list[dict] = []
+    recorder = Recorder(info, args.json, device)
+    rows = recorder.rows
 
     def attempt(part: str, run, *run_args) -> None:
-        # Save as each case ends, so a run cut short keeps what it measured; one failure loses no other.
-        try:
-            new = run(*run_args)
-        except Exception as exc:  # noqa: BLE001 (recorded as the case's row)
-            new = [{"part": part, "error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}]
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        for row in new:
-            rows.append(row)
-            print(json.dumps(row), flush=True)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+        # Any failure (peft missing, out of memory) is recorded as the case's row.
+        recorder.attempt(part, run, *run_args, catch=Exception)
 
     parts = {part.strip() for part in args.parts.split(",")}
     if "cropd224" in parts:

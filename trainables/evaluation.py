@@ -35,7 +35,7 @@ SWEEP_STEP_FACTOR = 2.5  # step size 2.5 * eps / steps (Madry et al.'s rule)
 # Whether the sweep's settings share batches (trainables/survival.py; the same outcome either way),
 # by what bench/bench_strength_sweep.py measured: on 2 CPU cores shared batches were slower (0.86x,
 # the embedded pipeline); on an H200 1.69x faster for the embedded pipeline (launch-bound) and
-# 1.00-1.03x for ViT-MAE-large at 224 px.
+# 1.00-1.03x for ViT-MAE-large at 224 px. Other device kinds: one run per setting.
 SWEEP_SHARED_BATCHES = {"cpu": False, "cuda": True}
 CONFIDENCE = 0.95
 # Logits of two identical forward passes may differ by float noise on a GPU, not by more.
@@ -551,7 +551,7 @@ def _sweeps(model, batches: _Batches, natural: torch.Tensor, config, flags: set[
         [PGDSetting(budget, steps, SWEEP_STEP_FACTOR * budget / steps) for budget, steps in sorted(settings)],
         random_start=config["random_start"],
         seed_parts=(seed, "sweep"),
-        shared_batches=SWEEP_SHARED_BATCHES[torch.device(batches.device).type],
+        shared_batches=SWEEP_SHARED_BATCHES.get(torch.device(batches.device).type, False),
     )
     by_eps = [outcome[(factor * eps, 10)] for factor in SWEEP_EPS_FACTORS]
     by_steps = [outcome[(eps, steps)] for steps in SWEEP_STEPS]

@@ -65,7 +65,10 @@ class SharedFeatures:
         self.reused: dict[str, bool] = {}  # per image set name: loaded rather than computed
 
     def key(self, images: ImageDataset) -> str:
-        return config_hash({**self.identity, "images": data_fingerprint(images)})
+        return self._key(data_fingerprint(images))
+
+    def _key(self, fingerprint: str) -> str:
+        return config_hash({**self.identity, "images": fingerprint})
 
     def of(self, name: str, images: ImageDataset, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
         """The features of `images` (called `name` in `reused`): loaded if published, else
@@ -73,7 +76,8 @@ class SharedFeatures:
         self.reused[name] = False
         if self.root is None:
             return compute()
-        folder = self.root / self.key(images)
+        fingerprint = data_fingerprint(images)  # hashes every image: once per call
+        folder = self.root / self._key(fingerprint)
         with artifact_lock(folder):  # one builder; the others wait, then load what it published
             if reusable(folder, FILE):
                 self.reused[name] = True
@@ -81,6 +85,6 @@ class SharedFeatures:
             features = compute()
             with published_dir(folder) as scratch:
                 save_checkpoint(scratch / FILE, {"features": features.detach().cpu()})
-                record = {"identity": self.identity, "name": name, "images": data_fingerprint(images)}
+                record = {"identity": self.identity, "name": name, "images": fingerprint}
                 atomic_write_json(scratch / "features.json", {**record, "shape": list(features.shape)})
             return features

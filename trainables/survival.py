@@ -64,7 +64,7 @@ class _Attack:
         return cls(*(torch.cat([getattr(a, name) for a in attacks]) for name in cls.__dataclass_fields__))
 
     def take(self, index: slice) -> "_Attack":
-        return _Attack(self.start[index], self.low[index], self.high[index], self.step_size[index], self.steps[index])
+        return _Attack(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
 
 
 def predict(model, x: torch.Tensor) -> torch.Tensor:

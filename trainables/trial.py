@@ -132,8 +132,8 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
     # Clean features of the training and test images, shared by every trial behind the same
     # pre-processor and foundation (trainables/shared_features.py).
     # Not for a foundation the head stage trains (its features change) nor one that gives logits.
-    shares = sharing_enabled() and not any(p.requires_grad for p in foundation.parameters())
-    shares = shares and getattr(fitted.module, "produces", "images") != "logits"
+    gives_logits = getattr(fitted.module, "produces", "images") == "logits"
+    shares = sharing_enabled() and not gives_logits and not any(p.requires_grad for p in foundation.parameters())
     shared = SharedFeatures(
         artifacts if shares else None,
         {"foundation": cfg["foundation"], "preprocessor": preprocessor_identity},
@@ -141,7 +141,7 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
         device,
     )
     head = None
-    if getattr(fitted.module, "produces", "images") != "logits":
+    if not gives_logits:
         # Seeded here, not by whatever ran before in this process (a Ray worker runs many trials).
         seed_everything(cfg["head"]["seed"], "head-init", key)
         head = build_linear_head(foundation.feature_dim, train.num_classes)
