@@ -213,7 +213,7 @@ def build_pipeline(device: torch.device, quick: bool, *, trainable_foundation: b
 
 
 @torch.no_grad()
-def calibrate_head(pipeline: Pipeline, device: torch.device) -> None:
+def calibrate_head(pipeline: Pipeline, device: torch.device, size: int = 32) -> None:
     """A head whose clean margins are neither huge nor nil, so the attack-strength comparison means something.
 
     Random ViT weights give features that barely vary from image to image: a random head then
@@ -223,7 +223,7 @@ def calibrate_head(pipeline: Pipeline, device: torch.device) -> None:
     the images in each class, margins of the order of the spread that inputs cause.
     """
     generator = torch.Generator().manual_seed(4)
-    images = torch.rand(256, 3, 32, 32, generator=generator).to(device)
+    images = torch.rand(256, 3, size, size, generator=generator).to(device)
     features = torch.cat([pipeline.features(chunk) for chunk in images.split(64)])
     direction = torch.randn(features.shape[1], generator=generator).to(device)
     projection = features @ direction

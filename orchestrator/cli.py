@@ -1,8 +1,8 @@
 """`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
 
-Subcommands: `sweep` (run or resume a study), `status`, `results` (query the Parquet), `report`
-(the paper-style table), `plot`, `pareto`, `cancel` (a sweep's Slurm jobs), and `preprocessors`
-(train the pre-processors of one dataset, no Ray).
+Subcommands: `sweep` (run or resume a study), `prepare` (what a spec needs on disk, offline),
+`status`, `results` (query the Parquet), `report` (the paper-style table), `plot`, `pareto`,
+`cancel` (a sweep's Slurm jobs), and `preprocessors` (train the pre-processors of one dataset, no Ray).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from . import (
     cancel_command,
     pareto_command,
     plot_command,
+    prepare_command,
     preprocessors_command,
     report_command,  # noqa: E402
     results_command,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     sweep_command.add_parser(commands)
+    prepare_command.add_parser(commands)
     status_command.add_parser(commands)
     results_command.add_parser(commands)
     report_command.add_parser(commands)

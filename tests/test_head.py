@@ -100,3 +100,25 @@ def test_head_bad_input():
         resolve_head_config({"mode": "adversarial"}, foundation_mode="frozen")
     with pytest.raises(ConfigError, match="head.milestones"):
         resolve_head_config({"milestones": [70, 30]}, foundation_mode="frozen")
+
+
+def test_an_sgd_head_as_advcl_trains_and_the_default_config_is_unchanged(
+    tmp_path, train_data, tiny_foundation_config, cache_root
+):
+    """AdvCL's SLF trains its linear head with SGD (lr 0.01, momentum 0.9): head.optimizer sgd."""
+    default = resolve_head_config({"epochs": 3, "milestones": []}, foundation_mode="frozen")
+    assert "optimizer" not in default  # older configs keep their hashes
+    assert (
+        resolve_head_config({"epochs": 3, "milestones": [], "optimizer": "adamw"}, foundation_mode="frozen") == default
+    )
+    sgd = resolve_head_config({"epochs": 3, "milestones": [], "optimizer": "sgd", "lr": 0.01}, foundation_mode="frozen")
+    heads = {}
+    for name, cfg in (("adamw", {**default, "lr": 0.01}), ("sgd", sgd)):
+        pipeline = _pipeline(tiny_foundation_config, cache_root)
+        start = _head_weights(pipeline)
+        train_head(pipeline, train_data, cfg, tmp_path / name, "k", eps=8 / 255)
+        heads[name] = _head_weights(pipeline)
+        assert not torch.equal(heads[name]["weight"], start["weight"])
+    assert not torch.equal(heads["adamw"]["weight"], heads["sgd"]["weight"])  # same start, other optimiser
+    with pytest.raises(ConfigError, match=r"head\.optimizer"):
+        resolve_head_config({"optimizer": "adam"}, foundation_mode="frozen")

@@ -24,6 +24,7 @@ from trainables.pipeline import Pipeline
 from trainables.robust_pretraining import ContrastiveEncoder, at_chance, chance_loss, robust_foundation_folder
 from trainables.schema import validate_trial_config
 from trainables.schema.foundation import resolve_foundation_config
+from trainables.training_loop import make_optimizer
 from trainables.trial import run_trial
 
 TINY_RESNET = {"width": 4, "image_size": 16}
@@ -282,3 +283,58 @@ def test_a_collapsed_encoder_sits_exactly_at_the_chance_loss_and_is_flagged():
         "history": [{"loss_contrastive": math.log(19)}],
     }
     assert at_chance(record)
+
+
+def test_sgd_pretraining_is_its_own_cached_foundation_and_resumes_with_its_momentum(tmp_path, small_train):
+    """AdvCL's and RoCL's code pre-train with SGD (momentum 0.9): `optimizer: sgd` runs that, is keyed
+    apart from the AdamW default, and leaves configs that do not name it (and their hashes) as before."""
+    adamw = resolve_foundation_config(_resnet("rocl"))
+    assert "optimizer" not in adamw["pretraining"]
+    assert config_hash(resolve_foundation_config(_resnet("rocl", optimizer="adamw"))) == config_hash(adamw)
+    sgd = resolve_foundation_config(_resnet("rocl", optimizer="sgd", lr=0.05))
+    assert sgd["pretraining"]["optimizer"] == "sgd"
+
+    optimizer = make_optimizer(torch.nn.Linear(2, 2), sgd["pretraining"])
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    assert isinstance(make_optimizer(torch.nn.Linear(2, 2), adamw["pretraining"]), torch.optim.AdamW)
+
+    straight = robust_foundation_folder(sgd, small_train, cache_root=tmp_path / "a")
+    with_adamw = robust_foundation_folder(adamw, small_train, cache_root=tmp_path / "a")
+    assert straight != with_adamw
+    sgd_weights = load_file(str(straight / "model.safetensors"))
+    assert not torch.equal(
+        sgd_weights["stem.0.weight"], load_file(str(with_adamw / "model.safetensors"))["stem.0.weight"]
+    )
+
+    def stop_after_first(record):
+        if record["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        robust_foundation_folder(sgd, small_train, cache_root=tmp_path / "b", on_epoch=stop_after_first)
+    resumed = robust_foundation_folder(sgd, small_train, cache_root=tmp_path / "b")
+    first, second = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    # the momentum buffers came back from the checkpoint: the resumed run ends where the straight one did
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_an_unknown_pretraining_optimizer_is_one_error_naming_the_field():
+    with pytest.raises(ConfigError, match=r"foundation\.pretraining\.optimizer"):
+        resolve_foundation_config(_resnet("rocl", optimizer="lamb"))
+
+
+def test_a_foundation_can_pretrain_on_another_datasets_whole_training_split(tmp_path, cache_root):
+    """CRoPD Table 10: a RoCL foundation for CIFAR-2 pre-trained on CIFAR-10. Here: digits2 trials
+    whose foundation pre-trains on all of digits' training images."""
+    config = _trial(_resnet("rocl", dataset="digits", epochs=1), "SLF")
+    config["data"] = {"dataset": "digits2", "data_fraction": 0.2}
+    run_trial(config, tmp_path / "trial")
+    records = [json.loads(path.read_text()) for path in cache_root.rglob(ROBUST_RECORD)]
+    mine = [r for r in records if r["pretraining"].get("dataset") == "digits"]
+    assert len(mine) == 1
+    assert mine[0]["train_images"] == {"name": "digits", "images": len(load_dataset("digits", "train"))}
+
+    with pytest.raises(ConfigError, match=r"foundation\.pretraining\.dataset"):
+        validate_trial_config({**config, "foundation": _resnet("rocl", dataset="cifar")})
+    with pytest.raises(ConfigError, match=r"foundation\.pretraining\.dataset.*32px"):
+        validate_trial_config({**config, "foundation": _resnet("rocl", dataset="stl10")})

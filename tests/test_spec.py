@@ -22,10 +22,21 @@ from trainables.data import DATASETS
 from trainables.errors import ConfigError, UserError
 from trainables.schema import validate_trial_config
 from trainables.schema.contrastive import parse_clusters, parse_views
+from trainables.schema.preprocessor import ARCH_PRESETS, artifact_key_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
-PAPER_STUDIES = {"lambda_ablation", "temperature", "data_fraction", "transfer"}
+PAPER_STUDIES = {
+    "lambda_ablation",
+    "temperature",
+    "data_fraction",
+    "transfer",
+    "table2",
+    "table8_encoder_only",
+    "table10_rocl",
+    "table11_costs",
+    "advcl_cifar10",
+}
 
 
 def write(tmp_path: Path, text: str, name: str = "study.yaml") -> Path:
@@ -102,6 +113,11 @@ def test_shipped_spec_loads_and_plans_the_trials_its_yaml_describes(path):
             for target in SEED_FIELDS if key == SEED_KEY else (key,):
                 if target == "foundation.pretraining.method" and value == "none":
                     assert "pretraining" not in config["foundation"]  # no robust pre-training: no section
+                elif target == "preprocessor.arch.preset":  # a preset is expanded into its settings
+                    arch = config["preprocessor"]["arch"]
+                    overridden = {key.rsplit(".", 1)[1] for key in point if key.startswith("preprocessor.arch.")}
+                    preset = {k: v for k, v in ARCH_PRESETS[value].items() if k not in overridden}
+                    assert preset.items() <= arch.items(), (path.name, point)
                 elif value is not None:
                     expected = LIST_SETTINGS.get(target, lambda given: given)(value)
                     assert lookup(config, target) == expected, (path.name, point, target)
@@ -206,6 +222,137 @@ def test_transfer_runs_both_directions_with_the_papers_lambdas():
     assert cropd[("cifar10", "cifar100")]["preprocessor"]["lambda"] == 1  # paper Table 3 caption
     assert cropd[("cifar100", "cifar10")]["preprocessor"]["lambda"] == 6
     assert all(c["data"]["preprocessor_dataset"] != c["data"]["dataset"] for c in configs)
+
+
+def _row(c: dict) -> tuple:
+    """A CRoPD-table row: pre-processor (with lambda for CRoPD), foundation use, LoRA or not, head."""
+    kind = c["preprocessor"]["kind"]
+    return (
+        kind,
+        c["preprocessor"]["lambda"] if kind == "cropd" else None,
+        c["foundation"]["mode"],
+        "lora" in c["foundation"],
+        c["head"]["mode"],
+    )
+
+
+TABLE1_ROWS = {
+    *(
+        (kind, None, "frozen", False, head)
+        for kind in ("identity", "vae", "vanilla", "arae")
+        for head in ("clean", "robust")
+    ),
+    *(("cropd", lam, "frozen", False, head) for lam in (0.1, 1, 10) for head in ("clean", "robust")),
+    ("identity", None, "finetune", False, "clean"),
+    ("identity", None, "adversarial_finetune", False, "robust"),
+}
+
+
+def test_lambda_ablation_has_table_1s_lora_and_vae_rows_and_table_6s_batch_schedule():
+    configs = _points_of("lambda_ablation")
+    lora = {("identity", None, "finetune", True, "clean"), ("identity", None, "adversarial_finetune", True, "robust")}
+    assert sorted(map(_row, configs)) == sorted(TABLE1_ROWS | lora)
+    for c in configs:
+        if c["preprocessor"]["kind"] in ("vanilla", "arae", "cropd"):
+            assert c["preprocessor"]["batch_size"] == 32 and c["preprocessor"]["batch_size_schedule"] == {150: 256}
+
+
+# Table 2's per-dataset settings (Tables 4 and 6, App. A): foundation use, lambda, batch, epochs,
+# the pre-processor's eps (x 255), and whether the dataset has an AutoAttack column.
+TABLE2 = {
+    "cifar10": ("frozen", 10, 32, 400, 8, True),
+    "imagenette": ("frozen", 10, 96, 150, 4, True),
+    "svhn": ("finetune", 1, 32, 400, 8, False),
+    "cifar100": ("finetune", 1, 96, 150, 8, True),
+    "tinyimagenet": ("finetune", 1, 96, 150, 8, False),  # our choices, as CIFAR-100 (see the spec)
+}
+
+
+def test_table2_runs_every_row_of_every_dataset_with_its_papers_settings():
+    configs = _points_of("table2")
+    by_dataset: dict[str, list[dict]] = {}
+    for c in configs:
+        by_dataset.setdefault(c["data"]["dataset"], []).append(c)
+    assert set(by_dataset) == set(TABLE2)
+    for dataset, rows in by_dataset.items():
+        mode, lam, batch, epochs, eps255, autoattack = TABLE2[dataset]
+        kinds = sorted(c["preprocessor"]["kind"] for c in rows if "lora" not in c["foundation"])
+        assert kinds == sorted(["identity", "vae", "vanilla", "arae", "cropd"]), dataset
+        # "+ LoRA" rows only where the paper has them: Identity with LoRA fine-tuning
+        lora = [c for c in rows if "lora" in c["foundation"]]
+        assert len(lora) == (1 if dataset in ("cifar10", "imagenette") else 0), dataset
+        assert all(c["preprocessor"]["kind"] == "identity" and c["foundation"]["mode"] == "finetune" for c in lora)
+        for c in rows:
+            assert c["head"]["mode"] == "clean"
+            assert (c["evaluation"]["autoattack_examples"] > 0) == autoattack, dataset
+            if "lora" not in c["foundation"]:
+                assert c["foundation"]["mode"] == mode, dataset
+            assert c["head"]["lr"] == (1e-2 if c["foundation"]["mode"] == "frozen" else 1e-4)
+        (cropd,) = [c["preprocessor"] for c in rows if c["preprocessor"]["kind"] == "cropd"]
+        assert (cropd["lambda"], cropd["batch_size"], cropd["epochs"]) == (lam, batch, epochs), dataset
+        assert round(cropd["eps"] * 255, 6) == eps255, dataset  # the dataset's budget (App. A)
+        assert cropd["arch"]["patch_size"] == {"imagenette": 14, "tinyimagenet": 4}.get(dataset, 2)
+
+
+def test_table8_pairs_encoder_only_with_table2s_own_cropd_rows():
+    table2 = {
+        c["data"]["dataset"]: artifact_key_config(c["preprocessor"])
+        for c in _points_of("table2")
+        if c["preprocessor"]["kind"] == "cropd"
+    }
+    rows = {(c["data"]["dataset"], c["preprocessor"]["kind"]): c for c in _points_of("table8_encoder_only")}
+    assert set(rows) == {(d, k) for d in ("cifar10", "imagenette") for k in ("encoder_only", "cropd")}
+    for dataset in ("cifar10", "imagenette"):
+        # the same pre-processor as Table 2's CRoPD row: Table 8 repeats its numbers
+        assert artifact_key_config(rows[dataset, "cropd"]["preprocessor"]) == table2[dataset]
+    # Table 8's Time column: 50 and 90 encoder-only epochs
+    assert rows["cifar10", "encoder_only"]["preprocessor"]["epochs"] == 50
+    assert rows["imagenette", "encoder_only"]["preprocessor"]["epochs"] == 90
+
+
+def test_table10_is_table1_in_front_of_one_rocl_resnet_pretrained_on_cifar10():
+    configs = _points_of("table10_rocl")
+    assert sorted(map(_row, configs)) == sorted(TABLE1_ROWS - {r for r in TABLE1_ROWS if r[0] == "vae"})
+    pretrainings = {
+        json.dumps({k: v for k, v in c["foundation"].items() if k != "mode"}, sort_keys=True) for c in configs
+    }
+    assert len(pretrainings) == 1  # one foundation, pre-trained once, behind every row
+    foundation = configs[0]["foundation"]
+    assert foundation["name"] == "resnet18" and foundation["resnet"]["width"] == 64
+    assert foundation["pretraining"]["method"] == "rocl" and foundation["pretraining"]["dataset"] == "cifar10"
+    assert all(c["data"]["dataset"] == "cifar2" and c["evaluation"]["autoattack_examples"] == 0 for c in configs)
+
+
+def test_advcl_cifar10_runs_slf_alf_aff_at_advcls_setting():
+    configs = _points_of("advcl_cifar10")
+    schemes = {(c["foundation"]["pretraining"]["method"], c["foundation"]["mode"], c["head"]["mode"]) for c in configs}
+    assert schemes == {
+        (method, mode, head)
+        for method in ("advcl", "rocl")
+        for mode, head in (("frozen", "clean"), ("frozen", "robust"), ("adversarial_finetune", "robust"))
+    }
+    for c in configs:
+        assert c["data"]["dataset"] == "cifar10" and c["foundation"]["resnet"]["width"] == 64
+        assert c["evaluation"]["pgd_step_size"] == {"pgd20": 2 / 255}  # AdvCL's PGD-20 step
+        pretraining = c["foundation"]["pretraining"]
+        if pretraining["method"] == "advcl":
+            assert pretraining["fft_radius"] == 8 and pretraining["pseudo_clusters"] == [2, 10, 50, 100, 500]
+
+
+def test_table11_costs_has_the_four_cost_columns_on_both_datasets():
+    rows = {
+        (c["data"]["dataset"], c["preprocessor"]["kind"], c["foundation"]["mode"], c["head"]["mode"])
+        for c in _points_of("table11_costs")
+    }
+    assert rows == {
+        (dataset, kind, mode, head)
+        for dataset in ("cifar100", "imagenette")
+        for kind, mode, head in (
+            ("cropd", "frozen", "clean"),
+            ("identity", "finetune", "clean"),
+            ("identity", "adversarial_finetune", "robust"),
+        )
+    }
 
 
 # --- (b) bad inputs: one line naming file, field and what was expected ----------------------------

@@ -20,11 +20,7 @@ import torchvision.datasets as tvd
 from torchvision.transforms import v2
 
 from .errors import ConfigError, DataNotFoundError
-from .schema.data import DATASETS
-
-SPLITS = ("train", "test")
-DEFAULT_ROOT = "./data"
-ROOT_ENV = "CROPD_DATA_ROOT"
+from .schema.data import DATASETS, SPLITS, data_root, missing_paths
 
 # Fixed so every process, machine and rerun sees the same digits train/test split.
 _DIGITS_SPLIT_SEED = 0
@@ -80,8 +76,7 @@ def load_dataset(name: str, split: str, root: str | Path | None = None, download
         raise ConfigError("data.split", "'train' or 'test'", split)
     if name in ("digits", "digits2"):
         return _load_digits(name, split)
-    base = Path(root if root is not None else os.environ.get(ROOT_ENV, DEFAULT_ROOT)).expanduser().absolute()
-    return _LOADERS[name](name, split, base, download)
+    return _LOADERS[name](name, split, data_root(root), download)
 
 
 def _one_of(names: list[str], got: object) -> str:
@@ -95,11 +90,12 @@ def _missing(name: str, base: Path, looked_for: Path) -> DataNotFoundError:
     return DataNotFoundError(f"{name}: no {info.title} under {base} (looked for {looked_for}); {info.how_to_get}")
 
 
-def _first_missing(folder: Path, files: Sequence[str]) -> Path | None:
-    """The folder itself if absent (the likelier mistake), else the first absent file."""
-    if not folder.is_dir():
-        return folder
-    return next((folder / f for f in files if not (folder / f).is_file()), None)
+def _check_present(name: str, split: str, base: Path) -> None:
+    """Refuse a split whose files (the registry's list, the one `orchestrator prepare` checks) are
+    not all there, naming the first absent one, before torchvision says something vaguer."""
+    missing = missing_paths(name, base, (split,))
+    if missing:
+        raise _missing(name, base, missing[0])
 
 
 def _build(name: str, base: Path, make: Callable[[], object]) -> object:
@@ -162,12 +158,10 @@ class _SVHNFiles(tvd.SVHN):
 
 class _STL10Files(tvd.STL10):
     def _check_integrity(self) -> bool:
-        # Only the labelled files: the 2.5 GB unlabeled_X.bin is never read for train/test.
-        folder = Path(self.root, self.base_folder)
-        return all((folder / f).is_file() for f in _STL10_LABELLED)
+        # The registry's labelled files: the 2.5 GB unlabeled_X.bin is never read for train/test.
+        return not missing_paths("stl10", Path(self.root))
 
 
-_STL10_LABELLED = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin")
 _STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
@@ -177,10 +171,7 @@ def _load_cifar(name: str, split: str, base: Path, download: bool) -> ImageDatas
     else:
         stock, files_only = tvd.CIFAR10, _CIFAR10Files
     if not download:
-        needed = [f for f, _ in stock.train_list + stock.test_list] + [stock.meta["filename"]]
-        missing = _first_missing(base / stock.base_folder, needed)
-        if missing is not None:
-            raise _missing(name, base, missing)
+        _check_present(name, split, base)
     cls = stock if download else files_only
     ds = _build(name, base, lambda: cls(str(base), train=split == "train", download=download))
     images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()  # torchvision holds NHWC
@@ -194,9 +185,8 @@ def _load_cifar(name: str, split: str, base: Path, download: bool) -> ImageDatas
 
 def _load_svhn(name: str, split: str, base: Path, download: bool) -> ImageDataset:
     # Like torchvision, the .mat files sit directly in root (no sub-folder).
-    path = base / tvd.SVHN.split_list[split][1]
-    if not download and not path.is_file():
-        raise _missing(name, base, path)
+    if not download:
+        _check_present(name, split, base)
     cls = tvd.SVHN if download else _SVHNFiles
     ds = _build(name, base, lambda: cls(str(base), split=split, download=download))
     # torchvision already maps SVHN's label 10 to digit 0 and transposes X to NCHW.
@@ -207,9 +197,7 @@ def _load_svhn(name: str, split: str, base: Path, download: bool) -> ImageDatase
 
 def _load_stl10(name: str, split: str, base: Path, download: bool) -> ImageDataset:
     if not download:
-        missing = _first_missing(base / tvd.STL10.base_folder, _STL10_LABELLED)
-        if missing is not None:
-            raise _missing(name, base, missing)
+        _check_present(name, split, base)
     cls = tvd.STL10 if download else _STL10Files
     ds = _build(name, base, lambda: cls(str(base), split=split, download=download))
     images = torch.from_numpy(np.ascontiguousarray(ds.data))
@@ -217,18 +205,15 @@ def _load_stl10(name: str, split: str, base: Path, download: bool) -> ImageDatas
     return ImageDataset(name, images, labels, list(getattr(ds, "classes", _STL10_CLASSES)))
 
 
-_FOLDERS = {"imagenette": ("imagenette2", "val"), "tinyimagenet": ("tiny-imagenet-200", "val")}
-
-
 def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageDataset:
-    folder_name, test_folder = _FOLDERS[name]
-    folder = base / folder_name / ("train" if split == "train" else test_folder)
+    # The registry names one image folder per split (the test split is val/).
+    (relative,) = DATASETS[name].required[split]
+    folder = base / relative
     if download and name == "imagenette" and not folder.is_dir():
         if not hasattr(tvd, "Imagenette"):
             raise DataNotFoundError(f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}")
         _build(name, base, lambda: tvd.Imagenette(str(base), split=folder.name, size="full", download=True))
-    if not folder.is_dir():
-        raise _missing(name, base, folder)
+    _check_present(name, split, base)
     size = DATASETS[name].image_size
     # Shorter side to `size`, then the centre square: the usual ImageNet-style evaluation crop.
     to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])

@@ -23,6 +23,7 @@ from transformers.utils import logging as transformers_logging
 from .artifacts import artifact_lock, config_hash
 from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
+from .model_folders import FOUNDATION_FOLDER, RESNET_FILE, locate_model
 from .published import published_dir, reusable
 from .schema.foundation import EMBEDDED_NAME, resolve_embedded_config, resolve_foundation_config
 from .seeding import seed_everything
@@ -30,7 +31,6 @@ from .seeding import seed_everything
 # facebook/vit-mae-* checkpoints normalise with ImageNet statistics (their preprocessor_config.json).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-RESNET_FILE = "resnet.json"  # marks a saved ResNet foundation folder (a ViT-MAE one has config.json)
 ROBUST_RECORD = "robust_pretraining.json"  # what robust pre-training made a folder: config, data, time, history
 
 
@@ -65,31 +65,13 @@ def _read_normalisation(folder: Path) -> tuple[tuple[float, ...], tuple[float, .
 
 def _locate(name: str, allow_download: bool) -> Path:
     """A local folder for `name`: the path itself, or the hub snapshot in the local HF cache."""
-    local = Path(name).expanduser()
-    if local.exists():
-        if not (local / "config.json").is_file() and not (local / RESNET_FILE).is_file():
-            raise ConfigError(
-                "foundation.name",
-                "a folder holding a ViT-MAE saved with save_pretrained (config.json missing) or a saved "
-                f"ResNet ({RESNET_FILE})",
-                str(local),
-            )
-        return local
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(
-            snapshot_download(
-                name, local_files_only=not allow_download, allow_patterns=["*.json", "*.safetensors", "*.bin"]
-            )
-        )
-    except Exception as exc:  # offline misses raise several hub error types
-        hint = "" if allow_download else "; set foundation.allow_download: true to fetch it (needs network)"
-        raise ConfigError(
-            "foundation.name",
-            f"an existing local folder, or a hub name already in the local HuggingFace cache{hint}",
-            name,
-        ) from exc
+    return locate_model(
+        name,
+        FOUNDATION_FOLDER,
+        field="foundation.name",
+        allow_download=allow_download,
+        hint="" if allow_download else "; set foundation.allow_download: true to fetch it (needs network)",
+    )
 
 
 def load_foundation(

@@ -21,7 +21,7 @@ from .data import ImageDataset, iterate_batches
 from .pipeline import Pipeline
 from .seeding import seed_everything
 from .shared_features import SharedFeatures
-from .training_loop import EpochCallback
+from .training_loop import EpochCallback, make_optimizer
 
 
 @dataclass
@@ -61,7 +61,7 @@ def train_head(
     `shared`: where a clean head's training features may already be (trainables/shared_features.py)."""
     foundation_trains = any(p.requires_grad for p in pipeline.foundation.parameters())
     trainable = [p for p in pipeline.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = make_optimizer(trainable, cfg)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=cfg["milestones"], gamma=cfg["lr_decay"])
     checkpoints = EpochCheckpoints(checkpoint_folder, key)
     start_epoch, elapsed, history = 0, 0.0, []

@@ -34,6 +34,15 @@ def warmup_cosine(warmup_epochs: int, epochs: int) -> Callable[[int], float]:
     return factor
 
 
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """AdamW (the CRoPD paper's Tables 6-7), or SGD with momentum 0.9 (AdvCL's and RoCL's code) when
+    cfg['optimizer'] is 'sgd'; `params`: a module or the parameters to train."""
+    params = params.parameters() if isinstance(params, torch.nn.Module) else params
+    if cfg.get("optimizer", "adamw") == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], momentum=0.9, weight_decay=cfg["weight_decay"])
+    return torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
 def batch_size_at(cfg, epoch: int) -> int:
     """The batch size of 0-based `epoch`: cfg's batch_size, or the last batch_size_schedule entry
     whose epoch count has been reached ({150: 256}: from the 151st epoch on)."""
@@ -62,12 +71,13 @@ def fit_epochs(
     (seconds spent over all runs, per-epoch records).
 
     `step(images as stored, their targets)` returns named scalar terms, "loss" the one optimised.
-    AdamW with cfg's lr and weight_decay, warmup_epochs of linear warm-up, then cosine decay.
+    AdamW (or SGD with momentum 0.9 when cfg['optimizer'] is 'sgd') with cfg's lr and weight_decay,
+    warmup_epochs of linear warm-up, then cosine decay.
     Each epoch is seeded from cfg['seed'] and `seed_parts`, ends with a checkpoint, then
     `on_epoch(record + the epoch's means)`; a later call resumes from the newest checkpoint.
     `autocast_on`: a device whose steps run under bf16 autocast (the backward pass outside it).
     """
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
     start_epoch, elapsed, history = 0, 0.0, []
     state = checkpoints.latest()

@@ -89,11 +89,16 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
     times["data"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    # Robust pre-training (when configured) sees the trial's training images, never their labels.
+    # Robust pre-training (when configured) sees the trial's training images, or the whole training
+    # split of foundation.pretraining.dataset, never their labels.
     # Its epochs are this trial's; the embedded MAE pre-training, shared by all trials, is not reported.
     if "pretraining" in cfg["foundation"]:
+        pretraining_dataset = cfg["foundation"]["pretraining"].get("dataset")
+        pretraining_images = (
+            load_dataset(pretraining_dataset, "train", root=data["root"]) if pretraining_dataset else train
+        )
         foundation = load_robust_foundation(
-            cfg["foundation"], train, cache_root=default_cache_root(), device=device, on_epoch=on_epoch
+            cfg["foundation"], pretraining_images, cache_root=default_cache_root(), device=device, on_epoch=on_epoch
         )
     else:
         foundation = load_foundation(cfg["foundation"], device=device)

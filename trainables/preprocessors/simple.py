@@ -5,12 +5,11 @@ The VAE decodes the mode of its posterior, never a sample, so the pipeline stays
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from ..errors import ConfigError, UserError
+from ..model_folders import VAE_FOLDER, holds_model, hub_download_command, is_hub_name, locate_model
 
 
 class IdentityPreprocessor(nn.Module):
@@ -29,13 +28,12 @@ class VAEPreprocessor(nn.Module):
             from diffusers import AutoencoderKL
         except ImportError as exc:
             raise UserError("preprocessor.kind vae needs diffusers: pip install 'cropd-orchestrator[vae]'") from exc
-        folder = Path(path).expanduser()
-        if not (folder / "config.json").is_file():
-            raise ConfigError(
-                "preprocessor.path",
-                "a local folder holding a diffusers AutoencoderKL (config.json and weights)",
-                str(folder),
-            )
+        # A local folder, or a hub name (stabilityai/sd-vae-ft-mse) already in the local HF cache:
+        # never downloaded while a trial runs.
+        hint = f"; fill it with `{hub_download_command(path)}`" if is_hub_name(path) else ""
+        folder = locate_model(path, VAE_FOLDER, field="preprocessor.path", hint=hint)
+        if not holds_model(folder, VAE_FOLDER):  # a cached snapshot without its config
+            raise ConfigError("preprocessor.path", VAE_FOLDER.expected, str(folder))
         try:
             self.vae = AutoencoderKL.from_pretrained(folder)
         except Exception as exc:

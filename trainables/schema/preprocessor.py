@@ -118,6 +118,11 @@ TRAINED_KINDS = tuple(name for name, kind in PREPROCESSOR_KINDS.items() if kind.
 
 # Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
 # the decoder width is not given there, so it equals the encoder's. tiny is the embedded default.
+# Parameter counts against Table 12: paper32 has 1.74e7 (Table 12: 1.8e7; 1.28e7 of it the
+# projector on 256 / 8 = 32 pooled tokens x 192). paper224 read the same way (256 patches of 14 px,
+# pooled by 8: 32 x 768 = 24,576 projector inputs) has 1.23e8 against Table 12's 8.3e7. No reading of
+# App. A's encoder and decoder closes that gap (the auto-encoder without projector is 7.28e7); the one
+# that comes near is a projector on 6,144 inputs, as at 32 px: pool_factor 32, 8.56e7 in all.
 ARCH_PRESETS = {
     "paper32": dict(
         patch_size=2,
@@ -220,7 +225,12 @@ PREPROCESSOR_SCHEMA = {
         None, "a number > 0, or null for the method's default", optional(number(0, low_open=True))
     ),
     # VAE
-    "path": Field(None, "a local folder holding a diffusers AutoencoderKL", optional(text)),
+    "path": Field(
+        None,
+        "a local folder holding a diffusers AutoencoderKL, or a hub name already in the local HuggingFace cache "
+        "(stabilityai/sd-vae-ft-mse), or null",
+        optional(text),
+    ),
     # AdvCL as the contrastive term (kind advcl): reconstruction + lambda * multi-view NT-Xent
     # + pseudo_lambda * pseudo-label CE. eps, temperature, attack_steps, attack_step_size are shared.
     **advcl_fields(pseudo_model_default="the trial's foundation"),
@@ -270,7 +280,11 @@ def resolve_preprocessor_config(
         check_arch_fits(arch, image_size)
     cfg["arch"] = arch
     if cfg["kind"] == "vae" and cfg["path"] is None:
-        raise ConfigError("preprocessor.path", "a local folder holding a diffusers AutoencoderKL (kind vae)", None)
+        raise ConfigError(
+            "preprocessor.path",
+            "a local folder holding a diffusers AutoencoderKL, or a hub name in the local HuggingFace cache (kind vae)",
+            None,
+        )
     if cfg["kind"] == "advcl" and image_size is not None:
         check_radius_fits(cfg["fft_radius"], image_size)
     for kind in PREPROCESSOR_KINDS.values():
