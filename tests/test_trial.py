@@ -156,8 +156,9 @@ def test_the_vae_row_runs_end_to_end_from_a_local_autoencoderkl(tmp_path, tiny_f
     }
     result = run_trial(config, tmp_path / "trial")
     assert result["params_preprocessor"] == sum(p.numel() for p in vae.parameters())
-    assert 0.5 < result["acc_natural"] <= 1  # digits 0/1 through a random tiny VAE still separate
-    assert result["acc_pgd10"] <= result["acc_natural"]
+    # A random tiny VAE may or may not keep digits 0 and 1 apart (CI once saw chance, 0.50, where a
+    # local run saw more), so no accuracy level is asserted: the row is whole and consistent.
+    assert 0 <= result["acc_pgd10"] <= result["acc_natural"] <= 1
     assert result["n_pgd10"] == 20
     # differentiable and deterministic end to end (the posterior's mode, not a sample)
     assert not {"zero_input_gradient", "nonfinite_input_gradient", "nondeterministic_model"} & set(
