@@ -4,7 +4,8 @@ It drives `trainables` (the science) and is the only side that knows about Ray, 
 For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas),
 `orchestrator.results_relation(...)` (DuckDB) and `orchestrator.load_examples(...)` (per-example
 outcomes), all reading only the sweep's Parquet files; `orchestrator.paired_difference(a, b)`
-compares two configurations on the same test points.
+compares two configurations on the same test points. `orchestrator.load_pipeline(sweep, trial)`
+rebuilds a finished trial's trained model (torch.nn.Module, eval mode).
 """
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "paper_table",
     "paired_difference",
     "compare_to_reference",
+    "load_pipeline",
 ]
 
 # Re-exported lazily (PEP 562), so `import orchestrator` stays instant and pulls in nothing heavy.
@@ -26,6 +28,7 @@ _EXPORTS = {
     "paper_table": ("report", "paper_table"),
     "paired_difference": ("paired", "paired_difference"),
     "compare_to_reference": ("paired", "compare_to_reference"),
+    "load_pipeline": ("trained_models", "load_pipeline"),
 }
 
 

@@ -21,6 +21,7 @@ from trainables.errors import UserError  # noqa: E402
 # read-only commands start in about a second.
 from . import (
     cancel_command,
+    export_command,
     pareto_command,
     plot_command,
     prepare_command,
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot_command.add_parser(commands)
     pareto_command.add_parser(commands)
     cancel_command.add_parser(commands)
+    export_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
     return parser
 

@@ -27,6 +27,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "Exit 0: everything there; 1: something missing; 2: a bad spec.",
     )
     parser.add_argument("spec", type=Path, help="sweep spec, e.g. search_spaces/lambda_ablation.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="override the spec as `orchestrator sweep` does"
+    )
     parser.add_argument("--format", choices=FORMATS, default="text", help="text (default): one line per input; json")
     parser.set_defaults(run=run)
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from .inputs import spec_inputs
     from .spec import load_spec
 
-    inputs = spec_inputs(load_spec(args.spec))  # a bad spec raises UserError: one line, exit 2
+    inputs = spec_inputs(load_spec(args.spec, args.overrides))  # a bad spec raises UserError: one line, exit 2
     if args.format == "json":
         print(json.dumps({"spec": str(args.spec), "name": inputs.spec.name, **_json(inputs)}, indent=2))
     else:

@@ -80,9 +80,16 @@ def prepare_sweep_dir(spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> boo
                 for k in set(saved.get("plan", {})) | set(spec.plan)
                 if saved.get("plan", {}).get(k) != spec.plan.get(k)
             )
+            given = saved.get("overrides", [])
+            overrides = (
+                f"; it was started with the overrides {' '.join(given) or '(none)'}, this run has "
+                f"{' '.join(spec.overrides) or '(none)'}"
+                if given or spec.overrides
+                else ""
+            )
             raise UserError(
                 f"{spec.path}: the planned trials differ from the sweep in {sweep_dir} (changed: "
-                f"{', '.join(changed)}); "
+                f"{', '.join(changed)}{overrides}); "
                 "run with --restart to move that sweep aside and start again, or pick another --out"
             )
     elif sweep_dir.exists() and any(sweep_dir.iterdir()):
@@ -106,6 +113,7 @@ def write_state(spec: SweepSpec, sweep_dir: Path) -> None:
             "plan": spec.plan,
             "num_trials": spec.num_trials,
             "spec_path": str(spec.path),
+            "overrides": list(spec.overrides),
             "objectives": spec.objectives,
         },
     )

@@ -22,6 +22,7 @@ from trainables.schema.evaluation import ATTACKS
 from trainables.schema.fields import did_you_mean, is_int, is_number
 
 from .backend_registry import BACKENDS
+from .overrides import apply_cli_overrides
 from .results import SEED_FIELDS
 from .slurm_settings import SlurmSettings, parse_slurm
 
@@ -84,6 +85,8 @@ class SweepSpec:
     backend: str = "local"
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
     raw: dict = field(repr=False, default_factory=dict)
+    # The command line's key=value overrides, already applied to `raw` (kept to be recorded and shown).
+    overrides: tuple[str, ...] = ()
 
     @property
     def num_trials(self) -> int:
@@ -131,8 +134,9 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate the YAML at `path`; raises UserError naming the file and field."""
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> SweepSpec:
+    """Read and validate the YAML at `path` with command-line `overrides` (orchestrator/overrides.py)
+    applied first; raises UserError naming the file and field."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
@@ -150,7 +154,10 @@ def load_spec(path: str | Path) -> SweepSpec:
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = str(getattr(err, "problem", None) or err).splitlines()[0]
         raise UserError(f"{source}: not valid YAML{where}: {problem}") from None
-    return parse_spec(raw, source=source, default_name=path.stem, path=path)
+    raw = apply_cli_overrides(raw, overrides, source=source)
+    spec = parse_spec(raw, source=source, default_name=path.stem, path=path)
+    spec.overrides = tuple(overrides)
+    return spec
 
 
 def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = None) -> SweepSpec:

@@ -21,6 +21,13 @@ WAIT_POLL_S = 5.0
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("sweep", help="run or resume the sweep a YAML spec describes")
     parser.add_argument("spec", type=Path, help="sweep spec, e.g. search_spaces/quickstart.yaml")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="override the spec, Hydra-style: preprocessor.epochs=1 seeds=[0] name=smoke "
+        "grid.0.preprocessor.lambda=[1] search.trials=4",
+    )
     parser.add_argument("--out", type=Path, default=None, help="sweep directory (default: runs/<name>)")
     parser.add_argument(
         "--backend",
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from .spec import load_spec
     from .sweep_paths import default_sweep_dir
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, args.overrides)
     sweep_dir = Path(args.out or default_sweep_dir(spec.name))
     backend = backend_class(args.backend or spec.backend).from_options(spec, args)
     # The backend refuses what cannot run before writing anything, then takes the sweep's lock (a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,14 @@ import torch
 
 from . import precision
 from .artifacts import RESULT_FILE, atomic_write_json, config_hash, count_parameters
-from .data import data_fingerprint, load_dataset, stratified_fraction
-from .errors import ConfigError
+from .data import ImageDataset, data_fingerprint, load_dataset, stratified_fraction
+from .errors import ConfigError, UserError
 from .evaluation import evaluate
 from .foundation import default_cache_root, load_foundation
 from .head import build_linear_head, pipeline_features, train_head
 from .lora import apply_lora
 from .pipeline import Pipeline
-from .preprocessors import fit_preprocessor
+from .preprocessors import FittedPreprocessor, fit_preprocessor
 from .pseudo_labels import FeatureModel
 from .robust_pretraining import at_chance, load_robust_foundation
 from .schema.compute import DEFAULT_COMPUTE
@@ -63,8 +64,62 @@ def run_trial(
     return json.loads((workdir / RESULT_FILE).read_text())
 
 
+def load_trained_pipeline(
+    config: dict, workdir: Path, *, artifacts: Path | None = None, device: str = "cpu"
+) -> Pipeline:
+    """The images-to-logits model of a finished trial (pre-processor, foundation, head) in eval mode,
+    rebuilt from its artifacts and last checkpoints exactly as the trial evaluated it.
+
+    Nothing trains: a trial without a result is refused, and so is one whose checkpoints are gone
+    (a stage that would train again stops the rebuild at its first epoch).
+    """
+    cfg = validate_trial_config(config)
+    workdir = Path(workdir)
+    if not (workdir / RESULT_FILE).is_file():
+        raise UserError(
+            f"{workdir}: the trial has not finished (no {RESULT_FILE}); only a finished trial's model loads"
+        )
+    head_records: list[dict] = []
+
+    def refuse_training(record: dict[str, Any]) -> None:
+        # A finished trial's head resumes at its last epoch and says that epoch again, once; any
+        # other report is a stage training anew.
+        replay = record["stage"] == "head" and record.get("epoch") == record.get("epochs") and not head_records
+        if not replay:
+            raise UserError(
+                f"{workdir}: its {record['stage']} stage would train again (epoch {record.get('epoch')}): "
+                "its checkpoints or artifacts are gone, so the trained model cannot be rebuilt"
+            )
+        head_records.append(record)
+
+    compute = cfg.get("compute", DEFAULT_COMPUTE)
+    trained = train_stages(cfg, compute, workdir, artifacts, device, refuse_training)
+    return trained.pipeline.eval()
+
+
+@dataclass
+class TrainedTrial:
+    """What the training stages leave: the pipeline and what its evaluation needs."""
+
+    pipeline: Pipeline
+    test: ImageDataset
+    shared: SharedFeatures
+    evaluation_cfg: dict
+    default_eps: float
+    fitted: FittedPreprocessor
+    head_params: int
+    times: dict[str, float] = field(default_factory=dict)
+
+
 def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str, on_epoch) -> dict[str, Any]:
     """The stages, in order, with their times; the trial's outcome."""
+    trained = train_stages(cfg, compute, workdir, artifacts, device, on_epoch)
+    return _evaluate(cfg, compute, trained, device)
+
+
+def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str, on_epoch) -> TrainedTrial:
+    """Data, foundation, pre-processor and head, each resumed from its checkpoints or artifact: for a
+    finished trial nothing trains again, which is how load_trained_pipeline rebuilds its model."""
     training_autocast = compute["autocast"] == "bf16"
     times: dict[str, float] = {}
     started = time.perf_counter()
@@ -169,6 +224,18 @@ def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str,
     else:
         times["head"] = 0.0
 
+    return TrainedTrial(pipeline, test, shared, evaluation_cfg, default_eps, fitted, head_params, times)
+
+
+def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[str, Any]:
+    pipeline, test, shared, times = trained.pipeline, trained.test, trained.shared, trained.times
+    evaluation_cfg, default_eps, fitted, head_params = (
+        trained.evaluation_cfg,
+        trained.default_eps,
+        trained.fitted,
+        trained.head_params,
+    )
+    foundation = pipeline.foundation
     natural_started = time.perf_counter()
     natural_logits = _natural_logits(pipeline, test, shared, device, compute)
     natural_s = time.perf_counter() - natural_started

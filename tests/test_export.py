@@ -1,0 +1,125 @@
+"""Trained models out of a sweep: orchestrator.load_pipeline and `orchestrator export`, on a real sweep.
+
+The export is loaded in a fresh process with torch.export alone (no code of ours builds the model)
+and must give back the trial's natural accuracy exactly, point for point.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+from sweep_helpers import write_spec
+
+import orchestrator
+from orchestrator.analysis import load_examples
+from orchestrator.backends import LocalBackend
+from orchestrator.cli import main
+from orchestrator.results import load_trials
+from orchestrator.runner import run_sweep
+from orchestrator.spec import load_spec
+from orchestrator.sweep_paths import SweepPaths
+from trainables.data import load_dataset
+from trainables.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
+    folder = tmp_path_factory.mktemp("export")
+    grid = [{"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}, {"preprocessor.kind": ["identity"]}]
+    spec = load_spec(write_spec(folder, tiny_foundation_config, tiny_arch, grid=grid))
+    sweep_dir = folder / "runs" / "tiny"
+    backend = LocalBackend(temp_dir=tempfile.mkdtemp(prefix="cr-", dir="/tmp"))
+    assert run_sweep(spec, sweep_dir, backend=backend, live=False).done == 2
+    return sweep_dir
+
+
+def _natural(sweep_dir: Path, config_hash: str):
+    examples = load_examples(sweep_dir, [config_hash])
+    natural = examples[examples["attack"] == "natural"].sort_values("index")
+    return natural["index"].to_list(), natural["correct"].to_list()
+
+
+def test_load_pipeline_gives_the_trials_model_point_for_point(sweep):
+    trials = load_trials(sweep)
+    cropd = trials[trials["preprocessor.kind"] == "cropd"].iloc[0]
+    model = orchestrator.load_pipeline(sweep, cropd["config_hash"][:8])  # the prefix `status` prints
+    assert not model.training and type(model.preprocessor).__name__ == "MaskedAutoencoder"
+    indices, correct = _natural(sweep, cropd["config_hash"])
+    test = load_dataset("digits2", "test")
+    with torch.no_grad():
+        predicted = model(test.float_images(torch.tensor(indices))).argmax(1)
+    assert (predicted == test.labels[indices]).tolist() == correct
+    assert sum(correct) / len(correct) == cropd["acc_natural"]
+
+
+def test_an_export_loads_in_a_fresh_process_with_torch_alone_and_reproduces_natural_accuracy(sweep, tmp_path):
+    trials = load_trials(sweep)
+    row = trials[trials["preprocessor.kind"] == "cropd"].iloc[0]
+    out = tmp_path / "export"
+    assert main(["export", str(sweep), row["config_hash"][:8], "-o", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["model.pt2", "model_card.json"]
+
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["config_hash"] == row["config_hash"] and card["dataset"]["name"] == "digits2"
+    assert card["threat_model"] == {"norm": "Linf", "eps": row["eps"]}
+    assert card["accuracy"]["natural"]["accuracy"] == row["acc_natural"]
+    assert card["accuracy"]["natural"]["test_points"] == row["n_natural"] == 40
+    assert set(card["accuracy"]) == {"natural", "pgd10", "pgd20"}  # no AutoAttack was run: none reported
+    assert card["config"]["preprocessor"]["kind"] == "cropd"
+
+    indices, correct = _natural(sweep, row["config_hash"])
+    test = load_dataset("digits2", "test")
+    images, labels = tmp_path / "images.pt", tmp_path / "labels.pt"
+    torch.save(test.float_images(torch.tensor(indices)), images)
+    torch.save(test.labels[indices], labels)
+    # Only torch in the fresh process: no path to this repository, no import of ours.
+    script = f"""
+import json, sys, torch
+assert not any(name.split('.')[0] in ('trainables', 'orchestrator') for name in sys.modules)
+model = torch.export.load({str(out / "model.pt2")!r}).module()
+images, labels = torch.load({str(images)!r}), torch.load({str(labels)!r})
+with torch.no_grad():
+    print(json.dumps((model(images).argmax(1) == labels).tolist()))
+assert not any(name.split('.')[0] in ('trainables', 'orchestrator') for name in sys.modules)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == correct
+
+
+def test_exports_and_loads_refuse_what_they_cannot_do_in_one_line(sweep, tmp_path, capsys):
+    trials = load_trials(sweep)
+    identity = trials[trials["preprocessor.kind"] == "identity"].iloc[0]["config_hash"]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    for args, fragment in [
+        (["export", str(sweep), "ffffffff", "-o", str(tmp_path / "a")], "no trial 'ffffffff'"),
+        (["export", str(sweep), identity[:8], "-o", str(taken)], "exists"),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0]
+    assert not (tmp_path / "a").exists()
+
+    # A trial whose head checkpoints are gone cannot be rebuilt without training: refused, not retrained.
+    copy = tmp_path / "copy"
+    shutil.copytree(sweep, copy)
+    shutil.rmtree(SweepPaths(copy).workdir(identity) / "head.checkpoints")
+    with pytest.raises(UserError, match="head stage would train again"):
+        orchestrator.load_pipeline(copy, identity)
