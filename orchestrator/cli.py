@@ -23,6 +23,7 @@ from . import (
     cancel_command,
     export_command,
     pareto_command,
+    plan_command,
     plot_command,
     prepare_command,
     preprocessors_command,
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     sweep_command.add_parser(commands)
     prepare_command.add_parser(commands)
+    plan_command.add_parser(commands)
     status_command.add_parser(commands)
     results_command.add_parser(commands)
     report_command.add_parser(commands)

@@ -39,6 +39,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--restart", action="store_true", help="move an existing sweep directory aside and start over")
     parser.add_argument("--retry-failed", action="store_true", help="on resume, run failed trials again")
     parser.add_argument("--plain", action="store_true", help="plain progress lines even on a terminal")
+    slurm = add_slurm_options(parser)
+    slurm.add_argument("--wait", action="store_true", help="after submitting, follow the sweep until its jobs end")
+    parser.set_defaults(run=run)
+
+
+def add_slurm_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """--slurm-mode, --partition, --time ...: the spec's slurm: section overridden (sweep and plan)."""
     slurm = parser.add_argument_group("slurm", "override the spec's slurm: section")
     slurm.add_argument(
         "--slurm-mode",
@@ -58,8 +65,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         ("constraint", str, "node features"),
     ):
         slurm.add_argument(f"--{flag}", type=kind, default=None, help=what)
-    slurm.add_argument("--wait", action="store_true", help="after submitting, follow the sweep until its jobs end")
-    parser.set_defaults(run=run)
+    return slurm
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,6 +146,20 @@ def missing_paths(name: str, base: Path, splits: Iterable[str] = SPLITS) -> list
     return missing
 
 
+# Images in each split (torchvision's; Imagenette's train / val; the embedded digits' fixed split),
+# for estimates made before anything is loaded (orchestrator plan, bench/gpu_hours.py).
+SPLIT_SIZES: dict[str, tuple[int, int]] = {
+    "digits": (1_347, 450),
+    "digits2": (269, 91),
+    "cifar2": (10_000, 2_000),
+    "cifar10": (50_000, 10_000),
+    "cifar100": (50_000, 10_000),
+    "svhn": (73_257, 26_032),
+    "stl10": (5_000, 8_000),
+    "imagenette": (9_469, 3_925),
+    "tinyimagenet": (100_000, 10_000),
+}
+
 DATA_SCHEMA = {
     "dataset": Field("digits2", f"a dataset name: one of {sorted(DATASETS)}", text),
     "root": Field(None, "a local data folder, or null for $CROPD_DATA_ROOT / ./data", optional(text)),
