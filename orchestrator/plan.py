@@ -237,22 +237,23 @@ def estimate(plan: Plan, rows: list[dict[str, Any]]) -> Plan:
     """Fill each stage's estimate from the nearest matching earlier trial, scaled by its work."""
     for stage in plan.stages:
         column = TIME_COLUMNS[stage.kind]
-        best: tuple[int, dict] | None = None
+        # The most settings in common; among equals the most work measured, where fixed costs
+        # (start-up, the first epoch's caches) weigh least in the time scaled up.
+        best: tuple[int, float, dict] | None = None
         for row in rows:
             seconds = row.get(column)
             if seconds is None or not (isinstance(seconds, (int, float)) and seconds > 0 and math.isfinite(seconds)):
                 continue
             if stage.kind == "pre-processor" and row.get("preprocessor_reused") is True:
                 continue  # its time is a load, not the training
-            score = _matches(stage, row)
-            if score is not None and (best is None or score >= best[0]):
-                best = (score, row)
-        if best is None:
+            score, work = _matches(stage, row), _row_work(stage, row)
+            if score is None or not work:
+                continue
+            if best is None or (score, work) > best[:2]:
+                best = (score, work, row)
+        if best is None or not math.isfinite(stage.work):
             continue
-        score, row = best
-        work = _row_work(stage, row)
-        if not work or not math.isfinite(stage.work):
-            continue
+        score, work, row = best
         scale = stage.work / work
         stage.estimate_s = row[column] * scale
         missed = [key for key in stage.match if not _same(_matches_value(row, key), _matches_value(stage.match, key))]

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     history = args.history or [default_sweep_dir(spec.name).parent]
     plan = estimate(planned_stages(spec), history_rows(history))
     at_once, why = concurrency(spec, args)
-    wall_s = plan.total_s / max(1, at_once)
+    wall_s = plan.total_s / at_once if at_once else None  # None: no trial fits
     backend = args.backend or spec.backend
     slurm = slurm_check(spec, args, wall_s) if backend == "slurm" else None
     if args.format == "json":
@@ -90,7 +90,7 @@ def concurrency(spec, args) -> tuple[int, str]:
     return int(count if math.isfinite(count) else spec.num_trials), why
 
 
-def slurm_check(spec, args, wall_s: float) -> dict:
+def slurm_check(spec, args, wall_s: float | None) -> dict:
     """The sbatch script the sweep would submit and sbatch's `--test-only` verdict on it."""
     from .backends.slurm.backend import SLURM_FLAGS
     from .backends.slurm.executor import make_executor, sbatch_script
@@ -110,7 +110,7 @@ def slurm_check(spec, args, wall_s: float) -> dict:
             verdict = ("accepted: " if result.returncode == 0 else "REFUSED: ") + (lines[-1] if lines else "")
     allowed_s = settings.time_min * 60 * (settings.max_requeues + 1)
     warning = None
-    if settings.mode != "array" and wall_s > allowed_s:
+    if settings.mode != "array" and wall_s is not None and wall_s > allowed_s:
         warning = (
             f"the estimated wall time ({wall_s / 3600:,.1f} h) is more than the time limit times the "
             f"requeues allowed ({settings.time_min} min x {settings.max_requeues + 1} = {allowed_s / 3600:,.1f} h): "
@@ -156,7 +156,7 @@ def _as_text(spec, plan, at_once, why, wall_s, history, slurm) -> str:
         f"estimated total: {_hours(plan.total_s)} of trial slots"
         + (f" ({plan.unestimated} stage(s) without an estimate are not in it)" if plan.unestimated else ""),
         f"resources: cpu {spec.resources['cpu']}, gpu {spec.resources['gpu']} per trial; {at_once} at once ({why}); "
-        f"wall about {_hours(wall_s)}",
+        + (f"wall about {_hours(wall_s)}" if wall_s is not None else "no wall time: no trial fits what is asked for"),
     ]
     if slurm is not None:
         lines += ["", f"slurm ({slurm['mode']} mode): sbatch --test-only: {slurm['test_only']}"]

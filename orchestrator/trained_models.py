@@ -106,7 +106,7 @@ def export_trial(sweep: str | Path, trial: str, out: str | Path) -> Path:
     leaves no half-written folder; an existing `out` is refused, never overwritten.
     """
     import shutil
-    import tempfile
+    import uuid
 
     import torch
 
@@ -126,7 +126,10 @@ def export_trial(sweep: str | Path, trial: str, out: str | Path) -> Path:
     except Exception as err:  # torch.export names what it cannot trace; one line of it
         raise UserError(f"{out}: torch.export could not trace this trial's model ({type(err).__name__})") from err
     out.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # mkdir, not mkdtemp: the folder gets the user's umask (mkdtemp's 0700 would hide it from a
+    # third party on a shared filesystem).
+    scratch = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:8]}"
+    scratch.mkdir()
     try:
         torch.export.save(program, scratch / MODEL_FILE)
         card = _plain(model_card(row, config))

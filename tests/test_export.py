@@ -7,6 +7,7 @@ and must give back the trial's natural accuracy exactly, point for point.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,12 @@ from trainables.data import load_dataset
 from trainables.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +74,8 @@ def test_an_export_loads_in_a_fresh_process_with_torch_alone_and_reproduces_natu
     out = tmp_path / "export"
     assert main(["export", str(sweep), row["config_hash"][:8], "-o", str(out)]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["model.pt2", "model_card.json"]
+    assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(".")) == []  # no scratch left
+    assert out.stat().st_mode & 0o077 == (0o777 & ~_umask()) & 0o077  # readable as the umask allows
 
     card = json.loads((out / "model_card.json").read_text())
     assert card["config_hash"] == row["config_hash"] and card["dataset"]["name"] == "digits2"
