@@ -39,8 +39,9 @@ class Stage:
     kind: str  # foundation pre-training | pre-processor | head | evaluation
     label: str
     work: float  # image-epochs (training) or test points (evaluation): what the estimate scales by
-    match: dict[str, Any]  # settings an earlier trial is matched on; the first one must be equal
+    match: dict[str, Any]  # settings an earlier trial is matched on; the first `required` must be equal
     trials: int = 0
+    required: int = 1
     estimate_s: float | None = None
     basis: str = "no earlier trial ran such a stage"
 
@@ -123,6 +124,7 @@ def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
                     f"{head['epochs']} epochs",
                     head["epochs"] * images,
                     settings("head.mode", "foundation.mode", "foundation.name", "preprocessor.kind", "dataset"),
+                    required=2,  # a head on cached features and a fine-tuned ViT are different work
                 ),
             )
         )
@@ -206,10 +208,11 @@ def _row_work(stage: Stage, row: dict[str, Any]) -> float | None:
 
 
 def _matches(stage: Stage, row: dict[str, Any]) -> int | None:
-    """How many of the stage's settings the row shares; None when the first (the stage's kind) differs."""
+    """How many of the stage's settings the row shares; None when one of the required ones (the
+    stage's kind: a pre-processor's, a head's mode and the foundation's use) differs."""
     values = [_matches_value(row, key) for key in stage.match]
     wanted = [_matches_value(stage.match, key) for key in stage.match]
-    if values[0] != wanted[0]:
+    if values[: stage.required] != wanted[: stage.required]:
         return None
     return sum(_same(a, b) for a, b in zip(values, wanted))
 

@@ -96,13 +96,14 @@ def slurm_check(spec, args, wall_s: float | None) -> dict:
     from .backends.slurm.executor import make_executor, sbatch_script
 
     settings = spec.slurm.with_overrides({key: getattr(args, flag, None) for flag, key in SLURM_FLAGS.items()})
-    with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
-        executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=Path(folder))
-        tasks = spec.num_trials if settings.mode == "array" else None
-        script = sbatch_script(executor, tasks)
-        if shutil.which("sbatch") is None:
-            verdict = "not asked: no sbatch on PATH here"
-        else:
+    script = None
+    if shutil.which("sbatch") is None or shutil.which("srun") is None:
+        # submitit builds its executor only on a Slurm machine; the sweep itself refuses the same way.
+        verdict = "not asked: no Slurm here (sbatch and srun not on PATH); plan on a login node for the script"
+    else:
+        with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
+            executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=Path(folder))
+            script = sbatch_script(executor, spec.num_trials if settings.mode == "array" else None)
             path = Path(folder) / "plan.sh"
             path.write_text(script)
             result = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, timeout=60)
@@ -162,7 +163,8 @@ def _as_text(spec, plan, at_once, why, wall_s, history, slurm) -> str:
         lines += ["", f"slurm ({slurm['mode']} mode): sbatch --test-only: {slurm['test_only']}"]
         if slurm["warning"]:
             lines.append(f"warning: {slurm['warning']}")
-        lines += ["the script that would be submitted:", slurm["script"].rstrip()]
+        if slurm["script"] is not None:
+            lines += ["the script that would be submitted:", slurm["script"].rstrip()]
     return "\n".join(lines)
 
 

@@ -377,3 +377,21 @@ def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_i
     )
     assert "Slurm job 777" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
     assert not SweepPaths(sweep_dir).jobs.exists()  # nothing submitted
+
+
+def test_plan_shows_the_script_and_sbatchs_own_verdict_without_submitting(tmp_path, tiny_foundation_config, tiny_arch):
+    spec_path = slurm_spec(tmp_path, tiny_foundation_config, tiny_arch, name="planned")
+    before = subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=60).stdout
+    accepted = orchestrator(
+        "plan", str(spec_path), "--backend", "slurm", "--history", str(tmp_path), cwd=tmp_path, timeout=120
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert "sbatch --test-only: accepted: " in accepted.stdout and "#SBATCH --partition=debug" in accepted.stdout
+    refused = orchestrator(
+        "plan", str(spec_path), "--backend", "slurm", "--partition", "nosuchpartition", cwd=tmp_path, timeout=120
+    )
+    assert refused.returncode == 0 and "sbatch --test-only: REFUSED: " in refused.stdout
+    assert "invalid partition specified: nosuchpartition" in refused.stdout
+    # nothing submitted, nothing written
+    assert subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=60).stdout == before
+    assert not (tmp_path / "runs").exists()
