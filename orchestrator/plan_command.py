@@ -11,7 +11,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -93,7 +92,7 @@ def concurrency(spec, args) -> tuple[int, str]:
 def slurm_check(spec, args, wall_s: float | None) -> dict:
     """The sbatch script the sweep would submit and sbatch's `--test-only` verdict on it."""
     from .backends.slurm.backend import SLURM_FLAGS
-    from .backends.slurm.executor import make_executor, sbatch_script
+    from .backends.slurm.executor import make_executor, sbatch_script, sbatch_verdict
 
     settings = spec.slurm.with_overrides({key: getattr(args, flag, None) for flag, key in SLURM_FLAGS.items()})
     script = None
@@ -104,11 +103,8 @@ def slurm_check(spec, args, wall_s: float | None) -> dict:
         with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
             executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=Path(folder))
             script = sbatch_script(executor, spec.num_trials if settings.mode == "array" else None)
-            path = Path(folder) / "plan.sh"
-            path.write_text(script)
-            result = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, timeout=60)
-            lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-            verdict = ("accepted: " if result.returncode == 0 else "REFUSED: ") + (lines[-1] if lines else "")
+        accepted, line = sbatch_verdict(script)
+        verdict = ("accepted: " if accepted else "REFUSED: ") + line
     allowed_s = settings.time_min * 60 * (settings.max_requeues + 1)
     warning = None
     if settings.mode != "array" and wall_s is not None and wall_s > allowed_s:

@@ -68,22 +68,29 @@ def sbatch_script(executor, tasks: int | None = None) -> str:
     return sbatch_script_text(executor, tasks)
 
 
+def sbatch_verdict(script: str) -> tuple[bool, str]:
+    """(accepted, sbatch's own line) for this script from `sbatch --test-only`: nothing is submitted.
+    Of a refusal, the line that says why (its first error), not the summary after it."""
+    with tempfile.TemporaryDirectory(prefix="cropd-sbatch-") as folder:
+        path = Path(folder) / "preflight.sh"
+        path.write_text(script)
+        result = subprocess.run(["sbatch", "--test-only", str(path)], capture_output=True, text=True, timeout=60)
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    if result.returncode == 0:
+        return True, lines[-1] if lines else ""
+    errors = [line for line in lines if "error" in line.lower() or "unrecognized" in line.lower()] or lines
+    return False, errors[0] if errors else "exit code %d" % result.returncode
+
+
 def preflight(executor, *, source: str, tasks: int | None = None) -> None:
     """Ask sbatch whether it would take this job (`--test-only`: nothing is submitted).
 
     Unknown options, a partition, account or QOS that does not exist, a request no node can
     hold: sbatch's own message, as one line.
     """
-    with tempfile.TemporaryDirectory(prefix="cropd-sbatch-") as folder:
-        script = Path(folder) / "preflight.sh"
-        script.write_text(sbatch_script(executor, tasks))
-        result = subprocess.run(["sbatch", "--test-only", str(script)], capture_output=True, text=True, timeout=60)
-    if result.returncode != 0:
-        lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
-        errors = [line for line in lines if "error" in line.lower() or "unrecognized" in line.lower()] or lines
-        raise UserError(
-            f"{source}: slurm: sbatch refuses this job: {errors[0] if errors else 'exit code %d' % result.returncode}"
-        )
+    accepted, line = sbatch_verdict(sbatch_script(executor, tasks))
+    if not accepted:
+        raise UserError(f"{source}: slurm: sbatch refuses this job: {line}")
 
 
 def warn_about_paths(sweep_dir: Path, settings: SlurmSettings) -> None:
