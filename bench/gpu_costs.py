@@ -475,6 +475,51 @@ def pgd224_cases(device: torch.device, quick: bool) -> list[dict]:
     return rows
 
 
+# What main() prints: one table per part, in this order (a part's failures go to stderr instead).
+TABLES = (
+    (
+        "cropd_paper224_step",
+        "CRoPD paper224 step at 224 px (ImagenetTe epoch = 9,469 images, extrapolated)",
+        ["batch", "precision", "parameters", "images_per_s", "epoch_s_imagenette", "peak_gib"],
+    ),
+    (
+        "adversarial_finetune_vit_l",
+        "Adversarial fine-tuning step (PGD-10 fp32 + AdamW on clean+adv), paper32 CRoPD -> ViT-MAE-large 224 px",
+        ["mode", "batch", "precision", "trainable_parameters", "images_per_s", "epoch_s_cifar10", "peak_gib"],
+    ),
+    (
+        "advcl_resnet18_step",
+        "AdvCL pre-training step, CIFAR ResNet-18 (epoch = 50,000 images)",
+        ["width", "batch", "precision", "views", "images_per_s", "epoch_s_cifar10", "peak_gib"],
+    ),
+    (
+        "clean_finetune_vit_l",
+        "Clean fine-tuning step (AdamW on a clean batch), paper32 CRoPD -> ViT-MAE-large 224 px",
+        ["mode", "batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
+    ),
+    (
+        "features_vit_l",
+        "Clean features (no grad): paper32 CRoPD -> ViT-MAE-large 224 px",
+        ["batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
+    ),
+    (
+        "encoder_only_step",
+        "Encoder-only adversarial training step (PGD-10 + AdamW), CRoPD Table 8",
+        ["arch", "batch", "precision", "images_per_s", "epoch_s", "epoch_of", "peak_gib"],
+    ),
+    (
+        "rocl_resnet18_step",
+        "RoCL pre-training step, CIFAR ResNet-18 (epoch = 50,000 images)",
+        ["width", "batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
+    ),
+    (
+        "pgd20_224",
+        "PGD-20 at 224 px (eps 4/255), pre-processor -> ViT-MAE-large",
+        ["preprocessor", "batch", "precision", "images_per_s", "peak_gib"],
+    ),
+)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", type=Path, default=None)
@@ -511,46 +556,8 @@ def main(argv=None) -> int:
         attempt("rocl_resnet18_step", rocl_cases, device, args.seconds, args.quick)
         attempt("pgd20_224", pgd224_cases, device, args.quick)
 
-    print_rows(
-        "CRoPD paper224 step at 224 px (ImagenetTe epoch = 9,469 images, extrapolated)",
-        [r for r in rows if r["part"] == "cropd_paper224_step"],
-        ["batch", "precision", "parameters", "images_per_s", "epoch_s_imagenette", "peak_gib"],
-    )
-    print_rows(
-        "Adversarial fine-tuning step (PGD-10 fp32 + AdamW on clean+adv), paper32 CRoPD -> ViT-MAE-large 224 px",
-        [r for r in rows if r["part"] == "adversarial_finetune_vit_l"],
-        ["mode", "batch", "precision", "trainable_parameters", "images_per_s", "epoch_s_cifar10", "peak_gib"],
-    )
-    print_rows(
-        "AdvCL pre-training step, CIFAR ResNet-18 (epoch = 50,000 images)",
-        [r for r in rows if r["part"] == "advcl_resnet18_step"],
-        ["width", "batch", "precision", "views", "images_per_s", "epoch_s_cifar10", "peak_gib"],
-    )
-    print_rows(
-        "Clean fine-tuning step (AdamW on a clean batch), paper32 CRoPD -> ViT-MAE-large 224 px",
-        [r for r in rows if r["part"] == "clean_finetune_vit_l"],
-        ["mode", "batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
-    )
-    print_rows(
-        "Clean features (no grad): paper32 CRoPD -> ViT-MAE-large 224 px",
-        [r for r in rows if r["part"] == "features_vit_l"],
-        ["batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
-    )
-    print_rows(
-        "Encoder-only adversarial training step (PGD-10 + AdamW), CRoPD Table 8",
-        [r for r in rows if r["part"] == "encoder_only_step"],
-        ["arch", "batch", "precision", "images_per_s", "epoch_s", "epoch_of", "peak_gib"],
-    )
-    print_rows(
-        "RoCL pre-training step, CIFAR ResNet-18 (epoch = 50,000 images)",
-        [r for r in rows if r["part"] == "rocl_resnet18_step"],
-        ["width", "batch", "precision", "images_per_s", "epoch_s_cifar10", "peak_gib"],
-    )
-    print_rows(
-        "PGD-20 at 224 px (eps 4/255), pre-processor -> ViT-MAE-large",
-        [r for r in rows if r["part"] == "pgd20_224" and "error" not in r],
-        ["preprocessor", "batch", "precision", "images_per_s", "peak_gib"],
-    )
+    for part, title, columns in TABLES:
+        print_rows(title, [r for r in rows if r["part"] == part and "error" not in r], columns)
     errors = [r for r in rows if "error" in r]
     for r in errors:
         print(f"error in {r['part']}: {r['error']}", file=sys.stderr)

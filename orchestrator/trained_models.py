@@ -57,13 +57,20 @@ def find_trial(sweep_dir: Path, trial: str) -> dict[str, Any]:
 
 def load_pipeline(sweep: str | Path, trial: str, *, device: str = "cpu"):
     """The trained images-to-logits module of one finished trial, in eval mode (torch.nn.Module)."""
-    from trainables.trial import load_trained_pipeline
-
     sweep_dir = Path(sweep)
     row = find_trial(sweep_dir, trial)
+    return _load(sweep_dir, row["config_hash"], trial_config(sweep_dir, row), device)
+
+
+def trial_config(sweep_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """The nested config the trial ran with (its workdir's config.json)."""
+    return json.loads(SweepPaths(sweep_dir).trial_config(row["config_hash"]).read_text())["config"]
+
+
+def _load(sweep_dir: Path, key: str, config: dict[str, Any], device: str):
+    from trainables.trial import load_trained_pipeline
+
     paths = SweepPaths(sweep_dir)
-    key = row["config_hash"]
-    config = json.loads(paths.trial_config(key).read_text())["config"]
     return load_trained_pipeline(config, paths.workdir(key), artifacts=paths.artifacts, device=device)
 
 
@@ -116,9 +123,9 @@ def export_trial(sweep: str | Path, trial: str, out: str | Path) -> Path:
     if out.exists():
         raise UserError(f"{out}: exists; export into a new folder")
     sweep_dir = Path(sweep)
-    row = find_trial(sweep_dir, trial)
-    config = json.loads(SweepPaths(sweep_dir).trial_config(row["config_hash"]).read_text())["config"]
-    pipeline = load_pipeline(sweep_dir, row["config_hash"])
+    row = find_trial(sweep_dir, trial)  # once: the results are read, and the config, for both uses
+    config = trial_config(sweep_dir, row)
+    pipeline = _load(sweep_dir, row["config_hash"], config, "cpu")
     image_size = DATASETS[config["data"]["dataset"]].image_size
     example = torch.rand(2, 3, image_size, image_size)
     try:
