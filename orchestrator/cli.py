@@ -2,7 +2,9 @@
 
 Subcommands: `sweep` (run or resume a study), `prepare` (what a spec needs on disk, offline),
 `status`, `results` (query the Parquet), `report` (the paper-style table), `plot`, `pareto`,
-`cancel` (a sweep's Slurm jobs), and `preprocessors` (train the pre-processors of one dataset, no Ray).
+`cancel` (a sweep's Slurm jobs), `preprocessors` (train the pre-processors of one dataset, no Ray),
+and `completion` (the shell code for tab completion). `-q` / `-v` before or after the subcommand
+set the log levels (orchestrator/verbosity.py).
 """
 
 from __future__ import annotations
@@ -32,13 +34,19 @@ from . import (
     status_command,
     sweep_command,
     unreadable,
+    verbosity,
 )
 
 EXIT_USER_ERROR = 2
+SHELLS = ("bash", "zsh")
+# Positional arguments that take a spec (or a sweep folder, or either): tab completes folders and
+# YAML files only.
+SPEC_ARGUMENTS = ("spec", "target", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    add_verbosity_options(parser, default=verbosity.DEFAULT)
     commands = parser.add_subparsers(dest="command", required=True)
     sweep_command.add_parser(commands)
     prepare_command.add_parser(commands)
@@ -51,11 +59,68 @@ def build_parser() -> argparse.ArgumentParser:
     cancel_command.add_parser(commands)
     export_command.add_parser(commands)
     preprocessors_command.add_parser(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell code for tab completion of commands, options and spec paths",
+        description="Print the code that makes bash or zsh complete `orchestrator` commands, options "
+        'and spec paths: eval "$(orchestrator completion bash)" (in ~/.bashrc, or ~/.zshrc with zsh).',
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    completion.set_defaults(run=print_completion)
+    for subparser in commands.choices.values():
+        # SUPPRESS: a subcommand that was not given -q/-v keeps what the main parser set.
+        add_verbosity_options(subparser, default=argparse.SUPPRESS)
+        for action in subparser._actions:
+            if not action.option_strings and action.dest in SPEC_ARGUMENTS:
+                action.completer = _spec_completer  # type: ignore[attr-defined]
     return parser
 
 
+def add_verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=verbosity.QUIET,
+        default=default,
+        help="warnings only, from this tool, Ray, Optuna, transformers and AutoAttack",
+    )
+    levels.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=verbosity.VERBOSE,
+        default=default,
+        help="debug logs from this tool and AutoAttack's progress; info from Ray, Optuna and transformers",
+    )
+
+
+def _spec_completer(prefix: str, **_) -> list[str]:
+    """Folders and *.yaml / *.yml files under the typed prefix (a sweep folder or a spec)."""
+    from argcomplete.completers import FilesCompleter
+
+    return list(FilesCompleter(allowednames=("yaml", "yml"), directories=True)(prefix))
+
+
+def print_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["orchestrator"], shell=args.shell))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer, exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
+    # No option: $CROPD_LOG_LEVEL if the shell set it, else every logger as it was.
+    verbosity.set_level(verbosity.current() if args.verbosity == verbosity.DEFAULT else args.verbosity)
     try:
         return args.run(args) or 0
     except UserError as err:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from trainables.errors import ConfigError
 
+from .verbosity import ray_logging_level
+
 
 @dataclass
 class RayCluster:
@@ -43,8 +45,11 @@ class RayCluster:
     def start(self, resources: dict[str, float], source: str) -> None:
         import ray
 
+        # -q / -v (verbosity.py): ray.init resets Ray's logger to this level (default: Ray's own).
+        level = ray_logging_level()
+        logging_level = {} if level is None else {"logging_level": level}
         if self.address:
-            ray.init(address=self.address, log_to_driver=False)
+            ray.init(address=self.address, log_to_driver=False, **logging_level)
             nodes = [node["Resources"] for node in ray.nodes() if node.get("Alive")]
             try:
                 _check_fits(resources, nodes, source, f"the Ray cluster at {self.address}")
@@ -63,6 +68,7 @@ class RayCluster:
             log_to_driver=False,
             num_cpus=self.num_cpus,
             num_gpus=self.num_gpus,
+            **logging_level,
         )
 
     def stop(self) -> None:

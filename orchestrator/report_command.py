@@ -1,7 +1,8 @@
 """`orchestrator report <sweep>`: the paper-style table (Natural, PGD-10, PGD-20, AutoAttack).
 
-Markdown by default, LaTeX for the paper, CSV for a spreadsheet; -o writes a file instead of
-printing. Seeds of one configuration are one row: mean ± half of its 95% interval. Then the
+Markdown by default, LaTeX for the paper, CSV for a spreadsheet, JSON for a script (one object
+on stdout, nothing else there); -o writes a file instead of printing. Seeds of one configuration
+are one row: mean ± half of its 95% interval, and the test points behind each column. Then the
 paired differences of every row against a reference row (Vanilla by default) on the same test
 points: a paired bootstrap interval and McNemar's exact p.
 """
@@ -17,10 +18,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     from .report import FORMATS
 
     parser = commands.add_parser(
-        "report", help="the paper-style table of a sweep (markdown, LaTeX or CSV)", description=__doc__.splitlines()[0]
+        "report",
+        help="the paper-style table of a sweep (markdown, LaTeX, CSV or JSON)",
+        description=__doc__.splitlines()[0],
     )
     parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
-    parser.add_argument("--format", choices=FORMATS, default="markdown")
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
     parser.add_argument("--where", metavar="SQL", help="a DuckDB condition on the trials to include")
     parser.add_argument(
         "--compare-to",

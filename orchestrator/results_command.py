@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import decimal
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from rich.text import Text
 
 from trainables.errors import UserError
 
+from .plain_json import is_missing, json_value, utc
 from .results import HEADLINE_METRICS, connect, first_line, frame, is_setting
 from .sweep_target import sweep_dir_of
 
@@ -89,7 +88,7 @@ def write(frame: pd.DataFrame, fmt: str, console: Console | None = None) -> None
     if fmt == "csv":
         frame.to_csv(sys.stdout, index=False)
     elif fmt == "json":
-        records = [{str(k): _json_value(v) for k, v in record.items()} for record in frame.to_dict("records")]
+        records = [{str(k): json_value(v) for k, v in record.items()} for record in frame.to_dict("records")]
         sys.stdout.write(json.dumps(records, indent=2, allow_nan=False) + "\n")
     else:
         print_table(frame, console)
@@ -112,54 +111,15 @@ def print_table(frame: pd.DataFrame, console: Console | None = None) -> None:
     console.print(f"{len(frame)} row{'s' if len(frame) != 1 else ''}", markup=False, highlight=False)
 
 
-def _is_missing(value: Any) -> bool:
-    if value is None or value is pd.NaT or value is pd.NA:
-        return True
-    return isinstance(value, (float, np.floating)) and math.isnan(value)
-
-
 def _table_cell(column: str, value: Any) -> str:
-    if _is_missing(value):
+    if is_missing(value):
         return "-"
     if isinstance(value, (bool, np.bool_)):
         return str(bool(value))
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}" if str(column).startswith("acc_") else f"{value:.6g}"
     if isinstance(value, dt.datetime):
-        return _utc(value).isoformat(timespec="seconds")
+        return utc(value).isoformat(timespec="seconds")
     if isinstance(value, (list, tuple, dict, np.ndarray)):
-        return json.dumps(_json_value(value))
+        return json.dumps(json_value(value))
     return str(value)
-
-
-def _json_value(value: Any) -> Any:
-    """A value DuckDB/pandas gave as plain JSON: NaN and NaT -> null, times as ISO 8601 text."""
-    if isinstance(value, np.ndarray):
-        return [_json_value(v) for v in value.tolist()]
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if _is_missing(value):
-        return None
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating, decimal.Decimal)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, dt.datetime):
-        return _utc(value).isoformat()
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (dt.timedelta, pd.Timedelta)):
-        return pd.Timedelta(value).isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    return value if isinstance(value, str) else str(value)
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    """DuckDB hands out time stamps in the local time zone; results show them in UTC."""
-    return value.astimezone(dt.timezone.utc) if value.tzinfo is not None else value

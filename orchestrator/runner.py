@@ -30,6 +30,7 @@ from .spec import SweepSpec
 from .sweep_lock import sweep_lock
 from .sweep_paths import SweepPaths, parquet_files
 from .trial_runner import TUNE_NAME, run_recorded_trial, trial_key, tune_trial
+from .verbosity import third_party_level
 
 # Keep every per-epoch manifest checkpoint (a few bytes each): with num_to_keep set, Tune saves the
 # whole experiment state every num_to_keep trial checkpoints, which grows with the sweep and slowed
@@ -41,7 +42,7 @@ def quiet_ray_tune() -> None:
     """Our progress display replaces Tune's, our Parquet files its loggers; keep its warnings about real problems."""
     import logging
 
-    logging.getLogger("ray.tune").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(third_party_level(logging.WARNING))
     # Tune's newer console output prints its own header and tables whatever `verbose` says.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Tune's default CSV, JSON and TensorBoard loggers write 3 files per trial and run a

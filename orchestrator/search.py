@@ -20,6 +20,7 @@ from trainables.artifacts import atomic_write_bytes
 from . import unreadable
 from .spec import SweepSpec
 from .sweep_paths import SweepPaths
+from .verbosity import third_party_level
 
 
 def optuna_space(spec: SweepSpec) -> dict[str, BaseDistribution]:
@@ -103,7 +104,7 @@ def build_searcher(spec: SweepSpec, sweep_dir: Path):
     from .grid_first_search import GridFirstOptunaSearch
 
     metrics, modes = list(spec.objectives), list(spec.objectives.values())
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(third_party_level(optuna.logging.WARNING))
     return GridFirstOptunaSearch(
         space=optuna_space(spec),
         metric=metrics if len(metrics) > 1 else metrics[0],

@@ -1,18 +1,22 @@
 """`orchestrator status <sweep dir or spec>`: counts by state, then one line per trial.
 
 Reads only the sweep directory (Parquet rows and trial folders), never Ray: it works while the
-sweep runs, after it was killed, and from a login node watching a Slurm job.
+sweep runs, after it was killed, and from a login node watching a Slurm job. `--format json`
+prints the same as one JSON object on stdout (nothing else there), for scripts and dashboards.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from .plain_json import dumps, json_value
 from .results import HEADLINE_METRICS, load_trials, read_state
 from .sweep_paths import SweepPaths
 from .sweep_target import sweep_dir_of
@@ -41,11 +45,24 @@ SHOWN_SETTINGS = (
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("status", help="what a sweep has done so far")
     parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), or json: one object with the counts, the jobs and every trial, on stdout",
+    )
     parser.set_defaults(run=run)
 
 
+FORMATS = ("table", "json")
+
+
 def run(args: argparse.Namespace) -> int:
-    print_status(sweep_dir_of(args.target))
+    sweep_dir = sweep_dir_of(args.target)
+    if args.format == "json":
+        sys.stdout.write(dumps(status_data(sweep_dir)))
+    else:
+        print_status(sweep_dir)
     return 0
 
 
@@ -84,9 +101,7 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     if not per_trial:
         _print_failures(trials, console)
         return
-    settings = [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or [
-        "preprocessor.kind"
-    ]
+    settings = shown_settings(trials)
     table = Table()
     table.add_column("trial")
     table.add_column("status")
@@ -95,14 +110,62 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     for column in (*(m.removeprefix("acc_") for m in HEADLINE_METRICS), "time (s)"):
         table.add_column(column, justify="right")
     for row in trials.to_dict("records"):
-        total = sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
         cells = [row["config_hash"][:8], row["status"]]
         cells += [_cell(row.get(c), "{:.4g}") for c in settings]
         cells += [_cell(row.get(m)) for m in HEADLINE_METRICS]
-        cells.append(f"{total:.0f}")
+        cells.append(f"{_total_seconds(row):.0f}")
         table.add_row(*cells)
     console.print(table)
     _print_failures(trials, console)
+
+
+def status_data(sweep_dir: Path) -> dict[str, Any]:
+    """What `status` prints, as plain JSON values: the counts by state (keys as printed, with `_`
+    for spaces), the backend's jobs, and per trial its full hash, id, status, the settings the
+    table shows, each headline accuracy with its interval and number of test points, the seconds
+    of all stages together, and the error of a failed one. NaN (not measured) is null."""
+    sweep_dir = Path(sweep_dir)
+    from .backends import backend_of
+
+    trials = load_trials(sweep_dir)
+    settings = shown_settings(trials) if len(trials) else []
+    records = []
+    for row in trials.to_dict("records"):
+        record: dict[str, Any] = {
+            "config_hash": row["config_hash"],
+            "trial_id": row.get("trial_id"),
+            "status": row["status"],
+            "settings": {column: row.get(column) for column in settings},
+        }
+        for metric in HEADLINE_METRICS:
+            record[metric] = {
+                "value": row.get(metric),
+                "lo": row.get(f"{metric}_lo"),
+                "hi": row.get(f"{metric}_hi"),
+                # trainables/evaluation.py records n_<attack>: the test points behind the metric.
+                "points": row.get(f"n_{metric.removeprefix('acc_')}"),
+            }
+        record["time_s"] = _total_seconds(row)
+        record["error"] = row.get("error") if isinstance(row.get("error"), str) and row["error"] else None
+        record["error_kind"] = row.get("error_kind") if record["error"] else None
+        records.append(record)
+    jobs = [
+        {"backend": job.backend, "job_id": job.job_id, "mode": job.mode, "state": job.state, "log": str(job.log)}
+        for job in backend_of(sweep_dir).jobs(sweep_dir)
+    ]
+    counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir).items()}
+    return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "trials": records})
+
+
+def shown_settings(trials) -> list[str]:
+    """The settings the per-trial lines show: those that vary across the sweep (else the kind)."""
+    return [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or [
+        "preprocessor.kind"
+    ]
+
+
+def _total_seconds(row: dict) -> float:
+    return sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
 
 
 def _print_failures(trials, console: Console) -> None:

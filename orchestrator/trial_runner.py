@@ -27,7 +27,7 @@ from trainables.artifacts import artifact_lock, atomic_write_json, config_hash
 from trainables.errors import UserError
 from trainables.schema import validate_trial_config
 
-from . import unreadable
+from . import unreadable, verbosity
 from .results import (
     ERROR,
     TERMINATED,
@@ -158,6 +158,7 @@ def run_recorded_trial(
     import torch
 
     report = report or (lambda record, manifest: None)
+    verbosity.apply_from_environment()  # the driver's -q / -v, in this worker or Slurm task
     # The scheduler gives each trial its share of CPUs; torch would otherwise start one thread per core.
     torch.set_num_threads(max(1, int(cpus)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"

@@ -86,7 +86,9 @@ class SweepDriver(_SweepJob):
 
     def __call__(self) -> dict[str, int]:
         from ...runner import run_sweep
+        from ...verbosity import apply_from_environment
 
+        apply_from_environment()  # -q / -v of the submitting command (sbatch passes its environment)
         env = submitit.JobEnvironment()
         sweep_dir = Path(self.sweep_dir)
         cpus = int(os.environ.get("SLURM_CPUS_PER_TASK") or os.cpu_count() or 1)
