@@ -209,10 +209,8 @@ def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageData
     # The registry names one image folder per split (the test split is val/).
     (relative,) = DATASETS[name].required[split]
     folder = base / relative
-    if download and name == "imagenette" and not folder.is_dir():
-        if not hasattr(tvd, "Imagenette"):
-            raise DataNotFoundError(f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}")
-        _build(name, base, lambda: tvd.Imagenette(str(base), split=folder.name, size="full", download=True))
+    if download and not folder.is_dir():
+        _download_folder(name, folder, base)
     _check_present(name, split, base)
     size = DATASETS[name].image_size
     # Shorter side to `size`, then the centre square: the usual ImageNet-style evaluation crop.
@@ -223,6 +221,64 @@ def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageData
         images[i] = _build(name, base, lambda: ds[i][0])  # ds[i] decodes; a bad file is a user error
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     return ImageDataset(name, images, labels, list(ds.classes))
+
+
+def _download_folder(name: str, folder: Path, base: Path) -> None:
+    if name == "imagenette":
+        if not hasattr(tvd, "Imagenette"):
+            raise DataNotFoundError(f"{name}: this torchvision has no Imagenette download; {DATASETS[name].how_to_get}")
+        _build(name, base, lambda: tvd.Imagenette(str(base), split=folder.name, size="full", download=True))
+    elif name == "tinyimagenet":
+        _build(name, base, lambda: _download_tinyimagenet(base))
+
+
+TINYIMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
+TINYIMAGENET_MD5 = "90528d7ca1a48142e341f4ef8d21d0de"  # the zip's, as other Tiny-ImageNet loaders check it
+# A mirror (or a file:// URL) instead of cs231n's: its md5 is not checked, as it may be repacked.
+TINYIMAGENET_URL_ENV = "CROPD_TINYIMAGENET_URL"
+
+
+def _download_tinyimagenet(base: Path) -> None:
+    """cs231n's zip into `base` (torchvision's download and md5 check), then val/ as class folders.
+
+    torchvision has no Tiny-ImageNet class. The zip's val/ holds images/ and val_annotations.txt
+    (file, wnid, box per line); ImageFolder reads val/<wnid>/*.JPEG, the layout train/ has already."""
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    url = os.environ.get(TINYIMAGENET_URL_ENV) or TINYIMAGENET_URL
+    md5 = TINYIMAGENET_MD5 if url == TINYIMAGENET_URL else None
+    download_and_extract_archive(url, str(base), filename="tiny-imagenet-200.zip", md5=md5, remove_finished=True)
+    sort_tinyimagenet_val(base / "tiny-imagenet-200" / "val")
+
+
+def sort_tinyimagenet_val(val: Path) -> None:
+    """Move val/images/<file> to val/<wnid>/<file> following val/val_annotations.txt; a sorted val/ is left alone."""
+    images = val / "images"
+    if not images.is_dir():
+        return
+    for line in (val / "val_annotations.txt").read_text().splitlines():
+        if not line.strip():
+            continue
+        file_name, wnid = line.split("\t")[:2]
+        (val / wnid).mkdir(exist_ok=True)
+        (images / file_name).rename(val / wnid / file_name)
+    images.rmdir()  # fails (a user line, through _build) if an image had no annotation
+
+
+def download_files(name: str, split: str, root: str | Path | None = None) -> None:
+    """Put dataset `name`'s files for `split` under the data root from the network, checked as
+    `download: true` checks them (torchvision's md5 sums), without reading a folder dataset's
+    images. `orchestrator prepare --fetch` calls it; an embedded dataset needs nothing."""
+    if name not in _LOADERS:
+        return
+    base = data_root(root)
+    if name in ("imagenette", "tinyimagenet"):
+        (relative,) = DATASETS[name].required[split]
+        if not (base / relative).is_dir():
+            _download_folder(name, base / relative, base)
+        _check_present(name, split, base)
+    else:
+        _LOADERS[name](name, split, base, True)
 
 
 _LOADERS: dict[str, Callable[[str, str, Path, bool], ImageDataset]] = {

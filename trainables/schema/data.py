@@ -115,7 +115,7 @@ DATASETS: dict[str, DatasetInfo] = {
         64,
         8 / 255,
         "extract tiny-imagenet-200.zip there and move val/images/* into val/<wnid>/ folders "
-        "following val/val_annotations.txt (no automatic download)",
+        f"following val/val_annotations.txt {_NEEDS_NETWORK}",
         {"train": ("tiny-imagenet-200/train/",), "test": ("tiny-imagenet-200/val/",)},
     ),
 }
