@@ -1,7 +1,9 @@
 """Live progress of a sweep: trials done, running, failed; best so far; elapsed and ETA.
 
 A Ray Tune callback. On a terminal it redraws a rich table; elsewhere (CI logs, Slurm output
-files) it prints one plain line per trial that starts, finishes or fails.
+files) it prints one plain line per trial that starts, finishes or fails, and every
+PLAIN_PROGRESS_S one line per running trial saying where it is inside its stage ("preprocessor
+cropd: epoch 3/20, batch 5/14"), from the progress file the trial writes (trainables/stage_progress.py).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
 # every LIVE_REDRAW_S: a 10,000-row table rebuilt at every event would be the driver's main work.
 LIVE_ENDED_ROWS = 20
 LIVE_REDRAW_S = 0.5
+# Without a terminal: how often the running trials' progress is printed (a line each).
+PLAIN_PROGRESS_S = 60.0
 
 
 def describe(config: dict[str, Any]) -> str:
@@ -44,8 +48,20 @@ def format_seconds(seconds: float) -> str:
 class SweepProgress(Callback):
     """Counts trial states as Ray Tune reports them and renders them."""
 
-    def __init__(self, total: int, objectives: dict[str, str], *, live: bool | None = None, stream=None, on_start=None):
+    def __init__(
+        self,
+        total: int,
+        objectives: dict[str, str],
+        *,
+        live: bool | None = None,
+        stream=None,
+        on_start=None,
+        where_of=None,
+    ):
         self.total = total
+        # where_of(trial) -> "stage: where inside it" or None: a running trial's own progress report.
+        self.where_of = where_of
+        self._progress_printed = time.monotonic()
         # Called when a trial starts in a worker process not seen before (the driver records Ray's
         # new processes); a reused worker (reuse_actors) has nothing new to record.
         self.on_start = on_start
@@ -71,6 +87,7 @@ class SweepProgress(Callback):
             "stream": None,
             "_last_trials": [],
             "on_start": None,
+            "where_of": None,
             "_workers_seen": set(),
         }
 
@@ -168,6 +185,27 @@ class SweepProgress(Callback):
         self._last_trials = trials
         if self._live is not None:
             self._redraw(trials)
+        elif not self.live_wanted and time.monotonic() - self._progress_printed >= PLAIN_PROGRESS_S:
+            self.print_running(trials)
+
+    def print_running(self, trials) -> None:
+        """One line per running trial that has said where it is."""
+        self._progress_printed = time.monotonic()
+        for trial in trials:
+            if self.status(trial) == RUNNING and (where := self._where(trial)):
+                print(
+                    f"[{time.strftime('%H:%M:%S')}] running {describe(trial.config)}: {where}",
+                    file=self.stream,
+                    flush=True,
+                )
+
+    def _where(self, trial) -> str | None:
+        if self.where_of is None:
+            return None
+        try:
+            return self.where_of(trial)
+        except Exception:  # noqa: BLE001 (a display detail must never stop the sweep)
+            return None
 
     def on_experiment_end(self, trials, **info):
         if self._live is not None:
@@ -214,9 +252,9 @@ class SweepProgress(Callback):
         ended = [trial for trial in trials if self.status(trial) in (DONE, ERROR)][-LIVE_ENDED_ROWS:]
         for trial in running + ended:
             result = trial.last_result or {}
-            where = (
-                f"{result.get('stage', '')} {result.get('epoch', '')}".strip() if self.status(trial) == RUNNING else ""
-            )
+            where = ""
+            if self.status(trial) == RUNNING:
+                where = self._where(trial) or f"{result.get('stage', '')} {result.get('epoch', '')}".strip()
             values = [
                 f"{result[m]:.4f}" if isinstance(result.get(m), float) and math.isfinite(result[m]) else "-"
                 for m in self.objectives

@@ -189,7 +189,13 @@ def _run_locked(
         # Tuner.restore accepts only a trainable of the name the sweep folder was written with.
         with_parameters.__name__ = TUNE_NAME
         trainable = tune.with_resources(with_parameters, {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]})
-        progress = SweepProgress(spec.num_trials, spec.objectives, live=live, on_start=processes and processes.record)
+        progress = SweepProgress(
+            spec.num_trials,
+            spec.objectives,
+            live=live,
+            on_start=processes and processes.record,
+            where_of=progress_reader(spec, sweep_dir),
+        )
         failures = TrialFailures(spec, sweep_dir, run_id)
         ray_dir = SweepPaths(sweep_dir).ray
         if tune.Tuner.can_restore(str(ray_dir)):
@@ -243,6 +249,21 @@ def _run_locked(
         backend.stop()
         if processes is not None:
             stop_recorded(sweep_dir)  # anything ray.shutdown() left (its agents can outlive it)
+
+
+def progress_reader(spec: SweepSpec, sweep_dir: Path):
+    """where_of for SweepProgress: a running trial's last progress report, from its workdir."""
+    from trainables.stage_progress import read
+
+    paths, keys = SweepPaths(sweep_dir), {}
+
+    def where_of(trial) -> str | None:
+        if trial.trial_id not in keys:
+            keys[trial.trial_id] = trial_key(spec.trial_config(trial.config))
+        record = read(paths.workdir(keys[trial.trial_id]))
+        return f"{record['stage']}: {record['text']}" if record else None
+
+    return where_of
 
 
 def _refresh_results_cache(sweep_dir: Path) -> None:

@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+
+from trainables.stage_progress import read as read_progress
 
 from .plain_json import dumps, json_value
 from .results import HEADLINE_METRICS, load_trials, read_state
@@ -72,11 +75,7 @@ def sweep_counts(sweep_dir: Path) -> dict[str, int]:
     trials = load_trials(sweep_dir)
     finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
-    with_rows = set(trials["config_hash"]) if len(trials) else set()
-    paths = SweepPaths(sweep_dir)
-    started = [
-        p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows
-    ]
+    started = started_trials(sweep_dir, trials)
     planned = state["num_trials"]
     return {
         "planned": planned,
@@ -87,6 +86,34 @@ def sweep_counts(sweep_dir: Path) -> dict[str, int]:
     }
 
 
+def started_trials(sweep_dir: Path, trials=None) -> list[str]:
+    """Keys of the trials that started (a workdir with its config) but have no row: running, or interrupted."""
+    trials = load_trials(sweep_dir) if trials is None else trials
+    with_rows = set(trials["config_hash"]) if len(trials) else set()
+    paths = SweepPaths(sweep_dir)
+    return sorted(
+        p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows
+    )
+
+
+def progress_of_started(sweep_dir: Path, trials=None) -> list[dict[str, Any]]:
+    """Per started trial that reported where it is (trainables/stage_progress.py): its key, stage,
+    where inside it, and how many seconds ago it said so (a large age: interrupted, not running)."""
+    paths, now, found = SweepPaths(sweep_dir), time.time(), []
+    for key in started_trials(sweep_dir, trials):
+        record = read_progress(paths.workdir(key))
+        if record is not None:
+            found.append(
+                {
+                    "config_hash": key,
+                    "stage": record["stage"],
+                    "text": record["text"],
+                    "seconds_ago": now - record["at"],
+                }
+            )
+    return found
+
+
 def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
     """Counts by state, the backend's jobs (Slurm's), then (`per_trial`) one line per trial; failures always."""
     # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
@@ -95,6 +122,12 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     counts = sweep_counts(sweep_dir)
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     print_jobs(sweep_dir, console)
+    for running in progress_of_started(sweep_dir):
+        console.print(
+            f"{running['config_hash'][:8]} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])})",
+            markup=False,
+            highlight=False,
+        )
     trials = load_trials(sweep_dir)
     if not len(trials):
         return
@@ -154,7 +187,8 @@ def status_data(sweep_dir: Path) -> dict[str, Any]:
         for job in backend_of(sweep_dir).jobs(sweep_dir)
     ]
     counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir).items()}
-    return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "trials": records})
+    started = progress_of_started(sweep_dir, trials)
+    return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "started": started, "trials": records})
 
 
 def shown_settings(trials) -> list[str]:
@@ -182,6 +216,12 @@ def print_jobs(sweep_dir: Path, console: Console) -> None:
         console.print(
             f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}", markup=False, highlight=False
         )
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
 
 
 def _finite(value) -> bool:

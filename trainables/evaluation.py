@@ -15,6 +15,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import torch
 
+from . import stage_progress
 from .schema.evaluation import ATTACKS, SECTION, resolve_evaluation_config
 from .schema.fields import is_int
 from .seeding import derive_seed
@@ -117,6 +118,7 @@ def _evaluate(model, images, labels, config, num_classes, device, natural_logits
     result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
 
     tic = time.perf_counter()
+    stage_progress.report("evaluation", "integrity checks (attack-strength sweep)", force=True)
     flags, details = _integrity(model, batches, correct, config, aa_details, predicted)
     timings["integrity"] = time.perf_counter() - tic
     result["integrity_flags"] = sorted(flags)
@@ -147,6 +149,7 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int, natural_log
                 model,
                 batches,
                 natural,
+                label=name.upper().replace("PGD", "PGD-"),
                 eps=eps,
                 steps=steps,
                 step_size=step_size,
@@ -157,6 +160,7 @@ def _run_attacks(model, batches: _Batches, config, num_classes: int, natural_log
     # Same keys whether or not AutoAttack ran, so result tables keep their columns.
     aa_details: dict[str, Any] = {"version": None, "list": [], "acc_natural": math.nan, "outside_budget": False}
     if "autoattack" in config["attacks"] and config["autoattack_examples"] > 0:
+        stage_progress.report("evaluation", f"AutoAttack on {config['autoattack_examples']} points", force=True)
         tic = time.perf_counter()
         correct["autoattack"], aa_details = _autoattack_correct(model, batches, natural, config, num_classes)
         timings["autoattack"] = time.perf_counter() - tic
@@ -230,7 +234,16 @@ def _given_predictions(logits: torch.Tensor, batches: _Batches, num_classes: int
 
 
 def _robust_correct(
-    model, batches: _Batches, natural: torch.Tensor, *, eps, steps, step_size, random_start, seed_parts: tuple
+    model,
+    batches: _Batches,
+    natural: torch.Tensor,
+    *,
+    eps,
+    steps,
+    step_size,
+    random_start,
+    seed_parts: tuple,
+    label: str,
 ) -> torch.Tensor:
     """Per evaluated point: classified correctly before and after PGD on the cross-entropy.
 
@@ -238,7 +251,10 @@ def _robust_correct(
     worst case an attack on it could reach; so skipping it loses no strength.
     """
     robust = torch.zeros(len(batches), dtype=torch.bool)
-    for batch_number, positions in batches.chunks(natural.nonzero().flatten()):
+    attacked = natural.nonzero().flatten()
+    total = -(-len(attacked) // batches.batch_size)
+    for batch_number, positions in batches.chunks(attacked):
+        stage_progress.report("evaluation", f"{label}: batch {batch_number + 1}/{total}", force=batch_number == 0)
         x, y = batches.get(positions)
         # Seeded per batch, so a result never depends on how many batches ran before it.
         torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
@@ -271,9 +287,11 @@ def _robust_correct_settings(
                 step_size=s.step_size,
                 random_start=random_start,
                 seed_parts=seed_parts,
+                label=f"strength sweep, eps {s.eps:.4g}, {s.steps} steps",
             )
             for s in settings
         }
+    stage_progress.report("evaluation", f"strength sweep, {len(settings)} settings in shared batches", force=True)
     chunks = (
         (number, positions, *batches.get(positions))
         for number, positions in batches.chunks(natural.nonzero().flatten())

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import precision
+from . import precision, stage_progress
 from .attacks import pgd
 from .checkpointing import EpochCheckpoints
 from .data import ImageDataset, iterate_batches
@@ -88,7 +88,13 @@ def train_head(
         seed_everything(cfg["seed"], "head", key, epoch)
         pipeline.train()
         loss_sum = correct = seen = 0.0
-        for index in iterate_batches(len(train), cfg["batch_size"], shuffle=True):
+        per_epoch = -(-len(train) // cfg["batch_size"])
+        for number, index in enumerate(iterate_batches(len(train), cfg["batch_size"], shuffle=True)):
+            stage_progress.report(
+                f"head ({cfg['mode']})",
+                f"epoch {epoch + 1}/{cfg['epochs']}, batch {number + 1}/{per_epoch}",
+                force=number == 0,
+            )
             labels = labels_all[index.to(device)]
             with precision.autocast(device, autocast):
                 if cached is not None:

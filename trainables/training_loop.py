@@ -13,6 +13,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from . import stage_progress
 from .checkpointing import EpochCheckpoints
 from .data import ImageDataset, iterate_batches
 from .precision import autocast
@@ -98,7 +99,12 @@ def fit_epochs(
         sums: dict[str, float] = {}
         batches = 0
         batch_size = batch_size_at(cfg, epoch)
-        for index in iterate_batches(len(data), batch_size, shuffle=True, drop_last=len(data) > batch_size):
+        drop_last = len(data) > batch_size
+        per_epoch = len(data) // batch_size if drop_last else -(-len(data) // batch_size)
+        for index in iterate_batches(len(data), batch_size, shuffle=True, drop_last=drop_last):
+            stage_progress.report(
+                what, f"epoch {epoch + 1}/{cfg['epochs']}, batch {batches + 1}/{per_epoch}", force=batches == 0
+            )
             with autocast(autocast_on, autocast_on is not None):
                 terms = step(data.float_images(index), targets[index])
             if not torch.isfinite(terms["loss"]):

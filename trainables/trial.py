@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import precision
+from . import precision, stage_progress
 from .artifacts import RESULT_FILE, atomic_write_json, config_hash, count_parameters
 from .data import ImageDataset, data_fingerprint, load_dataset, stratified_fraction
 from .errors import ConfigError, UserError
@@ -57,7 +57,8 @@ def run_trial(
         except ValueError:  # torn by a crash the atomic write did not cover: evaluate again
             (workdir / RESULT_FILE).rename(workdir / f"{RESULT_FILE}.torn")
     compute = cfg.get("compute", DEFAULT_COMPUTE)
-    with precision.tf32(compute["tf32"]):
+    # Where the trial is inside a stage, for the live display and `orchestrator status` (stage_progress.py).
+    with precision.tf32(compute["tf32"]), stage_progress.recording(workdir):
         outcome = _run(cfg, compute, workdir, artifacts, device, on_epoch)
     atomic_write_json(workdir / RESULT_FILE, outcome)
     # Return exactly what a resumed call would read back (tuples become lists in JSON).
