@@ -69,10 +69,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_counts(sweep_dir: Path) -> dict[str, int]:
-    """Planned, finished, failed, started-without-result (running or interrupted), not started."""
+def sweep_counts(sweep_dir: Path, trials=None) -> dict[str, int]:
+    """Planned, finished, failed, started-without-result (running or interrupted), not started;
+    `trials`: the sweep's rows when the caller has read them already."""
     state = read_state(sweep_dir)
-    trials = load_trials(sweep_dir)
+    trials = load_trials(sweep_dir) if trials is None else trials
     finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
     started = started_trials(sweep_dir, trials)
@@ -119,16 +120,16 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
     console = console or Console(width=None if Console().is_terminal else 160)
     sweep_dir = Path(sweep_dir)
-    counts = sweep_counts(sweep_dir)
+    trials = load_trials(sweep_dir)  # read once: the counts, the progress lines and the table use it
+    counts = sweep_counts(sweep_dir, trials)
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     print_jobs(sweep_dir, console)
-    for running in progress_of_started(sweep_dir):
+    for running in progress_of_started(sweep_dir, trials):
         console.print(
             f"{running['config_hash'][:8]} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])})",
             markup=False,
             highlight=False,
         )
-    trials = load_trials(sweep_dir)
     if not len(trials):
         return
     if not per_trial:
@@ -186,7 +187,7 @@ def status_data(sweep_dir: Path) -> dict[str, Any]:
         {"backend": job.backend, "job_id": job.job_id, "mode": job.mode, "state": job.state, "log": str(job.log)}
         for job in backend_of(sweep_dir).jobs(sweep_dir)
     ]
-    counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir).items()}
+    counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir, trials).items()}
     started = progress_of_started(sweep_dir, trials)
     return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "started": started, "trials": records})
 

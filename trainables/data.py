@@ -206,12 +206,7 @@ def _load_stl10(name: str, split: str, base: Path, download: bool) -> ImageDatas
 
 
 def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageDataset:
-    # The registry names one image folder per split (the test split is val/).
-    (relative,) = DATASETS[name].required[split]
-    folder = base / relative
-    if download and not folder.is_dir():
-        _download_folder(name, folder, base)
-    _check_present(name, split, base)
+    folder = _folder_present(name, split, base, download)
     size = DATASETS[name].image_size
     # Shorter side to `size`, then the centre square: the usual ImageNet-style evaluation crop.
     to_tensor = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size)])
@@ -221,6 +216,18 @@ def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageData
         images[i] = _build(name, base, lambda: ds[i][0])  # ds[i] decodes; a bad file is a user error
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     return ImageDataset(name, images, labels, list(ds.classes))
+
+
+def _folder_present(name: str, split: str, base: Path, download: bool) -> Path:
+    """The image folder of a folder dataset's split, fetched first if `download` and absent;
+    raises (naming what is missing) unless it is there."""
+    # The registry names one image folder per split (the test split is val/).
+    (relative,) = DATASETS[name].required[split]
+    folder = base / relative
+    if download and not folder.is_dir():
+        _download_folder(name, folder, base)
+    _check_present(name, split, base)
+    return folder
 
 
 def _download_folder(name: str, folder: Path, base: Path) -> None:
@@ -272,11 +279,8 @@ def download_files(name: str, split: str, root: str | Path | None = None) -> Non
     if name not in _LOADERS:
         return
     base = data_root(root)
-    if name in ("imagenette", "tinyimagenet"):
-        (relative,) = DATASETS[name].required[split]
-        if not (base / relative).is_dir():
-            _download_folder(name, base / relative, base)
-        _check_present(name, split, base)
+    if _LOADERS[name] is _load_folder:
+        _folder_present(name, split, base, download=True)
     else:
         _LOADERS[name](name, split, base, True)
 
