@@ -17,7 +17,7 @@ matter. (The chaos test once caught a Vanilla trial with lambda 1, outside the g
 Vanilla point never ran: the searcher then sampled in place of a lost point.)
 
 The Optuna trial the killed driver took stays RUNNING in the journal (the dashboard shows it);
-no Tune trial ever reports to it.
+no Tune trial ever reports to it. A trial a scheduler stopped is PRUNED in the study.
 """
 
 from __future__ import annotations
@@ -33,10 +33,22 @@ from .private_apis import optuna_search_internals
 
 
 class GridFirstOptunaSearch(OptunaSearch):
-    def __init__(self, *args, grid_points: list[dict[str, Any]] | None = None, **kwargs):
+    def __init__(self, *args, grid_points: list[dict[str, Any]] | None = None, pruner=None, **kwargs):
+        """`pruner`: Optuna's pruner for the study (optuna_pruning.py reports to it); Ray's
+        OptunaSearch creates its study with none."""
         super().__init__(*args, **kwargs)
         self._grid_points = list(grid_points or [])
         self._grid_queue = deque(self._grid_points)  # not yet handed to Optuna
+        self._pruning = pruner is not None
+        if pruner is not None:
+            _, study = optuna_search_internals(self)
+            study.pruner = pruner
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        # OptunaSearch reports the objective (a NaN placeholder until the trial ends) at every
+        # result; with a pruner the measurements are the intermediate values (optuna_pruning.py).
+        if not self._pruning:
+            super().on_trial_result(trial_id, result)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -50,6 +62,14 @@ class GridFirstOptunaSearch(OptunaSearch):
             _, study = optuna_search_internals(self)
             study.enqueue_trial(self._grid_queue.popleft())
         return super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        # A trial a scheduler stopped (schedulers.py) ends without its final report: its last
+        # result holds the NaN placeholders of the objectives, which Optuna would record as a
+        # failure. Without a result OptunaSearch tells Optuna the trial was pruned, which it was.
+        if not error and result is not None and result.get("stage") != "done":
+            result = None
+        super().on_trial_complete(trial_id, result=result, error=error)
 
     def requeue_lost_points(self) -> list[dict[str, Any]]:
         """Rebuild the queue: the grid points neither held by a trial nor waiting in Optuna, in

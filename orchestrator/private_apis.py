@@ -17,6 +17,12 @@ Checked with ray 2.60.0 and submitit 1.5.4.
 - `OptunaSearch._ot_trials`, `._ot_study`: which Optuna trial each Tune trial holds, and the
   study, for grid_first_search.py to queue grid points one at a time and to find the points a
   killed driver took (tests/test_search.py checks it). No public accessor.
+- `TuneController._search_alg` (and each wrapper's `.searcher`): the searcher a running Tune asks,
+  for optuna_pruning.py to reach the live study from a scheduler (tests/test_schedulers.py). A
+  scheduler has no public way to it.
+- `ray.air.integrations.wandb._WandbLoggingActor`, the actor class `WandbLoggerCallback` starts
+  (its `_logger_actor_cls`, meant for subclasses): ray_trackers.py's actor waits for wandb's
+  teardown (tests/test_trackers.py).
 - `submitit.slurm.slurm._make_sbatch_string`, `SlurmExecutor._submitit_command_str`: the sbatch
   script submitit would submit, for a `sbatch --test-only` preflight before anything is submitted.
 
@@ -57,6 +63,22 @@ def _loopback_node_address() -> Iterator[None]:
 def optuna_search_internals(searcher) -> tuple[dict, Any]:
     """OptunaSearch's Tune trial id -> Optuna trial map and its Optuna study."""
     return searcher._ot_trials, searcher._ot_study
+
+
+def controller_searcher(tune_controller):
+    """The Searcher a running TuneController asks, unwrapped from Tune's SearchGenerator and
+    ConcurrencyLimiter (each holds the one it wraps as `.searcher`)."""
+    searcher = tune_controller._search_alg
+    while hasattr(searcher, "searcher"):
+        searcher = searcher.searcher
+    return searcher
+
+
+def wandb_logging_actor():
+    """Ray's W&B logging actor class (imports wandb: call it only for a sweep that logs to W&B)."""
+    from ray.air.integrations.wandb import _WandbLoggingActor
+
+    return _WandbLoggingActor
 
 
 def reload_ray_auth() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 
 DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
+STOPPED = "STOPPED"  # by a scheduler (schedulers.py): Tune ends it as TERMINATED, without its final report
 # The live table shows the running trials and this many of the latest ended ones, redrawn at most
 # every LIVE_REDRAW_S: a 10,000-row table rebuilt at every event would be the driver's main work.
 LIVE_ENDED_ROWS = 20
@@ -127,8 +128,14 @@ class SweepProgress(Callback):
 
     def counts(self, trials: list) -> dict[str, int]:
         self._catch_up(trials)
-        done, failed, running = (self._tally.get(state, 0) for state in (DONE, ERROR, RUNNING))
-        return {"done": done, "running": running, "failed": failed, "pending": self.total - done - failed - running}
+        done, failed, running, stopped = (self._tally.get(state, 0) for state in (DONE, ERROR, RUNNING, STOPPED))
+        return {
+            "done": done,
+            "running": running,
+            "failed": failed,
+            "stopped": stopped,
+            "pending": self.total - done - failed - running - stopped,
+        }
 
     def best(self, trials: list) -> str:
         self._catch_up(trials)
@@ -145,7 +152,8 @@ class SweepProgress(Callback):
     def summary(self, trials: list) -> str:
         c = self.counts(trials)
         return (
-            f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed; {self.best(trials)}; "
+            f"{c['done']}/{self.total} done, {c['running']} running, {c['failed']} failed"
+            f"{f', {c[STOPPED.lower()]} stopped' if c[STOPPED.lower()] else ''}; {self.best(trials)}; "
             f"elapsed {format_seconds(time.monotonic() - self.started)}, eta {format_seconds(self.eta(trials))}"
         )
 
@@ -173,8 +181,13 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        self._set_state(trial, DONE)
-        self._event(trials, trial, "done")
+        last = trial.last_result or {}
+        if last.get("stage", "done") == "done":
+            self._set_state(trial, DONE)
+            self._event(trials, trial, "done")
+        else:
+            self._set_state(trial, STOPPED)
+            self._event(trials, trial, f"stopped at {last.get('stage')} epoch {last.get('epoch')}:")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished_here += 1

@@ -28,6 +28,8 @@ from . import results_cache, unreadable
 from .sweep_paths import ResultsPaths, SweepPaths
 
 TERMINATED, ERROR = "TERMINATED", "ERROR"
+# A trial a scheduler stopped early (stopped_trials.py): never finished, never run again.
+STOPPED = "STOPPED"
 HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
 # The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
 UNPREFIXED_SECTION = "data"
@@ -76,7 +78,7 @@ def is_setting(column: str) -> bool:
 
 # Mappings whose settings get a column each (`foundation.pretraining.method`), as a sweep varies
 # them one by one; other mappings (an inline architecture) stay one JSON column.
-NESTED_SETTINGS = ("foundation.pretraining", "foundation.resnet")
+NESTED_SETTINGS = ("foundation.pretraining", "foundation.resnet", "preprocessor.validation")
 
 
 def flatten_config(config: dict) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def flatten_config(config: dict) -> dict[str, Any]:
     kind = PREPROCESSOR_KINDS.get((config.get("preprocessor") or {}).get("kind"))
     if kind is not None:
         for key in config["preprocessor"]:
-            if key not in kind.relevant:
+            if key not in kind.relevant and f"preprocessor.{key}" not in NESTED_SETTINGS:
                 flat[f"preprocessor.{key}"] = None
     return flat
 
@@ -246,7 +248,7 @@ def read_parquet_file(path: Path) -> pa.Table | None:
     except FileNotFoundError:
         return None
     try:
-        return pq.read_table(pa.BufferReader(data))
+        return pq.ParquetFile(pa.BufferReader(data)).read()
     except (pa.ArrowException, OSError) as err:  # truncated, junk, not Parquet at all
         unreadable.note(path, f"not a readable Parquet file: {err}")
         return None

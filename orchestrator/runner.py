@@ -157,6 +157,9 @@ def _run_locked(
     from ray import tune
 
     from .ray_processes import RayProcesses, stop_recorded
+    from .search import prunes
+    from .stopped_trials import StoppedTrials, stopped_row_writer
+    from .trackers import tracker_callbacks
     from .trial_failures import STORAGE_MARK, TrialFailures, last_error_line, record_dead_worker
 
     resumed = prepare_sweep_dir(spec, sweep_dir, restart=restart)
@@ -185,6 +188,7 @@ def _run_locked(
             gpus=spec.resources["gpu"],
             run_id=run_id,
             retry_failed=retry_failed,
+            report_all=bool(spec.trackers),
         )
         # Tuner.restore accepts only a trainable of the name the sweep folder was written with.
         with_parameters.__name__ = TUNE_NAME
@@ -197,6 +201,11 @@ def _run_locked(
             where_of=progress_reader(spec, sweep_dir),
         )
         failures = TrialFailures(spec, sweep_dir, run_id)
+        # This run's callbacks, also for a restored run (Tune would bring back the first run's).
+        callbacks = [progress, failures, *tracker_callbacks(spec.trackers, sweep_dir, spec.name)]
+        if spec.scheduler is not None:
+            how = spec.scheduler.describe() + (" (Optuna's pruner)" if prunes(spec) else "")
+            callbacks.append(StoppedTrials(spec.scheduler, stopped_row_writer(spec, sweep_dir, run_id), how))
         ray_dir = SweepPaths(sweep_dir).ray
         if tune.Tuner.can_restore(str(ray_dir)):
             # Errored trials always come back: the trial function itself decides whether a failure
@@ -204,7 +213,7 @@ def _run_locked(
             # (a killed worker, a full disk), and --retry-failed lets final ones run once more.
             tuner = tune.Tuner.restore(str(ray_dir), trainable, resume_unfinished=True, restart_errored=True)
             # The restored run config holds the callbacks pickled by the first run; use this run's.
-            set_restored_callbacks(tuner, [progress, failures])
+            set_restored_callbacks(tuner, callbacks)
             # A trial Ray has as failed but with no row (the driver died before it wrote one): the row
             # first, so the failure is on record even if the retry below never happens.
             for result in tuner.get_results():
@@ -225,6 +234,7 @@ def _run_locked(
                     search_alg=build_searcher(spec, sweep_dir),
                     num_samples=spec.num_trials,
                     max_concurrent_trials=spec.max_concurrent,
+                    scheduler=_scheduler(spec),
                     # One worker process runs trial after trial: no torch import per trial.
                     reuse_actors=True,
                 ),
@@ -232,12 +242,12 @@ def _run_locked(
                     name=ray_dir.name,
                     storage_path=str(ray_dir.parent),
                     verbose=0,
-                    callbacks=[progress, failures],
+                    callbacks=callbacks,
                     failure_config=tune.FailureConfig(max_failures=spec.max_retries),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
                 ),
             )
-        with _actor_starts_at_once(spec):
+        with _actor_starts_at_once(spec), _scheduler_metric_check(spec):
             grid = tuner.fit()
         _refresh_results_cache(sweep_dir)
         if failures.out_of_storage is not None:
@@ -249,6 +259,19 @@ def _run_locked(
         backend.stop()
         if processes is not None:
             stop_recorded(sweep_dir)  # anything ray.shutdown() left (its agents can outlive it)
+
+
+def _scheduler(spec: SweepSpec):
+    """Tune's scheduler for the spec's `scheduler:`; in a searched sweep, Optuna's pruner through one."""
+    from .optuna_pruning import OptunaPruning
+    from .schedulers import build_scheduler
+    from .search import prunes
+
+    if spec.scheduler is None:
+        return None
+    if prunes(spec):
+        return OptunaPruning(spec.scheduler)
+    return build_scheduler(spec.scheduler, spec.max_preprocessor_epochs)
 
 
 def progress_reader(spec: SweepSpec, sweep_dir: Path):
@@ -294,6 +317,31 @@ def _actor_starts_at_once(spec: SweepSpec):
         yield
     finally:
         os.environ.pop(PENDING_TRIALS_VARIABLE, None)
+
+
+STRICT_METRICS_VARIABLE = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
+
+
+@contextmanager
+def _scheduler_metric_check(spec: SweepSpec):
+    """Tune's check that every report carries the scheduler's metric, off while a scheduler runs.
+
+    The metric is in the reports of measured epochs only (preprocessor.validation.every); Tune
+    would fail a trial at its first report without it. A NaN in the other reports instead would
+    be taken for a measurement at whatever rung that epoch reaches.
+    """
+    if spec.scheduler is None:
+        yield
+        return
+    before = os.environ.get(STRICT_METRICS_VARIABLE)
+    os.environ[STRICT_METRICS_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(STRICT_METRICS_VARIABLE, None)
+        else:
+            os.environ[STRICT_METRICS_VARIABLE] = before
 
 
 def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:

@@ -18,6 +18,7 @@ from optuna.storages.journal import JournalFileBackend
 from trainables.artifacts import atomic_write_bytes
 
 from . import unreadable
+from .schedulers import build_pruner
 from .spec import SweepSpec
 from .sweep_paths import SweepPaths
 from .verbosity import third_party_level
@@ -113,4 +114,10 @@ def build_searcher(spec: SweepSpec, sweep_dir: Path):
         sampler=make_sampler(spec),
         study_name=spec.name,
         storage=journal_storage(sweep_dir),
+        pruner=build_pruner(spec.scheduler, spec.max_preprocessor_epochs) if prunes(spec) else None,
     )
+
+
+def prunes(spec: SweepSpec) -> bool:
+    """Whether Optuna's pruner stops trials (a searched sweep with a scheduler), not Tune's scheduler."""
+    return spec.scheduler is not None and bool(spec.search)

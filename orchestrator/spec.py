@@ -24,7 +24,15 @@ from trainables.schema.fields import did_you_mean, is_int, is_number
 from .backend_registry import BACKENDS
 from .overrides import apply_cli_overrides
 from .results import SEED_FIELDS
+from .schedulers import (
+    SchedulerSpec,
+    check_pruner_fits,
+    check_trials_report,
+    max_preprocessor_epochs,
+    parse_scheduler,
+)
 from .slurm_settings import SlurmSettings, parse_slurm
+from .trackers import parse_trackers
 
 TOP_LEVEL_KEYS = (
     "name",
@@ -39,6 +47,8 @@ TOP_LEVEL_KEYS = (
     "max_retries",
     "backend",
     "slurm",
+    "scheduler",
+    "trackers",
 )
 SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
@@ -47,7 +57,7 @@ OBJECTIVE_METRICS = ("acc_natural", *(f"acc_{name}" for name in ATTACKS))
 # A spec's `seeds` key; its values land in every field of results.SEED_FIELDS.
 SEED_KEY = "seed"
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
-OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "slurm")
+OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "slurm", "trackers")
 # The folder runs/<name> becomes <name>.replaced-<UTC stamp> (26 more bytes) when a sweep is moved
 # aside, and a file name may be at most 255 bytes on the usual filesystems.
 MAX_NAME_BYTES = 200
@@ -84,6 +94,10 @@ class SweepSpec:
     max_retries: int
     backend: str = "local"
     slurm: SlurmSettings = field(default_factory=SlurmSettings)
+    scheduler: SchedulerSpec | None = None  # stops trials early (schedulers.py)
+    trackers: tuple[str, ...] = ()  # experiment trackers the sweep logs to (trackers.py)
+    # The longest pre-processor training among the planned trials (the scheduler's default max_t).
+    max_preprocessor_epochs: int = 1
     raw: dict = field(repr=False, default_factory=dict)
     # The command line's key=value overrides, already applied to `raw` (kept to be recorded and shown).
     overrides: tuple[str, ...] = ()
@@ -255,6 +269,8 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     if backend not in BACKENDS:
         raise fail("backend", f"one of {list(BACKENDS)}{did_you_mean(backend, list(BACKENDS))}", backend)
     slurm = parse_slurm(raw.get("slurm"), source=source)
+    scheduler = parse_scheduler(raw.get("scheduler"), fail, objectives)
+    trackers = parse_trackers(raw.get("trackers"), source)
 
     spec = SweepSpec(
         path=path or Path(source),
@@ -272,9 +288,16 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
         max_retries=max_retries,
         backend=backend,
         slurm=slurm,
+        scheduler=scheduler,
+        trackers=trackers,
         raw={**raw, "name": name},
     )
-    _check_trial_configs(spec, grid_keys, source)
+    configs = _check_trial_configs(spec, grid_keys, source)
+    spec.max_preprocessor_epochs = max_preprocessor_epochs(configs)
+    if scheduler is not None:
+        check_trials_report(scheduler, configs, fail)
+        if search:
+            check_pruner_fits(scheduler, objectives, fail)
     return spec
 
 
@@ -425,19 +448,21 @@ def _is_scalar(value: Any) -> bool:
     return value is None or isinstance(value, (bool, str)) or (is_number(value))
 
 
-def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> None:
-    """Validate every planned trial, and the search space at its ends, before anything runs."""
-    for point in spec.grid_points:
-        _validate(spec.trial_config(point), point, "grid", source)
+def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> list[dict]:
+    """Validate every planned trial, and the search space at its ends, before anything runs;
+    returns the validated configs (the grid's points, then the search space's ends)."""
+    configs = [_validate(spec.trial_config(point), point, "grid", source) for point in spec.grid_points]
     base_point = spec.grid_points[0] if spec.grid_points else {}
     for parameter in spec.search:
         ends = parameter.values if parameter.distribution == "choice" else (parameter.low, parameter.high)
         for value in ends:
-            _validate(
-                spec.trial_config({**base_point, parameter.key: value}),
-                {parameter.key: value},
-                "search.parameters",
-                source,
+            configs.append(
+                _validate(
+                    spec.trial_config({**base_point, parameter.key: value}),
+                    {parameter.key: value},
+                    "search.parameters",
+                    source,
+                )
             )
     attacks = validate_trial_config(spec.trial_config(base_point))["evaluation"].get("attacks", list(ATTACKS))
     for metric in spec.objectives:
@@ -449,11 +474,12 @@ def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> N
                 metric,
                 source=source,
             )
+    return configs
 
 
-def _validate(config: dict, point: dict[str, Any], where: str, source: str) -> None:
+def _validate(config: dict, point: dict[str, Any], where: str, source: str) -> dict:
     try:
-        validate_trial_config(config)
+        validated = validate_trial_config(config)
     except ConfigError as err:
         touched = [
             key
@@ -468,3 +494,4 @@ def _validate(config: dict, point: dict[str, Any], where: str, source: str) -> N
     for key, value in point.items():
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where}.{key}", "a finite number", value, source=source)
+    return validated

@@ -20,7 +20,7 @@ from rich.table import Table
 from trainables.stage_progress import read as read_progress
 
 from .plain_json import dumps, json_value
-from .results import HEADLINE_METRICS, load_trials, read_state
+from .results import HEADLINE_METRICS, STOPPED, load_trials, read_state
 from .sweep_paths import SweepPaths
 from .sweep_target import sweep_dir_of
 
@@ -70,20 +70,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def sweep_counts(sweep_dir: Path, trials=None) -> dict[str, int]:
-    """Planned, finished, failed, started-without-result (running or interrupted), not started;
+    """Planned, finished, failed, stopped early by a scheduler, started-without-result (running or
+    interrupted), not started;
     `trials`: the sweep's rows when the caller has read them already."""
     state = read_state(sweep_dir)
     trials = load_trials(sweep_dir) if trials is None else trials
     finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
     failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
+    stopped = int((trials["status"] == STOPPED).sum()) if len(trials) else 0
     started = started_trials(sweep_dir, trials)
     planned = state["num_trials"]
     return {
         "planned": planned,
         "finished": finished,
         "failed": failed,
+        "stopped": stopped,
         "started": len(started),
-        "not started": max(0, planned - finished - failed - len(started)),
+        "not started": max(0, planned - finished - failed - stopped - len(started)),
     }
 
 

@@ -118,4 +118,4 @@ def follow_submitted(args: argparse.Namespace, backend, jobs: list, sweep_dir: P
         time.sleep(WAIT_POLL_S)
     print_outcome(sweep_dir)
     counts = sweep_counts(sweep_dir)
-    return 0 if counts["finished"] == counts["planned"] else 1
+    return 0 if counts["finished"] + counts["stopped"] == counts["planned"] else 1

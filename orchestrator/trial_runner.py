@@ -30,6 +30,7 @@ from trainables.schema import validate_trial_config
 from . import unreadable, verbosity
 from .results import (
     ERROR,
+    STOPPED,
     TERMINATED,
     EpochLog,
     now_utc,
@@ -95,11 +96,13 @@ def tune_trial(
     gpus: float,
     run_id: str = "",
     retry_failed: bool = False,
+    report_all: bool = False,
 ) -> None:
     """One trial as a Ray Tune function: `params` are the dotted overrides OptunaSearch chose.
 
     `run_id` names this run of the driver; with `retry_failed` a trial that failed for good in an
     earlier run is run again (once per run: Tune's own retries of it see this run's row).
+    `report_all`: tell Tune every number of every epoch (experiment trackers log what Tune sees).
     """
     from ray import tune
 
@@ -108,10 +111,12 @@ def tune_trial(
     # Tune is told the objectives and where the trial is, nothing more: the rows under results/ are
     # the record, and Tune keeps statistics of every reported number of every trial in its
     # experiment state, rewritten again and again (about 10 KB a trial with a handful of numbers).
+    # The validation probe's numbers (val_*) too: a scheduler stops trials on them.
     told = {*objectives, *TUNE_KEYS}
 
     def report(record: dict[str, Any], manifest: dict[str, Any] | None) -> None:
-        record = {key: value for key, value in record.items() if key in told}
+        if not report_all:
+            record = {key: value for key, value in record.items() if key in told or key.startswith("val_")}
         if manifest is None:  # the final report: the metrics themselves
             tune.report(record)
             return
@@ -178,6 +183,9 @@ def run_recorded_trial(
         previous = read_trial(sweep_dir_path, key)
         if previous is not None and previous["status"] == TERMINATED:
             report({**_numbers(previous), "stage": "done", "config_hash": key}, None)
+            return previous
+        if previous is not None and previous["status"] == STOPPED:  # a scheduler's decision stands
+            report({"stage": STOPPED.lower(), "config_hash": key}, None)
             return previous
         if (
             previous is not None

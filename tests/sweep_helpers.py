@@ -6,6 +6,7 @@ because the Slurm tests also write specs for jobs that run in other processes.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -51,3 +52,22 @@ def read_rows(path: Path):
     except FileNotFoundError:
         return []
     return pq.read_table(pa.BufferReader(data)).to_pylist()
+
+
+@contextmanager
+def local_ray_session(num_cpus: int = 1):
+    """A local Ray of its own for one test (module), in a short temp folder, shut down after."""
+    import shutil
+    import tempfile
+
+    import ray
+
+    from orchestrator import private_apis
+
+    temp_dir = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # short: Ray's socket paths must stay under ~100 chars
+    private_apis.start_local_ray(temp_dir=temp_dir, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

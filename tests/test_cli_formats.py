@@ -91,7 +91,7 @@ def test_status_json_has_the_counts_jobs_and_every_trial(tmp_path, capsys):
     assert main(["status", str(sweep), "--format", "json"]) == 0
     status, _ = _only_json(capsys)
     assert status["sweep"] == str(sweep) and status["jobs"] == []
-    assert status["counts"] == {"planned": 7, "finished": 4, "failed": 1, "started": 1, "not_started": 1}
+    assert status["counts"] == {"planned": 7, "finished": 4, "failed": 1, "stopped": 0, "started": 1, "not_started": 1}
     trials = status["trials"]
     assert [t["status"] for t in trials] == ["TERMINATED"] * 4 + ["ERROR"]
     assert [t["settings"]["preprocessor.kind"] for t in trials] == ["identity"] * 2 + ["cropd"] * 3
@@ -110,7 +110,7 @@ def test_status_table_is_unchanged_by_the_json_option(tmp_path, capsys):
     sweep = _sweep(tmp_path)
     assert main(["status", str(sweep)]) == 0
     out = capsys.readouterr().out
-    assert f"sweep {sweep}: 7 planned, 4 finished, 1 failed, 1 started, 1 not started" in out
+    assert f"sweep {sweep}: 7 planned, 4 finished, 1 failed, 0 stopped, 1 started, 1 not started" in out
     assert "failed: RuntimeError: boom" in out
 
 

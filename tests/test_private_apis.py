@@ -6,8 +6,6 @@ below the next minor release, and constraints.txt names the versions these tests
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 import tomllib
 from packaging.requirements import Requirement
 from ray import tune
+from sweep_helpers import local_ray_session
 
 from orchestrator import private_apis
 
@@ -86,15 +85,8 @@ class Recorder(tune.Callback):
 
 @pytest.fixture
 def local_ray():
-    import ray
-
-    temp_dir = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # short: Ray's socket paths must stay under ~100 chars
-    private_apis.start_local_ray(temp_dir=temp_dir, num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
+    with local_ray_session():
         yield
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_set_restored_callbacks_makes_a_restored_run_report_to_this_runs_callbacks(tmp_path, local_ray):

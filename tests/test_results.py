@@ -479,13 +479,13 @@ def test_results_and_status_of_a_sweep_without_rows_yet(tmp_path, capsys):
     )
     assert pd.read_csv(io.StringIO(capsys.readouterr().out))["n"].tolist() == [0]
     assert main(["status", str(tmp_path)]) == 0
-    assert "3 planned, 0 finished, 0 failed, 0 started, 3 not started" in capsys.readouterr().out
+    assert "3 planned, 0 finished, 0 failed, 0 stopped, 0 started, 3 not started" in capsys.readouterr().out
 
 
 def test_status_counts_on_the_same_sweep(sweep_dir, capsys):
     assert main(["status", str(sweep_dir)]) == 0
     out = capsys.readouterr().out
-    assert f"sweep {sweep_dir}: 6 planned, 3 finished, 1 failed, 1 started, 1 not started" in out
+    assert f"sweep {sweep_dir}: 6 planned, 3 finished, 1 failed, 0 stopped, 1 started, 1 not started" in out
     assert "failed: ValueError: boom" in out
     for h in ORDER:
         assert h[:8] in out

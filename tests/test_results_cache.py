@@ -128,3 +128,47 @@ def test_a_reader_that_read_many_files_leaves_a_cache_for_the_next(tmp_path, mon
     assert pq.read_metadata(results_dir.cache_of("trials")).num_rows == 3
     assert pq.read_metadata(results_dir.cache_of("examples")).num_rows == 9
     assert results_cache.snapshot(results_dir.trials).uncovered == []
+
+
+def test_a_refresh_in_chunks_stamps_every_row_with_its_own_file(tmp_path, monkeypatch):
+    """Files are merged READ_CHUNK at a time; each row keeps its file's stamp across the chunks."""
+    monkeypatch.setattr(results_cache, "READ_CHUNK", 2)
+    keys = {lam: _write(tmp_path, lam, acc=lam / 10) for lam in (1, 2, 3, 4)}
+    # A fifth trial with a metric the others lack: the chunks' columns differ and are merged anyway.
+    config = _config(5)
+    keys[5] = config_hash(config)
+    now = results.now_utc()
+    write_trial(
+        tmp_path,
+        trial_row(
+            sweep="s",
+            trial_id="t5",
+            config_hash=keys[5],
+            config=config,
+            status=TERMINATED,
+            metrics={"acc_natural": 0.5, "acc_pgd20": 0.125},
+            error=None,
+            started_at=now,
+            finished_at=now,
+        ),
+    )
+    results_dir = SweepPaths(tmp_path).results
+    assert results_cache.refresh_all(results_dir.root) == {"trials": 5, "epochs": 0, "examples": 4}
+    cache = pq.read_table(results_dir.cache_of("trials"))
+    assert cache.num_rows == 5 and cache.column("_source").to_pylist() == [
+        results_cache._stamps(results_dir.trials)[name] for name in sorted(results_cache._stamps(results_dir.trials))
+    ]
+    assert dict(zip(cache.column("config_hash").to_pylist(), cache.column("acc_pgd20").to_pylist())) == {
+        **{keys[lam]: None for lam in (1, 2, 3, 4)},
+        keys[5]: 0.125,
+    }
+    examples = pq.read_table(results_dir.cache_of("examples"))
+    stamps = results_cache._stamps(results_dir.examples)
+    assert sorted(examples.column("_source").to_pylist()) == sorted(
+        stamp for stamp in stamps.values() for _ in range(3)
+    )
+    # Every row comes from the cache, and one file replaced after the refresh is read from the file.
+    assert results_cache.snapshot(results_dir.trials).uncovered == []
+    write_trial(tmp_path, {**results.read_trial(tmp_path, keys[3]), "acc_natural": 0.75})
+    assert _accuracies(tmp_path) == {**{keys[lam]: lam / 10 for lam in (1, 2, 4)}, keys[3]: 0.75, keys[5]: 0.5}
+    assert _examples(tmp_path) == 12

@@ -67,6 +67,7 @@ def fit_epochs(
     what: str,
     on_epoch: EpochCallback | None = None,
     autocast_on: str | None = None,
+    after_epoch: Callable[[nn.Module, int], dict[str, float]] | None = None,
 ) -> tuple[float, list[dict]]:
     """Train `model` for cfg['epochs'] epochs of shuffled cfg['batch_size'] batches; return
     (seconds spent over all runs, per-epoch records).
@@ -77,6 +78,8 @@ def fit_epochs(
     Each epoch is seeded from cfg['seed'] and `seed_parts`, ends with a checkpoint, then
     `on_epoch(record + the epoch's means)`; a later call resumes from the newest checkpoint.
     `autocast_on`: a device whose steps run under bf16 autocast (the backward pass outside it).
+    `after_epoch(model, epoch)`: numbers measured after the epoch's training, recorded with it (and
+    checkpointed with it, so a resumed run reports them again); not counted in the training time.
     """
     optimizer = make_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg["warmup_epochs"], cfg["epochs"]))
@@ -128,6 +131,7 @@ def fit_epochs(
                 "batch_size": batch_size,
                 "epoch_time_s": epoch_time,
                 **{name: total / batches for name, total in sums.items()},
+                **(after_epoch(model, epoch + 1) if after_epoch else {}),
             }
         )
         checkpoints.save(

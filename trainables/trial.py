@@ -175,6 +175,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
         on_epoch=on_epoch,
         foundation=FeatureModel.of_foundation(cfg["foundation"], foundation),
         autocast=training_autocast,
+        eps=default_eps,
     )
     times["preprocessor"] = fitted.time_s
 

@@ -18,7 +18,7 @@ from ..artifacts import artifact_lock, config_hash, count_parameters
 from ..augmentation import augment
 from ..checkpointing import EpochCheckpoints
 from ..data import ImageDataset, data_fingerprint
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..pseudo_labels import FeatureModel, choose_feature_model, pseudo_label_dir, pseudo_labels
 from ..published import published_dir, reusable
 from ..schema.preprocessor import (
@@ -30,6 +30,7 @@ from ..schema.preprocessor import (
 )
 from ..seeding import seed_everything
 from ..training_loop import EpochCallback, fit_epochs
+from ..validation_probe import ValidationProbe, held_out_split
 
 WEIGHTS = "model.safetensors"
 METADATA = "preprocessor.json"
@@ -72,6 +73,8 @@ def artifact_folder(
         identity["pseudo_label_model"] = features.identity
     if autocast:
         identity["autocast"] = "bf16"
+    if cfg.get("validation"):  # the same weights, but records with other measurements
+        identity["validation"] = cfg["validation"]
     return Path(workdir) / "preprocessors" / f"{cfg['kind']}-{config_hash(identity)}"
 
 
@@ -91,6 +94,7 @@ def fit_preprocessor(
     on_epoch: EpochCallback | None = None,
     foundation: FeatureModel | None = None,
     autocast: bool = False,
+    eps: float | None = None,
 ) -> FittedPreprocessor:
     """Train (or reuse, or resume) the pre-processor described by `config` on `train`.
 
@@ -98,13 +102,24 @@ def fit_preprocessor(
     from the last checkpoint and ends with the same weights as an uninterrupted one.
     `foundation` is the trial's foundation: advcl's pseudo-labels cluster its features unless
     the config names another model. `autocast`: train under bf16 autocast (compute.autocast).
+    With `preprocessor.validation` set, a held-out part of `train` is not trained on and the
+    epochs it names record the probe's measurements of it (validation_probe.py). The probe's PGD
+    radius: validation.eps, else `eps` (the dataset's attack budget), else the training attack's.
     """
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
-    check_clusters_fit(cfg, len(train))
     features = pseudo_label_model(cfg, foundation)
     if not PREPROCESSOR_KINDS[cfg["kind"]].trained:
+        check_clusters_fit(cfg, len(train))
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
+    probe = None
+    if cfg.get("validation"):
+        train, held_out = held_out_split(train, cfg["validation"]["fraction"], seed=0)
+        if foundation is None or foundation.module is None:
+            raise ConfigError("preprocessor.validation", "a trial with a foundation to measure the pipeline", "none")
+        radius = next(r for r in (cfg["validation"]["eps"], eps, cfg["eps"]) if r is not None)
+        probe = ValidationProbe.from_config(cfg["validation"], train, held_out, foundation.module, radius, device)
+    check_clusters_fit(cfg, len(train))
     folder = artifact_folder(cfg, train, workdir, features, autocast)
     # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
     # once: the others wait on the lock and then reuse the published folder.
@@ -114,7 +129,7 @@ def fit_preprocessor(
             fitted.reused = True
             return fitted
         targets = _targets(cfg, train, features, workdir, device)
-        return _train(cfg, train, targets, folder, device, on_epoch, autocast)
+        return _train(cfg, train, targets, folder, device, on_epoch, autocast, probe)
 
 
 def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, workdir: Path, device: str) -> torch.Tensor:
@@ -142,6 +157,7 @@ def _train(
     device: str,
     on_epoch: EpochCallback | None,
     autocast: bool = False,
+    probe: ValidationProbe | None = None,
 ) -> FittedPreprocessor:
     """`targets[i]` is what the step learns image i against: its label, or advcl's pseudo-labels."""
     checkpoints = EpochCheckpoints(
@@ -161,6 +177,9 @@ def _train(
             x = augment(x)
         return step(model, x, batch_targets.to(device), cfg)
 
+    def measured(trained: nn.Module, epoch: int) -> dict[str, float]:
+        return probe.measure(trained, epoch) if probe is not None and probe.due(epoch, cfg["epochs"]) else {}
+
     elapsed, history = fit_epochs(
         model,
         train,
@@ -173,6 +192,7 @@ def _train(
         what=f"preprocessor {cfg['kind']}",
         on_epoch=on_epoch,
         autocast_on=device if autocast else None,
+        after_epoch=measured if probe is not None else None,
     )
     fitted = FittedPreprocessor(model, cfg, count_parameters(model), elapsed, folder, history)
     save_preprocessor(fitted, train, folder)

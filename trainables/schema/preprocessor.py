@@ -14,6 +14,11 @@ from .contrastive import check_clusters_fit as check_clusters_fit_images
 from .fields import Field, Resolved, boolean, integer, is_int, number, one_of, optional, resolve, text
 from .references import imported
 
+
+def _mapping_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, Mapping)
+
+
 _TRAINING = ("epochs", "batch_size", "batch_size_schedule", "lr", "weight_decay", "warmup_epochs", "seed")
 
 
@@ -231,10 +236,31 @@ PREPROCESSOR_SCHEMA = {
         "(stabilityai/sd-vae-ft-mse), or null",
         optional(text),
     ),
+    # A robust signal during training (trainables/validation_probe.py), for schedulers that stop
+    # bad trials early: null (off, the default) or a mapping of VALIDATION_SCHEMA's settings.
+    "validation": Field(None, "null, or a mapping such as {every: 4} (preprocessor.validation.*)", _mapping_or_none),
     # AdvCL as the contrastive term (kind advcl): reconstruction + lambda * multi-view NT-Xent
     # + pseudo_lambda * pseudo-label CE. eps, temperature, attack_steps, attack_step_size are shared.
     **advcl_fields(pseudo_model_default="the trial's foundation"),
 }
+
+
+VALIDATION_SCHEMA = {
+    "every": Field(None, "an integer >= 1 (pre-processor epochs between two measurements)", integer(1)),
+    # Held out of the pre-processor's training images, per class, seeded by data.seed's split.
+    "fraction": Field(0.1, "a number in (0, 0.5]", number(0, 0.5, low_open=True)),
+    "points": Field(200, "an integer >= 2 (held-out images measured, at most)", integer(2)),
+    "fit_images": Field(512, "an integer >= 2 (training images the probe head is fitted on, at most)", integer(2)),
+    "steps": Field(5, "an integer >= 1 (PGD steps of the robust estimate)", integer(1)),
+    "eps": Field(None, "a number >= 0, or null for the dataset's attack budget", optional(number(0))),
+}
+
+
+def resolve_validation(given: Any) -> dict | None:
+    """preprocessor.validation complete, or None when off."""
+    if given is None:
+        return None
+    return resolve("preprocessor.validation", given, VALIDATION_SCHEMA)  # `every` has no default: required
 
 
 def resolve_preprocessor_config(
@@ -261,6 +287,10 @@ def resolve_preprocessor_config(
         }
     if default_eps is not None and isinstance(given, dict) and "eps" not in given:
         cfg["eps"] = default_eps
+    # Left out when off, so configs and hashes from before the setting existed stay as they were.
+    validation = resolve_validation(cfg.pop("validation"))
+    if validation is not None:
+        cfg["validation"] = validation
     cfg["views"] = parse_views(cfg["views"])
     cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"])
     arch_given = cfg["arch"]

@@ -132,6 +132,16 @@ class SlurmBackend(Backend):
 def _check_fits(spec: SweepSpec, settings: SlurmSettings, source: str) -> None:
     from .executor import default_cpus
 
+    if settings.mode == "array":
+        # Each array task runs one trial on its own, without Ray Tune: nothing to stop or log with.
+        for key, given in (("scheduler", spec.scheduler), ("trackers", spec.trackers)):
+            if given:
+                raise ConfigError(
+                    key,
+                    "none in Slurm's array mode (each task runs one trial without Ray Tune); use mode ray",
+                    key,
+                    source=source,
+                )
     cpus = settings.cpus_per_task or default_cpus(settings, spec.resources)
     if spec.resources["cpu"] > cpus:
         raise ConfigError(
