@@ -47,7 +47,7 @@ class GridFirstOptunaSearch(OptunaSearch):
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         # OptunaSearch reports the objective (a NaN placeholder until the trial ends) at every
         # result; with a pruner the measurements are the intermediate values (optuna_pruning.py).
-        if not self._pruning:
+        if not getattr(self, "_pruning", False):  # (a searcher saved before pruners existed has none)
             super().on_trial_result(trial_id, result)
 
     def restore(self, checkpoint_path: str) -> None:

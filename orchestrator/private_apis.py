@@ -20,6 +20,8 @@ Checked with ray 2.60.0 and submitit 1.5.4.
 - `TuneController._search_alg` (and each wrapper's `.searcher`): the searcher a running Tune asks,
   for optuna_pruning.py to reach the live study from a scheduler (tests/test_schedulers.py). A
   scheduler has no public way to it.
+- `ray.air._internal.usage.tag_callbacks`: replaced by a no-op (skip_callback_usage_tags), so a
+  driver does not import wandb and mlflow only to tag its callbacks for telemetry.
 - `ray.air.integrations.wandb._WandbLoggingActor`, the actor class `WandbLoggerCallback` starts
   (its `_logger_actor_cls`, meant for subclasses): ray_trackers.py's actor waits for wandb's
   teardown (tests/test_trackers.py).
@@ -72,6 +74,19 @@ def controller_searcher(tune_controller):
     while hasattr(searcher, "searcher"):
         searcher = searcher.searcher
     return searcher
+
+
+def skip_callback_usage_tags() -> None:
+    """Stop Ray Tune from importing every tracker package at each run's start.
+
+    tune.run tags which callbacks a run uses for Ray's usage statistics, and to know them imports
+    its W&B, MLflow and Comet integrations, which import wandb and mlflow where installed: 0.7 s
+    at every driver start (a resume after each kill included), whether the sweep logs to them or
+    not. The tag is telemetry only; nothing in the run depends on it.
+    """
+    from ray.air._internal import usage
+
+    usage.tag_callbacks = lambda callbacks: False
 
 
 def wandb_logging_actor():

@@ -21,7 +21,7 @@ from trainables.artifacts import atomic_write_json
 from trainables.errors import UserError
 
 from . import results_cache, unreadable
-from .private_apis import set_restored_callbacks
+from .private_apis import set_restored_callbacks, skip_callback_usage_tags
 from .progress import SweepProgress
 from .ray_cluster import RayCluster
 from .results import footer_readable, read_state, read_trial, trial_file_damaged, trial_path
@@ -173,6 +173,7 @@ def _run_locked(
     processes = RayProcesses(sweep_dir) if local_ray else None
     backend.start(spec.resources, str(spec.path))
     quiet_ray_tune()
+    skip_callback_usage_tags()
     run_id = uuid.uuid4().hex[:12]
     try:
         if processes is not None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from .results import STOPPED, now_utc, read_trial, trial_row, write_trial
+from .results import STOPPED, TERMINATED, now_utc, read_trial, trial_row, write_trial
 from .schedulers import TIME_ATTR, SchedulerSpec
 from .trial_runner import trial_key
 
@@ -23,7 +23,7 @@ class StoppedTrials(Callback):
     A trial that completes without its final report ("stage": "done") was stopped; its last
     measurement says where and why. The worker may still be finishing the epoch it was in when
     the stop came: a row it writes afterwards (TERMINATED, had it got that far) is the truer one,
-    so a row already there is never replaced.
+    so a finished row already there is never replaced.
     """
 
     def __init__(self, scheduler: SchedulerSpec, write_row, how: str | None = None):
@@ -55,8 +55,9 @@ def stopped_row_writer(spec, sweep_dir: Path, run_id: str):
     def write_row(trial, epoch: int, reason: str) -> None:
         config = spec.trial_config(trial.config)
         key = trial_key(config)
-        if read_trial(sweep_dir, key) is not None:
-            return
+        existing = read_trial(sweep_dir, key)
+        if existing is not None and existing["status"] in (TERMINATED, STOPPED):
+            return  # (an ERROR row of an earlier attempt is replaced: this attempt was stopped)
         from trainables.schema import validate_trial_config
 
         now = now_utc()

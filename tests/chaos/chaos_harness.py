@@ -32,13 +32,21 @@ WORKER_MARK = "ImplicitFunc"  # Ray Tune's function-trainable actor: `ray::Impli
 
 
 def chaos_spec(
-    folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int, head_epochs: int, lambdas=(1, 3, 10)
+    folder: Path,
+    foundation: dict,
+    arch: dict,
+    *,
+    name: str,
+    epochs: int,
+    head_epochs: int,
+    lambdas=(1, 3, 10),
+    data_fraction: float = 0.5,
 ) -> Path:
     """Several trials with epoch checkpoints in two stages, two at a time, retried as often as killed."""
     spec = {
         "name": name,
         "trial": {
-            "data": {"dataset": "digits2", "data_fraction": 0.5},
+            "data": {"dataset": "digits2", "data_fraction": data_fraction},
             "foundation": foundation,
             "preprocessor": {"kind": "cropd", "arch": arch, "epochs": epochs, "batch_size": 32, "lr": 2e-3},
             "head": {"epochs": head_epochs},

@@ -35,6 +35,11 @@ def test_repeated_kills_of_each_kind_leave_the_results_of_an_uninterrupted_run(
         epochs=EPOCHS,
         head_epochs=HEAD_EPOCHS,
         lambdas=(1, 10),
+        # Every training image: epochs long enough that each kill lands mid-training. At half of
+        # them an epoch took a fraction of a second on a fast machine, the workers a driver kill
+        # orphans finished whole trials while the next driver started, and the sweep was done
+        # before 5 kills of each kind had landed (2-4 of them, in every run on such a machine).
+        data_fraction=1.0,
     )
     spec = load_spec(spec_path)
     kinds = [kind for kind in KINDS for _ in range(KILLS_PER_KIND)]

@@ -107,19 +107,21 @@ def fit_preprocessor(
     radius: validation.eps, else `eps` (the dataset's attack budget), else the training attack's.
     """
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
+    trained = PREPROCESSOR_KINDS[cfg["kind"]].trained
+    held_out = None
+    if trained and cfg.get("validation"):
+        train, held_out = held_out_split(train, cfg["validation"]["fraction"], seed=0)
+    check_clusters_fit(cfg, len(train))
     features = pseudo_label_model(cfg, foundation)
-    if not PREPROCESSOR_KINDS[cfg["kind"]].trained:
-        check_clusters_fit(cfg, len(train))
+    if not trained:
         module = build_preprocessor(cfg, train.image_size, train.num_classes).to(device)
         return FittedPreprocessor(module, cfg, count_parameters(module), 0.0)
     probe = None
-    if cfg.get("validation"):
-        train, held_out = held_out_split(train, cfg["validation"]["fraction"], seed=0)
+    if held_out is not None:
         if foundation is None or foundation.module is None:
             raise ConfigError("preprocessor.validation", "a trial with a foundation to measure the pipeline", "none")
         radius = next(r for r in (cfg["validation"]["eps"], eps, cfg["eps"]) if r is not None)
         probe = ValidationProbe.from_config(cfg["validation"], train, held_out, foundation.module, radius, device)
-    check_clusters_fit(cfg, len(train))
     folder = artifact_folder(cfg, train, workdir, features, autocast)
     # Concurrent trials that need the same pre-processor (clean and robust heads, say) train it
     # once: the others wait on the lock and then reuse the published folder.
