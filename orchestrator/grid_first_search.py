@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
 from .private_apis import optuna_search_internals
+from .trial_runner import ended_early
 
 
 class GridFirstOptunaSearch(OptunaSearch):
@@ -67,7 +68,7 @@ class GridFirstOptunaSearch(OptunaSearch):
         # A trial a scheduler stopped (schedulers.py) ends without its final report: its last
         # result holds the NaN placeholders of the objectives, which Optuna would record as a
         # failure. Without a result OptunaSearch tells Optuna the trial was pruned, which it was.
-        if not error and result is not None and result.get("stage") != "done":
+        if not error and ended_early(result):
             result = None
         super().on_trial_complete(trial_id, result=result, error=error)
 

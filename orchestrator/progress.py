@@ -15,6 +15,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from .trial_runner import ended_early
+
 DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
 STOPPED = "STOPPED"  # by a scheduler (schedulers.py): Tune ends it as TERMINATED, without its final report
 # The live table shows the running trials and this many of the latest ended ones, redrawn at most
@@ -181,13 +183,13 @@ class SweepProgress(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self.finished_here += 1
-        last = trial.last_result or {}
-        if last.get("stage", "done") == "done":
+        if ended_early(trial.last_result):
+            self._set_state(trial, STOPPED)
+            last = trial.last_result
+            self._event(trials, trial, f"stopped at {last.get('stage')} epoch {last.get('epoch')}:")
+        else:
             self._set_state(trial, DONE)
             self._event(trials, trial, "done")
-        else:
-            self._set_state(trial, STOPPED)
-            self._event(trials, trial, f"stopped at {last.get('stage')} epoch {last.get('epoch')}:")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.finished_here += 1

@@ -149,8 +149,8 @@ def refresh(folder: Path, already_read: dict[str, tuple[str, pa.Table]] | None =
     known = already_read or {}
     for start in range(0, len(snap.uncovered), READ_CHUNK):
         chunk = snap.uncovered[start : start + READ_CHUNK]
-        fresh = {**read_stamped([path for path in chunk if path.name not in known]), **known}
-        stamped = [fresh[path.name] for path in chunk if path.name in fresh]
+        read = read_stamped([path for path in chunk if path.name not in known])
+        stamped = [entry for path in chunk if (entry := known.get(path.name) or read.get(path.name))]
         if stamped:
             tables.append(_compact(stamped))
             sources += [stamp for stamp, _ in stamped]

@@ -313,11 +313,8 @@ def _actor_starts_at_once(spec: SweepSpec):
     import ray
 
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    os.environ[PENDING_TRIALS_VARIABLE] = str(max(1, min(spec.max_concurrent or cpus, cpus)))
-    try:
+    with _environment_variable(PENDING_TRIALS_VARIABLE, str(max(1, min(spec.max_concurrent or cpus, cpus)))):
         yield
-    finally:
-        os.environ.pop(PENDING_TRIALS_VARIABLE, None)
 
 
 STRICT_METRICS_VARIABLE = "TUNE_DISABLE_STRICT_METRIC_CHECKING"
@@ -334,15 +331,22 @@ def _scheduler_metric_check(spec: SweepSpec):
     if spec.scheduler is None:
         yield
         return
-    before = os.environ.get(STRICT_METRICS_VARIABLE)
-    os.environ[STRICT_METRICS_VARIABLE] = "1"
+    with _environment_variable(STRICT_METRICS_VARIABLE, "1"):
+        yield
+
+
+@contextmanager
+def _environment_variable(name: str, value: str):
+    """os.environ[name] = value while the block runs (Tune reads its settings from there), then as it was."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            os.environ.pop(STRICT_METRICS_VARIABLE, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[STRICT_METRICS_VARIABLE] = before
+            os.environ[name] = before
 
 
 def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:

@@ -12,9 +12,12 @@ from pathlib import Path
 
 from ray.tune import Callback
 
+from trainables.artifacts import config_hash
+from trainables.schema import validate_trial_config
+
 from .results import STOPPED, TERMINATED, now_utc, read_trial, trial_row, write_trial
 from .schedulers import TIME_ATTR, SchedulerSpec
-from .trial_runner import trial_key
+from .trial_runner import ended_early
 
 
 class StoppedTrials(Callback):
@@ -39,9 +42,8 @@ class StoppedTrials(Callback):
             self.measured[trial.trial_id] = {k: result.get(k) for k in (TIME_ATTR, "stage", self.scheduler.metric)}
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
         measured = self.measured.pop(trial.trial_id, None)
-        if last.get("stage") == "done" or measured is None:
+        if measured is None or not ended_early(trial.last_result):
             return
         value = measured[self.scheduler.metric]
         shown = f"{value:.4f}" if isinstance(value, float) and math.isfinite(value) else str(value)
@@ -53,13 +55,11 @@ def stopped_row_writer(spec, sweep_dir: Path, run_id: str):
     """write_row for StoppedTrials: the trial's row, STOPPED, in the trial's own results file."""
 
     def write_row(trial, epoch: int, reason: str) -> None:
-        config = spec.trial_config(trial.config)
-        key = trial_key(config)
+        config = validate_trial_config(spec.trial_config(trial.config))
+        key = config_hash(config)  # the trial's key (trial_runner.trial_key), from the config validated once
         existing = read_trial(sweep_dir, key)
         if existing is not None and existing["status"] in (TERMINATED, STOPPED):
             return  # (an ERROR row of an earlier attempt is replaced: this attempt was stopped)
-        from trainables.schema import validate_trial_config
-
         now = now_utc()
         write_trial(
             sweep_dir,
@@ -67,7 +67,7 @@ def stopped_row_writer(spec, sweep_dir: Path, run_id: str):
                 sweep=spec.name,
                 trial_id=trial.trial_id,
                 config_hash=key,
-                config=validate_trial_config(config),
+                config=config,
                 status=STOPPED,
                 metrics=None,
                 error=None,

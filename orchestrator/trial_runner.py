@@ -83,6 +83,14 @@ def trial_key(config: dict) -> str:
 TUNE_NAME = "sweep_trial"
 # What a trial reports to Tune beside its objectives: the progress display's "where" and the key.
 TUNE_KEYS = ("stage", "epoch", "config_hash", "integrity_flags")
+# The stage of a trial's final report (its metrics); every earlier report names the stage it is in.
+FINAL_STAGE = "done"
+
+
+def ended_early(last_result: dict | None) -> bool:
+    """Whether a trial Tune ended as complete did so without its final report: a scheduler
+    stopped it (schedulers.py). No result, or one that names no stage, is an ordinary end."""
+    return bool(last_result) and last_result.get("stage", FINAL_STAGE) != FINAL_STAGE
 
 
 def tune_trial(
@@ -182,7 +190,7 @@ def run_recorded_trial(
             unreadable.move_aside(trial_path(sweep_dir_path, key), "trial row not readable; the trial runs again")
         previous = read_trial(sweep_dir_path, key)
         if previous is not None and previous["status"] == TERMINATED:
-            report({**_numbers(previous), "stage": "done", "config_hash": key}, None)
+            report({**_numbers(previous), "stage": FINAL_STAGE, "config_hash": key}, None)
             return previous
         if previous is not None and previous["status"] == STOPPED:  # a scheduler's decision stands
             report({"stage": STOPPED.lower(), "config_hash": key}, None)
@@ -255,7 +263,7 @@ def run_recorded_trial(
     report(
         {
             **_numbers(metrics),
-            "stage": "done",
+            "stage": FINAL_STAGE,
             "config_hash": key,
             "integrity_flags": ",".join(metrics.get("integrity_flags", [])),
         },

@@ -86,8 +86,9 @@ class ValidationProbe:
     def measure(self, preprocessor: nn.Module, epoch: int) -> dict[str, float]:
         """val_acc_natural, val_acc_pgd<steps>, val_time_s of `preprocessor` as it is now.
 
-        Leaves the pre-processor's mode, gradients and the global RNG state as they were: the
-        training that goes on afterwards is the same with or without the measurement.
+        Leaves the pre-processor's mode, its gradients and torch's RNG state as they were, and
+        the training seeds every epoch afresh (Python's and numpy's generators too, which the
+        measurement re-seeds): the training that goes on afterwards is the same with or without it.
         """
         started = time.perf_counter()
         was_training = preprocessor.training
