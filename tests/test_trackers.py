@@ -304,11 +304,14 @@ def test_an_interrupted_sweep_ends_at_once_and_a_resume_logs_the_rest(tmp_path, 
     private_apis.set_restored_callbacks(restored, tracker_callbacks(TRACKERS, tmp_path, "study"))
     assert not restored.fit().errors
 
-    # TensorBoard: a second event file in the same trial folder; read together, every step once
-    # (the reader drops an earlier file's steps that a later file starts again from).
+    # TensorBoard: a second event file in the same trial folder; read together, every epoch's value
+    # at its step. As for W&B below, the cut epoch (2) comes again when Tune had not registered its
+    # checkpoint yet when the sweep was cut (seen in CI under load): then it is there twice.
     (folder,) = trial_folders(tmp_path)
     assert len(list(folder.glob("events.out.tfevents.*"))) == 2
-    assert same_series(scalars(folder, "ray/tune/loss"), [(e, loss(config, e)) for e in (1, 2, 3)])
+    once = [(e, loss(config, e)) for e in (1, 2, 3)]
+    series = scalars(folder, "ray/tune/loss")
+    assert same_series(series, once) or same_series(series, [once[0], once[1], once[1], once[2]]), series
     # W&B: a second offline run with the trial's id (resume="allow" continues it when online).
     runs = [wandb_run(folder) for folder in (tmp_path / "wandb").glob("offline-run-*")]
     assert len(runs) == 2 and len({run["id"] for run in runs}) == 1
