@@ -7,6 +7,7 @@ reachable cluster these tests skip, unless CROPD_REQUIRE_SLURM=1 (CI sets it), w
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 import yaml
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
@@ -23,6 +25,7 @@ from orchestrator.results import connect, load_trials
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
 from orchestrator.sweep_paths import SweepPaths
+from trainables.trial import run_trial
 
 REPO = Path(__file__).resolve().parent.parent
 JOB_WAIT_S = 420
@@ -46,6 +49,33 @@ def slurm_cluster():
         if os.environ.get("CROPD_REQUIRE_SLURM") == "1":
             pytest.fail("CROPD_REQUIRE_SLURM=1 but no Slurm answers (start it: slurm/local_cluster/cluster.sh start)")
         pytest.skip("no Slurm cluster answers here (slurm/local_cluster/cluster.sh start)")
+
+
+@pytest.fixture(scope="module")
+def epoch_s(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch) -> float:
+    """Seconds per pre-processor epoch of a tiny trial here, at the one thread a trial gets.
+
+    Tests that must interrupt a trial mid-training size its epochs by it: a fixed count that
+    lasted minutes on one machine ended before the signal on a faster one. Measured in this
+    process (which also pre-trains the tiny foundation into the shared artifact cache), without
+    the first epoch, which pays for warm-up.
+    """
+    folder = tmp_path_factory.mktemp("calibration")
+    grid = {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}
+    spec = load_spec(slurm_spec(folder, tiny_foundation_config, tiny_arch, name="calibration", epochs=4, grid=grid))
+    times: list[float] = []
+
+    def on_epoch(record: dict) -> None:
+        if record["stage"] == "preprocessor" and record["epoch"] > 1:
+            times.append(record["epoch_time_s"])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_trial(spec.trial_config(spec.grid_points[0]), folder / "trial", on_epoch=on_epoch)
+    finally:
+        torch.set_num_threads(threads)
+    return sum(times) / len(times)
 
 
 def slurm_spec(
@@ -156,9 +186,9 @@ def test_a_sweep_runs_to_completion_through_slurm(tmp_path, cache_root, tiny_fou
 
 
 def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(
-    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch, epoch_s
 ):
-    epochs = 30
+    epochs = max(30, math.ceil(20 / epoch_s))  # about 20 s of training per trial
     spec_path = slurm_spec(
         tmp_path,
         tiny_foundation_config,
@@ -182,7 +212,11 @@ def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(
     )
 
     # An outside `scontrol requeue`, which submitit never sees: the job just starts over.
-    second, _ = wait_for(lambda: running_trial_past(sweep_dir, reached + 3), "a trial past the resumed epochs")
+    # Well before its end, so that the requeue lands inside it.
+    second, _ = wait_for(
+        lambda: (running := running_trial_past(sweep_dir, reached + 3)) and running[1] < epochs * 3 // 4 and running,
+        "a trial past the resumed epochs",
+    )
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     wait_for(
         lambda: any(e["event"] == "driver started" and e["restart_count"] == 2 for e in events_of(sweep_dir)),
@@ -203,18 +237,20 @@ def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(
 
 
 def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
-    tmp_path, cache_root, tiny_foundation_config, tiny_arch
+    tmp_path, cache_root, tiny_foundation_config, tiny_arch, epoch_s
 ):
     # Slurm sends the time-limit USR2 "up to 60 s earlier than specified" (sbatch --signal): to land it
-    # inside a trial, the test shortens the running job's limit once the trial is under way.
-    epochs = 150
+    # inside a trial, the test shortens the running job's limit once the trial is under way. The
+    # signal then comes within about 45 s, so the trial trains for about 120 s on this machine.
+    grid = {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}
+    epochs = max(150, math.ceil(120 / epoch_s))
     spec_path = slurm_spec(
         tmp_path,
         tiny_foundation_config,
         tiny_arch,
         name="timelimit",
         epochs=epochs,
-        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+        grid=grid,
         slurm={"signal_delay_s": 90},
     )
     sweep_dir = tmp_path / "runs" / "timelimit"
@@ -244,6 +280,7 @@ def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
     assert restarts == [0, 1]
     assert_each_trial_once_and_every_epoch_once(sweep_dir, load_spec(spec_path), epochs)
     resumed_from = load_trials(sweep_dir).set_index("config_hash").loc[interrupted, "resumed_from"]
+    assert resumed_from is not None, f"the trial ended before the signal ({epochs} epochs of {epoch_s:.3f} s)"
     assert resumed_from.startswith("preprocessor epoch") and int(resumed_from.split()[-1]) >= reached
 
 
