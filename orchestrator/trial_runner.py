@@ -19,6 +19,8 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -149,6 +151,12 @@ def tune_trial(
     )
 
 
+def where_this_runs(gpus: float) -> dict[str, Any]:
+    """The node this trial runs on, the GPUs it was given (as CUDA numbers them for it: Ray or
+    Slurm set CUDA_VISIBLE_DEVICES to its devices alone) and the share of a GPU it asked for."""
+    return {"node": socket.gethostname(), "gpu_ids": os.environ.get("CUDA_VISIBLE_DEVICES") or None, "gpus": gpus}
+
+
 def run_recorded_trial(
     params: dict[str, Any],
     *,
@@ -175,6 +183,7 @@ def run_recorded_trial(
     # The scheduler gives each trial its share of CPUs; torch would otherwise start one thread per core.
     torch.set_num_threads(max(1, int(cpus)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    placement = where_this_runs(gpus)
     sweep_dir_path = Path(sweep_dir)
     paths = SweepPaths(sweep_dir_path)
     config = validate_trial_config(apply_overrides(base_trial, params))
@@ -207,7 +216,12 @@ def run_recorded_trial(
             )
         started = now_utc()
         atomic_write_json(paths.trial_config(key), {"config": config, "overrides": params, "trial_id": trial_id})
-        epochs = EpochLog(sweep_dir_path, key, {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key})
+        # Each epoch row says which node ran it: a trial moved to another node shows where it resumed.
+        epochs = EpochLog(
+            sweep_dir_path,
+            key,
+            {"sweep": sweep_name, "trial_id": trial_id, "config_hash": key, "node": placement["node"]},
+        )
         # Where an earlier, interrupted run of this trial got to: its last epoch on disk, the same
         # record the weights were saved with (Ray's checkpoint can lag behind its experiment state).
         # A saved result means the work is done and only the rows are written again (runner.py).
@@ -225,7 +239,13 @@ def run_recorded_trial(
             )
 
         def row(status: str, metrics: dict | None, error: str | None, kind: str | None = None) -> dict[str, Any]:
-            extra = {"resumed_from": resumed, "device": device, "run_id": run_id, "error_kind": kind}
+            extra = {
+                "resumed_from": resumed,
+                "device": device,
+                **placement,
+                "run_id": run_id,
+                "error_kind": kind,
+            }
             return trial_row(
                 sweep=sweep_name,
                 trial_id=trial_id,

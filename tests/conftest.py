@@ -36,3 +36,11 @@ def tiny_foundation_config():
 @pytest.fixture(scope="session")
 def tiny_arch():
     return dict(TINY_ARCH)
+
+
+@pytest.fixture(scope="session")
+def epoch_s(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch) -> float:
+    """Seconds per pre-processor epoch of a tiny CRoPD trial on this machine (slurm_helpers.py)."""
+    from slurm_helpers import measured_epoch_seconds
+
+    return measured_epoch_seconds(tmp_path_factory.mktemp("calibration"), tiny_foundation_config, tiny_arch)

@@ -37,6 +37,16 @@ def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny"
     return path
 
 
+def max_overlap(intervals) -> int:
+    """The largest number of (start, end) intervals that hold one moment in common."""
+    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
 def planned_hashes(spec) -> set[str]:
     return {trial_key(spec.trial_config(point)) for point in spec.grid_points}
 

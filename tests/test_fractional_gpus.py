@@ -14,6 +14,7 @@ import tempfile
 
 import pytest
 import yaml
+from sweep_helpers import max_overlap
 
 from orchestrator.backends import LocalBackend
 from orchestrator.runner import run_sweep
@@ -21,16 +22,6 @@ from orchestrator.spec import load_spec
 
 TRIALS = 8
 BARRIER_S = 120  # how long a trial waits for the others that should run beside it
-
-
-def max_overlap(intervals: list[tuple[float, float]]) -> int:
-    """The largest number of intervals that hold one moment in common."""
-    events = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
-    running = peak = 0
-    for _, step in events:
-        running += step
-        peak = max(peak, running)
-    return peak
 
 
 @pytest.mark.parametrize(("fraction", "declared_gpus"), [(0.5, 2), (0.25, 1)])

@@ -6,159 +6,43 @@ reachable cluster these tests skip, unless CROPD_REQUIRE_SLURM=1 (CI sets it), w
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
-import torch
-import yaml
-from sweep_helpers import planned_hashes, read_rows, write_spec
+from slurm_helpers import (
+    REPO,
+    assert_each_trial_once_and_every_epoch_once,
+    events_of,
+    jobs_of,
+    lock_owner,
+    orchestrator,
+    require_cluster,
+    running_trial_past,
+    sacct_state,
+    slurm_spec,
+    submit,
+    wait_for,
+    wait_until_done,
+)
 
-from orchestrator.results import connect, load_trials
+from orchestrator.results import load_trials
 from orchestrator.search import journal_storage
 from orchestrator.spec import load_spec
 from orchestrator.sweep_paths import SweepPaths
-from trainables.trial import run_trial
 
-REPO = Path(__file__).resolve().parent.parent
-JOB_WAIT_S = 420
 # The only tests that may need Slurm: `-m "not slurm_cluster"` leaves them out (.ci/run runs the rest
 # with Slurm's commands hidden, as on a machine without it).
 pytestmark = pytest.mark.slurm_cluster
 
 
-def _cluster_answers() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
-    return result.returncode == 0 and any(
-        state.strip() in ("idle", "mixed", "allocated") for state in result.stdout.split()
-    )
-
-
 @pytest.fixture(scope="module", autouse=True)
 def slurm_cluster():
-    if not _cluster_answers():
-        if os.environ.get("CROPD_REQUIRE_SLURM") == "1":
-            pytest.fail("CROPD_REQUIRE_SLURM=1 but no Slurm answers (start it: slurm/local_cluster/cluster.sh start)")
-        pytest.skip("no Slurm cluster answers here (slurm/local_cluster/cluster.sh start)")
-
-
-@pytest.fixture(scope="module")
-def epoch_s(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch) -> float:
-    """Seconds per pre-processor epoch of a tiny trial here, at the one thread a trial gets.
-
-    Tests that must interrupt a trial mid-training size its epochs by it: a fixed count that
-    lasted minutes on one machine ended before the signal on a faster one. Measured in this
-    process (which also pre-trains the tiny foundation into the shared artifact cache), without
-    the first epoch, which pays for warm-up.
-    """
-    folder = tmp_path_factory.mktemp("calibration")
-    grid = {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}
-    spec = load_spec(slurm_spec(folder, tiny_foundation_config, tiny_arch, name="calibration", epochs=4, grid=grid))
-    times: list[float] = []
-
-    def on_epoch(record: dict) -> None:
-        if record["stage"] == "preprocessor" and record["epoch"] > 1:
-            times.append(record["epoch_time_s"])
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run_trial(spec.trial_config(spec.grid_points[0]), folder / "trial", on_epoch=on_epoch)
-    finally:
-        torch.set_num_threads(threads)
-    return sum(times) / len(times)
-
-
-def slurm_spec(
-    folder: Path, foundation: dict, arch: dict, *, name: str, epochs: int = 3, slurm: dict | None = None, **top
-) -> Path:
-    path = write_spec(folder, foundation, arch, name=name, **top)
-    text = yaml.safe_load(path.read_text())
-    text["trial"]["preprocessor"]["epochs"] = epochs
-    text["slurm"] = {"partition": "debug", "time": 20, "cpus_per_task": 2, "mem": "6G", **(slurm or {})}
-    path.write_text(yaml.safe_dump(text, sort_keys=False))
-    return path
-
-
-def orchestrator(*args: str, cwd: Path, timeout: float = JOB_WAIT_S) -> subprocess.CompletedProcess:
-    # The job inherits this environment through sbatch (--export=ALL): the test's artifact cache included.
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def jobs_of(sweep_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in SweepPaths(sweep_dir).jobs.read_text().splitlines()]
-
-
-def events_of(sweep_dir: Path) -> list[dict]:
-    path = SweepPaths(sweep_dir).events
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-
-
-def sacct_state(job_id: str) -> str:
-    out = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True
-    ).stdout
-    return out.split()[0] if out.split() else ""
-
-
-def _lock_owner(sweep_dir: Path) -> dict:
-    try:
-        return json.loads(SweepPaths(sweep_dir).lock.read_text() or "{}")
-    except (FileNotFoundError, ValueError):
-        return {}
-
-
-def wait_for(condition, what: str, timeout: float = JOB_WAIT_S, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def wait_until_done(sweep_dir: Path, job_id: str) -> None:
-    wait_for(
-        lambda: sacct_state(job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), f"job {job_id} to end", poll=2
-    )
-
-
-def running_trial_past(sweep_dir: Path, epoch: int) -> tuple[str, int] | None:
-    """(config hash, epoch) of a trial without a result whose pre-processor reached `epoch`."""
-    finished = {p.stem for p in (sweep_dir / "results" / "trials").glob("*.parquet")}
-    for path in (sweep_dir / "results" / "epochs").glob("*.parquet"):
-        done = [r["epoch"] for r in read_rows(path) if r["stage"] == "preprocessor"]
-        if path.stem not in finished and done and max(done) >= epoch:
-            return path.stem, max(done)
-    return None
-
-
-def assert_each_trial_once_and_every_epoch_once(sweep_dir: Path, spec, epochs: int) -> None:
-    rows = [row for p in (sweep_dir / "results" / "trials").glob("*.parquet") for row in read_rows(p)]
-    assert sorted(r["config_hash"] for r in rows) == sorted(planned_hashes(spec))
-    assert {r["status"] for r in rows} == {"TERMINATED"}
-    counts = (
-        connect(sweep_dir)
-        .execute(
-            "SELECT config_hash, count(*), count(DISTINCT epoch) FROM epochs WHERE stage = 'preprocessor' GROUP BY 1"
-        )
-        .fetchall()
-    )
-    for key, n, distinct in counts:
-        assert n == distinct == epochs, (key, n, distinct)
+    require_cluster()
 
 
 def test_a_sweep_runs_to_completion_through_slurm(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
@@ -199,9 +83,7 @@ def test_preemption_and_an_outside_requeue_resume_from_the_epoch_checkpoint(
         grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]},
     )
     sweep_dir = tmp_path / "runs" / "preempted"
-    submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = jobs_of(sweep_dir)[0]["job_id"]
+    job_id = submit(spec_path, sweep_dir)
 
     # Preemption: USR2, the signal submitit checkpoints and requeues on (as `job._interrupt(timeout=True)`).
     first, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "a trial at pre-processor epoch 3")
@@ -254,9 +136,7 @@ def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
         slurm={"signal_delay_s": 90},
     )
     sweep_dir = tmp_path / "runs" / "timelimit"
-    submitted = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job_id = jobs_of(sweep_dir)[0]["job_id"]
+    job_id = submit(spec_path, sweep_dir)
     interrupted, reached = wait_for(lambda: running_trial_past(sweep_dir, 3), "the trial at pre-processor epoch 3")
     elapsed_s = _seconds(
         subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True, text=True).stdout
@@ -337,7 +217,7 @@ def test_cancel_stops_the_sweeps_jobs_and_a_second_submission_is_refused_while_o
     # RUNNING comes before the driver job has loaded and taken the lock (its imports); a second
     # submission that imports no torch now gets to the lock first, refused then by Slurm's answer
     # that the job is live. This test is about the lock: wait for the driver job to hold it.
-    wait_for(lambda: str(_lock_owner(sweep_dir).get("slurm_job_id")) == str(job_id), "the driver job to take the lock")
+    wait_for(lambda: str(lock_owner(sweep_dir).get("slurm_job_id")) == str(job_id), "the driver job to take the lock")
 
     twice = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=tmp_path)
     # The running driver job holds the sweep's lock: the refusal names it (and Slurm says it is live).

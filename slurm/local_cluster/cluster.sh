@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Throwaway single-node Slurm cluster (with accounting) for tests and CI.
+# Throwaway Slurm cluster (with accounting) for tests and CI: one node, or several in network namespaces.
 #
-#   cluster.sh install          install Debian's slurm/munge/mariadb packages
-#   cluster.sh start  [BASE]    write configs, start all daemons, wait until usable
-#   cluster.sh stop   [BASE]    cancel jobs, stop the daemons we started (by PID)
-#   cluster.sh status [BASE]    which daemons are alive, sinfo
+#   cluster.sh install           install Debian's slurm/munge/mariadb packages
+#   cluster.sh start  [--nodes N] [--gpus-per-node G] [BASE]
+#                                write configs, start all daemons, wait until usable
+#   cluster.sh stop   [BASE]     cancel jobs, stop the daemons we started (by PID), remove the namespaces
+#   cluster.sh status [BASE]     which daemons are alive, sinfo
 #
 # Runs as root, without systemd: every daemon runs in its foreground flavour,
 # detached with setsid, and its PID is recorded in BASE/pids/<name>.pid so that
 # stop kills exactly what start started (never by process name).
+# With --nodes N (N > 1) node i is a network namespace cropd-node<i> with its own address on a
+# private bridge, its own hostname node<i> (a UTS namespace) and its own slurmd; everything else
+# (slurmctld, slurmdbd, the files) is shared, as on a cluster with a shared filesystem.
+# --gpus-per-node G declares G GPUs per node as a generic resource (a count, no devices).
 # BASE defaults to $CROPD_SLURM_BASE, else /tmp/cropd-slurm.
 # Background and pitfalls: /work/shared/notes/local-slurm.md.
 set -euo pipefail
@@ -27,6 +32,11 @@ DB_NAME=slurm_acct_db
 DB_USER=slurm
 START_TIMEOUT=${CROPD_SLURM_START_TIMEOUT:-60}
 STOP_TIMEOUT=15
+# Several nodes: a private subnet routed nowhere, with a bridge on the host side of it.
+SUBNET=${CROPD_SLURM_SUBNET:-10.213.0}
+BRIDGE=cropd-br0
+NODES=1
+GPUS=0
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -83,7 +93,7 @@ alive_pid() {
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] && pid_running "$pid" || return 1
   comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$name" ]] || return 1
+  [[ $comm == "${name%%-*}" ]] || return 1  # slurmd-node2 is a slurmd
   echo "$pid"
 }
 
@@ -117,13 +127,76 @@ node_line() {
   sed -E 's/^(NodeName=[^ ]+)/\1 NodeAddr=127.0.0.1/' <<<"$line"
 }
 
+node_name() { echo "node$1"; }
+node_addr() { echo "$SUBNET.$((10 + $1))"; }
+netns_of() { echo "cropd-node$1"; }
+all_nodes() { echo "node[1-$NODES]"; }
+
+# Several nodes: one line per namespace node. They share the hardware: each declares all of its
+# CPUs and an N-th of its memory, and the GPUs as a generic resource.
+node_lines() {
+  local line mem i gres=""
+  line=$(slurmd -C | head -n1)
+  mem=$(grep -o 'RealMemory=[0-9]*' <<<"$line" | cut -d= -f2)
+  line=$(sed -E -e "s/RealMemory=[0-9]+/RealMemory=$((mem * 9 / 10 / NODES))/" -e 's/^NodeName=[^ ]+ //' <<<"$line")
+  if ((GPUS > 0)); then gres=" Gres=gpu:$GPUS"; fi
+  for ((i = 1; i <= NODES; i++)); do
+    echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") $line$gres"
+  done
+}
+
+# What differs with several nodes: where slurmctld is reached, a spool, pid and log file per
+# slurmd (%n: its node name), the node lines, and a short SlurmdTimeout so that a lost node is
+# marked DOWN within seconds (default: 5 minutes).
+cluster_lines() {
+  local host=$1
+  if ((NODES == 1)); then
+    cat <<EOF
+SlurmctldHost=$host(127.0.0.1)
+SlurmdSpoolDir=$BASE/spool
+SlurmdPidFile=$BASE/run/slurmd.pid
+SlurmdLogFile=$BASE/log/slurmd.log
+$(node_line)
+PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+EOF
+    return
+  fi
+  cat <<EOF
+SlurmctldHost=$host($SUBNET.1)
+SlurmdSpoolDir=$BASE/spool/%n
+SlurmdPidFile=$BASE/run/slurmd-%n.pid
+SlurmdLogFile=$BASE/log/slurmd-%n.log
+SlurmdTimeout=15
+EOF
+  if ((GPUS > 0)); then
+    echo "GresTypes=gpu"
+    echo "AccountingStorageTRES=gres/gpu"
+  fi
+  node_lines
+  echo "PartitionName=debug Nodes=$(all_nodes) Default=YES MaxTime=INFINITE State=UP"
+}
+
+# The GPUs. Slurm drops a GPU without a device file ("Removing file-less GPU"), and then hands
+# out no indices: each GPU gets a stand-in character device (the numbers of /dev/null, so
+# opening one is harmless). With task/none nothing restricts access to them; what Slurm does
+# with the files is number the GPUs and set CUDA_VISIBLE_DEVICES to a job's.
+write_gres_conf() {
+  local g
+  rm -f "$SLURM_ETC/gres.conf" "$BASE/etc/gres.conf"
+  rm -rf "$BASE/dev"
+  ((GPUS > 0)) || return 0
+  mkdir -p "$BASE/dev"
+  for ((g = 0; g < GPUS; g++)); do mknod "$BASE/dev/gpu$g" c 1 3; done
+  echo "NodeName=$(all_nodes) Name=gpu File=$BASE/dev/gpu[0-$((GPUS - 1))]" >"$BASE/etc/gres.conf"
+  cp "$BASE/etc/gres.conf" "$SLURM_ETC/gres.conf"
+}
+
 write_slurm_conf() {
   local host; host=$(hostname -s)
   mkdir -p "$SLURM_ETC"
   cat >"$BASE/etc/slurm.conf" <<EOF
 # Generated by slurm/local_cluster/cluster.sh -- throwaway test cluster.
 ClusterName=localcluster
-SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -131,11 +204,8 @@ CredType=cred/munge
 # A requeued job waits cred_expire before it may run again (default 120 s).
 AuthInfo=cred_expire=10
 StateSaveLocation=$BASE/state
-SlurmdSpoolDir=$BASE/spool
 SlurmctldPidFile=$BASE/run/slurmctld.pid
-SlurmdPidFile=$BASE/run/slurmd.pid
 SlurmctldLogFile=$BASE/log/slurmctld.log
-SlurmdLogFile=$BASE/log/slurmd.log
 SlurmctldPort=6817
 SlurmdPort=6818
 # Portable: no cgroup setup needed.
@@ -158,10 +228,10 @@ MailProg=/bin/true
 ReturnToService=2
 # submitit ignores SIGTERM; don't let a cancelled job block the node for 30 s.
 KillWait=5
-$(node_line)
-PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
+$(cluster_lines "$host")
 EOF
   cp "$BASE/etc/slurm.conf" "$SLURM_ETC/slurm.conf"
+  write_gres_conf
 }
 
 write_slurmdbd_conf() {
@@ -212,6 +282,69 @@ prepare_dirs() {
   install -d -o mysql -g mysql -m 755 "$MYSQL_RUN"
 }
 
+# ---------------------------------------------------------------- namespaces (several nodes)
+
+# Node i: namespace cropd-node<i>, its end of a veth pair named eth0 with address SUBNET.(10+i),
+# the host's end on the bridge, which holds SUBNET.1 (where the nodes reach slurmctld). Each
+# namespace's /etc/hosts (/etc/netns/<ns>/hosts, mounted over it for its slurmd) names every node.
+network_up() {
+  local i
+  ip link show "$BRIDGE" >/dev/null 2>&1 || return 1
+  for ((i = 1; i <= NODES; i++)); do [[ -e /run/netns/$(netns_of "$i") ]] || return 1; done
+}
+
+make_network() {
+  local i ns host; host=$(hostname -s)
+  if network_up; then
+    return 0  # a start that restarts a lost node's slurmd: the node keeps its network
+  fi
+  remove_network  # leftovers of a start that died before its stop
+  ip link add "$BRIDGE" type bridge
+  ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  for ((i = 1; i <= NODES; i++)); do
+    ns=$(netns_of "$i")
+    ip netns add "$ns"
+    ip link add "cropd-veth$i" type veth peer name "cropd-eth$i"
+    ip link set "cropd-eth$i" netns "$ns"
+    ip -n "$ns" link set "cropd-eth$i" name eth0
+    ip -n "$ns" addr add "$(node_addr "$i")/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    ip link set "cropd-veth$i" master "$BRIDGE" up
+    mkdir -p "/etc/netns/$ns"
+    {
+      echo "127.0.0.1 localhost"
+      echo "$SUBNET.1 $host"
+      local j
+      for ((j = 1; j <= NODES; j++)); do echo "$(node_addr "$j") $(node_name "$j")"; done
+    } >"/etc/netns/$ns/hosts"
+  done
+  log "network: bridge $BRIDGE $SUBNET.1, nodes $(node_addr 1)..$(node_addr "$NODES")"
+}
+
+# Processes still inside our namespaces once the daemons are stopped (a job's leftovers, such
+# as a Ray raylet a killed job step left behind) can only be ours: they are ended with them.
+end_namespace_processes() {
+  local ns pids
+  for ns in $(ip netns list 2>/dev/null | awk '/^cropd-node[0-9]+/ { print $1 }'); do
+    pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
+    [[ -n ${pids// /} ]] || continue
+    log "ending processes left in $ns: $pids"
+    kill -KILL $pids 2>/dev/null || true
+  done
+}
+
+remove_network() {
+  local ns
+  end_namespace_processes
+  for ns in $(ip netns list 2>/dev/null | awk '/^cropd-node[0-9]+/ { print $1 }'); do
+    ip netns del "$ns" 2>/dev/null || true  # also deletes its veth pair
+    rm -rf "/etc/netns/$ns"
+  done
+  ip link del "$BRIDGE" 2>/dev/null || true
+}
+
 # ---------------------------------------------------------------- daemons
 
 start_munged() {
@@ -256,8 +389,24 @@ start_slurm_daemons() {
   spawn slurmdbd /usr/sbin/slurmdbd -D
   # slurmctld registers the cluster with slurmdbd; let slurmdbd listen first.
   wait_for "slurmdbd port 6819" 30 port_open 6819
+  # The nodes' saved states would outlive a change of layout (a DRAIN of an earlier start, a node
+  # no longer configured); the config alone says what they are. Jobs' states are kept.
+  alive_pid slurmctld >/dev/null || rm -f "$BASE"/state/node_state "$BASE"/state/node_state.old
   spawn slurmctld /usr/sbin/slurmctld -D
-  spawn slurmd /usr/sbin/slurmd -D
+  if ((NODES == 1)); then
+    spawn slurmd /usr/sbin/slurmd -D
+    return
+  fi
+  local i ns name
+  for ((i = 1; i <= NODES; i++)); do
+    ns=$(netns_of "$i") name=$(node_name "$i")
+    mkdir -p "$BASE/spool/$name"
+    # The node's network, hostname and /etc/hosts. Not `ip netns exec`: it mounts a /sys without
+    # the cgroup tree, and slurmd will not start without it. nsenter, unshare and sh each exec the
+    # next, so the recorded PID ends up slurmd's; the jobs it starts inherit all three.
+    spawn "slurmd-$name" nsenter --net="/run/netns/$ns" unshare --mount --uts \
+      sh -c "mount --bind /etc/netns/$ns/hosts /etc/hosts && hostname $name && exec /usr/sbin/slurmd -D -N $name"
+  done
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -286,27 +435,58 @@ show_logs() {
   done
 }
 
-node_idle() { [[ $(sinfo -h -o %T 2>/dev/null) == idle* ]]; }
+node_idle() { [[ $(sinfo -h -N -o %T 2>/dev/null | grep -c '^idle') == "$NODES" ]]; }
 accounting_up() { sacct -n >/dev/null 2>&1; }
 cluster_ready() { node_idle && accounting_up; }
 
+# The daemons of this layout: one slurmd per node with several nodes.
+daemons() {
+  local d i
+  for d in "${DAEMONS[@]}"; do
+    if [[ $d == slurmd ]] && ((NODES > 1)); then
+      for ((i = 1; i <= NODES; i++)); do echo "slurmd-$(node_name "$i")"; done
+    else
+      echo "$d"
+    fi
+  done
+}
+
 all_alive() {
   local d
-  for d in "${DAEMONS[@]}"; do alive_pid "$d" >/dev/null || return 1; done
+  for d in $(daemons); do alive_pid "$d" >/dev/null || return 1; done
+}
+
+# The layout of the cluster in BASE (nodes, GPUs per node), written by start, read by the others.
+read_layout() {
+  if [[ -s $BASE/etc/layout ]]; then
+    # shellcheck disable=SC1091
+    source "$BASE/etc/layout"
+  fi
 }
 
 # ---------------------------------------------------------------- commands
 
 cmd_start() {
-  local t0; t0=$(now)
+  local t0 wanted_nodes=$NODES wanted_gpus=$GPUS; t0=$(now)
+  read_layout
   if all_alive && sinfo -h >/dev/null 2>&1; then
+    if ((NODES != wanted_nodes || GPUS != wanted_gpus)); then
+      die "already running with $NODES node(s) and $GPUS GPU(s) per node; '$0 stop $BASE' first"
+    fi
     log "already running (BASE=$BASE)"
     # It may still be coming up (e.g. a concurrent start): wait for ready.
     wait_for "node idle and sacct answering" "$START_TIMEOUT" cluster_ready
     return 0
   fi
+  NODES=$wanted_nodes GPUS=$wanted_gpus
   packages_installed || cmd_install
   prepare_dirs
+  echo "NODES=$NODES GPUS=$GPUS" >"$BASE/etc/layout"
+  if ((NODES > 1)); then
+    # A start that fails half-way leaves no namespace, link or daemon behind.
+    trap 'if (($? != 0)); then log "start failed: stopping what it started"; cmd_stop; fi' EXIT
+    make_network
+  fi
   write_munge_key
   write_slurm_conf
   write_slurmdbd_conf
@@ -314,7 +494,8 @@ cmd_start() {
   start_mariadbd
   start_slurm_daemons
   wait_for "node idle and sacct answering" "$START_TIMEOUT" cluster_ready
-  log "cluster up in $(elapsed "$t0") s (BASE=$BASE)"
+  trap - EXIT
+  log "cluster up in $(elapsed "$t0") s (BASE=$BASE, $NODES node(s), $GPUS GPU(s) per node)"
   sinfo
 }
 
@@ -352,18 +533,23 @@ cancel_jobs() {
 }
 
 cmd_stop() {
-  local t0 i; t0=$(now)
+  local t0 i names; t0=$(now)
+  trap - EXIT
+  read_layout
   cancel_jobs
-  for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
-    stop_daemon "${DAEMONS[i]}"
+  mapfile -t names < <(daemons)
+  for ((i = ${#names[@]} - 1; i >= 0; i--)); do
+    stop_daemon "${names[i]}"
   done
+  remove_network
   log "stopped in $(elapsed "$t0") s (BASE=$BASE)"
 }
 
 cmd_status() {
   local d pid rc=0
-  echo "BASE=$BASE"
-  for d in "${DAEMONS[@]}"; do
+  read_layout
+  echo "BASE=$BASE ($NODES node(s), $GPUS GPU(s) per node)"
+  for d in $(daemons); do
     if pid=$(alive_pid "$d"); then
       printf '  %-10s running (pid %s)\n' "$d" "$pid"
     else
@@ -375,13 +561,23 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 }
 
 main() {
   [[ $# -ge 1 ]] || usage
   local cmd=$1; shift
+  while [[ $# -gt 0 && $1 == --* ]]; do
+    case $1 in
+      --nodes) NODES=${2:?--nodes needs a number}; shift 2 ;;
+      --gpus-per-node) GPUS=${2:?--gpus-per-node needs a number}; shift 2 ;;
+      *) die "unknown option $1 (expected --nodes N, --gpus-per-node G)" ;;
+    esac
+  done
+  [[ $NODES =~ ^[1-9][0-9]*$ ]] || die "--nodes: expected a whole number >= 1, got '$NODES'"
+  [[ $GPUS =~ ^[0-9]+$ ]] || die "--gpus-per-node: expected a whole number >= 0, got '$GPUS'"
+  if ((GPUS > 0 && NODES == 1)); then die "--gpus-per-node needs --nodes 2 or more"; fi
   BASE=${1:-${CROPD_SLURM_BASE:-/tmp/cropd-slurm}}
   [[ $(id -u) == 0 ]] || die "must run as root"
   case $cmd in

@@ -51,6 +51,12 @@ def make_executor(settings: SlurmSettings, *, name: str, resources: dict[str, fl
         "setup": list(settings.setup) or None,
     }
     parameters.update({key: value for key, value in optional.items() if value is not None})
+    if settings.mode == "ray" and settings.nodes > 1:
+        # A node lost mid-sweep must not end the allocation (sbatch) nor the job step that runs the
+        # Ray head and workers (srun): Ray moves the lost node's trials to the others. A lost head
+        # node still ends the job, which Slurm requeues (its default for a node failure).
+        parameters["additional_parameters"] = {"no_kill": True, **(parameters.get("additional_parameters") or {})}
+        parameters["srun_args"] = ["--no-kill"]
     executor.update_parameters(**parameters)
     return executor
 

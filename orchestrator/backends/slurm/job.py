@@ -176,6 +176,16 @@ def _short_temp_dir(job_id: str) -> str:
     return tempfile.mkdtemp(prefix=f"cropd-ray-{job_id}-", dir="/tmp")
 
 
+def _node_ip(env) -> str:
+    """This node's address on the cluster's network: what its name in the allocation resolves to.
+
+    Ray would otherwise take the address of the interface that routes to the internet, and on a
+    node without such a route (a cluster's private network) fall back to 127.0.0.1, which the
+    other nodes cannot reach.
+    """
+    return socket.gethostbyname(env.hostnames[env.node])
+
+
 def _ray_command() -> str:
     return str(Path(sys.executable).with_name("ray"))
 
@@ -220,7 +230,8 @@ def ray_auth_env(token_file: Path) -> dict[str, str]:
 def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subprocess.Popen, str]:
     """`ray start --head --block` on this node; its address is published in the sweep dir for the workers."""
     port = _free_port()
-    address = f"{socket.gethostbyname(env.hostnames[0])}:{port}"
+    node_ip = _node_ip(env)
+    address = f"{node_ip}:{port}"
     token = _token_file(sweep_dir, env)
     _create_ray_token(token)  # before the head file: a worker that sees the address finds the token
     # This process joins the head (ray_nodes below, the driver's LocalBackend), and `ray start` inherits it.
@@ -234,6 +245,7 @@ def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subproc
                 "--head",
                 "--block",
                 f"--port={port}",
+                f"--node-ip-address={node_ip}",
                 f"--num-cpus={cpus}",
                 f"--num-gpus={gpus}",
                 "--include-dashboard=false",
@@ -284,6 +296,7 @@ def _run_ray_worker(sweep_dir: Path, env, cpus: int, gpus: int) -> None:
                 _ray_command(),
                 "start",
                 f"--address={path.read_text().strip()}",
+                f"--node-ip-address={_node_ip(env)}",
                 "--block",
                 f"--num-cpus={cpus}",
                 f"--num-gpus={gpus}",
