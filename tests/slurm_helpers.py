@@ -119,11 +119,13 @@ def events_of(sweep_dir: Path) -> list[dict]:
 
 
 def sacct_state(job_id: str) -> str:
-    """The job's state now. The last line: a job that lost a node has a RESIZING record before it."""
+    """The job's state now: the first word ("CANCELLED by 0") of the last line (a job that lost a
+    node has a RESIZING record before it)."""
     out = subprocess.run(
         ["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True
     ).stdout
-    return out.split()[-1] if out.split() else ""
+    lines = [line for line in out.splitlines() if line.strip()]
+    return lines[-1].split()[0] if lines else ""
 
 
 def lock_owner(sweep_dir: Path) -> dict:

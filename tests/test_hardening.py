@@ -257,7 +257,7 @@ def test_the_slurm_ray_head_refuses_a_client_without_the_jobs_token(tmp_path, mo
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", "")
     job = f"crtest{os.getpid()}"
-    env = SimpleNamespace(job_id=job, hostnames=["localhost"], num_nodes=1)
+    env = SimpleNamespace(job_id=job, hostnames=["localhost"], node=0, num_nodes=1)
     head, address = slurm_job._start_ray_head(tmp_path, env, cpus=1, gpus=0)
     try:
         token = slurm_job._token_file(tmp_path, env)

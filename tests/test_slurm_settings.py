@@ -88,6 +88,20 @@ def test_values_reach_sbatch_quoted_and_a_job_array_gets_its_limit(slurm_command
     assert "#SBATCH --output='/tmp/it'\"'\"'s here/logs/%A_%a/%A_%a_0_log.out'" in script
 
 
+@pytest.mark.parametrize(
+    ("settings", "survives_a_lost_node"),
+    [
+        (SlurmSettings(nodes=2), True),
+        (SlurmSettings(nodes=1), False),  # one node: nothing to survive
+        (SlurmSettings(mode="array", nodes=2), False),  # each task its own job
+    ],
+)
+def test_only_a_multi_node_ray_job_outlives_a_lost_node(slurm_commands_stood_in, settings, survives_a_lost_node):
+    script = sbatch_script(make_executor(settings, name="t", resources={"cpu": 1, "gpu": 0}, log_root=Path("/x")))
+    srun = next(line for line in script.splitlines() if line.startswith("srun "))
+    assert ("#SBATCH --no-kill" in script.splitlines(), "--no-kill" in srun.split()) == (survives_a_lost_node,) * 2
+
+
 def test_default_cpus_leave_room_for_two_trials_in_ray_mode_and_one_in_array_mode(slurm_commands_stood_in):
     ray_executor = make_executor(SlurmSettings(), name="t", resources={"cpu": 1.5, "gpu": 0}, log_root=Path("/x"))
     array_executor = make_executor(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
         assert ((trials[f"{metric}_lo"] <= trials[metric]) & (trials[metric] <= trials[f"{metric}_hi"])).all()
     assert trials["acc_autoattack"].isna().all()  # not asked for: null, never 0
     assert (trials["finished_at"] > trials["started_at"]).all()
+    # Where each ran: this machine, no GPU given or asked for.
+    assert set(trials["node"]) == {socket.gethostname()} and trials["gpu_ids"].isna().all()
+    assert set(trials["gpus"]) == {0}
     by_kind = trials.set_index("preprocessor.kind", drop=False)
     assert by_kind.loc["identity", "params_preprocessor"] == 0
     assert (trials.loc[trials["preprocessor.kind"] == "cropd", "params_preprocessor"] > 0).all()
@@ -70,6 +74,7 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
         .fetchall()
     )
     assert epochs == [("cropd", "head", 6, 3), ("cropd", "preprocessor", 6, 3), ("identity", "head", 3, 3)]
+    assert connect(sweep_dir).execute("SELECT DISTINCT node FROM epochs").fetchall() == [(socket.gethostname(),)]
 
     # The Optuna study lives in the sweep's journal file with both objectives of every trial.
     study = optuna.load_study(study_name="tiny", storage=journal_storage(sweep_dir))
