@@ -65,13 +65,21 @@ def all_idle() -> bool:
     return len(nodes) == NODES and all(state == "idle" for state, _ in nodes.values())
 
 
+def node_processes(node: str) -> dict[int, str]:
+    """{pid: command name} of every process on the node (in its network namespace)."""
+    listed = subprocess.run(["ip", "netns", "pids", f"cropd-{node}"], capture_output=True, text=True).stdout.split()
+    processes = {}
+    for pid in map(int, listed):
+        try:
+            processes[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except FileNotFoundError:
+            pass  # ended meanwhile
+    return processes
+
+
 def lose_node(node: str) -> list[int]:
     """Kill every process of the node at once, as a power loss would; the PIDs killed."""
-    namespace = f"cropd-{node}"
-    pids = [
-        int(p)
-        for p in subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True).stdout.split()
-    ]
+    pids = list(node_processes(node))
     for pid in pids:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -112,6 +120,7 @@ def test_ray_mode_spreads_trials_over_both_nodes_and_packs_two_per_gpu(
         slurm={"nodes": NODES, "gpus_per_node": GPUS_PER_NODE, "cpus_per_task": 2, "mem": "4G"},
     )
     sweep_dir = tmp_path / "runs" / "placed"
+    before = {node: set(node_processes(node).items()) for node in ("node1", "node2")}
     done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     [job] = jobs_of(sweep_dir)
@@ -130,6 +139,16 @@ def test_ray_mode_spreads_trials_over_both_nodes_and_packs_two_per_gpu(
         for _, group in trials.groupby(["node", "gpu_ids"])
     ]
     assert max(per_gpu) == 2, per_gpu
+
+    # Once the job has ended, nothing it started is left on the nodes (Ray's agents outlive
+    # `ray start` on a worker node unless its process group is ended).
+    def leftovers():
+        return {node: sorted(set(node_processes(node).items()) - before[node]) for node in before}
+
+    try:
+        wait_for(lambda: not any(leftovers().values()), "the job's processes to end", timeout=60)
+    except AssertionError:
+        pytest.fail(f"the job left processes on the nodes: {leftovers()}")
 
 
 def test_array_mode_spreads_its_tasks_over_both_nodes(tmp_path, cache_root, tiny_foundation_config, tiny_arch):

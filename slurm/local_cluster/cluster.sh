@@ -435,9 +435,11 @@ show_logs() {
   done
 }
 
-node_idle() { [[ $(sinfo -h -N -o %T 2>/dev/null | grep -c '^idle') == "$NODES" ]]; }
+# Every node answering and in service: idle, or running jobs (a node's slurmd restarted while a
+# job runs on the others). A trailing * means not responding; down and drain do not count.
+nodes_up() { [[ $(sinfo -h -N -o %T 2>/dev/null | grep -cE '^(idle|mixed|allocated|completing)$') == "$NODES" ]]; }
 accounting_up() { sacct -n >/dev/null 2>&1; }
-cluster_ready() { node_idle && accounting_up; }
+cluster_ready() { nodes_up && accounting_up; }
 
 # The daemons of this layout: one slurmd per node with several nodes.
 daemons() {
@@ -475,7 +477,7 @@ cmd_start() {
     fi
     log "already running (BASE=$BASE)"
     # It may still be coming up (e.g. a concurrent start): wait for ready.
-    wait_for "node idle and sacct answering" "$START_TIMEOUT" cluster_ready
+    wait_for "every node up and sacct answering" "$START_TIMEOUT" cluster_ready
     return 0
   fi
   NODES=$wanted_nodes GPUS=$wanted_gpus
@@ -483,8 +485,11 @@ cmd_start() {
   prepare_dirs
   echo "NODES=$NODES GPUS=$GPUS" >"$BASE/etc/layout"
   if ((NODES > 1)); then
-    # A start that fails half-way leaves no namespace, link or daemon behind.
-    trap 'if (($? != 0)); then log "start failed: stopping what it started"; cmd_stop; fi' EXIT
+    if ! network_up; then
+      # A start from nothing that fails half-way leaves no namespace, link or daemon behind. (A
+      # start that only brings back a lost node's slurmd must not stop the running cluster.)
+      trap 'if (($? != 0)); then log "start failed: stopping what it started"; cmd_stop; fi' EXIT
+    fi
     make_network
   fi
   write_munge_key
@@ -493,7 +498,7 @@ cmd_start() {
   start_munged
   start_mariadbd
   start_slurm_daemons
-  wait_for "node idle and sacct answering" "$START_TIMEOUT" cluster_ready
+  wait_for "every node up and sacct answering" "$START_TIMEOUT" cluster_ready
   trap - EXIT
   log "cluster up in $(elapsed "$t0") s (BASE=$BASE, $NODES node(s), $GPUS GPU(s) per node)"
   sinfo

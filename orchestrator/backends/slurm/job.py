@@ -111,6 +111,7 @@ class SweepDriver(_SweepJob):
             if head is not None:
                 head.terminate()  # `ray start --block` stops this node's Ray processes as it exits
                 head.wait(timeout=60)
+                end_process_group(head.pid)
         summary = {"done": outcome.done, "failed": outcome.failed, "unfinished": outcome.unfinished}
         record_event(sweep_dir, "driver finished", **summary)
         return summary
@@ -227,6 +228,20 @@ def ray_auth_env(token_file: Path) -> dict[str, str]:
     return {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token_file)}
 
 
+def end_process_group(leader: int) -> None:
+    """Kill what is left of a `ray start` process group once `ray start` has exited.
+
+    Ray's dashboard and runtime-env agents outlive `ray start --block` on a worker node when the
+    head goes away: orphaned, they escape Slurm's process tracking on clusters without cgroups
+    (proctrack/linuxproc) and stay on the node after the job. Started in their own session, they
+    are all in the group of `ray start`, and only they are.
+    """
+    try:
+        os.killpg(leader, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left
+
+
 def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subprocess.Popen, str]:
     """`ray start --head --block` on this node; its address is published in the sweep dir for the workers."""
     port = _free_port()
@@ -251,7 +266,8 @@ def _start_ray_head(sweep_dir: Path, env, cpus: int, gpus: int) -> tuple[subproc
                 "--include-dashboard=false",
                 f"--temp-dir={_short_temp_dir(env.job_id)}",
                 "--disable-usage-stats",
-            ]
+            ],
+            start_new_session=True,  # its own process group: end_process_group
         )
     deadline = time.time() + HEAD_WAIT_S
     while True:  # wait until the head answers, then tell the workers where it is
@@ -304,5 +320,7 @@ def _run_ray_worker(sweep_dir: Path, env, cpus: int, gpus: int) -> None:
                 "--disable-usage-stats",
             ],
             env={**os.environ, **auth},
+            start_new_session=True,  # its own process group: end_process_group below
         )
     worker.wait()
+    end_process_group(worker.pid)
