@@ -42,10 +42,13 @@ def cluster_nodes() -> dict[str, tuple[str, str]]:
 
 def require_cluster(*, nodes: int = 1, gpus_per_node: int = 0) -> None:
     """Skip (or fail, with CROPD_REQUIRE_SLURM=1 as in CI) unless such a cluster answers."""
-    found = cluster_nodes()
-    usable = [n for n, (state, _) in found.items() if state.rstrip("*") in ("idle", "mixed", "allocated")]
-    with_gpus = [n for n, (_, gres) in found.items() if gpus_per_node == 0 or f"gpu:{gpus_per_node}" in gres]
-    if len(usable) >= nodes and len(with_gpus) >= nodes:
+    usable = [
+        name
+        for name, (state, gres) in cluster_nodes().items()
+        if state in ("idle", "mixed", "allocated", "completing")  # "idle*": not responding
+        and (gpus_per_node == 0 or f"gpu:{gpus_per_node}" in gres)
+    ]
+    if len(usable) >= nodes:
         return
     start = f"{CLUSTER_SCRIPT.relative_to(REPO)} start" + (
         f" --nodes {nodes} --gpus-per-node {gpus_per_node}" if nodes > 1 else ""
@@ -100,10 +103,17 @@ def orchestrator(*args: str, cwd: Path, timeout: float = JOB_WAIT_S) -> subproce
     )
 
 
-def submit(spec_path: Path, sweep_dir: Path) -> str:
-    """`orchestrator sweep SPEC --backend slurm` without waiting; the job id."""
+def submit(spec_path: Path, sweep_dir: Path, *, wait: bool = False) -> str:
+    """`orchestrator sweep SPEC --backend slurm` (with --wait: until the sweep has ended); the job id."""
     submitted = orchestrator(
-        "sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", cwd=spec_path.parent
+        "sweep",
+        str(spec_path),
+        "--out",
+        str(sweep_dir),
+        "--backend",
+        "slurm",
+        *(["--wait"] if wait else []),
+        cwd=spec_path.parent,
     )
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     return jobs_of(sweep_dir)[0]["job_id"]

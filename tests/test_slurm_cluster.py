@@ -124,7 +124,6 @@ def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
     # Slurm sends the time-limit USR2 "up to 60 s earlier than specified" (sbatch --signal): to land it
     # inside a trial, the test shortens the running job's limit once the trial is under way. The
     # signal then comes within about 45 s, so the trial trains for about 120 s on this machine.
-    grid = {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}
     epochs = max(150, math.ceil(120 / epoch_s))
     spec_path = slurm_spec(
         tmp_path,
@@ -132,7 +131,7 @@ def test_a_time_limit_requeues_and_the_trial_goes_on_from_its_checkpoint(
         tiny_arch,
         name="timelimit",
         epochs=epochs,
-        grid=grid,
+        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
         slurm={"signal_delay_s": 90},
     )
     sweep_dir = tmp_path / "runs" / "timelimit"

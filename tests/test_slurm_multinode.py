@@ -25,7 +25,6 @@ from slurm_helpers import (
     epoch_rows,
     events_of,
     jobs_of,
-    orchestrator,
     require_cluster,
     running_trial_past,
     sacct_state,
@@ -48,16 +47,22 @@ def multinode_cluster():
     require_cluster(nodes=NODES, gpus_per_node=GPUS_PER_NODE)
 
 
-@pytest.fixture
-def every_node_back():
-    """After a test that loses a node: its slurmd started again (the node 'reboots') and idle."""
-    yield
+def start_lost_slurmds() -> None:
+    """Start the slurmd of every node that lost it, as a reboot would (cluster.sh start starts
+    only the daemons that are not running)."""
     subprocess.run(
         [str(CLUSTER_SCRIPT), "start", "--nodes", str(NODES), "--gpus-per-node", str(GPUS_PER_NODE)],
         check=True,
         capture_output=True,
     )
-    wait_for(lambda: all_idle(), "every node idle again", timeout=120)
+
+
+@pytest.fixture
+def every_node_back():
+    """After a test that loses a node: its slurmd started again, and every node idle."""
+    yield
+    start_lost_slurmds()
+    wait_for(all_idle, "every node idle again", timeout=120)
 
 
 def all_idle() -> bool:
@@ -121,10 +126,8 @@ def test_ray_mode_spreads_trials_over_both_nodes_and_packs_two_per_gpu(
     )
     sweep_dir = tmp_path / "runs" / "placed"
     before = {node: set(node_processes(node).items()) for node in ("node1", "node2")}
-    done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    [job] = jobs_of(sweep_dir)
-    assert sacct_state(job["job_id"]) == "COMPLETED"
+    job_id = submit(spec_path, sweep_dir, wait=True)
+    assert len(jobs_of(sweep_dir)) == 1 and sacct_state(job_id) == "COMPLETED"
     up = next(e for e in events_of(sweep_dir) if e["event"] == "ray cluster up")
     assert (up["nodes"], up["nodes_allocated"]) == (NODES, NODES)
 
@@ -163,8 +166,7 @@ def test_array_mode_spreads_its_tasks_over_both_nodes(tmp_path, cache_root, tiny
         resources={"cpu": 1, "gpu": 1},
     )
     sweep_dir = tmp_path / "runs" / "spread"
-    done = orchestrator("sweep", str(spec_path), "--out", str(sweep_dir), "--backend", "slurm", "--wait", cwd=tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
+    submit(spec_path, sweep_dir, wait=True)
     trials = load_trials(sweep_dir)
     assert len(trials) == 4 and set(trials["status"]) == {"TERMINATED"}
     assert set(trials["node"]) == {"node1", "node2"}
@@ -219,11 +221,7 @@ def test_a_lost_head_node_requeues_the_job_and_the_sweep_resumes(
     assert lose_node("node1")
     # The node comes back (a reboot); Slurm finds the job's batch step gone from it and requeues
     # the job (its default for a node failure), which resumes the sweep.
-    subprocess.run(
-        [str(CLUSTER_SCRIPT), "start", "--nodes", str(NODES), "--gpus-per-node", str(GPUS_PER_NODE)],
-        check=True,
-        capture_output=True,
-    )
+    start_lost_slurmds()
     wait_for(
         lambda: any(e["event"] == "driver started" and e["restart_count"] == 1 for e in events_of(sweep_dir)),
         "the requeued driver to start",

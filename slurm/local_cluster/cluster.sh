@@ -13,7 +13,7 @@
 # With --nodes N (N > 1) node i is a network namespace cropd-node<i> with its own address on a
 # private bridge, its own hostname node<i> (a UTS namespace) and its own slurmd; everything else
 # (slurmctld, slurmdbd, the files) is shared, as on a cluster with a shared filesystem.
-# --gpus-per-node G declares G GPUs per node as a generic resource (a count, no devices).
+# --gpus-per-node G declares G GPUs per node as a generic resource (stand-in device files, no GPU).
 # BASE defaults to $CROPD_SLURM_BASE, else /tmp/cropd-slurm.
 # Background and pitfalls: /work/shared/notes/local-slurm.md.
 set -euo pipefail
@@ -116,15 +116,13 @@ spawn() {
 
 # ---------------------------------------------------------------- config
 
-# Node line from the hardware slurmd sees, so sockets/cores match (pitfall 3),
-# with RealMemory cut to 90% to leave room for the OS and the daemons.
-node_line() {
+# The hardware slurmd sees (its node line without the name), so sockets/cores match (pitfall 3),
+# with RealMemory cut to 90% to leave room for the OS and the daemons, shared among the nodes.
+node_hardware() {
   local line mem
   line=$(slurmd -C | head -n1)
   mem=$(grep -o 'RealMemory=[0-9]*' <<<"$line" | cut -d= -f2)
-  line=$(sed -E "s/RealMemory=[0-9]+/RealMemory=$((mem * 9 / 10))/" <<<"$line")
-  # NodeAddr: talk over loopback only (pitfall 11).
-  sed -E 's/^(NodeName=[^ ]+)/\1 NodeAddr=127.0.0.1/' <<<"$line"
+  sed -E -e "s/RealMemory=[0-9]+/RealMemory=$((mem * 9 / 10 / NODES))/" -e 's/^NodeName=[^ ]+ //' <<<"$line"
 }
 
 node_name() { echo "node$1"; }
@@ -135,13 +133,11 @@ all_nodes() { echo "node[1-$NODES]"; }
 # Several nodes: one line per namespace node. They share the hardware: each declares all of its
 # CPUs and an N-th of its memory, and the GPUs as a generic resource.
 node_lines() {
-  local line mem i gres=""
-  line=$(slurmd -C | head -n1)
-  mem=$(grep -o 'RealMemory=[0-9]*' <<<"$line" | cut -d= -f2)
-  line=$(sed -E -e "s/RealMemory=[0-9]+/RealMemory=$((mem * 9 / 10 / NODES))/" -e 's/^NodeName=[^ ]+ //' <<<"$line")
+  local hardware i gres=""
+  hardware=$(node_hardware)
   if ((GPUS > 0)); then gres=" Gres=gpu:$GPUS"; fi
   for ((i = 1; i <= NODES; i++)); do
-    echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") $line$gres"
+    echo "NodeName=$(node_name "$i") NodeAddr=$(node_addr "$i") $hardware$gres"
   done
 }
 
@@ -151,12 +147,13 @@ node_lines() {
 cluster_lines() {
   local host=$1
   if ((NODES == 1)); then
+    # One node: slurmctld and slurmd talk over loopback only (pitfall 11).
     cat <<EOF
 SlurmctldHost=$host(127.0.0.1)
 SlurmdSpoolDir=$BASE/spool
 SlurmdPidFile=$BASE/run/slurmd.pid
 SlurmdLogFile=$BASE/log/slurmd.log
-$(node_line)
+NodeName=$host NodeAddr=127.0.0.1 $(node_hardware)
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
     return
@@ -295,9 +292,6 @@ network_up() {
 
 make_network() {
   local i ns host; host=$(hostname -s)
-  if network_up; then
-    return 0  # a start that restarts a lost node's slurmd: the node keeps its network
-  fi
   remove_network  # leftovers of a start that died before its stop
   ip link add "$BRIDGE" type bridge
   ip addr add "$SUBNET.1/24" dev "$BRIDGE"
@@ -325,9 +319,11 @@ make_network() {
 
 # Processes still inside our namespaces once the daemons are stopped (a job's leftovers, such
 # as a Ray raylet a killed job step left behind) can only be ours: they are ended with them.
+our_namespaces() { ip netns list 2>/dev/null | awk '/^cropd-node[0-9]+/ { print $1 }'; }
+
 end_namespace_processes() {
   local ns pids
-  for ns in $(ip netns list 2>/dev/null | awk '/^cropd-node[0-9]+/ { print $1 }'); do
+  for ns in $(our_namespaces); do
     pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')
     [[ -n ${pids// /} ]] || continue
     log "ending processes left in $ns: $pids"
@@ -338,7 +334,7 @@ end_namespace_processes() {
 remove_network() {
   local ns
   end_namespace_processes
-  for ns in $(ip netns list 2>/dev/null | awk '/^cropd-node[0-9]+/ { print $1 }'); do
+  for ns in $(our_namespaces); do
     ip netns del "$ns" 2>/dev/null || true  # also deletes its veth pair
     rm -rf "/etc/netns/$ns"
   done
@@ -484,12 +480,11 @@ cmd_start() {
   packages_installed || cmd_install
   prepare_dirs
   echo "NODES=$NODES GPUS=$GPUS" >"$BASE/etc/layout"
-  if ((NODES > 1)); then
-    if ! network_up; then
-      # A start from nothing that fails half-way leaves no namespace, link or daemon behind. (A
-      # start that only brings back a lost node's slurmd must not stop the running cluster.)
-      trap 'if (($? != 0)); then log "start failed: stopping what it started"; cmd_stop; fi' EXIT
-    fi
+  # With several nodes, a start whose network is up only brings back a lost node's slurmd: the
+  # nodes keep their network, and a failure must not stop the running cluster. A start from
+  # nothing that fails half-way leaves no namespace, link or daemon behind.
+  if ((NODES > 1)) && ! network_up; then
+    trap 'if (($? != 0)); then log "start failed: stopping what it started"; cmd_stop; fi' EXIT
     make_network
   fi
   write_munge_key
