@@ -53,6 +53,26 @@ def test_trials_behind_one_preprocessor_share_its_features_and_compute_what_unsh
     assert not (alone_artifacts / "features").exists()  # sharing off: every trial its own, in its workdir
 
 
+def test_identity_rows_of_other_seeds_share_their_test_features(tmp_path, tiny_foundation_config):
+    # Identity has no weights: its seed changes the data subset and the head, never the test features.
+    def identity(seed):
+        return {
+            "data": {"dataset": "digits2", "data_fraction": 0.5, "seed": seed},
+            "foundation": tiny_foundation_config,
+            "preprocessor": {"kind": "identity", "seed": seed},
+            "head": {"epochs": 2, "seed": seed},
+            "evaluation": {"n_examples": 40, "attacks": ["pgd10"], "integrity": False},
+        }
+
+    artifacts = tmp_path / "artifacts"
+    first = run_trial(identity(0), tmp_path / "seed0", artifacts=artifacts)
+    second = run_trial(identity(1), tmp_path / "seed1", artifacts=artifacts)
+    assert first["features_reused"] == []
+    assert second["features_reused"] == ["test"]  # its training subset is another one: not reused
+    alone = run_trial(identity(1), tmp_path / "alone", artifacts=None)
+    assert _outcome(alone) == _outcome(second)
+
+
 def test_a_damaged_features_file_is_moved_aside_and_computed_again(
     tmp_path, tiny_foundation_config, tiny_arch, cache_root
 ):

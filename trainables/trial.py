@@ -198,7 +198,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     shares = sharing_enabled() and not gives_logits and not any(p.requires_grad for p in foundation.parameters())
     shared = SharedFeatures(
         artifacts if shares else None,
-        {"foundation": cfg["foundation"], "preprocessor": preprocessor_identity},
+        {"foundation": cfg["foundation"], "preprocessor": _features_identity(fitted)},
         torch.nn.ModuleList([fitted.module, foundation]),
         device,
     )
@@ -227,6 +227,16 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
         times["head"] = 0.0
 
     return TrainedTrial(pipeline, test, shared, evaluation_cfg, default_eps, fitted, head_params, times)
+
+
+def _features_identity(fitted: FittedPreprocessor) -> str | dict:
+    """What names the pre-processor in the shared features' key: a trained one's artifact name; an
+    untrained one's config without its seed. The key also holds a digest of the weights, so a seed
+    that draws other weights still gives another key, while Identity's rows of several seeds (no
+    weights at all) share their test features."""
+    if fitted.path is not None:
+        return fitted.path.name
+    return {name: value for name, value in fitted.config.items() if name != "seed"}
 
 
 def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[str, Any]:
