@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -86,6 +88,21 @@ def stage_seconds(sweep_dir: Path) -> dict[str, float]:
     return {c[len("time_") : -len("_s")]: round(float(trials[c].fillna(0).sum()), 1) for c in sorted(columns)}
 
 
+# A trial's stages; natural, pgd10, pgd20, integrity, ... are parts of evaluation.
+STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
+
+
+def trial_work_floor(stages_s: dict[str, float], spec_file: Path) -> float:
+    """The least wall time the sweep's stage seconds allow: their sum over the trials that can run
+    at once (max_concurrent, or the cores each trial's resources.cpu leaves room for)."""
+    spec = yaml.safe_load(spec_file.read_text())
+    per_trial = float((spec.get("resources") or {}).get("cpu", 1)) or 1.0
+    slots = max(1, int(available_cores() // per_trial))
+    if spec.get("max_concurrent"):
+        slots = min(slots, int(spec["max_concurrent"]))
+    return sum(stages_s.get(stage, 0.0) for stage in STAGES) / slots
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", args.rev], capture_output=True, text=True)
@@ -114,9 +131,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"  {spec} {label}: {sides[label]['wall_s']:.1f} s; stages {sides[label]['stages_s']}", flush=True
                 )
             ratio = sides["this"]["wall_s"] / sides["rev"]["wall_s"]
-            figures[spec] = {**sides, "ratio": ratio}
+            floor_s = trial_work_floor(sides["this"]["stages_s"], REPO / spec)
+            figures[spec] = {**sides, "ratio": ratio, "this_floor_s": floor_s}
             print(
                 f"{spec}: REV {sides['rev']['wall_s']:.1f} s, this {sides['this']['wall_s']:.1f} s, ratio {ratio:.2f}"
+            )
+            print(
+                f"  this side's stage work alone, spread perfectly over its slots: {floor_s:.1f} s "
+                f"= {floor_s / sides['rev']['wall_s']:.2f}x REV (no engine, no start-up, no idle slot)"
             )
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], check=False)
