@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _machine import available_cores  # noqa: E402
+from _machine import available_cores, concurrency  # noqa: E402
 
 DEFAULT_SPECS = ("search_spaces/quickstart.yaml",)
 # One torch thread, as a sweep's first trial (resources.cpu 1) pre-trains it: CPU float sums depend
@@ -88,19 +86,13 @@ def stage_seconds(sweep_dir: Path) -> dict[str, float]:
     return {c[len("time_") : -len("_s")]: round(float(trials[c].fillna(0).sum()), 1) for c in sorted(columns)}
 
 
-# A trial's stages; natural, pgd10, pgd20, integrity, ... are parts of evaluation.
-STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
-
-
 def trial_work_floor(stages_s: dict[str, float], spec_file: Path) -> float:
     """The least wall time the sweep's stage seconds allow: their sum over the trials that can run
-    at once (max_concurrent, or the cores each trial's resources.cpu leaves room for)."""
-    spec = yaml.safe_load(spec_file.read_text())
-    per_trial = float((spec.get("resources") or {}).get("cpu", 1)) or 1.0
-    slots = max(1, int(available_cores() // per_trial))
-    if spec.get("max_concurrent"):
-        slots = min(slots, int(spec["max_concurrent"]))
-    return sum(stages_s.get(stage, 0.0) for stage in STAGES) / slots
+    at once. Only the trial's stages count: natural, pgd10, ... are parts of evaluation."""
+    from orchestrator.spec import load_spec
+    from orchestrator.status_command import STAGES
+
+    return sum(stages_s.get(stage, 0.0) for stage in STAGES) / concurrency(load_spec(spec_file))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -108,7 +108,7 @@ def spent_seconds(sweep_dir: Path) -> dict:
     from orchestrator.results import load_trials
 
     trials = load_trials(sweep_dir)
-    reused = trials["preprocessor_reused"].fillna(False).astype(bool)
+    reused = preprocessor_reused(trials)
     trained = ~reused & (trials["preprocessor.kind"] != "identity")
     slot_s = float((trials["finished_at"] - trials["started_at"]).dt.total_seconds().sum())
     stages = {}
@@ -120,25 +120,23 @@ def spent_seconds(sweep_dir: Path) -> dict:
     return {"slot_s": round(slot_s, 1), "stages_s": stages, "trained": int(trained.sum())}
 
 
-def best_ratio(off_dir: Path, on_dir: Path, off_total: float) -> float:
+def preprocessor_reused(trials):
+    """Per row: whether the trial loaded its pre-processor rather than training it."""
+    return trials["preprocessor_reused"].fillna(False).astype(bool)
+
+
+def best_ratio(off, on, off_total: float) -> float:
     """What sharing could reach if it removed nothing but the pre-processor training of the trials
-    whose pre-processor the on run reused (their heads and evaluations are per trial)."""
-    from orchestrator.results import load_trials
-
-    off = load_trials(off_dir).set_index("config_hash")["time_preprocessor_s"].fillna(0.0)
-    on = load_trials(on_dir)
-    reused = on.loc[on["preprocessor_reused"].fillna(False).astype(bool), "config_hash"]
-    return (off_total - float(off.reindex(reused).fillna(0.0).sum())) / off_total
+    whose pre-processor the on run reused (their heads and evaluations are per trial). `off` and
+    `on`: the two runs' trial rows, indexed by config_hash."""
+    reused = on.index[preprocessor_reused(on)]
+    return (off_total - float(off["time_preprocessor_s"].reindex(reused).fillna(0.0).sum())) / off_total
 
 
-def same_work_speed(off_dir: Path, on_dir: Path) -> float:
+def same_work_speed(off, on) -> float:
     """On-run seconds over off-run seconds for identical work: the pre-processors both runs trained
     (the same weights, bit for bit, on the CPU). Below 1: the machine ran faster during the on run."""
-    from orchestrator.results import load_trials
-
-    off = load_trials(off_dir).set_index("config_hash")
-    on = load_trials(on_dir).set_index("config_hash")
-    both = on.index[~on["preprocessor_reused"].fillna(False).astype(bool) & (on["time_preprocessor_s"] > 0)]
+    both = on.index[~preprocessor_reused(on) & (on["time_preprocessor_s"] > 0)]
     return float(on.loc[both, "time_preprocessor_s"].sum()) / float(off.loc[both, "time_preprocessor_s"].sum())
 
 
@@ -189,12 +187,15 @@ def main(argv=None) -> int:
         f"slot-seconds: ratio on/off {slot_ratio:.2f}; "
         f"wall ratio {figures['on']['wall_s'] / figures['off']['wall_s']:.2f}"
     )
-    best = best_ratio(root / "sharing-off", root / "sharing-on", total["off"])
+    from orchestrator.results import load_trials
+
+    off, on = (load_trials(root / f"sharing-{side}").set_index("config_hash") for side in ("off", "on"))
+    best = best_ratio(off, on, total["off"])
     print(
         f"best ratio this spec allows: {best:.2f} (the off run's stage seconds less its training of the "
         "pre-processors the on run reused, over all of them)"
     )
-    speed = same_work_speed(root / "sharing-off", root / "sharing-on")
+    speed = same_work_speed(off, on)
     print(
         f"the same training in both runs (pre-processors both trained) took {speed:.2f}x as long in the on run "
         f"as in the off run; at equal speed the ratio would be {ratio / speed:.2f}"

@@ -33,7 +33,7 @@ from pathlib import Path  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from _machine import available_cores  # noqa: E402
+from _machine import available_cores, concurrency  # noqa: E402
 
 STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 DEFAULT_SPEC = REPO / "search_spaces" / "quickstart.yaml"
@@ -311,16 +311,6 @@ def pretrain_foundations(configs: list[dict]) -> list[str]:
 
 def stage_sum(trial: dict) -> float:
     return sum(trial[f"time_{s}_s"] for s in STAGES if math.isfinite(trial[f"time_{s}_s"]))
-
-
-def concurrency(spec) -> int:
-    """Trials that can run at once: max_concurrent, capped by what the machine's CPUs (and GPUs) hold."""
-    slots = math.floor(available_cores() / spec.resources["cpu"])
-    if spec.resources["gpu"] > 0:
-        import torch
-
-        slots = min(slots, math.floor(torch.cuda.device_count() / spec.resources["gpu"]))
-    return max(1, min(spec.max_concurrent or slots, slots, spec.num_trials))
 
 
 def report(
