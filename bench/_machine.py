@@ -18,7 +18,7 @@ def available_cores() -> int:
 
 
 def concurrency(spec) -> int:
-    """Trials of a sweep spec (orchestrator.spec.SweepSpec) that can run at once here:
+    """Trials of a sweep spec (orchestrator.spec.sweep_spec.SweepSpec) that can run at once here:
     max_concurrent, capped by what the machine's CPUs (and GPUs) hold."""
     slots = math.floor(available_cores() / spec.resources["cpu"])
     if spec.resources["gpu"] > 0:

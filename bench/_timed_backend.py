@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-from orchestrator.backends import LocalBackend
+from orchestrator.backends.local import LocalBackend
 
 
 class TimedBackend(LocalBackend):

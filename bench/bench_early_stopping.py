@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.results import connect, frame, read_state  # noqa: E402
+from orchestrator.store.parquet import read_state
+from orchestrator.store.query import connect, frame
 
 
 def parse_args(argv=None) -> argparse.Namespace:

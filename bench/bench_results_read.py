@@ -1,6 +1,6 @@
 """Reading a large sweep's results back: per-trial files alone against results/cache/ (results_cache.py).
 
-Writes N trials' rows and per-example outcomes through orchestrator.results (the files a sweep
+Writes N trials' rows and per-example outcomes through orchestrator.store.results (the files a sweep
 writes, with the quickstart's config and 3 attacks x the given test points per trial), then times
 in fresh processes: `connect` + a query of every trial row and a count of the examples, first
 with no cache (every file read), then after `refresh_all` (the driver does it when a sweep ends).
@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 READ = """
 import sys, time
 started = time.perf_counter()
-from orchestrator.results import connect
+from orchestrator.store.query import connect
 connection = connect(sys.argv[1])
 rows = connection.execute("SELECT count(*), count(DISTINCT config_hash), avg(acc_natural) FROM trials").fetchone()
 examples = connection.execute("SELECT count(*) FROM examples").fetchone()[0]
@@ -34,7 +34,8 @@ print(time.perf_counter() - started, rows[0], rows[1], examples)
 
 
 def write_sweep(sweep_dir: Path, trials: int, points: int) -> None:
-    from orchestrator.results import TERMINATED, now_utc, trial_row, write_examples, write_trial
+    from orchestrator.store.parquet import write_examples, write_trial
+    from orchestrator.store.rows import TERMINATED, now_utc, trial_row
     from trainables.artifacts import config_hash
     from trainables.schema import validate_trial_config
 
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
-    from orchestrator import results_cache
-    from orchestrator.results_cache import REFRESH_AT
+    from orchestrator.store import cache as results_cache
+    from orchestrator.store.cache import REFRESH_AT
 
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-results-read-"))
     sweep_dir = root / "sweep"

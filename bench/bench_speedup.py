@@ -79,7 +79,7 @@ def run_side(code: Path, spec: str, root: Path, label: str) -> dict:
 
 def stage_seconds(sweep_dir: Path) -> dict[str, float]:
     """Stage seconds summed over the sweep's trials, from its Parquet rows (read with this checkout's code)."""
-    from orchestrator.results import load_trials
+    from orchestrator.store.query import load_trials
 
     trials = load_trials(sweep_dir)
     columns = [c for c in trials.columns if c.startswith("time_") and c.endswith("_s")]
@@ -89,8 +89,8 @@ def stage_seconds(sweep_dir: Path) -> dict[str, float]:
 def trial_work_floor(stages_s: dict[str, float], spec_file: Path) -> float:
     """The least wall time the sweep's stage seconds allow: their sum over the trials that can run
     at once. Only the trial's stages count: natural, pgd10, ... are parts of evaluation."""
-    from orchestrator.spec import load_spec
-    from orchestrator.status_command import STAGES
+    from orchestrator.cli.status import STAGES
+    from orchestrator.spec.sweep_spec import load_spec
 
     return sum(stages_s.get(stage, 0.0) for stage in STAGES) / concurrency(load_spec(spec_file))
 

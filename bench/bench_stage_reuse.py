@@ -105,7 +105,7 @@ def spent_seconds(sweep_dir: Path) -> dict:
     """What the trials spent: slot-seconds (each trial's finish minus start, summed) and stage
     seconds. A row's time_preprocessor_s is the artifact's training cost even when the trial reused
     it (the paper's cost tables want that), so a reused one counts 0 here: its load is in the slot."""
-    from orchestrator.results import load_trials
+    from orchestrator.store.query import load_trials
 
     trials = load_trials(sweep_dir)
     reused = preprocessor_reused(trials)
@@ -141,7 +141,7 @@ def same_work_speed(off, on) -> float:
 
 
 def reuse_table(sweep_dir: Path) -> list[str]:
-    from orchestrator.results import load_trials
+    from orchestrator.store.query import load_trials
 
     trials = load_trials(sweep_dir).sort_values("trial_id")
     lines = []
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
         f"slot-seconds: ratio on/off {slot_ratio:.2f}; "
         f"wall ratio {figures['on']['wall_s'] / figures['off']['wall_s']:.2f}"
     )
-    from orchestrator.results import load_trials
+    from orchestrator.store.query import load_trials
 
     off, on = (load_trials(root / f"sharing-{side}").set_index("config_hash") for side in ("off", "on"))
     best = best_ratio(off, on, total["off"])

@@ -223,8 +223,8 @@ def run_serial(configs: list[dict], root: Path, threads: int, device: str) -> di
 def run_engine(spec, sweep_dir: Path) -> dict:
     from _timed_backend import TimedBackend
 
-    from orchestrator.results import load_trials
-    from orchestrator.runner import run_sweep
+    from orchestrator.engine.runner import run_sweep
+    from orchestrator.store.query import load_trials
 
     stamps: dict[str, float] = {}
 
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serial_worker:
         return serial_worker(args.serial_worker)
 
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.sweep_spec import load_spec
     from trainables.errors import UserError
 
     try:

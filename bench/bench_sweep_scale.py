@@ -1,7 +1,7 @@
 """Scale of the sweep engine: many no-op trials through run_sweep (Ray Tune, OptunaSearch, Parquet).
 
 The trial function does no training: by default it validates its config and writes its Parquet row
-through orchestrator.results as the real tune_trial does, then makes one tune.report; with
+through orchestrator.store.results as the real tune_trial does, then makes one tune.report; with
 --report-only it makes the report alone. Reported: wall, per-trial overhead, throughput over the
 run, driver peak RSS, Ray's processes' RSS, the size of Ray's experiment folder, and the results
 read back with DuckDB.
@@ -121,8 +121,9 @@ def noop_trial_with_row(
     """What tune_trial does around run_trial, without run_trial: config, Parquet row, one report."""
     from ray import tune
 
-    from orchestrator.results import TERMINATED, now_utc, trial_row, write_trial
-    from orchestrator.spec import apply_overrides
+    from orchestrator.spec.sweep_spec import apply_overrides
+    from orchestrator.store.parquet import write_trial
+    from orchestrator.store.rows import TERMINATED, now_utc, trial_row
     from trainables.artifacts import config_hash
     from trainables.schema import validate_trial_config
 
@@ -183,7 +184,7 @@ def grid_for(n: int) -> dict[str, list]:
 
 
 def build_spec(args: argparse.Namespace):
-    from orchestrator.spec import parse_spec
+    from orchestrator.spec.sweep_spec import parse_spec
 
     raw = {
         "name": f"scale{args.trials}",
@@ -285,9 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from _timed_backend import TimedBackend
 
-    from orchestrator.results import connect
-    from orchestrator.runner import run_sweep
-    from orchestrator.sweep_paths import SweepPaths
+    from orchestrator.engine.runner import run_sweep
+    from orchestrator.store.paths import SweepPaths
+    from orchestrator.store.query import connect
 
     load_start = os.getloadavg()[0]
     rss_after_imports = peak_rss_bytes()

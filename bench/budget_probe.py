@@ -42,7 +42,7 @@ def main() -> None:
 
     import torch
 
-    from orchestrator.spec import apply_overrides, load_spec
+    from orchestrator.spec.sweep_spec import apply_overrides, load_spec
     from trainables.artifacts import config_hash
     from trainables.schema import validate_trial_config
     from trainables.trial import run_trial

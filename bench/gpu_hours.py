@@ -41,7 +41,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from orchestrator.spec import load_spec  # noqa: E402
+from orchestrator.spec.sweep_spec import load_spec
 from trainables.schema import validate_trial_config  # noqa: E402
 from trainables.schema.data import SPLIT_SIZES  # noqa: E402
 from trainables.schema.preprocessor import artifact_key_config  # noqa: E402

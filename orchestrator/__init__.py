@@ -8,6 +8,11 @@ compares two configurations on the same test points. `orchestrator.load_pipeline
 rebuilds a finished trial's trained model (torch.nn.Module, eval mode).
 """
 
+from . import compat
+
+# Old module paths (pickles in sweep folders and Slurm jobs, old imports) resolve: see compat.py.
+compat.install()
+
 __all__ = [
     "load_results",
     "results_relation",
@@ -21,14 +26,14 @@ __all__ = [
 
 # Re-exported lazily (PEP 562), so `import orchestrator` stays instant and pulls in nothing heavy.
 _EXPORTS = {
-    "load_results": ("analysis", "load"),
-    "results_relation": ("analysis", "relation"),
-    "load_examples": ("analysis", "load_examples"),
-    "pareto_front": ("analysis", "pareto_front"),
-    "paper_table": ("report", "paper_table"),
-    "paired_difference": ("paired", "paired_difference"),
-    "compare_to_reference": ("paired", "compare_to_reference"),
-    "load_pipeline": ("trained_models", "load_pipeline"),
+    "load_results": ("analysis.frames", "load"),
+    "results_relation": ("analysis.frames", "relation"),
+    "load_examples": ("analysis.frames", "load_examples"),
+    "pareto_front": ("analysis.frames", "pareto_front"),
+    "paper_table": ("analysis.report", "paper_table"),
+    "paired_difference": ("analysis.paired", "paired_difference"),
+    "compare_to_reference": ("analysis.paired", "compare_to_reference"),
+    "load_pipeline": ("analysis.trained_models", "load_pipeline"),
 }
 
 

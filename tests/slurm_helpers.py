@@ -19,9 +19,9 @@ import torch
 import yaml
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator.results import connect
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import SweepPaths
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.query import connect
 from trainables.trial import run_trial
 
 REPO = Path(__file__).resolve().parent.parent

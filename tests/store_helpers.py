@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from orchestrator.results import trial_row, write_trial
+from orchestrator.store.parquet import write_trial
+from orchestrator.store.rows import trial_row
 from trainables.artifacts import config_hash
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from orchestrator.trial_runner import trial_key
+from orchestrator.engine.trial import trial_key
 
 
 def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny", grid=None, **top) -> Path:
@@ -72,7 +72,7 @@ def local_ray_session(num_cpus: int = 1):
 
     import ray
 
-    from orchestrator import private_apis
+    from orchestrator.engine import private_apis
 
     temp_dir = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # short: Ray's socket paths must stay under ~100 chars
     private_apis.start_local_ray(temp_dir=temp_dir, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)

@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 from store_helpers import add_trial
 
-from orchestrator import analysis, report, results
-from orchestrator.cli import main
-from orchestrator.results import read_folder
+from orchestrator.analysis import frames as analysis
+from orchestrator.analysis import report
+from orchestrator.cli.app import main
+from orchestrator.store import rows
+from orchestrator.store.parquet import read_folder
 from trainables.schema import validate_trial_config
 
 
@@ -333,7 +335,7 @@ def test_data_fraction_table_plot_from_a_store_with_three_fractions(tmp_path):
 def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_collide(tmp_path):
     from itertools import combinations
 
-    from orchestrator import plots
+    from orchestrator.analysis import plots
 
     (tmp_path / "sweep.json").write_text("{}")
     rng = np.random.default_rng(0)
@@ -433,7 +435,7 @@ def strength_store(tmp_path):
 
 
 def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(strength_store):
-    from orchestrator import plots
+    from orchestrator.analysis import plots
 
     figure = plots.strength_figure(analysis.finished_trials(strength_store), title="s")
     assert len(figure.axes) == 2
@@ -492,7 +494,7 @@ def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_var
         {"foundation": {"name": "embedded", "pretraining": {"method": "advcl", "fft_radius": 2}}},
         {"foundation": {"name": "resnet18", "resnet": {"width": 8}, "pretraining": {"method": "rocl"}}},
     ]
-    trials = pd.DataFrame([results.flatten_config(validate_trial_config(config)) for config in configs])
+    trials = pd.DataFrame([rows.flatten_config(validate_trial_config(config)) for config in configs])
     assert trials["foundation.pretraining.method"].fillna("-").tolist() == ["-", "rocl", "advcl", "rocl"]
     assert trials["foundation.resnet.width"].tolist()[3] == 8 and "foundation.pretraining" not in trials
     # Nulls implied by no pre-training, by rocl (no views) or by a ViT (no resnet width) do not
@@ -505,7 +507,7 @@ def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_var
 
 
 def test_many_configurations_get_distinct_colours_and_long_labels_one_legend_column():
-    from orchestrator import plots
+    from orchestrator.analysis import plots
 
     few, many = plots.line_colours([f"c{i}" for i in range(4)]), plots.line_colours([f"c{i}" for i in range(15)])
     assert list(few.values()) == ["C0", "C1", "C2", "C3"]

@@ -17,11 +17,12 @@ import yaml
 from matplotlib.image import imread
 from sweep_helpers import write_spec
 
-from orchestrator import analysis, plots
-from orchestrator.backends import LocalBackend
-from orchestrator.cli import main
-from orchestrator.runner import run_sweep
-from orchestrator.spec import load_spec
+from orchestrator.analysis import frames as analysis
+from orchestrator.analysis import plots
+from orchestrator.backends.local import LocalBackend
+from orchestrator.cli.app import main
+from orchestrator.engine.runner import run_sweep
+from orchestrator.spec.sweep_spec import load_spec
 
 
 @pytest.fixture(scope="module")

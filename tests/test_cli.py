@@ -9,7 +9,7 @@ import pytest
 import yaml
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
-from orchestrator.cli import main
+from orchestrator.cli.app import main
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +127,7 @@ def test_missing_dataset_and_foundation_from_the_console_script(tmp_path):
 
 
 def test_progress_lines_name_a_setting_whole_when_two_settings_end_alike():
-    from orchestrator.progress import describe
+    from orchestrator.engine.progress import describe
 
     assert (
         describe({"preprocessor.kind": "cropd", "preprocessor.lambda": 1.0, "seed": 0}) == "kind=cropd lambda=1 seed=0"

@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 from store_helpers import add_trial
 
-from orchestrator import verbosity
-from orchestrator.cli import main
-from orchestrator.results import write_examples
+from orchestrator import logs as verbosity
+from orchestrator.cli.app import main
+from orchestrator.store.parquet import write_examples
 from trainables.artifacts import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -282,7 +282,7 @@ def test_verbose_shows_autoattack_progress_in_a_trial_process(restored_logging, 
     assert "DEBUG auto-attack: running apgd-ce" in err and err.count("running apgd-ce") == 1
     assert logging.getLogger("optuna.study._tell").getEffectiveLevel() == logging.INFO
     # A sweep's start sets Tune's logger again: to warnings without -v, to info with it.
-    from orchestrator.runner import quiet_ray_tune
+    from orchestrator.engine.runner import quiet_ray_tune
 
     quiet_ray_tune()
     assert logging.getLogger("ray.tune.execution.tune_controller").getEffectiveLevel() == logging.INFO

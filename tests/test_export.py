@@ -19,13 +19,13 @@ import torch
 from sweep_helpers import write_spec
 
 import orchestrator
-from orchestrator.analysis import load_examples
-from orchestrator.backends import LocalBackend
-from orchestrator.cli import main
-from orchestrator.results import load_trials
-from orchestrator.runner import run_sweep
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import SweepPaths
+from orchestrator.analysis.frames import load_examples
+from orchestrator.backends.local import LocalBackend
+from orchestrator.cli.app import main
+from orchestrator.engine.runner import run_sweep
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.query import load_trials
 from trainables.data import load_dataset
 from trainables.errors import UserError
 

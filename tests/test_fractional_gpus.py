@@ -16,9 +16,9 @@ import pytest
 import yaml
 from sweep_helpers import max_overlap
 
-from orchestrator.backends import LocalBackend
-from orchestrator.runner import run_sweep
-from orchestrator.spec import load_spec
+from orchestrator.backends.local import LocalBackend
+from orchestrator.engine.runner import run_sweep
+from orchestrator.spec.sweep_spec import load_spec
 
 TRIALS = 8
 BARRIER_S = 120  # how long a trial waits for the others that should run beside it

@@ -19,8 +19,8 @@ from types import SimpleNamespace
 import pytest
 from store_helpers import add_trial
 
-from orchestrator.cli import main
-from orchestrator.spec import MAX_NAME_BYTES, load_spec
+from orchestrator.cli.app import main
+from orchestrator.spec.sweep_spec import MAX_NAME_BYTES, load_spec
 from trainables import artifacts
 from trainables.errors import ConfigError
 
@@ -100,7 +100,7 @@ def store(tmp_path):
 def test_locked_connection_answers_queries_on_the_tables_and_refuses_files(store, tmp_path):
     import duckdb
 
-    from orchestrator.safe_query import locked_connection
+    from orchestrator.store.safe_query import locked_connection
 
     connection = locked_connection(store / "results")
     assert connection.execute("SELECT count(*) FROM trials WHERE acc_pgd20 > 0.1").fetchall() == [(2,)]
@@ -251,7 +251,7 @@ def test_the_slurm_ray_head_refuses_a_client_without_the_jobs_token(tmp_path, mo
     import ray
 
     from orchestrator.backends.slurm import job as slurm_job
-    from orchestrator.private_apis import reload_ray_auth
+    from orchestrator.engine.private_apis import reload_ray_auth
 
     # _start_ray_head sets these for the driver; monkeypatch puts them back after the test.
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")

@@ -1,4 +1,4 @@
-"""Command-line overrides (orchestrator/overrides.py): Hydra's key=value grammar on a spec, checked
+"""Command-line overrides (orchestrator/spec/overrides.py): Hydra's key=value grammar on a spec, checked
 like the spec itself, recorded in the sweep's plan, and a resume with other overrides refused."""
 
 from __future__ import annotations
@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from sweep_helpers import write_spec
 
-from orchestrator.backends import LocalBackend
-from orchestrator.cli import main
-from orchestrator.results import load_trials
-from orchestrator.runner import prepare_sweep_dir, run_sweep, write_state
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import STATE_FILE
+from orchestrator.backends.local import LocalBackend
+from orchestrator.cli.app import main
+from orchestrator.engine.folder import prepare_sweep_dir, write_state
+from orchestrator.engine.runner import run_sweep
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.paths import STATE_FILE
+from orchestrator.store.query import load_trials
 from trainables.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parents[1]

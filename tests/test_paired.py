@@ -15,9 +15,9 @@ import pytest
 from store_helpers import add_trial
 
 from orchestrator import paired_difference
-from orchestrator.cli import main
-from orchestrator.paired import compare_to_reference
-from orchestrator.results import examples_path, write_examples
+from orchestrator.analysis.paired import compare_to_reference
+from orchestrator.cli.app import main
+from orchestrator.store.parquet import examples_path, write_examples
 
 
 def outcomes(correct, seed=None, index=None) -> pd.DataFrame:
@@ -147,7 +147,7 @@ def _store_with_examples(tmp_path):
 
 
 def test_each_configuration_is_compared_with_the_reference_of_its_own_head(tmp_path):
-    from orchestrator.analysis import finished_trials, load_examples
+    from orchestrator.analysis.frames import finished_trials, load_examples
 
     store = _store_with_examples(tmp_path)
     trials = finished_trials(store)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from sweep_helpers import write_spec
 
-from orchestrator.backends import LocalBackend
-from orchestrator.cli import main
-from orchestrator.results import load_trials
-from orchestrator.runner import run_sweep
-from orchestrator.spec import load_spec
+from orchestrator.backends.local import LocalBackend
+from orchestrator.cli.app import main
+from orchestrator.engine.runner import run_sweep
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.query import load_trials
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "ray", "transformers", "torchvision")

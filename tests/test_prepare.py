@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.spec import load_spec
+from orchestrator.spec.sweep_spec import load_spec
 from trainables.schema import validate_trial_config
 from trainables.schema.data import DATASETS, SPLITS, missing_paths, required_paths
 

@@ -1,4 +1,4 @@
-"""Each private Ray and submitit API orchestrator/private_apis.py uses, against the installed versions.
+"""Each private Ray and submitit API orchestrator/engine/private_apis.py uses, against the installed versions.
 
 A failure here after an upgrade says which private call moved; pyproject.toml pins both packages
 below the next minor release, and constraints.txt names the versions these tests passed with.
@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from ray import tune
 from sweep_helpers import local_ray_session
 
-from orchestrator import private_apis
+from orchestrator.engine import private_apis
 
 ROOT = Path(__file__).resolve().parents[1]
 PINNED = ("ray", "submitit")

@@ -1,4 +1,4 @@
-"""The sweep's progress lines (orchestrator/progress.py) over Ray Tune's own Trial objects.
+"""The sweep's progress lines (orchestrator/engine/progress.py) over Ray Tune's own Trial objects.
 
 Counts and the best value are kept as the hooks fire, not recounted over every trial at each
 event; these tests check they still say what a recount would, restored trials included.
@@ -10,7 +10,7 @@ import io
 
 from ray.tune.experiment import Trial
 
-from orchestrator.progress import SweepProgress
+from orchestrator.engine.progress import SweepProgress
 
 
 def _trial(lam: float, status: str = Trial.PENDING, acc: float | None = None) -> Trial:

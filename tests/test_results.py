@@ -1,4 +1,4 @@
-"""The results record: real Parquet files written through orchestrator.results, read back by
+"""The results record: real Parquet files written through orchestrator.store.results, read back by
 DuckDB and pandas, and the `results` / `status` commands on them."""
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import results
-from orchestrator.cli import main
-from orchestrator.results import ERROR, TERMINATED, EpochLog, trial_row, write_trial
+from orchestrator.cli.app import main
+from orchestrator.store import parquet, query
+from orchestrator.store.parquet import EpochLog, write_trial
+from orchestrator.store.rows import ERROR, TERMINATED, trial_row
 from trainables.artifacts import atomic_write_json, config_hash
 from trainables.schema import validate_trial_config
 
@@ -131,7 +132,7 @@ def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
     write_trial(tmp_path, make_row(CROPD, metrics=cropd_metrics, trial_id="a"))
     write_trial(tmp_path, make_row(IDENTITY, metrics=trial_metrics(0.8, autoattack=False), minutes=1, trial_id="b"))
 
-    connection = results.connect(tmp_path)
+    connection = query.connect(tmp_path)
     types = dict(connection.execute("SELECT column_name, column_type FROM (DESCRIBE trials)").fetchall())
     expected = [
         "sweep",
@@ -161,7 +162,7 @@ def test_schema_reads_back_equal_through_duckdb_and_pandas(tmp_path):
     assert (types["params_head"], types["n_natural"]) == ("BIGINT", "BIGINT"), types
     assert types["integrity_flags"] == types["sweep_eps"] == "VARCHAR"
 
-    duck = results.frame(connection, "SELECT * FROM trials ORDER BY config_hash")
+    duck = query.frame(connection, "SELECT * FROM trials ORDER BY config_hash")
     files = [pd.read_parquet(path) for path in trial_files(tmp_path)]
     assert len(files) == 2 and all(len(frame) == 1 for frame in files)
     panda = pd.concat(files, ignore_index=True).sort_values("config_hash").reset_index(drop=True)
@@ -212,11 +213,11 @@ def test_identity_rows_have_null_lambda_so_a_filter_on_lambda_never_matches_them
     write_trial(tmp_path, make_row(IDENTITY, metrics=trial_metrics(0.8)))
     write_trial(tmp_path, make_row(CROPD_1, metrics=trial_metrics(0.85), minutes=1))
 
-    on_disk = pd.read_parquet(results.trial_path(tmp_path, key(IDENTITY)))
+    on_disk = pd.read_parquet(parquet.trial_path(tmp_path, key(IDENTITY)))
     assert on_disk["preprocessor.lambda"].isna().all() and on_disk["preprocessor.temperature"].isna().all()
     assert on_disk["preprocessor.kind"].tolist() == ["identity"]
 
-    connection = results.connect(tmp_path)
+    connection = query.connect(tmp_path)
 
     def hashes(where):
         return [h for (h,) in connection.execute(f"SELECT config_hash FROM trials WHERE {where}").fetchall()]
@@ -235,12 +236,12 @@ def test_error_row_and_terminated_row_read_together_with_null_metrics(tmp_path):
         tmp_path, make_row(CROPD, status=ERROR, error="FloatingPointError: preprocessor: non-finite loss at epoch 3")
     )
     write_trial(tmp_path, make_row(IDENTITY, metrics=trial_metrics(0.7), minutes=1))
-    error_schema = pq.read_schema(results.trial_path(tmp_path, key(CROPD)))
+    error_schema = pq.read_schema(parquet.trial_path(tmp_path, key(CROPD)))
     assert (
         "n_natural" not in error_schema.names and "time_head_s" not in error_schema.names
     )  # only union_by_name joins them
 
-    frame = results.load_trials(tmp_path)
+    frame = query.load_trials(tmp_path)
     assert frame["status"].tolist() == [ERROR, TERMINATED]  # ordered by started_at
     failed, finished = frame.to_dict("records")
     assert failed["error"].startswith("FloatingPointError: preprocessor: non-finite loss")
@@ -255,7 +256,7 @@ def test_error_row_and_terminated_row_read_together_with_null_metrics(tmp_path):
     ):
         assert missing(failed[name]), name
     assert missing(finished["error"]) and finished["acc_natural"] == pytest.approx(0.7) and finished["n_natural"] == 200
-    connection = results.connect(tmp_path)
+    connection = query.connect(tmp_path)
     assert connection.execute("SELECT count(*) FROM trials WHERE acc_natural IS NULL").fetchone() == (1,)
     assert connection.execute("SELECT status FROM trials WHERE error IS NOT NULL").fetchall() == [(ERROR,)]
 
@@ -267,7 +268,7 @@ def test_writing_the_same_config_hash_twice_keeps_only_the_newer_row(tmp_path):
     write_trial(tmp_path, make_row(CROPD, status=ERROR, error="RuntimeError: out of memory", trial_id="first"))
     write_trial(tmp_path, make_row(CROPD, metrics=trial_metrics(0.66), minutes=5, trial_id="retry"))
     assert [p.name for p in trial_files(tmp_path)] == [f"{key(CROPD)}.parquet"]
-    rows = results.connect(tmp_path).execute("SELECT trial_id, status, error, acc_natural FROM trials").fetchall()
+    rows = query.connect(tmp_path).execute("SELECT trial_id, status, error, acc_natural FROM trials").fetchall()
     assert rows == [("retry", TERMINATED, None, pytest.approx(0.66))]
 
 
@@ -281,7 +282,7 @@ def test_writes_leave_no_temporary_files(tmp_path):
 
 
 def _assert_previous_intact(tmp_path, before: bytes):
-    path = results.trial_path(tmp_path, key(CROPD))
+    path = parquet.trial_path(tmp_path, key(CROPD))
     assert path.read_bytes() == before
     assert pq.read_table(path).to_pylist()[0]["acc_natural"] == pytest.approx(0.9)
     assert [p.name for p in trial_files(tmp_path)] == [path.name]  # and no temporary file beside it
@@ -308,7 +309,7 @@ def test_pyarrow_failing_mid_write_leaves_the_previous_file_intact(tmp_path, mon
         where.write(scratch.getvalue()[: len(scratch.getvalue()) // 2])
         raise OSError("disk quota exceeded")
 
-    monkeypatch.setattr(results.pq, "write_table", write_half_then_fail)
+    monkeypatch.setattr(parquet.pq, "write_table", write_half_then_fail)
     with pytest.raises(OSError, match="quota"):
         write_trial(tmp_path, make_row(CROPD, metrics=trial_metrics(0.1), minutes=1))
     _assert_previous_intact(tmp_path, before)
@@ -345,7 +346,7 @@ def test_epoch_log_resumes_and_replaces_an_epoch_instead_of_duplicating_it(tmp_p
     resumed.add({"stage": "preprocessor", "epoch": 1, "loss": 1.25, "lr": 1e-4})  # epoch 1 run again
     resumed.add({"stage": "head", "epoch": 0, "loss": 0.5, "milestones": [30, 70]})
 
-    frame = results.frame(results.connect(tmp_path), "SELECT * FROM epochs ORDER BY stage DESC, epoch")
+    frame = query.frame(query.connect(tmp_path), "SELECT * FROM epochs ORDER BY stage DESC, epoch")
     assert list(zip(frame["stage"], frame["epoch"])) == [("preprocessor", 0), ("preprocessor", 1), ("head", 0)]
     assert frame["loss"].tolist() == [2.0, 1.25, 0.5]
     assert frame["trial_id"].tolist() == ["t0", "t1", "t1"] and set(frame["config_hash"]) == {key(CROPD)}

@@ -1,6 +1,6 @@
 """results/cache/: one file of every per-trial file's rows, out of date at times but never wrong.
 
-Real Parquet files written by orchestrator.results, read back through DuckDB (connect) and Arrow.
+Real Parquet files written by orchestrator.store.results, read back through DuckDB (connect) and Arrow.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from orchestrator import results, results_cache
-from orchestrator.results import TERMINATED, connect, trial_row, write_examples, write_trial
-from orchestrator.sweep_paths import SweepPaths
+from orchestrator.store import cache as results_cache
+from orchestrator.store import parquet, rows
+from orchestrator.store.parquet import write_examples, write_trial
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.query import connect
+from orchestrator.store.rows import TERMINATED, trial_row
 from trainables.artifacts import config_hash
 from trainables.schema import validate_trial_config
 
@@ -31,7 +34,7 @@ def _config(lam: float) -> dict:
 def _write(sweep_dir, lam: float, acc: float) -> str:
     config = _config(lam)
     key = config_hash(config)
-    now = results.now_utc()
+    now = rows.now_utc()
     identity = {"sweep": "s", "trial_id": f"t{lam}", "config_hash": key}
     examples = {"index": [0, 1, 2], "label": [1, 0, 1], "correct": {"natural": [True, True, False]}}
     write_examples(sweep_dir, key, examples, identity)
@@ -70,7 +73,7 @@ def test_rows_come_from_the_cache_until_a_file_changes_and_then_from_the_file(tm
     assert results_cache.refresh(results_dir.trials) == 0  # and a second refresh has nothing to do
 
     # A trial that ran again replaced its file: the file, not the stale cache row, is read.
-    write_trial(tmp_path, {**results.read_trial(tmp_path, keys[2]), "acc_natural": 0.9})
+    write_trial(tmp_path, {**parquet.read_trial(tmp_path, keys[2]), "acc_natural": 0.9})
     # A new trial is read from its file; a trial whose file is gone is gone.
     keys[4] = _write(tmp_path, 4, acc=0.25)
     os.remove(results_dir.trial_row(keys[1]))
@@ -137,7 +140,7 @@ def test_a_refresh_in_chunks_stamps_every_row_with_its_own_file(tmp_path, monkey
     # A fifth trial with a metric the others lack: the chunks' columns differ and are merged anyway.
     config = _config(5)
     keys[5] = config_hash(config)
-    now = results.now_utc()
+    now = rows.now_utc()
     write_trial(
         tmp_path,
         trial_row(
@@ -169,6 +172,6 @@ def test_a_refresh_in_chunks_stamps_every_row_with_its_own_file(tmp_path, monkey
     )
     # Every row comes from the cache, and one file replaced after the refresh is read from the file.
     assert results_cache.snapshot(results_dir.trials).uncovered == []
-    write_trial(tmp_path, {**results.read_trial(tmp_path, keys[3]), "acc_natural": 0.75})
+    write_trial(tmp_path, {**parquet.read_trial(tmp_path, keys[3]), "acc_natural": 0.75})
     assert _accuracies(tmp_path) == {**{keys[lam]: lam / 10 for lam in (1, 2, 4)}, keys[3]: 0.75, keys[5]: 0.5}
     assert _examples(tmp_path) == 12

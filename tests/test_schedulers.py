@@ -1,4 +1,4 @@
-"""Schedulers that stop bad trials early (orchestrator/schedulers.py, stopped_trials.py).
+"""Schedulers that stop bad trials early (orchestrator/spec/schedulers.py, stopped_trials.py).
 
 A real sweep (Ray Tune's ASHA, the CLI, Parquet): two trials one after the other, the second
 attacked at eps 1 (the whole pixel range) by its validation probe, so its robust estimate is far
@@ -17,9 +17,10 @@ import pytest
 import yaml
 from sweep_helpers import write_spec
 
-from orchestrator.results import STOPPED, TERMINATED, connect, frame, load_trials
-from orchestrator.search import journal_storage
-from orchestrator.spec import load_spec, parse_spec
+from orchestrator.engine.search import journal_storage
+from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.store.query import connect, frame, load_trials
+from orchestrator.store.rows import STOPPED, TERMINATED
 from trainables.errors import UserError
 
 VALIDATION = {"every": 1, "points": 20, "fit_images": 40}
@@ -172,7 +173,8 @@ def test_asha_stops_the_weaker_trial_which_gets_a_stopped_row_and_stays_stopped(
 def test_each_kind_maps_onto_its_ray_tune_scheduler(tiny_foundation_config, tiny_arch):
     from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
 
-    from orchestrator.schedulers import TIME_ATTR, build_scheduler
+    from orchestrator.engine.schedulers import build_scheduler
+    from orchestrator.spec.schedulers import TIME_ATTR
 
     def built(**scheduler):
         spec = parse_spec(
@@ -229,7 +231,7 @@ def test_in_a_search_optunas_pruner_stops_the_weaker_trial_on_the_same_measureme
 
 def test_slurms_array_mode_refuses_a_scheduler_and_trackers(tiny_foundation_config, tiny_arch):
     from orchestrator.backends.slurm.backend import _check_fits
-    from orchestrator.slurm_settings import SlurmSettings
+    from orchestrator.backends.slurm.settings import SlurmSettings
 
     spec = parse_spec(
         _spec(tiny_foundation_config, tiny_arch, trackers=["tensorboard"]), source="s.yaml", default_name="s"

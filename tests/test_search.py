@@ -7,8 +7,14 @@ import pickle
 import optuna
 import pytest
 
-from orchestrator.search import build_searcher, journal_storage, make_sampler, optuna_space, points_to_evaluate
-from orchestrator.spec import parse_spec
+from orchestrator.engine.search import (
+    build_searcher,
+    journal_storage,
+    make_sampler,
+    optuna_space,
+    points_to_evaluate,
+)
+from orchestrator.spec.sweep_spec import parse_spec
 
 UNION_GRID = [
     {"preprocessor.kind": ["identity", "vanilla"]},

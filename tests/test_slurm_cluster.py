@@ -30,10 +30,10 @@ from slurm_helpers import (
     wait_until_done,
 )
 
-from orchestrator.results import load_trials
-from orchestrator.search import journal_storage
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import SweepPaths
+from orchestrator.engine.search import journal_storage
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.query import load_trials
 
 # The only tests that may need Slurm: `-m "not slurm_cluster"` leaves them out (.ci/run runs the rest
 # with Slurm's commands hidden, as on a machine without it).
@@ -272,7 +272,7 @@ def test_the_submit_path_takes_the_sweeps_lock_and_names_the_driver_that_holds_i
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom orchestrator.sweep_lock import sweep_lock\n"
+            "import sys, time\nfrom orchestrator.store.lock import sweep_lock\n"
             f"with sweep_lock({str(sweep_dir)!r}):\n    print('held', flush=True)\n    time.sleep(300)",
         ],
         env={**os.environ, "PYTHONPATH": str(REPO), "SLURM_JOB_ID": "777"},

@@ -35,8 +35,8 @@ from slurm_helpers import (
 )
 from sweep_helpers import max_overlap
 
-from orchestrator.results import load_trials
-from orchestrator.spec import load_spec
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.query import load_trials
 
 pytestmark = pytest.mark.slurm_cluster
 NODES, GPUS_PER_NODE = 2, 2

@@ -18,8 +18,8 @@ import yaml
 from sweep_helpers import write_spec
 
 from orchestrator.backends.slurm.executor import make_executor, sbatch_script
-from orchestrator.slurm_settings import SlurmSettings, parse_slurm, parse_time_min
-from orchestrator.spec import parse_spec
+from orchestrator.backends.slurm.settings import SlurmSettings, parse_slurm, parse_time_min
+from orchestrator.spec.sweep_spec import parse_spec
 from trainables.errors import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch_script.txt"
@@ -168,7 +168,8 @@ def test_the_spec_takes_backend_and_slurm_keys_and_they_do_not_change_the_plan(t
         slurm: {partition: gpu, time: 45}
     """)
     spec = parse_spec(raw, source="s.yaml", default_name="s")
-    assert spec.backend == "slurm" and spec.slurm.partition == "gpu" and spec.slurm.time_min == 45
+    settings = spec.backend_settings["slurm"]
+    assert spec.backend == "slurm" and settings.partition == "gpu" and settings.time_min == 45
     other = parse_spec({**raw, "slurm": {"partition": "cpu"}, "backend": "local"}, source="s.yaml", default_name="s")
     assert other.plan_hash == spec.plan_hash  # where it runs is not what it computes: a resume may move
     with pytest.raises(ConfigError, match="did you mean 'slurm'"):

@@ -1,4 +1,4 @@
-"""orchestrator.spec: the shipped studies load and plan the trials their YAML describes; every bad
+"""orchestrator.spec.sweep_spec: the shipped studies load and plan the trials their YAML describes; every bad
 input is one line naming the file, the field and what was expected; trial and plan hashes are stable.
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.cli import main
-from orchestrator.spec import SEED_FIELDS, SEED_KEY, load_spec
+from orchestrator.cli.app import main
+from orchestrator.spec.sweep_spec import SEED_FIELDS, SEED_KEY, load_spec
 from trainables.artifacts import config_hash
 from trainables.data import DATASETS
 from trainables.errors import ConfigError, UserError
@@ -718,7 +718,8 @@ def test_trial_hashes_are_stable_across_loads_and_key_order(tmp_path):
 def test_trial_hash_is_the_same_in_a_fresh_process(tmp_path):
     path = dump(tmp_path, STUDY)
     script = (
-        "import json, sys; from orchestrator.spec import load_spec; from trainables.artifacts import config_hash; "
+        "import json, sys; from orchestrator.spec.sweep_spec import load_spec; "
+        "from trainables.artifacts import config_hash; "
         "from trainables.schema import validate_trial_config; s = load_spec(sys.argv[1]); "
         "print(json.dumps([config_hash(validate_trial_config(s.trial_config(p))) for p in s.grid_points]))"
     )

@@ -15,8 +15,8 @@ import pytest
 import torch
 from ray.tune.experiment import Trial
 
-from orchestrator.cli import main
-from orchestrator.progress import SweepProgress
+from orchestrator.cli.app import main
+from orchestrator.engine.progress import SweepProgress
 from trainables import stage_progress
 from trainables.artifacts import atomic_write_json
 from trainables.checkpointing import EpochCheckpoints

@@ -18,13 +18,14 @@ import pyarrow.parquet as pq
 import pytest
 from sweep_helpers import planned_hashes, write_spec
 
-from orchestrator import results_cache
-from orchestrator.backends import LocalBackend
-from orchestrator.results import connect, load_trials
-from orchestrator.runner import prepare_sweep_dir, run_sweep, write_state
-from orchestrator.search import journal_storage
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import STATE_FILE, SweepPaths
+from orchestrator.backends.local import LocalBackend
+from orchestrator.engine.folder import prepare_sweep_dir, write_state
+from orchestrator.engine.runner import run_sweep
+from orchestrator.engine.search import journal_storage
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store import cache as results_cache
+from orchestrator.store.paths import STATE_FILE, SweepPaths
+from orchestrator.store.query import connect, load_trials
 from trainables.errors import ConfigError, UserError
 
 REPO = Path(__file__).resolve().parent.parent

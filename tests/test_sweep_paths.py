@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.backends import BACKENDS, LocalBackend, backend_class, backend_of
 from orchestrator.backends.base import Backend
 from orchestrator.backends.jobs import SubmittedJob, record_job
-from orchestrator.sweep_paths import ResultsPaths, SweepPaths, default_sweep_dir
-from orchestrator.sweep_target import results_dir_of, sweep_dir_of
-from orchestrator.trial_runner import TUNE_NAME
+from orchestrator.backends.local import LocalBackend
+from orchestrator.backends.registry import backend_class, backend_of
+from orchestrator.engine.trial import TUNE_NAME
+from orchestrator.spec.backends import backend_names
+from orchestrator.spec.target import results_dir_of, sweep_dir_of
+from orchestrator.store.paths import ResultsPaths, SweepPaths, default_sweep_dir
 from trainables.errors import UserError
 
 
@@ -56,9 +58,10 @@ def test_a_users_argument_becomes_a_sweep_folder_or_a_results_folder(tmp_path):
 
 
 def test_backends_are_registered_by_name_and_an_unknown_one_is_one_line(tmp_path):
-    assert BACKENDS == ("local", "slurm")
+    assert backend_names() == ("local", "slurm")
     assert backend_class("local") is LocalBackend
-    assert all(issubclass(backend_class(name), Backend) and backend_class(name).name == name for name in BACKENDS)
+    for name in backend_names():
+        assert issubclass(backend_class(name), Backend) and backend_class(name).name == name
     with pytest.raises(UserError, match=r"^unknown backend 'pbs': one of local, slurm$"):
         backend_class("pbs")
 
@@ -81,7 +84,7 @@ def test_a_trial_error_that_an_older_sweep_folder_pickled_still_loads(name, monk
     # when the sweep resumes: before the rename that path was orchestrator.trainable.
     import pickle
 
-    from orchestrator import trial_runner
+    from orchestrator.engine import trial as trial_runner
 
     error_class = getattr(trial_runner, name)
     monkeypatch.setattr(error_class, "__module__", "orchestrator.trainable")
@@ -99,7 +102,7 @@ def test_a_slurm_job_submitted_before_the_move_still_loads(name, monkeypatch, tm
     import pickle
 
     from orchestrator.backends.slurm import job
-    from orchestrator.spec import load_spec
+    from orchestrator.spec.sweep_spec import load_spec
 
     spec_path = tmp_path / "s.yaml"
     spec_path.write_text("name: s\ntrial: {data: {dataset: digits2}}\n")

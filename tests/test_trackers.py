@@ -1,4 +1,4 @@
-"""Experiment trackers (orchestrator/trackers.py) on a real Ray Tune run, each read back with its own reader.
+"""Experiment trackers (orchestrator/spec/trackers.py) on a real Ray Tune run, each read back with its own reader.
 
 A trivial trainable reports like a sweep's trials do: per epoch the epoch, the stage (a string),
 a loss and the objective still NaN, then a final report with the objective and the integrity
@@ -25,8 +25,9 @@ import pytest
 from ray import tune
 from sweep_helpers import local_ray_session
 
-from orchestrator import private_apis
-from orchestrator.trackers import TRACKERS, parse_trackers, tracker_callbacks
+from orchestrator.engine import private_apis
+from orchestrator.engine.trackers import tracker_callbacks
+from orchestrator.spec.trackers import TRACKERS, parse_trackers
 from trainables.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,7 +69,7 @@ def tracker_env(tmp_path_factory):
         # Ray kills each W&B logging actor once its run has finished, before wandb removes its
         # temporary folders: Ray's workers keep theirs here, not in /tmp.
         TMPDIR=str(home / "tmp"),
-        # As the driver sets it (orchestrator/runner.py): no CSV, JSON or TensorBoard files per
+        # As the driver sets it (orchestrator/engine/runner.py): no CSV, JSON or TensorBoard files per
         # trial unless a tracker asks for them.
         TUNE_DISABLE_AUTO_CALLBACK_LOGGERS="1",
     )
@@ -265,7 +266,7 @@ def test_wandb_offline_writes_one_finished_run_per_trial_under_the_sweep(sweep_d
 
 
 class StopAtEpoch2(tune.Callback):
-    """Stops the sweep the way the driver does on a full disk (orchestrator/trial_failures.py)."""
+    """Stops the sweep the way the driver does on a full disk (orchestrator/engine/trial_failures.py)."""
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if result["epoch"] == 2 and result["stage"] == "preprocessor":
@@ -396,7 +397,7 @@ def test_a_tracker_whose_package_is_missing_names_the_extra_to_install():
     # A real environment without the trackers: this interpreter without its site-packages (-S).
     script = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "from orchestrator.trackers import TRACKERS, parse_trackers\n"
+        "from orchestrator.spec.trackers import TRACKERS, parse_trackers\n"
         "for name in TRACKERS:\n"
         "    try: parse_trackers([name], 'spec.yaml')\n"
         "    except Exception as err: print(type(err).__name__, err)\n"

@@ -30,6 +30,8 @@ from .robust_pretraining import at_chance, load_robust_foundation
 from .schema.compute import DEFAULT_COMPUTE
 from .schema.data import DATASETS
 from .schema.evaluation import resolve_evaluation_config
+from .schema.preprocessor import PREPROCESSOR_KINDS
+from .schema.results import time_column
 from .schema.trial import validate_trial_config
 from .seeding import seed_everything
 from .shared_features import SharedFeatures, sharing_enabled
@@ -194,7 +196,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     # Clean features of the training and test images, shared by every trial behind the same
     # pre-processor and foundation (trainables/shared_features.py).
     # Not for a foundation the head stage trains (its features change) nor one that gives logits.
-    gives_logits = getattr(fitted.module, "produces", "images") == "logits"
+    gives_logits = not PREPROCESSOR_KINDS[fitted.config["kind"]].has_head
     shares = sharing_enabled() and not gives_logits and not any(p.requires_grad for p in foundation.parameters())
     shared = SharedFeatures(
         artifacts if shares else None,
@@ -266,11 +268,11 @@ def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[st
         # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
         metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})
     # The natural pass, when it ran here on shared features, is part of the evaluation's time.
-    times["evaluation"] = metrics.pop("time_evaluation_s", math.nan) + natural_s
-    metrics["time_natural_s"] = metrics.get("time_natural_s", 0.0) + natural_s
+    times["evaluation"] = metrics.pop(time_column("evaluation"), math.nan) + natural_s
+    metrics[time_column("natural")] = metrics.get(time_column("natural"), 0.0) + natural_s
     outcome = {
         **metrics,
-        **{f"time_{stage}_s": seconds for stage, seconds in times.items()},
+        **{time_column(stage): seconds for stage, seconds in times.items()},
         "params_preprocessor": fitted.params,
         "params_foundation": count_parameters(foundation),
         "params_foundation_trained": count_parameters(foundation, trainable_only=True),

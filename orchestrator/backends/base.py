@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .jobs import SubmittedJob, record_job
+from orchestrator.backends.jobs import SubmittedJob, record_job
 
 if TYPE_CHECKING:
-    from ..runner import SweepOutcome
-    from ..spec import SweepSpec
-    from ..sweep_paths import SweepPaths
+    from orchestrator.engine.folder import SweepOutcome
+    from orchestrator.spec.sweep_spec import SweepSpec
+    from orchestrator.store.paths import SweepPaths
 
 
 @dataclass
@@ -61,7 +61,7 @@ class Backend(ABC):
 
         Everything a user can get wrong is refused by `_check` before the folder is touched.
         """
-        from ..sweep_lock import sweep_lock
+        from orchestrator.store.lock import sweep_lock
 
         sweep_dir = Path(sweep_dir).resolve()
         prepared = self._check(spec, sweep_dir)
@@ -75,14 +75,9 @@ class Backend(ABC):
     def prepare_folder(self, spec: SweepSpec, sweep_dir: Path, *, restart: bool) -> bool:
         """The sweep folder checked against the spec (a resume repairs Optuna's journal) and the plan
         written; returns True when an earlier run is resumed. Call with the sweep's lock held."""
-        from ..runner import prepare_sweep_dir, write_state
-        from ..search import repair_journal
+        from orchestrator.engine.folder import prepare_folder
 
-        resumed = prepare_sweep_dir(spec, sweep_dir, restart=restart)
-        if resumed:
-            repair_journal(sweep_dir)
-        write_state(spec, sweep_dir)
-        return resumed
+        return prepare_folder(spec, sweep_dir, restart=restart)
 
     @classmethod
     @abstractmethod
@@ -106,6 +101,24 @@ class Backend(ABC):
     def cancel(self, sweep_dir: Path) -> list[str]:
         """Cancel the sweep's jobs that may still run; returns their ids."""
         return []
+
+    # --- what `sweep` and `plan` say about this backend's work -----------------------------------
+    def describe(self, job: SubmittedJob) -> str:
+        """The line `orchestrator sweep` prints for a job it submitted."""
+        return f"submitted {self.name} job {job.job_id} ({job.mode}); logs under {job.log_folder}"
+
+    def plan_concurrency(self, spec: SweepSpec) -> tuple[int, str] | None:
+        """How many trials run at once and why, for `orchestrator plan`; None: as many as fit here."""
+        return None
+
+    def plan_check(self, spec: SweepSpec, wall_s: float | None) -> dict | None:
+        """What `orchestrator plan` asks of the backend before anything is submitted (JSON-ready,
+        under the backend's name); None: nothing to check."""
+        return None
+
+    def plan_lines(self, check: dict) -> list[str]:
+        """`plan_check`'s result as lines of `orchestrator plan`'s text."""
+        return [f"{self.name}: {check}"]
 
     # --- hooks ----------------------------------------------------------------------------------
     @classmethod

@@ -11,8 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import unreadable
-from ..sweep_paths import SweepPaths
+from orchestrator.store import damaged_files as unreadable
+from orchestrator.store.paths import SweepPaths
 
 
 @dataclass

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..ray_cluster import RayCluster
-from .base import Backend, Launched
+from orchestrator.backends.base import Backend, Launched
+from orchestrator.engine.ray_cluster import RayCluster
 
 
 @dataclass
@@ -31,7 +31,7 @@ class LocalBackend(RayCluster, Backend):
         self, spec, sweep_dir: Path, prepared: None, *, restart: bool, retry_failed: bool, live: bool | None
     ) -> Launched:
         # The lock is taken before Ray is imported (seconds): a second driver is refused at once.
-        from ..runner import run_sweep
+        from orchestrator.engine.runner import run_sweep
 
         return Launched(
             outcome=run_sweep(spec, sweep_dir, backend=self, restart=restart, retry_failed=retry_failed, live=live)

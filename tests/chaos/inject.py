@@ -33,7 +33,7 @@ NAN_SEED = 77
 
 @contextmanager
 def kill_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator import trial_runner
+    from orchestrator.engine import trial as trial_runner
 
     marker = sweep_dir.parent / "killed-once"
     original = trial_runner.EpochLog.add
@@ -58,7 +58,7 @@ def kill_at_epoch_2(params, sweep_dir: Path):
 
 @contextmanager
 def disk_full(params, sweep_dir: Path):
-    from orchestrator import results
+    from orchestrator.store import parquet as results  # where rows are written
 
     flag = sweep_dir.parent / "disk-full"
     original = results.atomic_write_bytes
@@ -111,7 +111,7 @@ def count_calls(params, sweep_dir: Path):
 
 @contextmanager
 def hold_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator import trial_runner
+    from orchestrator.engine import trial as trial_runner
 
     flag = sweep_dir.parent / "hold"
     original = trial_runner.EpochLog.add
@@ -147,7 +147,7 @@ def with_faults(names: list[str]):
     trial function under one name (trial_runner.TUNE_NAME), this one too."""
 
     def tune_trial_with_faults(params, **kwargs):
-        from orchestrator import trial_runner
+        from orchestrator.engine import trial as trial_runner
 
         with ExitStack() as stack:
             for name in names:
@@ -159,7 +159,8 @@ def with_faults(names: list[str]):
 
 def main() -> int:
     faults, spec, out, *options = sys.argv[1:]
-    from orchestrator import cli, runner
+    from orchestrator.cli import app as cli
+    from orchestrator.engine import runner
 
     runner.run_sweep = functools.partial(runner.run_sweep, trial_function=with_faults(faults.split(",")))
     return cli.main(["sweep", spec, "--out", out, "--plain", *options])

@@ -30,12 +30,13 @@ import yaml
 from chaos_harness import OurProcesses
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator import cli, unreadable
-from orchestrator.results import epochs_path, trial_path
-from orchestrator.search import journal_storage
-from orchestrator.spec import load_spec
-from orchestrator.sweep_paths import SweepPaths
-from orchestrator.trial_runner import trial_key
+from orchestrator.cli import app as cli
+from orchestrator.engine.search import journal_storage
+from orchestrator.engine.trial import trial_key
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store import damaged_files as unreadable
+from orchestrator.store.parquet import epochs_path, trial_path
+from orchestrator.store.paths import SweepPaths
 
 REPO = Path(__file__).resolve().parents[2]
 WARNING = "orchestrator: warning: skipped"

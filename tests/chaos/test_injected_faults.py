@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator.spec import load_spec
+from orchestrator.spec.sweep_spec import load_spec
 
 NAN_SEED = 77  # inject.py's nan-foundation fault diverges trials with this embedded foundation seed
 

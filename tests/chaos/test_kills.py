@@ -17,7 +17,7 @@ import pytest
 from chaos_harness import KINDS, Chaos, OurProcesses, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows
 from sweep_helpers import planned_hashes
 
-from orchestrator.spec import load_spec
+from orchestrator.spec.sweep_spec import load_spec
 
 KILLS_PER_KIND = 5
 EPOCHS, HEAD_EPOCHS = 30, 3

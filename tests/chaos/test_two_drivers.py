@@ -1,7 +1,7 @@
 """Two drivers on one sweep folder: the second is refused in one line naming the first; a dead one blocks nobody.
 
 The real CLI (`python -m orchestrator sweep`, Ray, Parquet) for the two-driver race; the lock
-itself (orchestrator.sweep_lock) and the Slurm submit path's fail-closed check in-process.
+itself (orchestrator.store.lock) and the Slurm submit path's fail-closed check in-process.
 Every process started here is found and ended by PID: the driver's descendants are sampled while
 it runs, and Ray's processes carry this test's own RAY_TMPDIR in their command lines.
 """
@@ -26,8 +26,8 @@ from sweep_helpers import planned_hashes, read_rows, write_spec
 
 from orchestrator.backends.jobs import SubmittedJob, record_job, recorded_jobs
 from orchestrator.backends.slurm.records import active_jobs
-from orchestrator.spec import load_spec
-from orchestrator.sweep_lock import lock_path, sweep_lock
+from orchestrator.spec.sweep_spec import load_spec
+from orchestrator.store.lock import lock_path, sweep_lock
 from trainables.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -162,7 +162,7 @@ def test_the_refusal_names_the_slurm_job_that_holds_the_lock(tmp_path, monkeypat
     holder_code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from orchestrator.sweep_lock import sweep_lock\n"
+        "from orchestrator.store.lock import sweep_lock\n"
         "with sweep_lock(Path(sys.argv[1])):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(120)\n"

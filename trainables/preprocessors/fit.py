@@ -135,8 +135,8 @@ def fit_preprocessor(
 
 
 def _targets(cfg: dict, train: ImageDataset, features: FeatureModel | None, workdir: Path, device: str) -> torch.Tensor:
-    """What each image is learnt against: its label, or for advcl its pseudo-label under each K."""
-    if cfg["kind"] != "advcl":
+    """What each image is learnt against (its kind's `targets`): its label, or its pseudo-label under each K."""
+    if PREPROCESSOR_KINDS[cfg["kind"]].targets != "pseudo_labels":
         return train.labels
     if features is None:  # no pseudo-label stimulus: no columns
         return torch.zeros(len(train), 0, dtype=torch.int64)

@@ -10,9 +10,12 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .fields import Field, Resolved, boolean, did_you_mean, integer, is_int, number, optional, resolve
+from .results import ATTACKS as ATTACK_REGISTRY
+from .results import PGD_ATTACKS
 
 SECTION = "evaluation"
-ATTACKS = ("pgd10", "pgd20", "autoattack")
+# The attack names, in table order (the registry in results.py says what each one is).
+ATTACKS = tuple(ATTACK_REGISTRY)
 
 
 class ResolvedEvaluation(Resolved):
@@ -34,6 +37,8 @@ def _is_name_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(isinstance(name, str) for name in value)
 
 
+_DEFAULT_STEPS = ", ".join(f"{ATTACK_REGISTRY[name].step_rule} for {name}" for name in PGD_ATTACKS)
+
 EVALUATION_SCHEMA: dict[str, Field] = {
     "eps": Field(None, "null (the dataset's default budget) or a number >= 0", optional(number(0))),
     "attacks": Field(ATTACKS, f"a list of attack names from {list(ATTACKS)}", _is_name_list),
@@ -51,13 +56,13 @@ EVALUATION_SCHEMA: dict[str, Field] = {
     # PGD-20 at a step of 2/255: {pgd20: 0.00784}.
     "pgd_step_size": Field(
         None,
-        "null (eps/5 for pgd10, eps/10 for pgd20) or a mapping {pgd10|pgd20: step size > 0}",
+        f"null ({_DEFAULT_STEPS}) or a mapping {{{'|'.join(PGD_ATTACKS)}: step size > 0}}",
         lambda v: (
             v is None
             or (
                 isinstance(v, dict)
                 and v
-                and all(k in ("pgd10", "pgd20") and number(0, low_open=True)(step) for k, step in v.items())
+                and all(k in PGD_ATTACKS and number(0, low_open=True)(step) for k, step in v.items())
             )
         ),
     ),

@@ -16,11 +16,29 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class Field:
-    """One config field: its default, a description of what is accepted, and the check."""
+    """One config field: its default, a description of what is accepted, and the check.
+
+    `omit_when_default`: the project's rule for a setting added after sweeps existed: at its
+    default (or at a value in `same_as_default`, which means the same thing: `adamw` where null
+    means AdamW, an empty schedule) the setting is left out of the resolved section, so the
+    configs and trial hashes from before the setting existed stay as they were. Readers use
+    `section.get(key)`.
+    """
 
     default: Any
     expected: str
     check: Callable[[Any], bool]
+    omit_when_default: bool = False
+    same_as_default: tuple = ()
+
+    def omitted(self, value: Any) -> bool:
+        """Whether `value` leaves this field out of its resolved section."""
+        return self.omit_when_default and any(_same(value, v) for v in (self.default, *self.same_as_default))
+
+
+def _same(value: Any, other: Any) -> bool:
+    # By type too: False is not a null setting, nor 0 an unset one.
+    return type(value) is type(other) and value == other
 
 
 class Resolved(dict):
@@ -48,7 +66,8 @@ def did_you_mean(word: str, choices: list[str]) -> str:
 
 
 def resolve(section: str, given: Mapping[str, Any] | None, schema: Mapping[str, Field]) -> dict[str, Any]:
-    """Return `given` merged over the schema defaults, every value checked."""
+    """Return `given` merged over the schema defaults, every value checked; fields flagged
+    omit_when_default are left out at their default."""
     if given is None:
         given = {}
     if not isinstance(given, Mapping):  # `head: robust` in a spec: one line, not a traceback from dict()
@@ -66,7 +85,8 @@ def resolve(section: str, given: Mapping[str, Any] | None, schema: Mapping[str, 
         value = given.get(key, field.default)
         if not field.check(value):
             raise ConfigError(f"{section}.{key}", field.expected, value)
-        resolved[key] = value
+        if not field.omitted(value):
+            resolved[key] = value
     return resolved
 
 

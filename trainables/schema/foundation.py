@@ -40,6 +40,7 @@ FOUNDATION_SCHEMA = {
         None,
         "a mapping of LoRA settings (rank, alpha, dropout, target_modules, seed) for a fine-tuned ViT-MAE, or null",
         lambda v: v is None or isinstance(v, dict),
+        omit_when_default=True,
     ),
 }
 LORA_SCHEMA = {
@@ -53,8 +54,10 @@ LORA_SCHEMA = {
     ),
     "seed": Field(0, "an integer (the adapters' initial weights)", integer()),
 }
-# Added after sweeps existed: left out of a resolved config when null, so older configs keep their hashes.
-OPTIONAL_SECTIONS = ("resnet", "pretraining", "lora")
+# Added after sweeps existed: left out of a resolved config when null, so older configs keep their
+# hashes. Not Field.omit_when_default (as `lora` is): whether they are null is decided by resolving,
+# not by the given value (resnet18 fills in `resnet`; `pretraining: {method: none}` resolves to null).
+OPTIONAL_SECTIONS = ("resnet", "pretraining")
 
 # name: resnet18 builds a CIFAR-style ResNet-18 with random weights; robust pre-training trains it.
 RESNET_SCHEMA = {
@@ -118,7 +121,7 @@ def resolve_foundation_config(given: dict | None, *, image_size: int | None = No
             f"a pre-trained foundation to cluster features of ({RESNET_NAME} starts untrained), or pseudo_clusters: []",
             None,
         )
-    if cfg["lora"] is not None:
+    if "lora" in cfg:
         if cfg["mode"] == "frozen":
             raise ConfigError(
                 "foundation.lora", "no LoRA settings with mode 'frozen' (adapters are trained by fine-tuning)", "frozen"

@@ -19,9 +19,14 @@ HEAD_SCHEMA = {
         optional(number(0, low_open=True)),
     ),
     "weight_decay": Field(0.01, "a number >= 0", number(0)),
-    # AdvCL's SLF / ALF code trains its head with SGD (momentum 0.9); AdamW (Table 7) stays the
-    # default, left out of configs when null so that older ones keep their hashes.
-    "optimizer": Field(None, "'adamw', 'sgd' (momentum 0.9), or null for adamw", optional(one_of("adamw", "sgd"))),
+    # AdvCL's SLF / ALF code trains its head with SGD (momentum 0.9); AdamW (Table 7) stays the default.
+    "optimizer": Field(
+        None,
+        "'adamw', 'sgd' (momentum 0.9), or null for adamw",
+        optional(one_of("adamw", "sgd")),
+        omit_when_default=True,
+        same_as_default=("adamw",),
+    ),
     "milestones": Field(
         [30, 70, 100],
         "a list of increasing epoch numbers",
@@ -40,8 +45,6 @@ def resolve_head_config(given: dict | None, *, foundation_mode: str) -> dict:
     if isinstance(given, Resolved):
         return given
     cfg = resolve("head", given, HEAD_SCHEMA)
-    if cfg["optimizer"] in (None, "adamw"):
-        del cfg["optimizer"]  # the default, written as before the setting existed
     if foundation_mode == "adversarial_finetune" and cfg["mode"] != "robust":
         raise ConfigError(
             "head.mode", "'robust' when foundation.mode is adversarial_finetune (PGD fine-tuning)", cfg["mode"]

@@ -1,4 +1,7 @@
-"""What a pre-processor config may say: the registry of kinds, their settings, and architecture presets.
+"""What a pre-processor config may say: the registry of kinds and their settings.
+
+The auto-encoder's architecture (presets, settings, what must fit the image size) is in
+architecture.py; ARCH_PRESETS, ARCH_SCHEMA and check_arch_fits are importable from here too.
 
 Validated before any training starts (lambda < 0, tau <= 0, eps < 0, unknown keys ...).
 """
@@ -9,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError
+
+# ARCH_SCHEMA and check_arch_fits re-exported: the pre-processor's settings, where callers look for them.
+from .architecture import ARCH_PRESETS, ARCH_SCHEMA, check_arch_fits, resolve_arch  # noqa: F401
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .contrastive import check_clusters_fit as check_clusters_fit_images
-from .fields import Field, Resolved, boolean, integer, is_int, number, one_of, optional, resolve, text
+from .fields import Field, Resolved, boolean, integer, is_int, number, optional, resolve, text
 from .references import imported
 
 
@@ -35,6 +41,15 @@ class PreprocessorKind:
     `own_settings`: settings only this kind has; another kind's resolved config holds them only
     where given, so the configs and trial hashes of the kinds that existed before stay as they were.
     `report_rank`: the row order of the paper's tables.
+    `output`: what its module gives, "images" (the foundation and a linear head follow) or
+    "logits" (it is the classifier: no head stage, and no shared clean features).
+    `needs`: its settings that name files it loads from disk and never downloads (setting -> what
+    must be there); a config without them is refused, and `orchestrator prepare` checks them.
+    `targets`: what its training step learns each image against: "labels", or "pseudo_labels"
+    (K-means clusters of a foundation's features, when pseudo_clusters and pseudo_lambda ask for them).
+    `label_settings`: settings named in its short label (`label(cfg)`: "cropd lambda 1.0").
+    `reference_rank`: its preference as the default reference of paired differences (lowest
+    first; None: never the default).
     """
 
     name: str
@@ -45,10 +60,24 @@ class PreprocessorKind:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     own_settings: tuple[str, ...] = ()
     report_rank: int = 99
+    output: str = "images"
+    needs: Mapping[str, str] = field(default_factory=dict)
+    targets: str = "labels"
+    label_settings: tuple[str, ...] = ()
+    reference_rank: int | None = None
 
     @property
     def trained(self) -> bool:
         return self.step is not None
+
+    @property
+    def has_head(self) -> bool:
+        """Whether a linear head is trained behind it (not for a kind that gives logits itself)."""
+        return self.output == "images"
+
+    def label(self, cfg: Mapping[str, Any]) -> str:
+        """Its short name in sentences and plans: the kind, and the values of its label settings."""
+        return self.name + "".join(f" {key} {cfg[key]}" for key in self.label_settings)
 
     def build(self, cfg: Mapping[str, Any], image_size: int, num_classes: int):
         return imported(self.builder)(cfg, image_size, num_classes)
@@ -59,7 +88,7 @@ class PreprocessorKind:
 
 _PRE = "trainables.preprocessors"
 _REGISTRY = (
-    PreprocessorKind("identity", ("kind",), f"{_PRE}.simple:build_identity", report_rank=0),
+    PreprocessorKind("identity", ("kind",), f"{_PRE}.simple:build_identity", report_rank=0, reference_rank=1),
     PreprocessorKind(
         "vanilla",
         ("kind", "arch", *_TRAINING, "augment"),
@@ -67,6 +96,7 @@ _REGISTRY = (
         f"{_PRE}.objectives:vanilla_step",
         augments=True,
         report_rank=1,
+        reference_rank=0,  # CRoPD without its contrastive term: the paper's baseline
     ),
     PreprocessorKind(
         "cropd",
@@ -75,6 +105,7 @@ _REGISTRY = (
         f"{_PRE}.objectives:cropd_step",
         augments=True,
         report_rank=5,
+        label_settings=("lambda",),
     ),
     # ARAE trains without augmentation (rohban-lab's code).
     PreprocessorKind(
@@ -84,7 +115,16 @@ _REGISTRY = (
         f"{_PRE}.objectives:arae_step",
         report_rank=3,
     ),
-    PreprocessorKind("vae", ("kind", "path"), f"{_PRE}.simple:build_vae", report_rank=2),
+    PreprocessorKind(
+        "vae",
+        ("kind", "path"),
+        f"{_PRE}.simple:build_vae",
+        report_rank=2,
+        needs={
+            "path": "a local folder holding a diffusers AutoencoderKL, or a hub name in the local HuggingFace cache"
+        },
+    ),
+    # A baseline classifier: the ViT-MAE encoder with its own linear layer, trained adversarially.
     PreprocessorKind(
         "encoder_only",
         ("kind", "arch", *_TRAINING, "augment", "eps", "attack_steps", "attack_step_size"),
@@ -92,6 +132,7 @@ _REGISTRY = (
         f"{_PRE}.objectives:encoder_only_step",
         augments=True,
         report_rank=4,
+        output="logits",
     ),
     # AdvCL augments inside its step (t1 and t2 need the stored images) and attacks with PGD-5
     # (eps 8/255, step 2/255).
@@ -114,80 +155,22 @@ _REGISTRY = (
         defaults={"attack_steps": 5},
         own_settings=ADVCL_SETTINGS,
         report_rank=6,
+        targets="pseudo_labels",
     ),
 )
 PREPROCESSOR_KINDS: dict[str, PreprocessorKind] = {kind.name: kind for kind in _REGISTRY}
 KINDS = tuple(PREPROCESSOR_KINDS)
 TRAINED_KINDS = tuple(name for name, kind in PREPROCESSOR_KINDS.items() if kind.trained)
+# The kinds a paired difference compares against by default, the first one a sweep has.
+REFERENCE_KINDS = tuple(
+    sorted(
+        (name for name, kind in PREPROCESSOR_KINDS.items() if kind.reference_rank is not None),
+        key=lambda name: PREPROCESSOR_KINDS[name].reference_rank,
+    )
+)
+OUTPUTS = ("images", "logits")
+TARGETS = ("labels", "pseudo_labels")
 
-
-# Architectures of the ViT-MAE auto-encoder. paper32 / paper224 are the paper's (App. A);
-# the decoder width is not given there, so it equals the encoder's. tiny is the embedded default.
-# Parameter counts against Table 12: paper32 has 1.74e7 (Table 12: 1.8e7; 1.28e7 of it the
-# projector on 256 / 8 = 32 pooled tokens x 192). paper224 read the same way (256 patches of 14 px,
-# pooled by 8: 32 x 768 = 24,576 projector inputs) has 1.23e8 against Table 12's 8.3e7. No reading of
-# App. A's encoder and decoder closes that gap (the auto-encoder without projector is 7.28e7); the one
-# that comes near is a projector on 6,144 inputs, as at 32 px: pool_factor 32, 8.56e7 in all.
-ARCH_PRESETS = {
-    "paper32": dict(
-        patch_size=2,
-        hidden_size=192,
-        encoder_layers=8,
-        decoder_layers=2,
-        num_heads=3,
-        decoder_hidden_size=192,
-        mlp_ratio=4,
-        pool_factor=8,
-        projector_hidden=2048,
-        projector_dim=128,
-    ),
-    "paper224": dict(
-        patch_size=14,
-        hidden_size=768,
-        encoder_layers=8,
-        decoder_layers=2,
-        num_heads=3,
-        decoder_hidden_size=768,
-        mlp_ratio=4,
-        pool_factor=8,
-        projector_hidden=2048,
-        projector_dim=128,
-    ),
-    "tiny": dict(
-        patch_size=4,
-        hidden_size=96,
-        encoder_layers=4,
-        decoder_layers=2,
-        num_heads=3,
-        decoder_hidden_size=96,
-        mlp_ratio=2,
-        pool_factor=8,
-        projector_hidden=512,
-        projector_dim=128,
-    ),
-}
-
-ARCH_SCHEMA = {
-    "patch_size": Field(4, "an integer >= 1 dividing the image size", integer(1)),
-    "hidden_size": Field(96, "an integer >= 4", integer(4)),
-    "encoder_layers": Field(4, "an integer >= 1", integer(1)),
-    "decoder_layers": Field(2, "an integer >= 1", integer(1)),
-    "num_heads": Field(3, "an integer >= 1 dividing hidden_size", integer(1)),
-    "decoder_hidden_size": Field(96, "an integer >= 4", integer(4)),
-    "mlp_ratio": Field(2, "an integer >= 1", integer(1)),
-    "pool_factor": Field(8, "an integer >= 1 dividing the number of patches", integer(1)),
-    "projector_hidden": Field(512, "an integer >= 1", integer(1)),
-    "projector_dim": Field(128, "an integer >= 1", integer(1)),
-    # 'average' is DIR's (Zhou et al. 2023), which CRoPD builds on: each output patch is the mean of
-    # the pass that saw it and the pass that inpainted it. 'masked' is our variant: each output
-    # patch comes only from the pass that did not see it, so every auto-encoder inpaints.
-    "combine": Field(
-        "average",
-        "'average' (DIR: mean of the two complementary passes) or 'masked' (our variant: each patch from the "
-        "pass that did not see it)",
-        one_of("average", "masked"),
-    ),
-}
 
 PREPROCESSOR_SCHEMA = {
     "kind": Field("cropd", f"one of {list(KINDS)}", lambda value: value in PREPROCESSOR_KINDS),
@@ -204,6 +187,8 @@ PREPROCESSOR_SCHEMA = {
         None,
         "a mapping {epochs done: batch size >= 2} (from then on; e.g. {150: 256}), or null",
         lambda v: v is None or (isinstance(v, dict) and all(_schedule_entry(k, b) for k, b in v.items())),
+        omit_when_default=True,
+        same_as_default=({},),
     ),
     "lr": Field(1.5e-4, "a number > 0", number(0, low_open=True)),
     "weight_decay": Field(0.05, "a number >= 0", number(0)),
@@ -238,7 +223,12 @@ PREPROCESSOR_SCHEMA = {
     ),
     # A robust signal during training (trainables/validation_probe.py), for schedulers that stop
     # bad trials early: null (off, the default) or a mapping of VALIDATION_SCHEMA's settings.
-    "validation": Field(None, "null, or a mapping such as {every: 4} (preprocessor.validation.*)", _mapping_or_none),
+    "validation": Field(
+        None,
+        "null, or a mapping such as {every: 4} (preprocessor.validation.*)",
+        _mapping_or_none,
+        omit_when_default=True,
+    ),
     # AdvCL as the contrastive term (kind advcl): reconstruction + lambda * multi-view NT-Xent
     # + pseudo_lambda * pseudo-label CE. eps, temperature, attack_steps, attack_step_size are shared.
     **advcl_fields(pseudo_model_default="the trial's foundation"),
@@ -278,48 +268,28 @@ def resolve_preprocessor_config(
     if isinstance(given, dict) and given.get("kind") in PREPROCESSOR_KINDS:
         given = {**PREPROCESSOR_KINDS[given["kind"]].defaults, **given}
     cfg = resolve("preprocessor", given, PREPROCESSOR_SCHEMA)
-    # Keys as integers (JSON makes them strings); left out when unset, so configs (and hashes) from
-    # before the setting existed stay as they were.
-    schedule = cfg.pop("batch_size_schedule")
-    if schedule:
+    kind = PREPROCESSOR_KINDS[cfg["kind"]]
+    if "batch_size_schedule" in cfg:  # keys as integers (JSON makes them strings)
         cfg["batch_size_schedule"] = {
-            int(epoch): size for epoch, size in sorted(schedule.items(), key=lambda e: int(e[0]))
+            int(epoch): size for epoch, size in sorted(cfg["batch_size_schedule"].items(), key=lambda e: int(e[0]))
         }
     if default_eps is not None and isinstance(given, dict) and "eps" not in given:
         cfg["eps"] = default_eps
-    # Left out when off, so configs and hashes from before the setting existed stay as they were.
-    validation = resolve_validation(cfg.pop("validation"))
-    if validation is not None:
-        cfg["validation"] = validation
+    if "validation" in cfg:
+        cfg["validation"] = resolve_validation(cfg["validation"])
     cfg["views"] = parse_views(cfg["views"])
     cfg["pseudo_clusters"] = parse_clusters(cfg["pseudo_clusters"])
-    arch_given = cfg["arch"]
-    base = dict(ARCH_PRESETS[arch_given]) if isinstance(arch_given, str) else {}
-    overrides = {} if isinstance(arch_given, str) else dict(arch_given)
-    preset = overrides.pop("preset", None)
-    if preset is not None:
-        if preset not in ARCH_PRESETS:
-            raise ConfigError("preprocessor.arch.preset", f"one of {sorted(ARCH_PRESETS)}", preset)
-        base = dict(ARCH_PRESETS[preset])
-    arch = resolve("preprocessor.arch", {**base, **overrides}, ARCH_SCHEMA)
-    if arch["hidden_size"] % arch["num_heads"] or arch["decoder_hidden_size"] % arch["num_heads"]:
-        raise ConfigError(
-            "preprocessor.arch.num_heads", "a divisor of hidden_size and decoder_hidden_size", arch["num_heads"]
-        )
-    if image_size is not None:
-        check_arch_fits(arch, image_size)
-    cfg["arch"] = arch
-    if cfg["kind"] == "vae" and cfg["path"] is None:
-        raise ConfigError(
-            "preprocessor.path",
-            "a local folder holding a diffusers AutoencoderKL, or a hub name in the local HuggingFace cache (kind vae)",
-            None,
-        )
-    if cfg["kind"] == "advcl" and image_size is not None:
+    cfg["arch"] = resolve_arch(cfg["arch"], image_size)
+    for setting, what in kind.needs.items():
+        if cfg[setting] is None:
+            raise ConfigError(f"preprocessor.{setting}", f"{what} (kind {kind.name})", None)
+    if "fft_radius" in kind.relevant and image_size is not None:
         check_radius_fits(cfg["fft_radius"], image_size)
-    for kind in PREPROCESSOR_KINDS.values():
-        if cfg["kind"] != kind.name:
-            for key in kind.own_settings:
+    # Not Field.omit_when_default: another kind's own settings are left out whatever their value
+    # unless given (given ones stay: they were part of those configs and their hashes).
+    for other in PREPROCESSOR_KINDS.values():
+        if other is not kind:
+            for key in other.own_settings:
                 if key not in given:
                     del cfg[key]
     return cfg
@@ -332,31 +302,17 @@ def _schedule_entry(epoch: Any, size: Any) -> bool:
 
 def check_clusters_fit(cfg: dict, num_images: int) -> None:
     """K-means needs at least K training images; checked where the training set is known."""
-    if cfg["kind"] == "advcl":
+    if "pseudo_clusters" in PREPROCESSOR_KINDS[cfg["kind"]].relevant:
         check_clusters_fit_images(cfg["pseudo_clusters"], num_images)
 
 
 def uses_pseudo_labels(cfg: dict) -> bool:
-    """Whether an advcl config trains with the pseudo-label stimulus (AdvCL eq. 10)."""
-    return cfg["kind"] == "advcl" and bool(cfg["pseudo_clusters"]) and cfg["pseudo_lambda"] > 0
-
-
-def check_arch_fits(arch: dict, image_size: int) -> None:
-    if image_size % arch["patch_size"]:
-        raise ConfigError(
-            "preprocessor.arch.patch_size", f"a divisor of the image size {image_size}", arch["patch_size"]
-        )
-    patches = (image_size // arch["patch_size"]) ** 2
-    if patches % 2:
-        raise ConfigError(
-            "preprocessor.arch.patch_size",
-            f"a patch size giving an even number of patches (50% masking); {image_size}px gives {patches}",
-            arch["patch_size"],
-        )
-    if patches % arch["pool_factor"]:
-        raise ConfigError(
-            "preprocessor.arch.pool_factor", f"a divisor of the number of patches ({patches})", arch["pool_factor"]
-        )
+    """Whether the config trains with the pseudo-label stimulus (AdvCL eq. 10; kind advcl)."""
+    return (
+        PREPROCESSOR_KINDS[cfg["kind"]].targets == "pseudo_labels"
+        and bool(cfg["pseudo_clusters"])
+        and cfg["pseudo_lambda"] > 0
+    )
 
 
 def artifact_key_config(cfg: dict) -> dict:

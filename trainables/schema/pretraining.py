@@ -56,19 +56,23 @@ PRETRAINING_SCHEMA = {
     ),
     "weight_decay": Field(1e-4, "a number >= 0", number(0)),
     "warmup_epochs": Field(0, "an integer >= 0", integer(0)),
-    # AdvCL's and RoCL's code train with SGD (momentum 0.9); AdamW stays the default so that
-    # configs from before the setting keep their hashes (it is left out of them when null).
+    # AdvCL's and RoCL's code train with SGD (momentum 0.9); AdamW stays the default.
     "optimizer": Field(
-        None, "'adamw', 'sgd' (momentum 0.9, nesterov off), or null for adamw", optional(one_of("adamw", "sgd"))
+        None,
+        "'adamw', 'sgd' (momentum 0.9, nesterov off), or null for adamw",
+        optional(one_of("adamw", "sgd")),
+        omit_when_default=True,
+        same_as_default=("adamw",),
     ),
     "seed": Field(0, "an integer", integer()),
     # Whose images pre-train the foundation: the trial's own training images (null), or another
     # dataset's whole training split (CRoPD Table 10's RoCL foundation for CIFAR-2, trained on
-    # CIFAR-10). Labels are never read. Left out when null, so older configs keep their hashes.
+    # CIFAR-10). Labels are never read.
     "dataset": Field(
         None,
         "a dataset name whose training images (same size as the trial's) pre-train the foundation, or null",
         optional(text),
+        omit_when_default=True,
     ),
     "temperature": Field(0.5, "a number > 0 (AdvCL's and RoCL's 0.5)", number(0, low_open=True)),
     "eps": Field(8 / 255, "a number >= 0 (L-inf budget of the training attack)", number(0)),
@@ -93,14 +97,11 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_siz
     if not isinstance(given, dict):
         raise ConfigError(SECTION, "a mapping of pre-training settings, or null", given)
     cfg = resolve(SECTION, given, PRETRAINING_SCHEMA)
-    if cfg["optimizer"] in (None, "adamw"):
-        del cfg["optimizer"]  # the default, written as before the setting existed
-    if cfg["dataset"] is None:
-        del cfg["dataset"]
-    elif cfg["dataset"] not in DATASETS:
-        raise ConfigError(f"{SECTION}.dataset", f"one of {sorted(DATASETS)}, or null", cfg["dataset"])
-    elif image_size is not None and DATASETS[cfg["dataset"]].image_size != image_size:
-        raise ConfigError(f"{SECTION}.dataset", f"a dataset of {image_size}px images like the trial's", cfg["dataset"])
+    dataset = cfg.get("dataset")
+    if dataset is not None and dataset not in DATASETS:
+        raise ConfigError(f"{SECTION}.dataset", f"one of {sorted(DATASETS)}, or null", dataset)
+    if dataset is not None and image_size is not None and DATASETS[dataset].image_size != image_size:
+        raise ConfigError(f"{SECTION}.dataset", f"a dataset of {image_size}px images like the trial's", dataset)
     method = PRETRAINING_METHODS[cfg["method"]]
     if method.step is None:
         return None

@@ -7,6 +7,6 @@ job.py        what runs inside a job: the sweep driver on Ray, or one array task
 records.py    Slurm's states of the recorded jobs, scancel, the event log
 
 Nothing is imported here: validating a spec must not import submitit. The spec's `slurm:` section
-is parsed by orchestrator/slurm_settings.py, beside spec.py: the spec sits below the backends,
+is parsed by orchestrator/backends/slurm/settings.py, beside spec.py: the spec sits below the backends,
 which run it (no import cycle).
 """

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from orchestrator.engine.trial import trial_key
+from orchestrator.spec.sweep_spec import SweepSpec
+from orchestrator.store.parquet import read_trial
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.rows import ERROR, TERMINATED
 from trainables.artifacts import atomic_write_json
-
-from ...results import ERROR, TERMINATED, read_trial
-from ...spec import SweepSpec
-from ...sweep_paths import SweepPaths
-from ...trial_runner import trial_key
 
 
 def array_plan(spec: SweepSpec, sweep_dir: Path) -> list[dict[str, Any]]:
@@ -27,7 +27,7 @@ def array_plan(spec: SweepSpec, sweep_dir: Path) -> list[dict[str, Any]]:
 
     import optuna
 
-    from ...search import journal_storage, make_sampler, optuna_space, points_to_evaluate
+    from orchestrator.engine.search import journal_storage, make_sampler, optuna_space, points_to_evaluate
 
     path = SweepPaths(sweep_dir).array_plan
     if path.is_file():

@@ -8,35 +8,22 @@ directory is touched; submitted jobs are recorded (backends/jobs.py) for status 
 
 from __future__ import annotations
 
+import math
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from orchestrator.backends.base import Backend, JobStatus, Launched
+from orchestrator.backends.jobs import SubmittedJob, recorded_jobs
+from orchestrator.backends.slurm.records import active_jobs, cancel_jobs, job_states
+from orchestrator.backends.slurm.settings import SlurmSettings, settings_with_options
+from orchestrator.store.paths import SweepPaths
 from trainables.errors import ConfigError, UserError
 
-from ...slurm_settings import SlurmSettings
-from ...sweep_paths import SweepPaths
-from ..base import Backend, JobStatus, Launched
-from ..jobs import SubmittedJob, recorded_jobs
-from .records import active_jobs, cancel_jobs, job_states
-
 if TYPE_CHECKING:  # status and cancel import this module: not the spec's imports
-    from ...spec import SweepSpec
-
-# Command-line flags that override the spec's slurm: section (flag name -> spec key).
-SLURM_FLAGS = {
-    "slurm_mode": "mode",
-    "partition": "partition",
-    "account": "account",
-    "qos": "qos",
-    "nodes": "nodes",
-    "gpus_per_node": "gpus_per_node",
-    "cpus_per_task": "cpus_per_task",
-    "mem": "mem",
-    "time": "time",
-    "constraint": "constraint",
-}
-
+    from orchestrator.spec.sweep_spec import SweepSpec
 
 class SlurmBackend(Backend):
     """Submits with `settings` (the spec's slurm: section, command-line values laid over)."""
@@ -50,8 +37,62 @@ class SlurmBackend(Backend):
 
     @classmethod
     def from_options(cls, spec: SweepSpec, options: Any) -> SlurmBackend:
-        overrides = {key: getattr(options, flag, None) for flag, key in SLURM_FLAGS.items()}
-        return cls(spec.slurm.with_overrides(overrides))
+        return cls(settings_with_options(spec.backend_settings["slurm"], options))
+
+    def describe(self, job: SubmittedJob) -> str:
+        what = "the sweep driver (Ray)" if job.mode == "ray" else f"{job.tasks} trials as a job array"
+        return f"submitted Slurm job {job.job_id}: {what}; logs under {job.log_folder}"
+
+    def plan_concurrency(self, spec: SweepSpec) -> tuple[int, str]:
+        """Trials at once: array tasks at a time, or trials per node times nodes (ray mode)."""
+        settings = self.settings
+        cpu, gpu = spec.resources["cpu"], spec.resources["gpu"]
+        limit = spec.max_concurrent or math.inf
+        if settings.mode == "array":
+            parallel = settings.array_parallelism or spec.num_trials
+            return int(min(limit, parallel, spec.num_trials)), f"array tasks, {parallel} at a time"
+        cpus, gpus = settings.cpus_per_task, settings.gpus_per_node
+        per_node = math.inf if not cpus else math.floor(cpus / cpu) if cpu else math.inf
+        if gpu:
+            per_node = min(per_node, math.floor((gpus or 0) / gpu))
+        count = min(limit, settings.nodes * per_node, spec.num_trials)
+        return int(count if math.isfinite(count) else spec.num_trials), (
+            f"{settings.nodes} node(s) x {per_node} trial(s) per node (cpu {cpu}, gpu {gpu} per trial)"
+        )
+
+    def plan_check(self, spec: SweepSpec, wall_s: float | None) -> dict:
+        """The sbatch script the sweep would submit and sbatch's `--test-only` verdict on it."""
+        from orchestrator.backends.slurm.executor import make_executor, sbatch_script, sbatch_verdict
+
+        settings = self.settings
+        script = None
+        if shutil.which("sbatch") is None or shutil.which("srun") is None:
+            # submitit builds its executor only on a Slurm machine; the sweep itself refuses the same way.
+            verdict = "not asked: no Slurm here (sbatch and srun not on PATH); plan on a login node for the script"
+        else:
+            with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
+                executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=Path(folder))
+                script = sbatch_script(executor, spec.num_trials if settings.mode == "array" else None)
+            accepted, line = sbatch_verdict(script)
+            verdict = ("accepted: " if accepted else "REFUSED: ") + line
+        allowed_s = settings.time_min * 60 * (settings.max_requeues + 1)
+        warning = None
+        if settings.mode != "array" and wall_s is not None and wall_s > allowed_s:
+            warning = (
+                f"the estimated wall time ({wall_s / 3600:,.1f} h) is more than the time limit times the "
+                f"requeues allowed ({settings.time_min} min x {settings.max_requeues + 1} = "
+                f"{allowed_s / 3600:,.1f} h): "
+                "raise --time or slurm.max_requeues"
+            )
+        return {"mode": settings.mode, "script": script, "test_only": verdict, "warning": warning}
+
+    def plan_lines(self, check: dict) -> list[str]:
+        lines = [f"slurm ({check['mode']} mode): sbatch --test-only: {check['test_only']}"]
+        if check["warning"]:
+            lines.append(f"warning: {check['warning']}")
+        if check["script"] is not None:
+            lines += ["the script that would be submitted:", check["script"].rstrip()]
+        return lines
 
     @classmethod
     def owns(cls, paths: SweepPaths) -> bool:
@@ -59,7 +100,12 @@ class SlurmBackend(Backend):
 
     def _check(self, spec: SweepSpec, sweep_dir: Path):
         """sbatch on PATH, a trial that fits one task, and sbatch's yes to the job; returns the executor."""
-        from .executor import make_executor, preflight, require_sbatch, warn_about_paths
+        from orchestrator.backends.slurm.executor import (
+            make_executor,
+            preflight,
+            require_sbatch,
+            warn_about_paths,
+        )
 
         require_sbatch()
         source = str(spec.path)
@@ -86,13 +132,13 @@ class SlurmBackend(Backend):
             )
         self.prepare_folder(spec, sweep_dir, restart=restart)
         if self.settings.mode == "ray":
-            from .job import SweepDriver
+            from orchestrator.backends.slurm.job import SweepDriver
 
             job = executor.submit(SweepDriver(spec, str(sweep_dir), retry_failed=retry_failed))
             return Launched(jobs=[SubmittedJob(job.job_id, "ray", time.time(), str(job.paths.folder))])
 
-        from .array_plan import array_plan, still_to_run
-        from .job import ArrayTrial
+        from orchestrator.backends.slurm.array_plan import array_plan, still_to_run
+        from orchestrator.backends.slurm.job import ArrayTrial
 
         entries = [entry for entry in array_plan(spec, sweep_dir) if still_to_run(spec, sweep_dir, entry, retry_failed)]
         if not entries:
@@ -130,7 +176,7 @@ class SlurmBackend(Backend):
 
 
 def _check_fits(spec: SweepSpec, settings: SlurmSettings, source: str) -> None:
-    from .executor import default_cpus
+    from orchestrator.backends.slurm.executor import default_cpus
 
     if settings.mode == "array":
         # Each array task runs one trial on its own, without Ray Tune: nothing to stop or log with.

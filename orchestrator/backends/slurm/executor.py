@@ -14,9 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from orchestrator.backends.slurm.settings import SlurmSettings
 from trainables.errors import UserError
-
-from ...slurm_settings import SlurmSettings
 
 
 def require_sbatch() -> None:
@@ -69,7 +68,7 @@ def default_cpus(settings: SlurmSettings, resources: dict[str, float]) -> int:
 
 def sbatch_script(executor, tasks: int | None = None) -> str:
     """The sbatch script submitit will write for this executor (a job array when `tasks` is set)."""
-    from ...private_apis import sbatch_script_text
+    from orchestrator.engine.private_apis import sbatch_script_text
 
     return sbatch_script_text(executor, tasks)
 

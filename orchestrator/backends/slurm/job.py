@@ -21,10 +21,10 @@ from typing import Any, Iterator
 
 import submitit
 
-from ...private_apis import reload_ray_auth
-from ...sweep_paths import SweepPaths
-from ..local import LocalBackend
-from .records import record_event
+from orchestrator.backends.local import LocalBackend
+from orchestrator.backends.slurm.records import record_event
+from orchestrator.engine.private_apis import reload_ray_auth
+from orchestrator.store.paths import SweepPaths
 
 HEAD_WAIT_S = 300
 
@@ -64,7 +64,7 @@ class _SweepJob(submitit.helpers.Checkpointable):
 
     @property
     def spec(self):
-        from ...spec import parse_spec
+        from orchestrator.spec.sweep_spec import parse_spec
 
         return parse_spec(
             self.raw_spec, source=self.spec_source, default_name=self.raw_spec["name"], path=Path(self.spec_source)
@@ -85,8 +85,8 @@ class SweepDriver(_SweepJob):
         self.retry_failed = retry_failed
 
     def __call__(self) -> dict[str, int]:
-        from ...runner import run_sweep
-        from ...verbosity import apply_from_environment
+        from orchestrator.engine.runner import run_sweep
+        from orchestrator.logs import apply_from_environment
 
         apply_from_environment()  # -q / -v of the submitting command (sbatch passes its environment)
         env = submitit.JobEnvironment()
@@ -123,8 +123,8 @@ class ArrayTrial(_SweepJob):
     def __call__(self, entry: dict[str, Any]) -> dict[str, Any]:
         import optuna
 
-        from ...search import journal_storage
-        from ...trial_runner import run_recorded_trial
+        from orchestrator.engine.search import journal_storage
+        from orchestrator.engine.trial import run_recorded_trial
 
         sweep_dir = Path(self.sweep_dir)
         job_id = os.environ.get("SLURM_ARRAY_JOB_ID", os.environ.get("SLURM_JOB_ID", "local"))

@@ -13,10 +13,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from orchestrator.backends.jobs import SubmittedJob, append_line, recorded_jobs
+from orchestrator.store.paths import SweepPaths
 from trainables.errors import UserError
-
-from ...sweep_paths import SweepPaths
-from ..jobs import SubmittedJob, append_line, recorded_jobs
 
 # Job states after which Slurm will not run the job again (a REQUEUED job comes back as PENDING).
 FINAL_STATES = (

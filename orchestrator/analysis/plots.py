@@ -1,0 +1,389 @@
+"""Figures of a sweep's results: trade-off curves, the Pareto front, data fraction, training curves,
+robust accuracy against attack strength.
+
+matplotlib's object API (no pyplot state, no display needed); seeds of one configuration are one
+point with its 95% interval as error bars; images are written whole or not at all.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from orchestrator.analysis.frames import aggregate_seeds, config_columns, pareto_mask, varying
+from orchestrator.analysis.report import TITLES, setting_text
+from trainables.artifacts import atomic_write_bytes
+from trainables.errors import UserError
+
+IMAGE_FORMATS = ("png", "svg")
+DPI = 150
+MAX_LABELLED_LINES = 10
+MAX_VALUE_TICKS = 6  # more configurations than this: colour by pre-processor kind instead
+STAGE_ORDER = ("foundation", "preprocessor", "head")
+# Per-epoch columns drawn, where a stage records them: the optimised loss, the reconstruction
+# alone (comparable across pre-processor kinds, unlike their total losses), head accuracy.
+EPOCH_PANELS = {"loss": "training loss", "loss_reconstruction": "reconstruction MSE", "train_acc": "train accuracy"}
+# The attack-strength sweep of each trial (JSON [[x, accuracy], ...]): its column, x label, x scale.
+STRENGTH_PANELS = {
+    "sweep_eps": ("PGD-10 against eps", "eps (x/255)", 255.0),
+    "sweep_steps": ("PGD at the evaluation eps against steps", "PGD steps (log scale)", 1.0),
+}
+RISES_FLAGS = {"accuracy_rises_with_eps": "eps", "accuracy_rises_with_steps": "steps"}
+# Legend geometry at fontsize "small": width of a character and of the marker with its padding,
+# height of a row. Used to fit long configuration labels without clipping them.
+LEGEND_CHAR_INCHES, LEGEND_HANDLE_INCHES, LEGEND_ROW_INCHES = 0.062, 0.7, 0.2
+SWEEP_POINTS = 64  # trainables.evaluation's, not imported from there: that module loads torch
+# Label positions tried around a point, in points from it: right, above, left, below, diagonals.
+LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (0, 9), (0, -15), (12, 12), (-12, -18))
+
+
+def image_format(path: Path) -> str:
+    fmt = Path(path).suffix.lower().lstrip(".")
+    if fmt not in IMAGE_FORMATS:
+        raise UserError(f"-o {path}: expected a .png or .svg file name")
+    return fmt
+
+
+def save(figure: Figure, path: Path) -> None:
+    """Render in memory first, then publish by rename: an error leaves no empty or partial image."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=image_format(path), dpi=DPI)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def _title(name: str) -> str:
+    return TITLES.get(name, name)
+
+
+def _label(row: pd.Series, keys: list[str]) -> str:
+    """A configuration named by the settings that tell it apart: 'cropd, robust head'."""
+    parts = []
+    for key in keys:
+        value = row[key]
+        if pd.isna(value):
+            continue
+        text = setting_text(value)  # list settings (advcl views) as a+b, as the report writes them
+        parts.append(
+            text if key == "preprocessor.kind" else f"{text} head" if key == "head.mode" else f"{_title(key)}={text}"
+        )
+    return ", ".join(parts) or "all trials"
+
+
+def _numeric_axis(trials: pd.DataFrame, param: str) -> pd.Series:
+    if param not in trials.columns:
+        settings = varying(trials, config_columns(trials))
+        raise UserError(
+            f"parameter axis: no setting {param!r} in these results (--param); settings that vary: "
+            f"{', '.join(settings) or 'none'}"
+        )
+    values = pd.to_numeric(trials[param], errors="coerce")
+    if values.isna().all() or (values.isna() & trials[param].notna()).any():
+        raise UserError(
+            f"parameter axis {param}: expected numbers, it holds {trials[param].dropna().unique()[:5].tolist()}"
+        )
+    distinct = values.dropna().unique()
+    if len(distinct) < 2:
+        raise UserError(
+            f"parameter axis {param}: one value ({', '.join(f'{v:g}' for v in distinct) or 'none'}) in these "
+            "trials; a curve needs at least two (pick another with --param)"
+        )
+    return values
+
+
+def _set_xscale(ax, values: np.ndarray, param: str) -> str:
+    """A log axis for lambda (its grids span decades); symlog when 0 (Vanilla) is on the axis."""
+    if param != "preprocessor.lambda":
+        return ""
+    positive = values[values > 0]
+    if len(positive) == len(values):
+        ax.set_xscale("log")
+        return " (log scale)"
+    ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+    return " (symlog scale)"
+
+
+def line_colours(lines) -> dict:
+    """A distinct colour per line: matplotlib's 10-colour cycle, or tab20's 20 when there are more
+    (the cycle would give two configurations one colour)."""
+    names = list(dict.fromkeys(lines))
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    palette = colormaps["tab20"]
+    return {name: palette(i % 20) for i, name in enumerate(names)}
+
+
+def legend_columns(labels: list[str], width_inches: float) -> int:
+    """As many legend columns (at most 3) as the longest label lets fit across the figure."""
+    entry = LEGEND_CHAR_INCHES * max(len(label) for label in labels) + LEGEND_HANDLE_INCHES
+    return max(1, min(3, len(labels), int(width_inches // entry)))
+
+
+def _value_ticks(ax, values: pd.Series) -> None:
+    """A grid's few values become the ticks, written as numbers (1, 10, not 10^0), so a point is
+    read off directly; many values (an Optuna search) keep matplotlib's ticks, which do not collide."""
+    ran = sorted(values.unique())
+    if len(ran) <= MAX_VALUE_TICKS:
+        ax.set_xticks(ran)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+
+def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, title: str) -> Figure:
+    """One panel per accuracy against `param`, one line per configuration the parameter does not set.
+
+    Configurations without the parameter (Identity and Vanilla have no lambda) are horizontal
+    dashed lines with their interval as a band, so the curve is read against the baselines.
+    """
+    values = _numeric_axis(trials, param)
+    table = aggregate_seeds(trials.assign(**{param: values}), metrics)
+    keys = [k for k in varying(table, config_columns(table)) if k != param]
+    table["label"] = [_label(row, keys) for _, row in table.iterrows()]
+    colours = line_colours(table["label"])
+    figure = Figure(figsize=(4.2 * len(metrics), 4.6), layout="constrained")
+    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for ax, metric in zip(axes, metrics):
+        curves = table[table[param].notna()]
+        for label, curve in curves.groupby("label", sort=False):
+            curve = curve.sort_values(param)
+            y = curve[metric].to_numpy(dtype=float)
+            errors = np.vstack([y - curve[f"{metric}_lo"], curve[f"{metric}_hi"] - y])
+            ax.errorbar(
+                curve[param], y, yerr=np.nan_to_num(errors), marker="o", capsize=3, color=colours[label], label=label
+            )
+        for _, base in table[table[param].isna()].iterrows():
+            ax.axhline(
+                base[metric],
+                linestyle="--",
+                color=colours[base["label"]],
+                label=f"{base['label']} (no {_title(param)})",
+            )
+            ax.axhspan(
+                base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0
+            )
+        scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param)
+        _value_ticks(ax, curves[param])
+        ax.set_xlabel(_title(param) + scale)
+        ax.set_ylabel(f"{_title(metric)} accuracy")
+        ax.set_title(_title(metric))
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+def pareto_figure(trials: pd.DataFrame, x: str, y: str, *, param: str, maximize=(True, True), title: str) -> Figure:
+    """Every trial as a point (colour: pre-processor), the non-dominated ones ringed and joined.
+
+    Points carry their `param` value as a label where it fits without overlapping another label;
+    front points are labelled first.
+    """
+    front = pareto_mask(trials[x], trials[y], maximize=maximize)
+    figure = Figure(figsize=(6.4, 5.2), layout="constrained")
+    FigureCanvasAgg(figure)  # label placement measures text, which needs a renderer
+    ax = figure.subplots()
+    groups = trials["preprocessor.kind"] if "preprocessor.kind" in trials else pd.Series("trials", index=trials.index)
+    for i, (kind, members) in enumerate(trials.groupby(groups, sort=False)):
+        ax.scatter(members[x], members[y], color=f"C{i % 10}", label=str(kind), alpha=0.8, zorder=2)
+    on_front = trials[front].sort_values(x, ascending=not maximize[0])
+    ax.scatter(
+        on_front[x],
+        on_front[y],
+        s=110,
+        facecolors="none",
+        edgecolors="black",
+        linewidths=1.2,
+        label=f"Pareto front ({len(on_front)} of {len(trials)})",
+        zorder=3,
+    )
+    ax.plot(
+        on_front[x],
+        on_front[y],
+        color="black",
+        linewidth=0.8,
+        drawstyle="steps-post" if maximize[0] else "steps-pre",
+        zorder=1,
+    )
+    ax.set_xlabel(
+        _title(x) + (" accuracy" if x.startswith("acc_") else "") + ("" if maximize[0] else " (lower is better)")
+    )
+    ax.set_ylabel(
+        _title(y) + (" accuracy" if y.startswith("acc_") else "") + ("" if maximize[1] else " (lower is better)")
+    )
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    if param in trials.columns:
+        order = list(trials.index[front]) + list(trials.index[~front])
+        place_labels(
+            ax,
+            [
+                (trials.at[i, x], trials.at[i, y], _param_text(param, trials.at[i, param]))
+                for i in order
+                if not pd.isna(trials.at[i, param])
+            ],
+        )
+    return figure
+
+
+def _param_text(param: str, value) -> str:
+    return f"{_title(param)}={value:g}" if isinstance(value, (float, int, np.number)) else f"{_title(param)}={value}"
+
+
+def place_labels(ax, points: list[tuple[float, float, str]]) -> list:
+    """Annotate points greedily: the first offset whose box overlaps no earlier label is used.
+
+    A label that fits nowhere is left out rather than drawn over another one. Hand-written
+    because matplotlib has no overlap avoidance and adjustText moves labels without a guarantee.
+    """
+    renderer = ax.figure.canvas.get_renderer()
+    ax.figure.draw_without_rendering()  # settle the layout so boxes are in final coordinates
+    frame = ax.get_window_extent(renderer)
+    placed, boxes = [], []
+    for px, py, text in points:
+        for dx, dy in LABEL_OFFSETS:
+            label = ax.annotate(
+                text,
+                (px, py),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                fontsize="x-small",
+                ha="left" if dx >= 0 else "right",
+            )
+            box = label.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in boxes):
+                placed.append(label)
+                boxes.append(box)
+                break
+            label.remove()
+    return placed
+
+
+def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> Figure:
+    """Training curves per stage (loss; train accuracy for the head), mean over seeds per configuration."""
+    keys = varying(trials, config_columns(trials))
+    labels = {row["config_hash"]: _label(row, keys) for _, row in trials.iterrows()}
+    kinds = dict(zip(trials["config_hash"], trials.get("preprocessor.kind", pd.Series("trials", index=trials.index))))
+    epochs = epochs[epochs["config_hash"].isin(labels)].copy()
+    if epochs.empty:
+        raise UserError("these trials have no per-epoch records (results/epochs/ is empty)")
+    by_kind = len(set(labels.values())) > MAX_LABELLED_LINES
+    epochs["line"] = epochs["config_hash"].map(kinds if by_kind else labels)
+    stages = sorted(
+        set(epochs["stage"]), key=lambda stage: STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
+    )
+    panels = [
+        (stage, column)
+        for stage in stages
+        for column in EPOCH_PANELS
+        if column in epochs and epochs.loc[epochs["stage"] == stage, column].notna().any()
+    ]
+    columns = min(len(panels), 2)
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.8 * columns, 3.6 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    for unused in axes[len(panels) :]:
+        unused.set_visible(False)
+    colours = line_colours(epochs["line"])
+    for ax, (stage, column) in zip(axes, panels):
+        rows = epochs[(epochs["stage"] == stage) & epochs[column].notna()]
+        for line, members in rows.groupby("line", sort=False):
+            if by_kind:  # many configurations: one thin line each, coloured by kind
+                for _, one in members.groupby("config_hash"):
+                    ax.plot(one["epoch"], one[column], color=colours[line], linewidth=0.7, alpha=0.6)
+            else:  # mean over the seeds of the configuration
+                mean = members.groupby("epoch")[column].mean()
+                ax.plot(mean.index, mean.to_numpy(), marker=".", color=colours[line], label=line)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(EPOCH_PANELS[column])
+        ax.set_title(f"{stage}: {EPOCH_PANELS[column]}")
+        ax.grid(alpha=0.3)
+    # Built from the colour map, not from a panel: a line can be missing from one panel (Identity
+    # has no pre-processor epochs).
+    handles = [
+        Line2D([], [], color=colour, marker="" if by_kind else ".", label=line) for line, colour in colours.items()
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
+    figure.suptitle(title)
+    return figure
+
+
+def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
+    """PGD accuracy against eps and against steps on the first test points, one line per configuration.
+
+    The line is the mean over seeds, the band their min-max (only means are stored per trial, so
+    there is no interval). A rising line is the obfuscated-gradient sign (AdvCL Sec. 5.1);
+    configurations a seed of which was flagged for it say so in the legend.
+    """
+    table = aggregate_seeds(trials, [])
+    keys = varying(table, config_columns(table))
+    line_of = {}
+    for _, row in table.iterrows():
+        rises = [what for flag, what in RISES_FLAGS.items() if flag in str(row["integrity_flags"]).split(",")]
+        label = _label(row, keys) + (f" (flag: rises with {' and '.join(rises)})" if rises else "")
+        line_of.update(dict.fromkeys(row["config_hashes"].split(","), label))
+    points = {
+        column: _sweep_points(trials, column, line_of, scale) for column, (_, _, scale) in STRENGTH_PANELS.items()
+    }
+    if all(frame.empty for frame in points.values()):
+        raise UserError(
+            "these trials have no attack-strength sweep (sweep_eps and sweep_steps are empty: "
+            "evaluation.integrity was off, or eps was 0)"
+        )
+    drawn = pd.concat(points.values())["line"]  # a configuration with no sweep gets no legend entry
+    colours = line_colours(drawn)
+    width = 10.0
+    columns = legend_columns([*colours, "evaluation eps"], width)
+    figure = Figure(
+        figsize=(width, 4.6 + LEGEND_ROW_INCHES * math.ceil((len(colours) + 1) / columns)), layout="constrained"
+    )
+    axes = figure.subplots(1, 2)
+    for ax, (column, (panel, xlabel, _)) in zip(axes, STRENGTH_PANELS.items()):
+        for line, members in points[column].groupby("line", sort=False):
+            seeds = members.groupby("x")["accuracy"].agg(["mean", "min", "max"])
+            ax.plot(seeds.index, seeds["mean"], marker="o", color=colours[line], label=line)
+            ax.fill_between(seeds.index, seeds["min"], seeds["max"], color=colours[line], alpha=0.15, linewidth=0)
+        if column == "sweep_steps":
+            ax.set_xscale("log")
+        _value_ticks(ax, points[column]["x"])
+        ax.set(xlabel=xlabel, ylabel="robust accuracy", title=panel)
+        ax.grid(alpha=0.3)
+    # Every evaluation eps among the swept trials: trials may differ in it, x is absolute.
+    swept = trials[trials["config_hash"].isin(points["sweep_eps"]["config_hash"])]
+    marks = sorted(set(swept.get("eps", pd.Series(dtype=float)).dropna()))
+    for eps in marks:
+        axes[0].axvline(255 * eps, linestyle=":", color="0.35")
+    handles = [Line2D([], [], color=colour, marker="o", label=line) for line, colour in colours.items()]
+    handles += [Line2D([], [], linestyle=":", color="0.35", label="evaluation eps")] if marks else []
+    figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small")
+    counts = sorted({min(SWEEP_POINTS, int(n)) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
+    figure.suptitle(
+        f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
+        "shaded: min-max over seeds; a rising line suggests obfuscated gradients",
+        fontsize="medium",
+    )
+    return figure
+
+
+def _sweep_points(trials: pd.DataFrame, column: str, line_of: dict, scale: float) -> pd.DataFrame:
+    """One row per trial and sweep point: config_hash, line, x (times `scale`), accuracy; '[]' or no
+    column adds none."""
+    texts = trials[column] if column in trials else pd.Series(None, index=trials.index, dtype=object)
+    rows = [
+        (key, line_of[key], round(scale * x, 9), accuracy)
+        for key, text in zip(trials["config_hash"], texts)
+        if isinstance(text, str)
+        for x, accuracy in json.loads(text)
+    ]
+    return pd.DataFrame(rows, columns=["config_hash", "line", "x", "accuracy"])

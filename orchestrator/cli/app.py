@@ -1,0 +1,161 @@
+"""`orchestrator` command line: one subcommand per job, user errors as one line and exit code 2.
+
+Subcommands: `sweep` (run or resume a study), `prepare` (what a spec needs on disk, offline),
+`status`, `results` (query the Parquet), `report` (the paper-style table), `plot`, `pareto`,
+`cancel` (a sweep's Slurm jobs), `preprocessors` (train the pre-processors of one dataset, no Ray),
+and `completion` (the shell code for tab completion). `-q` / `-v` before or after the subcommand
+set the log levels (orchestrator/logs.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Before torch loads: OpenMP threads that busy-wait make concurrent trials on shared cores crawl
+# (measured 1.6 s -> 77 s for a tiny pre-training beside one other busy process).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from orchestrator import logs as verbosity
+
+# Each command module imports torch, Ray and the like inside its run(), so `--help` and the
+# read-only commands start in about a second.
+from orchestrator.cli import (
+    cancel as cancel_command,
+)
+from orchestrator.cli import (
+    export as export_command,
+)
+from orchestrator.cli import (
+    pareto as pareto_command,
+)
+from orchestrator.cli import (
+    plan as plan_command,
+)
+from orchestrator.cli import (
+    plot as plot_command,
+)
+from orchestrator.cli import (
+    prepare as prepare_command,
+)
+from orchestrator.cli import (
+    preprocessors as preprocessors_command,
+)
+from orchestrator.cli import (
+    report as report_command,
+)
+from orchestrator.cli import (
+    results as results_command,
+)
+from orchestrator.cli import (
+    status as status_command,
+)
+from orchestrator.cli import (
+    sweep as sweep_command,
+)
+from orchestrator.store import damaged_files as unreadable
+from trainables.errors import UserError  # noqa: E402
+
+EXIT_USER_ERROR = 2
+SHELLS = ("bash", "zsh")
+# Positional arguments that take a spec (or a sweep folder, or either): tab completes folders and
+# YAML files only.
+SPEC_ARGUMENTS = ("spec", "target", "sweep")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    add_verbosity_options(parser, default=verbosity.DEFAULT)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sweep_command.add_parser(commands)
+    prepare_command.add_parser(commands)
+    plan_command.add_parser(commands)
+    status_command.add_parser(commands)
+    results_command.add_parser(commands)
+    report_command.add_parser(commands)
+    plot_command.add_parser(commands)
+    pareto_command.add_parser(commands)
+    cancel_command.add_parser(commands)
+    export_command.add_parser(commands)
+    preprocessors_command.add_parser(commands)
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell code for tab completion of commands, options and spec paths",
+        description="Print the code that makes bash or zsh complete `orchestrator` commands, options "
+        'and spec paths: eval "$(orchestrator completion bash)" (in ~/.bashrc, or ~/.zshrc with zsh).',
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    completion.set_defaults(run=print_completion)
+    for subparser in commands.choices.values():
+        # SUPPRESS: a subcommand that was not given -q/-v keeps what the main parser set.
+        add_verbosity_options(subparser, default=argparse.SUPPRESS)
+        for action in subparser._actions:
+            if not action.option_strings and action.dest in SPEC_ARGUMENTS:
+                action.completer = _spec_completer  # type: ignore[attr-defined]
+    return parser
+
+
+def add_verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "-q",
+        "--quiet",
+        dest="verbosity",
+        action="store_const",
+        const=verbosity.QUIET,
+        default=default,
+        help="warnings only, from this tool, Ray, Optuna, transformers and AutoAttack",
+    )
+    levels.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="store_const",
+        const=verbosity.VERBOSE,
+        default=default,
+        help="debug logs from this tool and AutoAttack's progress; info from Ray, Optuna and transformers",
+    )
+
+
+def _spec_completer(prefix: str, **_) -> list[str]:
+    """Folders and *.yaml / *.yml files under the typed prefix (a sweep folder or a spec)."""
+    from argcomplete.completers import FilesCompleter
+
+    return list(FilesCompleter(allowednames=("yaml", "yml"), directories=True)(prefix))
+
+
+def print_completion(args: argparse.Namespace) -> int:
+    import argcomplete
+
+    sys.stdout.write(argcomplete.shellcode(["orchestrator"], shell=args.shell))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    if argv is None and "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer, exit
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
+    # No option: $CROPD_LOG_LEVEL if the shell set it, else every logger as it was.
+    verbosity.set_level(verbosity.current() if args.verbosity == verbosity.DEFAULT else args.verbosity)
+    try:
+        return args.run(args) or 0
+    except UserError as err:
+        print(f"orchestrator: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("orchestrator: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        # Damaged files the command skipped (or a sweep moved aside), all named in one line.
+        warning = unreadable.warning_line()
+        if warning:
+            print(warning, file=sys.stderr)
+        unreadable.forget()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

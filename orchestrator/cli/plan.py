@@ -1,0 +1,140 @@
+"""`orchestrator plan SPEC [KEY=VALUE ...]`: the trials, shared stages, estimated cost and resources
+of a sweep, and what its backend checks before submitting (for Slurm: the sbatch script with
+sbatch's own `--test-only` verdict).
+
+Imports no torch and writes or submits nothing (orchestrator/spec/estimate.py says how estimates are made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+from orchestrator.spec.backends import add_backend_options, backend_names
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "plan",
+        help="what a spec would run and cost, before running it (nothing is written or submitted)",
+    )
+    parser.add_argument("spec", type=Path, help="sweep spec, e.g. search_spaces/lambda_ablation.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="override the spec as `sweep` does")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        action="append",
+        default=None,
+        help="a sweep folder, or a folder of sweeps, whose recorded stage times the estimates come from "
+        "(repeatable; default: the folder the spec's own sweep would go in, runs/)",
+    )
+    parser.add_argument("--backend", choices=backend_names(), default=None, help="default: the spec's backend")
+    parser.add_argument("--format", choices=("text", "json"), default="text")
+    add_backend_options(parser)
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.backends.registry import backend_class
+    from orchestrator.spec.estimate import estimate, history_rows, planned_stages
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.store.paths import default_sweep_dir
+
+    spec = load_spec(args.spec, args.overrides)
+    history = args.history or [default_sweep_dir(spec.name).parent]
+    plan = estimate(planned_stages(spec), history_rows(history))
+    backend = backend_class(args.backend or spec.backend).from_options(spec, args)
+    at_once, why = backend.plan_concurrency(spec) or concurrency(spec)
+    wall_s = plan.total_s / at_once if at_once else None  # None: no trial fits
+    check = backend.plan_check(spec, wall_s)
+    if args.format == "json":
+        print(json.dumps(_as_json(spec, plan, at_once, why, wall_s, history, backend.name, check), indent=2))
+    else:
+        lines = ["", *backend.plan_lines(check)] if check is not None else []
+        print(_as_text(spec, plan, at_once, why, wall_s, history, lines))
+    return 0
+
+
+def concurrency(spec) -> tuple[int, str]:
+    """How many trials run at once here, and why: the per-trial request against this machine's cores."""
+    cpu, gpu = spec.resources["cpu"], spec.resources["gpu"]
+    limit = spec.max_concurrent or math.inf
+    cores = os.cpu_count() or 1
+    count = min(limit, math.floor(cores / cpu) if cpu else math.inf, spec.num_trials)
+    why = (
+        ("no trial fits here: " if cpu > cores else "")
+        + f"{cores} cores here / cpu {cpu} per trial"
+        + (f", max_concurrent {spec.max_concurrent}" if spec.max_concurrent else "")
+    )
+    if gpu:
+        why += f"; each trial also asks for {gpu} GPU (not counted here: at most {math.floor(1 / gpu)} per GPU)"
+    return int(count if math.isfinite(count) else spec.num_trials), why
+
+
+def _hours(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds / 3600:,.2f} h" if seconds >= 360 else f"{seconds:,.0f} s"
+
+
+def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]) -> str:
+    seeds = spec.raw.get("seeds")
+    points = len(spec.grid_points)
+    lines = [
+        f"plan for {spec.name} ({spec.path}{', ' + ' '.join(spec.overrides) if spec.overrides else ''}): "
+        f"{spec.num_trials} trials = {points} grid points"
+        + (f" ({points // len(seeds)} configurations x {len(seeds)} seeds)" if seeds else "")
+        + (f" + {spec.search_trials} sampled by the search" if spec.search_trials else ""),
+        "",
+        f"stages, each shared one counted once (estimates from the stage times in {', '.join(map(str, history))}):",
+    ]
+    # Stages alike (same kind and settings, e.g. the clean heads of several trials) on one line.
+    groups: dict[tuple[str, str], list] = {}
+    for stage in plan.stages:
+        groups.setdefault((stage.kind, stage.label), []).append(stage)
+    order = ["foundation pre-training", "pre-processor", "head", "evaluation"]
+    for (kind, label), alike in sorted(groups.items(), key=lambda item: order.index(item[0][0])):
+        trials = sum(stage.trials for stage in alike)
+        known = [stage.estimate_s for stage in alike if stage.estimate_s is not None]
+        each = f"{len(alike)} x " if len(alike) > 1 else ""
+        total = _hours(sum(known)) if len(known) == len(alike) else "?" if not known else f">= {_hours(sum(known))}"
+        lines.append(
+            f"  {kind:<24} {each}{label}  [{trials} trial{'s' if trials != 1 else ''}]  {total}  ({alike[0].basis})"
+        )
+    counts = {}
+    for stage in plan.stages:
+        counts[stage.kind] = counts.get(stage.kind, 0) + 1
+    lines += [
+        "",
+        "distinct stages: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()),
+        f"estimated total: {_hours(plan.total_s)} of trial slots"
+        + (f" ({plan.unestimated} stage(s) without an estimate are not in it)" if plan.unestimated else ""),
+        f"resources: cpu {spec.resources['cpu']}, gpu {spec.resources['gpu']} per trial; {at_once} at once ({why}); "
+        + (f"wall about {_hours(wall_s)}" if wall_s is not None else "no wall time: no trial fits what is asked for"),
+    ]
+    return "\n".join(lines + backend_lines)
+
+
+def _as_json(spec, plan, at_once, why, wall_s, history, backend: str, check: dict | None) -> dict:
+    return {
+        "name": spec.name,
+        "spec": str(spec.path),
+        "overrides": list(spec.overrides),
+        "trials": spec.num_trials,
+        "grid_points": len(spec.grid_points),
+        "search_trials": spec.search_trials,
+        "history": [str(h) for h in history],
+        "stages": [
+            {"kind": s.kind, "label": s.label, "trials": s.trials, "estimate_s": s.estimate_s, "basis": s.basis}
+            for s in plan.stages
+        ],
+        "total_s": plan.total_s,
+        "unestimated_stages": plan.unestimated,
+        "at_once": at_once,
+        "at_once_why": why,
+        "wall_s": wall_s,
+        "backend": backend,
+        # the backend's own check under its name ("slurm": the sbatch script and its verdict)
+        **({backend: check} if check is not None else {}),
+    }

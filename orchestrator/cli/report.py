@@ -1,0 +1,73 @@
+"""`orchestrator report <sweep>`: the paper-style table (Natural, PGD-10, PGD-20, AutoAttack).
+
+Markdown by default, LaTeX for the paper, CSV for a spreadsheet, JSON for a script (one object
+on stdout, nothing else there); -o writes a file instead of printing. Seeds of one configuration
+are one row: mean ± half of its 95% interval, and the test points behind each column. Then the
+paired differences of every row against a reference row (Vanilla by default) on the same test
+points: a paired bootstrap interval and McNemar's exact p.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    from orchestrator.analysis.report import FORMATS
+
+    parser = commands.add_parser(
+        "report",
+        help="the paper-style table of a sweep (markdown, LaTeX, CSV or JSON)",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
+    parser.add_argument("--where", metavar="SQL", help="a DuckDB condition on the trials to include")
+    parser.add_argument(
+        "--compare-to",
+        action="append",
+        metavar="REFERENCE",
+        help="paired differences against this configuration: a pre-processor kind (vanilla) or settings "
+        "(preprocessor.kind=cropd,preprocessor.lambda=1); repeat for several; 'none' for no comparison "
+        "(default: vanilla when the sweep has it, else identity)",
+    )
+    parser.add_argument(
+        "--costs",
+        action="store_true",
+        help="the cost view instead (paper Tables 11 and 12): seconds per stage and parameter counts per row",
+    )
+    parser.add_argument("-o", "--output", type=Path, help="write the table to this file (default: print it)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from orchestrator.analysis.frames import finished_trials
+    from trainables.artifacts import atomic_write_bytes
+
+    trials = finished_trials(args.target, where=args.where)
+    if args.costs:
+        from orchestrator.analysis.report import render_costs
+
+        text = render_costs(trials, args.format)
+    else:
+        text = report_text(args.target, trials, args.format, args.compare_to)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        atomic_write_bytes(args.output, text.encode())
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[str] | None = None) -> str:
+    """The table and its paired comparisons (the default reference unless `compare_to` says)."""
+    from orchestrator.analysis.frames import present_metrics
+    from orchestrator.analysis.paired import sweep_comparisons
+    from orchestrator.analysis.report import render
+
+    comparisons = sweep_comparisons(target, trials, compare_to, present_metrics(trials))
+    if comparisons is None:
+        print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)
+    return render(trials, fmt, comparisons or [])

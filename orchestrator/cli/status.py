@@ -1,0 +1,239 @@
+"""`orchestrator status <sweep dir or spec>`: counts by state, then one line per trial.
+
+Reads only the sweep directory (Parquet rows and trial folders), never Ray: it works while the
+sweep runs, after it was killed, and from a login node watching a Slurm job. `--format json`
+prints the same as one JSON object on stdout (nothing else there), for scripts and dashboards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from orchestrator.analysis.plain_json import dumps, json_value
+from orchestrator.spec.target import sweep_dir_of
+from orchestrator.store.parquet import read_state
+from orchestrator.store.paths import SweepPaths
+from orchestrator.store.query import load_trials
+from orchestrator.store.rows import HEADLINE_METRICS, STOPPED
+from trainables.stage_progress import read as read_progress
+
+STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
+COLUMN_TITLES = {
+    "head.mode": "head",
+    "foundation.mode": "foundation mode",
+    "foundation.name": "foundation",
+    "foundation.pretraining.method": "pre-training",
+}
+SHOWN_SETTINGS = (
+    "dataset",
+    "data_fraction",
+    "seed",
+    "foundation.name",
+    "foundation.pretraining.method",
+    "foundation.mode",
+    "preprocessor.kind",
+    "preprocessor.lambda",
+    "preprocessor.temperature",
+    "head.mode",
+)
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("status", help="what a sweep has done so far")
+    parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), or json: one object with the counts, the jobs and every trial, on stdout",
+    )
+    parser.set_defaults(run=run)
+
+
+FORMATS = ("table", "json")
+
+
+def run(args: argparse.Namespace) -> int:
+    sweep_dir = sweep_dir_of(args.target)
+    if args.format == "json":
+        sys.stdout.write(dumps(status_data(sweep_dir)))
+    else:
+        print_status(sweep_dir)
+    return 0
+
+
+def sweep_counts(sweep_dir: Path, trials=None) -> dict[str, int]:
+    """Planned, finished, failed, stopped early by a scheduler, started-without-result (running or
+    interrupted), not started;
+    `trials`: the sweep's rows when the caller has read them already."""
+    state = read_state(sweep_dir)
+    trials = load_trials(sweep_dir) if trials is None else trials
+    finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
+    failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
+    stopped = int((trials["status"] == STOPPED).sum()) if len(trials) else 0
+    started = started_trials(sweep_dir, trials)
+    planned = state["num_trials"]
+    return {
+        "planned": planned,
+        "finished": finished,
+        "failed": failed,
+        "stopped": stopped,
+        "started": len(started),
+        "not started": max(0, planned - finished - failed - stopped - len(started)),
+    }
+
+
+def started_trials(sweep_dir: Path, trials=None) -> list[str]:
+    """Keys of the trials that started (a workdir with its config) but have no row: running, or interrupted."""
+    trials = load_trials(sweep_dir) if trials is None else trials
+    with_rows = set(trials["config_hash"]) if len(trials) else set()
+    paths = SweepPaths(sweep_dir)
+    return sorted(
+        p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows
+    )
+
+
+def progress_of_started(sweep_dir: Path, trials=None) -> list[dict[str, Any]]:
+    """Per started trial that reported where it is (trainables/stage_progress.py): its key, stage,
+    where inside it, and how many seconds ago it said so (a large age: interrupted, not running)."""
+    paths, now, found = SweepPaths(sweep_dir), time.time(), []
+    for key in started_trials(sweep_dir, trials):
+        record = read_progress(paths.workdir(key))
+        if record is not None:
+            found.append(
+                {
+                    "config_hash": key,
+                    "stage": record["stage"],
+                    "text": record["text"],
+                    "seconds_ago": now - record["at"],
+                }
+            )
+    return found
+
+
+def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
+    """Counts by state, the backend's jobs (Slurm's), then (`per_trial`) one line per trial; failures always."""
+    # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
+    console = console or Console(width=None if Console().is_terminal else 160)
+    sweep_dir = Path(sweep_dir)
+    trials = load_trials(sweep_dir)  # read once: the counts, the progress lines and the table use it
+    counts = sweep_counts(sweep_dir, trials)
+    console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    print_jobs(sweep_dir, console)
+    for running in progress_of_started(sweep_dir, trials):
+        console.print(
+            f"{running['config_hash'][:8]} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])})",
+            markup=False,
+            highlight=False,
+        )
+    if not len(trials):
+        return
+    if not per_trial:
+        _print_failures(trials, console)
+        return
+    settings = shown_settings(trials)
+    table = Table()
+    table.add_column("trial")
+    table.add_column("status")
+    for column in settings:
+        table.add_column(COLUMN_TITLES.get(column, column.rsplit(".", 1)[-1]))
+    for column in (*(m.removeprefix("acc_") for m in HEADLINE_METRICS), "time (s)"):
+        table.add_column(column, justify="right")
+    for row in trials.to_dict("records"):
+        cells = [row["config_hash"][:8], row["status"]]
+        cells += [_cell(row.get(c), "{:.4g}") for c in settings]
+        cells += [_cell(row.get(m)) for m in HEADLINE_METRICS]
+        cells.append(f"{_total_seconds(row):.0f}")
+        table.add_row(*cells)
+    console.print(table)
+    _print_failures(trials, console)
+
+
+def status_data(sweep_dir: Path) -> dict[str, Any]:
+    """What `status` prints, as plain JSON values: the counts by state (keys as printed, with `_`
+    for spaces), the backend's jobs, and per trial its full hash, id, status, the settings the
+    table shows, each headline accuracy with its interval and number of test points, the seconds
+    of all stages together, and the error of a failed one. NaN (not measured) is null."""
+    sweep_dir = Path(sweep_dir)
+    from orchestrator.backends.registry import backend_of
+
+    trials = load_trials(sweep_dir)
+    settings = shown_settings(trials) if len(trials) else []
+    records = []
+    for row in trials.to_dict("records"):
+        record: dict[str, Any] = {
+            "config_hash": row["config_hash"],
+            "trial_id": row.get("trial_id"),
+            "status": row["status"],
+            "settings": {column: row.get(column) for column in settings},
+        }
+        for metric in HEADLINE_METRICS:
+            record[metric] = {
+                "value": row.get(metric),
+                "lo": row.get(f"{metric}_lo"),
+                "hi": row.get(f"{metric}_hi"),
+                # trainables/evaluation.py records n_<attack>: the test points behind the metric.
+                "points": row.get(f"n_{metric.removeprefix('acc_')}"),
+            }
+        record["time_s"] = _total_seconds(row)
+        record["error"] = row.get("error") if isinstance(row.get("error"), str) and row["error"] else None
+        record["error_kind"] = row.get("error_kind") if record["error"] else None
+        records.append(record)
+    jobs = [
+        {"backend": job.backend, "job_id": job.job_id, "mode": job.mode, "state": job.state, "log": str(job.log)}
+        for job in backend_of(sweep_dir).jobs(sweep_dir)
+    ]
+    counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir, trials).items()}
+    started = progress_of_started(sweep_dir, trials)
+    return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "started": started, "trials": records})
+
+
+def shown_settings(trials) -> list[str]:
+    """The settings the per-trial lines show: those that vary across the sweep (else the kind)."""
+    return [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or [
+        "preprocessor.kind"
+    ]
+
+
+def _total_seconds(row: dict) -> float:
+    return sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
+
+
+def _print_failures(trials, console: Console) -> None:
+    for row in trials.to_dict("records"):
+        if isinstance(row.get("error"), str) and row["error"]:  # pandas reads a missing text as NaN
+            console.print(f"{row['config_hash'][:8]} failed: {row['error']}", markup=False, highlight=False)
+
+
+def print_jobs(sweep_dir: Path, console: Console) -> None:
+    """One line per job (or array task) the sweep's backend submitted: id, mode, state, its log."""
+    from orchestrator.backends.registry import backend_of
+
+    for job in backend_of(sweep_dir).jobs(sweep_dir):
+        console.print(
+            f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}", markup=False, highlight=False
+        )
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
+
+
+def _finite(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _cell(value, float_format: str = "{:.4f}") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return float_format.format(value) if isinstance(value, float) else str(value)

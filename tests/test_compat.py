@@ -1,0 +1,140 @@
+"""Old module paths keep working: every alias of compat.py, pickles written by 15dd327 (before the
+package was grouped), and a sweep folder that 15dd327 wrote and interrupted, resumed by this code.
+
+The fixture tests/fixtures/sweep_15dd327/ was written by the code at 15dd327 (tests/chaos/inject.py
+hold-at-epoch-2, then SIGINT to the driver): one trial finished, one failed (DataNotFoundError, so
+Ray keeps an error.pkl), one held and cut in its pre-processor's epoch 2. Its ray/tuner.pkl names
+orchestrator.grid_first_search, orchestrator.progress and orchestrator.trial_failures; its pickles/
+hold submitit's job callables and the two pickled exceptions as 15dd327 pickled them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from orchestrator import compat
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "sweep_15dd327"
+
+
+@pytest.mark.parametrize("old", sorted(compat.ALIASES))
+def test_every_old_module_path_imports_as_the_module_that_holds_its_code_now(old):
+    assert importlib.import_module(old) is importlib.import_module(compat.ALIASES[old])
+
+
+def _defined_in(module):
+    return [
+        value
+        for value in vars(module).values()
+        if (inspect.isclass(value) or inspect.isfunction(value)) and value.__module__ == module.__name__
+    ]
+
+
+@pytest.mark.parametrize("old", sorted(compat.ALIASES))
+def test_a_class_or_function_pickled_under_an_old_path_unpickles(old, monkeypatch):
+    module = importlib.import_module(compat.ALIASES[old])
+    found = _defined_in(module)
+    # A module that re-exports pickled names it no longer defines (the two exceptions moved to
+    # orchestrator.errors) must still hand them out under the old path.
+    if old in ("orchestrator.trial_runner", "orchestrator.trainable"):
+        from orchestrator import errors
+
+        found += _defined_in(errors)
+    assert found, f"{compat.ALIASES[old]} defines nothing to pickle"
+    for value in found:
+        monkeypatch.setattr(value, "__module__", old)  # as pickled before the move
+        pickled = pickle.dumps(value)
+        monkeypatch.undo()
+        assert old.encode() in pickled
+        assert pickle.loads(pickled) is value
+
+
+@pytest.mark.parametrize("package", sorted(compat.FORMER_MODULES))
+def test_an_old_module_that_is_a_package_now_still_hands_out_its_names(package):
+    former = importlib.import_module(compat.FORMER_MODULES[package])
+    names = [value.__name__ for value in _defined_in(former)]
+    assert names
+    for name in names:
+        assert getattr(importlib.import_module(package), name) is getattr(former, name)
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        getattr(importlib.import_module(package), "no_such_name")
+
+
+def test_the_console_script_an_older_install_wrote_still_runs():
+    # pip wrote `from orchestrator.cli import main` into the orchestrator script before the move.
+    from orchestrator.cli import main
+    from orchestrator.cli.app import main as current
+
+    assert main is current
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("sweep_driver.pkl", "orchestrator.backends.slurm.job.SweepDriver"),
+        ("array_trial.pkl", "orchestrator.backends.slurm.job.ArrayTrial"),
+        ("recorded_failure.pkl", "orchestrator.errors.RecordedFailure"),
+        ("out_of_storage.pkl", "orchestrator.errors.OutOfStorage"),
+    ],
+)
+def test_pickles_written_by_15dd327_load(name, expected):
+    loaded = pickle.loads((FIXTURE / "pickles" / name).read_bytes())
+    assert f"{type(loaded).__module__}.{type(loaded).__qualname__}" == expected
+    if hasattr(loaded, "spec"):
+        # The SweepSpec of a job submitted by 15dd327: its slurm: section reaches the backend.
+        from orchestrator.backends.slurm.settings import SlurmSettings
+
+        assert loaded.spec.name == "old_sweep" and isinstance(loaded.spec.backend_settings["slurm"], SlurmSettings)
+
+
+def test_the_error_pickle_and_tuner_state_of_the_old_sweep_folder_load():
+    ray_dir = FIXTURE / "old_sweep" / "ray"
+    tuner_state = (ray_dir / "tuner.pkl").read_bytes()
+    assert {b"orchestrator.grid_first_search", b"orchestrator.progress", b"orchestrator.trial_failures"} <= set(
+        re.findall(rb"orchestrator\.[a-z_]+", tuner_state)
+    )
+    loaded = pickle.loads(tuner_state)
+    assert loaded  # a dict of the Tuner's settings, with our searcher and callbacks inside
+    (error,) = ray_dir.glob("*/error.pkl")
+    assert "DataNotFoundError" in repr(pickle.loads(error.read_bytes()))
+
+
+@pytest.mark.integration
+def test_a_sweep_folder_that_15dd327_wrote_and_interrupted_resumes(tmp_path, cache_root):
+    from orchestrator.backends.local import LocalBackend
+    from orchestrator.engine.runner import run_sweep
+    from orchestrator.spec.sweep_spec import load_spec
+    from orchestrator.store.query import connect, load_trials
+
+    spec_path = tmp_path / "old_sweep.yaml"
+    shutil.copy(FIXTURE / "old_sweep.yaml", spec_path)
+    sweep_dir = tmp_path / "runs" / "old_sweep"
+    shutil.copytree(FIXTURE / "old_sweep", sweep_dir)
+    before = load_trials(sweep_dir).set_index("preprocessor.kind")
+    assert len(before) == 2  # identity finished, cifar2's identity failed; cropd was cut mid-training
+
+    outcome = run_sweep(
+        load_spec(spec_path),
+        sweep_dir,
+        backend=LocalBackend(temp_dir=tempfile.mkdtemp(prefix="cr-", dir="/tmp")),
+        live=False,
+    )
+    assert outcome.resumed and (outcome.done, outcome.failed) == (2, 1)
+    trials = load_trials(sweep_dir)
+    done = trials[trials["status"] == "TERMINATED"].set_index("preprocessor.kind")
+    assert sorted(done.index) == ["cropd", "identity"]
+    # The finished trial was not run again, and the cut one continued from its epoch-2 checkpoint.
+    finished_before = before[before["status"] == "TERMINATED"].loc["identity", "finished_at"]
+    assert done.loc["identity", "finished_at"] == finished_before
+    epochs = connect(sweep_dir).execute(
+        "SELECT epoch, count(*) FROM epochs WHERE stage = 'preprocessor' GROUP BY epoch ORDER BY epoch"
+    ).fetchall()
+    assert epochs == [(1, 1), (2, 1), (3, 1)]

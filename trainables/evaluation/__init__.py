@@ -1,0 +1,34 @@
+"""White-box robustness of a whole images->logits pipeline: natural accuracy and every attack of the registry.
+
+Each accuracy comes with a seeded 95% bootstrap interval; integrity checks are recorded as flags,
+never hidden. The attacks (PGD-10, PGD-20, AutoAttack), their labels, steps and step sizes, and the
+columns a trial's row gets are declared torch-free in trainables/schema/results.py.
+
+    run.py          evaluate(): the attacks in table order, by family; the row's metrics
+    batches.py      the evaluated points in batches; PGD survival per point (shared by run and integrity)
+    autoattack.py   the pyautoattack adapter (ensemble choice, captured warnings, settrace kept, verified)
+    integrity.py    orderings, determinism, input gradients, the attack-strength sweep
+    bootstrap.py    seeded percentile intervals and paired differences
+"""
+
+from .autoattack import autoattack_logging
+from .batches import Batches, evaluation_order, natural_predictions, robust_correct_settings
+from .integrity import SWEEP_SHARED_BATCHES, sweeps
+from .run import FAMILY_RUNNERS, PGD_SETTINGS, evaluate, per_example_outcomes, pgd_setting
+
+# The names this package had as one module, which bench/ and tests reach in for.
+_Batches = Batches
+_autoattack_logging = autoattack_logging
+_evaluation_order = evaluation_order
+_natural_predictions = natural_predictions
+_robust_correct_settings = robust_correct_settings
+_sweeps = sweeps
+
+__all__ = [
+    "FAMILY_RUNNERS",
+    "PGD_SETTINGS",
+    "SWEEP_SHARED_BATCHES",
+    "evaluate",
+    "per_example_outcomes",
+    "pgd_setting",
+]
