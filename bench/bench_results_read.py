@@ -1,4 +1,4 @@
-"""Reading a large sweep's results back: per-trial files alone against results/cache/ (results_cache.py).
+"""Reading a large sweep's results back: per-trial files alone against results/cache/ (cache.py).
 
 Writes N trials' rows and per-example outcomes through orchestrator.store.results (the files a sweep
 writes, with the quickstart's config and 3 attacks x the given test points per trial), then times
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--json", type=Path, default=None, metavar="PATH")
     args = p.parse_args(argv)
-    from orchestrator.store import cache as results_cache
+    from orchestrator.store import cache
     from orchestrator.store.cache import REFRESH_AT
 
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-results-read-"))
@@ -102,10 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     # A reader that reads >= REFRESH_AT files itself writes the cache: the first read is the uncached one.
     figures["no cache (first reader)"] = timed_read(sweep_dir)
-    for cache in (sweep_dir / "results" / "cache").glob("*.parquet"):
-        cache.unlink()
+    for cache_file in (sweep_dir / "results" / "cache").glob("*.parquet"):
+        cache_file.unlink()
     started = time.perf_counter()
-    results_cache.refresh_all(sweep_dir / "results")
+    cache.refresh_all(sweep_dir / "results")
     figures["refresh_all (driver, sweep end)"] = (time.perf_counter() - started, "")
     figures["with cache"] = timed_read(sweep_dir)
     for name, (seconds, out) in figures.items():

@@ -89,10 +89,10 @@ def stage_seconds(sweep_dir: Path) -> dict[str, float]:
 def trial_work_floor(stages_s: dict[str, float], spec_file: Path) -> float:
     """The least wall time the sweep's stage seconds allow: their sum over the trials that can run
     at once. Only the trial's stages count: natural, pgd10, ... are parts of evaluation."""
-    from orchestrator.cli.status import STAGES
     from orchestrator.spec.sweep_spec import load_spec
+    from trainables.schema.results import WALL_STAGES
 
-    return sum(stages_s.get(stage, 0.0) for stage in STAGES) / concurrency(load_spec(spec_file))
+    return sum(stages_s.get(stage, 0.0) for stage in WALL_STAGES) / concurrency(load_spec(spec_file))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,8 +38,12 @@ sys.path.insert(0, str(REPO))
 
 from bench_speedup import WARM_FOUNDATION  # noqa: E402
 
-# A trial's stages; the other time_ columns (natural, pgd10, integrity, ...) are parts of evaluation.
-STAGES = ("foundation", "preprocessor", "head", "evaluation")
+from trainables.schema.results import WALL_STAGES, time_column  # noqa: E402
+
+# A trial's stages but loading the data (as this bench has always counted them); the other time_
+# columns (natural, pgd10, integrity, ...) are parts of evaluation.
+STAGES = tuple(stage for stage in WALL_STAGES if stage != "data")
+PREPROCESSOR_TIME = time_column("preprocessor")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -103,7 +107,7 @@ def run(spec: Path, sweep_dir: Path, cache: Path, share: bool) -> dict:
 
 def spent_seconds(sweep_dir: Path) -> dict:
     """What the trials spent: slot-seconds (each trial's finish minus start, summed) and stage
-    seconds. A row's time_preprocessor_s is the artifact's training cost even when the trial reused
+    seconds. A row's pre-processor time is the artifact's training cost even when the trial reused
     it (the paper's cost tables want that), so a reused one counts 0 here: its load is in the slot."""
     from orchestrator.store.query import load_trials
 
@@ -113,7 +117,7 @@ def spent_seconds(sweep_dir: Path) -> dict:
     slot_s = float((trials["finished_at"] - trials["started_at"]).dt.total_seconds().sum())
     stages = {}
     for stage in STAGES:
-        seconds = trials[f"time_{stage}_s"].fillna(0.0)
+        seconds = trials[time_column(stage)].fillna(0.0)
         if stage == "preprocessor":
             seconds = seconds.where(~reused, 0.0)
         stages[stage] = round(float(seconds.sum()), 1)
@@ -130,14 +134,14 @@ def best_ratio(off, on, off_total: float) -> float:
     whose pre-processor the on run reused (their heads and evaluations are per trial). `off` and
     `on`: the two runs' trial rows, indexed by config_hash."""
     reused = on.index[preprocessor_reused(on)]
-    return (off_total - float(off["time_preprocessor_s"].reindex(reused).fillna(0.0).sum())) / off_total
+    return (off_total - float(off[PREPROCESSOR_TIME].reindex(reused).fillna(0.0).sum())) / off_total
 
 
 def same_work_speed(off, on) -> float:
     """On-run seconds over off-run seconds for identical work: the pre-processors both runs trained
     (the same weights, bit for bit, on the CPU). Below 1: the machine ran faster during the on run."""
-    both = on.index[~preprocessor_reused(on) & (on["time_preprocessor_s"] > 0)]
-    return float(on.loc[both, "time_preprocessor_s"].sum()) / float(off.loc[both, "time_preprocessor_s"].sum())
+    both = on.index[~preprocessor_reused(on) & (on[PREPROCESSOR_TIME] > 0)]
+    return float(on.loc[both, PREPROCESSOR_TIME].sum()) / float(off.loc[both, PREPROCESSOR_TIME].sum())
 
 
 def reuse_table(sweep_dir: Path) -> list[str]:

@@ -35,7 +35,9 @@ sys.path.insert(0, str(REPO))
 
 from _machine import available_cores, concurrency  # noqa: E402
 
-STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
+# A trial's own stages (they add up to its time) and their columns; torch-free.
+from trainables.schema.results import WALL_STAGES, time_column  # noqa: E402
+
 DEFAULT_SPEC = REPO / "search_spaces" / "quickstart.yaml"
 
 
@@ -183,7 +185,7 @@ def serial_worker(job_path: Path) -> int:
             {
                 "config_hash": key,
                 "wall_s": time.perf_counter() - started,
-                **{f"time_{s}_s": metrics.get(f"time_{s}_s", math.nan) for s in STAGES},
+                **{time_column(s): metrics.get(time_column(s), math.nan) for s in WALL_STAGES},
                 "acc_natural": metrics.get("acc_natural"),
             }
         )
@@ -246,7 +248,7 @@ def run_engine(spec, sweep_dir: Path) -> dict:
                 "status": row["status"],
                 "started": row["started_at"].timestamp(),
                 "finished": row["finished_at"].timestamp(),
-                **{f"time_{s}_s": float(row.get(f"time_{s}_s", math.nan)) for s in STAGES},
+                **{time_column(s): float(row.get(time_column(s), math.nan)) for s in WALL_STAGES},
                 "acc_natural": row.get("acc_natural"),
             }
         )
@@ -310,7 +312,7 @@ def pretrain_foundations(configs: list[dict]) -> list[str]:
 
 
 def stage_sum(trial: dict) -> float:
-    return sum(trial[f"time_{s}_s"] for s in STAGES if math.isfinite(trial[f"time_{s}_s"]))
+    return sum(trial[time_column(s)] for s in WALL_STAGES if math.isfinite(trial[time_column(s)]))
 
 
 def report(

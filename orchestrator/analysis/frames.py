@@ -14,9 +14,10 @@ import pandas as pd
 
 from orchestrator.spec.target import results_dir_of
 from orchestrator.store.query import add_examples_view, connect_results, first_line
-from orchestrator.store.rows import HEADLINE_METRICS, SEED_COLUMNS, TERMINATED, is_setting
+from orchestrator.store.rows import SEED_COLUMNS, TERMINATED, is_setting
 from orchestrator.store.safe_query import locked_connection
 from trainables.errors import UserError
+from trainables.schema.results import CONFIDENCE, HEADLINE_METRICS
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = (
@@ -30,7 +31,6 @@ IDENTITY_COLUMNS = (
     "git_revision",
     "torch_threads",
 )
-INTERVAL_LEVEL = 0.95
 
 
 def load(target: Path, *, where: str | None = None, finished_only: bool = True) -> pd.DataFrame:
@@ -228,7 +228,7 @@ def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
             elif len(values) >= 2:
                 numbers = values.to_numpy(dtype=float)
                 half = (
-                    stats.t.ppf(0.5 + INTERVAL_LEVEL / 2, len(numbers) - 1)
+                    stats.t.ppf(0.5 + CONFIDENCE / 2, len(numbers) - 1)
                     * numbers.std(ddof=1)
                     / math.sqrt(len(numbers))
                 )

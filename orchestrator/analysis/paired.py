@@ -19,8 +19,9 @@ import pandas as pd
 from orchestrator.analysis.frames import configurations
 from orchestrator.store.rows import SEED_COLUMNS
 from trainables.errors import UserError
+from trainables.schema.preprocessor import REFERENCE_KINDS
+from trainables.schema.results import ACCURACY_NAMES, CONFIDENCE, accuracy_column
 
-CONFIDENCE = 0.95
 RESAMPLES = 1000  # the paper's bootstrap count
 _CHUNK = 200  # bootstrap replicates drawn at a time: bounded memory for 10,000-point test sets
 
@@ -121,9 +122,15 @@ def _bootstrap_interval(differences: np.ndarray, resamples: int, seed: int, conf
 # --- a sweep's configurations against a reference -----------------------------------------------
 
 
+# acc_pgd20 -> pgd20, for every accuracy a row reports.
+_ACCURACY_OF_COLUMN = {accuracy_column(name): name for name in ACCURACY_NAMES}
+
+
 def attack_of(metric: str) -> str:
     """acc_pgd20 -> pgd20: per-example outcomes are named by attack, results columns by metric."""
-    return metric.removeprefix("acc_")
+    if metric not in _ACCURACY_OF_COLUMN:
+        raise ValueError(f"{metric!r} is not an accuracy column: one of {list(_ACCURACY_OF_COLUMN)}")
+    return _ACCURACY_OF_COLUMN[metric]
 
 
 def parse_reference(text: str) -> dict[str, str]:
@@ -147,9 +154,9 @@ def parse_reference(text: str) -> dict[str, str]:
 
 
 def default_reference(trials: pd.DataFrame) -> dict[str, str] | None:
-    """Vanilla when the sweep has it, else Identity, else none."""
+    """The first of the registry's REFERENCE_KINDS the sweep has (Vanilla, else Identity), else none."""
     kinds = set(trials.get("preprocessor.kind", pd.Series(dtype=object)).dropna())
-    for kind in ("vanilla", "identity"):
+    for kind in REFERENCE_KINDS:
         if kind in kinds:
             return {"preprocessor.kind": kind}
     return None

@@ -24,12 +24,12 @@ from orchestrator.analysis.frames import aggregate_seeds, config_columns, pareto
 from orchestrator.analysis.report import TITLES, setting_text
 from trainables.artifacts import atomic_write_bytes
 from trainables.errors import UserError
+from trainables.schema.results import EPOCH_STAGES, NATURAL, SWEEP_POINTS, count_column
 
 IMAGE_FORMATS = ("png", "svg")
 DPI = 150
 MAX_LABELLED_LINES = 10
 MAX_VALUE_TICKS = 6  # more configurations than this: colour by pre-processor kind instead
-STAGE_ORDER = ("foundation", "preprocessor", "head")
 # Per-epoch columns drawn, where a stage records them: the optimised loss, the reconstruction
 # alone (comparable across pre-processor kinds, unlike their total losses), head accuracy.
 EPOCH_PANELS = {"loss": "training loss", "loss_reconstruction": "reconstruction MSE", "train_acc": "train accuracy"}
@@ -42,7 +42,6 @@ RISES_FLAGS = {"accuracy_rises_with_eps": "eps", "accuracy_rises_with_steps": "s
 # Legend geometry at fontsize "small": width of a character and of the marker with its padding,
 # height of a row. Used to fit long configuration labels without clipping them.
 LEGEND_CHAR_INCHES, LEGEND_HANDLE_INCHES, LEGEND_ROW_INCHES = 0.062, 0.7, 0.2
-SWEEP_POINTS = 64  # trainables.evaluation's, not imported from there: that module loads torch
 # Label positions tried around a point, in points from it: right, above, left, below, diagonals.
 LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (0, 9), (0, -15), (12, 12), (-12, -18))
 
@@ -280,9 +279,8 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
         raise UserError("these trials have no per-epoch records (results/epochs/ is empty)")
     by_kind = len(set(labels.values())) > MAX_LABELLED_LINES
     epochs["line"] = epochs["config_hash"].map(kinds if by_kind else labels)
-    stages = sorted(
-        set(epochs["stage"]), key=lambda stage: STAGE_ORDER.index(stage) if stage in STAGE_ORDER else len(STAGE_ORDER)
-    )
+    order = {stage: index for index, stage in enumerate(EPOCH_STAGES)}  # unknown stages last
+    stages = sorted(set(epochs["stage"]), key=lambda stage: order.get(stage, len(order)))
     panels = [
         (stage, column)
         for stage in stages
@@ -367,7 +365,8 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
     handles = [Line2D([], [], color=colour, marker="o", label=line) for line, colour in colours.items()]
     handles += [Line2D([], [], linestyle=":", color="0.35", label="evaluation eps")] if marks else []
     figure.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small")
-    counts = sorted({min(SWEEP_POINTS, int(n)) for n in trials.get("n_natural", pd.Series(dtype=float)).dropna()})
+    evaluated = trials.get(count_column(NATURAL), pd.Series(dtype=float)).dropna()
+    counts = sorted({min(SWEEP_POINTS, int(n)) for n in evaluated})
     figure.suptitle(
         f"{title}\nfirst {'/'.join(map(str, counts)) or SWEEP_POINTS} evaluated test points; "
         "shaded: min-max over seeds; a rising line suggests obfuscated gradients",

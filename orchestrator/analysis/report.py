@@ -3,6 +3,7 @@
 Rows are pre-processor, lambda and head mode (plus any other setting the sweep varied), columns
 Natural, PGD-10, PGD-20, AutoAttack in %, the best per column marked, integrity flags beside a row,
 and the number of test points behind each column (AutoAttack often runs on a smaller subset).
+The cost view of the same rows is costs.py; Markdown and LaTeX are written by render.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import pandas as pd
 from orchestrator.analysis.frames import aggregate_seeds, config_columns, present_metrics, varying
 from orchestrator.analysis.paired import attack_of
 from orchestrator.analysis.plain_json import dumps
+from orchestrator.analysis.render import latex, markdown
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
+from trainables.schema.results import ACCURACY_NAMES, accuracy_column, accuracy_label, count_column
 
 FORMATS = ("markdown", "latex", "csv", "json")
 # Row order of pre-processor kinds as in the paper's tables (the registry's report_rank); kinds
@@ -41,12 +44,9 @@ TITLES = {
     "foundation.pretraining.method": "Pre-training",
     "foundation.resnet.width": "Width",
     "foundation.pretraining.lr": "Pre-training lr",
-    "acc_natural": "Natural",
-    "acc_pgd10": "PGD-10",
-    "acc_pgd20": "PGD-20",
-    "acc_autoattack": "AutoAttack",
+    # the accuracies: "Natural", "PGD-10", ... (trainables/schema/results.py)
+    **{accuracy_column(name): accuracy_label(name) for name in ACCURACY_NAMES},
 }
-LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
 
 
 def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
@@ -114,73 +114,8 @@ def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataF
     for name, compared in comparisons:
         sections.append(_comparison_section(table, keys, metrics, name, compared, points))
     if fmt == "latex":
-        return "\n".join(_latex(header, rows, caption=caption) for header, rows, caption in sections)
-    return "\n".join(f"{_markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
-
-
-# The paper's cost view (Tables 11 and 12): stage seconds and parameter counts per row. A reused
-# pre-processor's row carries the seconds its artifact took to train, as those tables count them.
-COST_STAGES = ("foundation_pretraining", "preprocessor", "head", "evaluation")
-COST_PARAMS = ("params_preprocessor", "params_foundation", "params_foundation_trained", "params_head")
-COST_TITLES = {
-    "time_foundation_pretraining_s": "Pre-training (s)",
-    "time_preprocessor_s": "Pre-processor (s)",
-    "time_head_s": "Head (s)",
-    "time_evaluation_s": "Evaluation (s)",
-    "params_preprocessor": "Pre-processor params",
-    "params_foundation": "Foundation params",
-    "params_foundation_trained": "Foundation params trained",
-    "params_head": "Head params",
-}
-
-
-def cost_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Per configuration (the accuracy table's rows and order): each stage's seconds, the mean over
-    its seeds, and the parameter counts. Columns no trial recorded are left out."""
-    table, keys, _ = paper_table(trials)
-    by_hash = trials.set_index("config_hash")
-    columns = [f"time_{stage}_s" for stage in COST_STAGES] + list(COST_PARAMS)
-    columns = [c for c in columns if c in trials.columns and trials[c].notna().any()]
-    for column in columns:
-        table[column] = [
-            float(pd.to_numeric(by_hash.loc[hashes.split(","), column], errors="coerce").mean())
-            for hashes in table["config_hashes"]
-        ]
-    return table, keys, columns
-
-
-def render_costs(trials: pd.DataFrame, fmt: str) -> str:
-    table, keys, columns = cost_table(trials)
-    if fmt == "csv":
-        return table[[*keys, "n_seeds", *columns]].to_csv(index=False)
-    if fmt == "json":
-        rows = [
-            {
-                "settings": {k: row[k] for k in keys},
-                "n_seeds": row["n_seeds"],
-                "costs": {column: row[column] for column in columns},
-                "config_hashes": row["config_hashes"].split(","),
-            }
-            for _, row in table.iterrows()
-        ]
-        document = {"sweeps": sorted(set(trials["sweep"])), "keys": keys, "columns": columns, "rows": rows}
-        return dumps(document)
-    header = [TITLES.get(k, k) for k in keys] + ["n"] + [COST_TITLES[c] for c in columns]
-    rows = []
-    for _, row in table.iterrows():
-        cells = [(setting_text(row[k]), False) for k in keys] + [(str(row["n_seeds"]), False)]
-        for column in columns:
-            value = row[column]
-            text = "-" if pd.isna(value) else f"{value:,.0f}" if column.startswith("params_") else f"{value:,.1f}"
-            cells.append((text, False))
-        rows.append(cells)
-    caption = (
-        f"{', '.join(sorted(set(trials['sweep'])))}: seconds per stage, the mean over seeds (a reused "
-        "pre-processor counts the seconds its artifact took to train), and parameter counts."
-    )
-    if fmt == "latex":
-        return _latex(header, rows, caption=caption)
-    return f"{_markdown(header, rows)}\n\n{caption}\n"
+        return "\n".join(latex(header, rows, caption=caption) for header, rows, caption in sections)
+    return "\n".join(f"{markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
 
 
 def _comparison_section(
@@ -247,7 +182,7 @@ def points_behind(trials: pd.DataFrame, table: pd.DataFrame, metrics: list[str])
     by_hash = trials.drop_duplicates("config_hash").set_index("config_hash")
     found: dict[str, list[dict[str, int]]] = {}
     for metric in metrics:
-        column = f"n_{attack_of(metric)}"
+        column = count_column(attack_of(metric))
         per_row = []
         for hashes in table["config_hashes"]:
             counts = {}
@@ -309,58 +244,6 @@ def _accuracy_text(mean: float, half: float, seeds: int, n_seeds: int, points: s
         return "-"
     text = f"{100 * mean:.1f} ± {100 * half:.1f}" if not math.isnan(half) else f"{100 * mean:.1f}"
     return text + _notes(seeds, n_seeds, points)
-
-
-def _markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
-    def line(cells):
-        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
-
-    body = [line(f"**{text}**" if bold else text for text, bold in row) for row in rows]
-    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *body])
-
-
-LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
-
-
-def _latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) -> str:
-    heads = [LATEX_TITLES.get(h, _latex_escape(h)) for h in header]
-    body = [
-        " & ".join(f"\\textbf{{{_latex_escape(text)}}}" if bold else _latex_escape(text) for text, bold in row) + r" \\"
-        for row in rows
-    ]
-    return (
-        "\n".join(
-            [
-                r"\begin{table}[t]",
-                r"\centering",
-                f"\\caption{{{_latex_escape(caption)}}}",
-                f"\\begin{{tabular}}{{{'l' * len(header)}}}",
-                r"\toprule",
-                " & ".join(heads) + r" \\",
-                r"\midrule",
-                *body,
-                r"\bottomrule",
-                r"\end{tabular}",
-                r"\end{table}",
-            ]
-        )
-        + "\n"
-    )
 
 
 def _csv(

@@ -24,11 +24,10 @@ from typing import Any
 
 from orchestrator.store.paths import SweepPaths
 from trainables.errors import UserError
+from trainables.schema.results import ACCURACY_NAMES, TrialStatus, accuracy_column, count_column, interval_columns
 
 MODEL_FILE = "model.pt2"
 CARD_FILE = "model_card.json"
-# The accuracies a card reports, in the results row's names (acc_<name>, n_<name>, _lo, _hi).
-ACCURACIES = ("natural", "pgd10", "pgd20", "autoattack")
 
 
 def find_trial(sweep_dir: Path, trial: str) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def find_trial(sweep_dir: Path, trial: str) -> dict[str, Any]:
             f"{sweep_dir}: {trial!r} matches {matches['config_hash'].nunique()} trials; give more of the hash"
         )
     row = matches.iloc[-1].to_dict()
-    if row["status"] != "TERMINATED":
+    if row["status"] != TrialStatus.TERMINATED:
         raise UserError(
             f"{sweep_dir}: trial {row['config_hash'][:8]} did not finish ({row['status']}); no model to load"
         )
@@ -79,14 +78,14 @@ def model_card(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     dataset = config["data"]["dataset"]
     info = DATASETS[dataset]
     accuracies = {}
-    for name in ACCURACIES:
-        value = row.get(f"acc_{name}")
+    for name in ACCURACY_NAMES:  # natural, then each attack, as the row names them
+        value = row.get(accuracy_column(name))
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue
         accuracies[name] = {
             "accuracy": value,
-            "test_points": int(row[f"n_{name}"]),  # AutoAttack's subset is often smaller than natural's
-            "ci95": [row.get(f"acc_{name}_lo"), row.get(f"acc_{name}_hi")],
+            "test_points": int(row[count_column(name)]),  # AutoAttack's subset is often smaller than natural's
+            "ci95": [row.get(column) for column in interval_columns(name)],
         }
     flags = row.get("integrity_flags")
     return {

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import damaged_files
 from orchestrator.store.paths import SweepPaths
 
 
@@ -60,5 +60,5 @@ def recorded_jobs(sweep_dir: Path) -> list[SubmittedJob]:
         except (ValueError, TypeError) as err:
             damaged.append(f"line {number}: {type(err).__name__}")
     if damaged:
-        unreadable.note(path, ", ".join(damaged))
+        damaged_files.note(path, ", ".join(damaged))
     return jobs

@@ -17,44 +17,24 @@ import sys
 # (measured 1.6 s -> 77 s for a tiny pre-training beside one other busy process).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from orchestrator import logs as verbosity
+from orchestrator import logs
 
 # Each command module imports torch, Ray and the like inside its run(), so `--help` and the
 # read-only commands start in about a second.
 from orchestrator.cli import (
-    cancel as cancel_command,
+    cancel,
+    export,
+    pareto,
+    plan,
+    plot,
+    prepare,
+    preprocessors,
+    report,
+    results,
+    status,
+    sweep,
 )
-from orchestrator.cli import (
-    export as export_command,
-)
-from orchestrator.cli import (
-    pareto as pareto_command,
-)
-from orchestrator.cli import (
-    plan as plan_command,
-)
-from orchestrator.cli import (
-    plot as plot_command,
-)
-from orchestrator.cli import (
-    prepare as prepare_command,
-)
-from orchestrator.cli import (
-    preprocessors as preprocessors_command,
-)
-from orchestrator.cli import (
-    report as report_command,
-)
-from orchestrator.cli import (
-    results as results_command,
-)
-from orchestrator.cli import (
-    status as status_command,
-)
-from orchestrator.cli import (
-    sweep as sweep_command,
-)
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import damaged_files
 from trainables.errors import UserError  # noqa: E402
 
 EXIT_USER_ERROR = 2
@@ -66,19 +46,19 @@ SPEC_ARGUMENTS = ("spec", "target", "sweep")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
-    add_verbosity_options(parser, default=verbosity.DEFAULT)
+    add_verbosity_options(parser, default=logs.DEFAULT)
     commands = parser.add_subparsers(dest="command", required=True)
-    sweep_command.add_parser(commands)
-    prepare_command.add_parser(commands)
-    plan_command.add_parser(commands)
-    status_command.add_parser(commands)
-    results_command.add_parser(commands)
-    report_command.add_parser(commands)
-    plot_command.add_parser(commands)
-    pareto_command.add_parser(commands)
-    cancel_command.add_parser(commands)
-    export_command.add_parser(commands)
-    preprocessors_command.add_parser(commands)
+    sweep.add_parser(commands)
+    prepare.add_parser(commands)
+    plan.add_parser(commands)
+    status.add_parser(commands)
+    results.add_parser(commands)
+    report.add_parser(commands)
+    plot.add_parser(commands)
+    pareto.add_parser(commands)
+    cancel.add_parser(commands)
+    export.add_parser(commands)
+    preprocessors.add_parser(commands)
     completion = commands.add_parser(
         "completion",
         help="print the shell code for tab completion of commands, options and spec paths",
@@ -103,7 +83,7 @@ def add_verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
         "--quiet",
         dest="verbosity",
         action="store_const",
-        const=verbosity.QUIET,
+        const=logs.QUIET,
         default=default,
         help="warnings only, from this tool, Ray, Optuna, transformers and AutoAttack",
     )
@@ -112,7 +92,7 @@ def add_verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
         "--verbose",
         dest="verbosity",
         action="store_const",
-        const=verbosity.VERBOSE,
+        const=logs.VERBOSE,
         default=default,
         help="debug logs from this tool and AutoAttack's progress; info from Ray, Optuna and transformers",
     )
@@ -133,14 +113,18 @@ def print_completion(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # asks the backends registry, which reads installed packages' entry points
+    except UserError as err:
+        print(f"orchestrator: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
     if argv is None and "_ARGCOMPLETE" in os.environ:  # the shell asks for completions: answer, exit
         import argcomplete
 
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     # No option: $CROPD_LOG_LEVEL if the shell set it, else every logger as it was.
-    verbosity.set_level(verbosity.current() if args.verbosity == verbosity.DEFAULT else args.verbosity)
+    logs.set_level(logs.current() if args.verbosity == logs.DEFAULT else args.verbosity)
     try:
         return args.run(args) or 0
     except UserError as err:
@@ -151,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         # Damaged files the command skipped (or a sweep moved aside), all named in one line.
-        warning = unreadable.warning_line()
+        warning = damaged_files.warning_line()
         if warning:
             print(warning, file=sys.stderr)
-        unreadable.forget()
+        damaged_files.forget()
 
 
 if __name__ == "__main__":

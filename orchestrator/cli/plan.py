@@ -79,6 +79,8 @@ def _hours(seconds: float | None) -> str:
 
 
 def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]) -> str:
+    from orchestrator.spec.estimate import STAGE_KINDS
+
     seeds = spec.raw.get("seeds")
     points = len(spec.grid_points)
     lines = [
@@ -93,8 +95,7 @@ def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]
     groups: dict[tuple[str, str], list] = {}
     for stage in plan.stages:
         groups.setdefault((stage.kind, stage.label), []).append(stage)
-    order = ["foundation pre-training", "pre-processor", "head", "evaluation"]
-    for (kind, label), alike in sorted(groups.items(), key=lambda item: order.index(item[0][0])):
+    for (kind, label), alike in sorted(groups.items(), key=lambda item: STAGE_KINDS.index(item[0][0])):
         trials = sum(stage.trials for stage in alike)
         known = [stage.estimate_s for stage in alike if stage.estimate_s is not None]
         each = f"{len(alike)} x " if len(alike) > 1 else ""

@@ -58,6 +58,7 @@ def _read_extra_settings(path: Path | None) -> dict:
 
 def _configs(args: argparse.Namespace, extra: dict) -> list[dict]:
     from trainables.preprocessors import KINDS
+    from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
     kinds = [kind.strip() for kind in args.kinds.split(",") if kind.strip()]
     for kind in kinds:
@@ -69,7 +70,8 @@ def _configs(args: argparse.Namespace, extra: dict) -> list[dict]:
         raise ConfigError("--lambdas", "comma-separated numbers", args.lambdas) from exc
     configs = []
     for kind in kinds:
-        for lam in lambdas if kind == "cropd" else [None]:
+        # --lambdas: one config per value for the kinds whose label names lambda (cropd's)
+        for lam in lambdas if "lambda" in PREPROCESSOR_KINDS[kind].label_settings else [None]:
             cfg = {
                 "epochs": args.epochs,
                 "lr": args.lr,
@@ -105,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from trainables.losses import reconstruction_mse
     from trainables.preprocessors import fit_preprocessor
     from trainables.pseudo_labels import FeatureModel
+    from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     # Off a terminal rich would wrap to 80 columns and truncate names; logs can be wide.
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         fitted = fit_preprocessor(cfg, train, args.out, device=args.device, on_epoch=report, foundation=features_of)
         with torch.no_grad():
             module = fitted.module.eval()
-            if getattr(module, "produces", "images") == "logits":
+            if PREPROCESSOR_KINDS[fitted.config["kind"]].output == "logits":  # a classifier: nothing to reconstruct
                 mse, shift = "-", "-"
             else:
                 cleaned = module(x_test)

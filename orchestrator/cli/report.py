@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     trials = finished_trials(args.target, where=args.where)
     if args.costs:
-        from orchestrator.analysis.report import render_costs
+        from orchestrator.analysis.costs import render_costs
 
         text = render_costs(trials, args.format)
     else:

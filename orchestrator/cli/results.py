@@ -23,12 +23,11 @@ from rich.text import Text
 from orchestrator.analysis.plain_json import is_missing, json_value, utc
 from orchestrator.spec.target import sweep_dir_of
 from orchestrator.store.query import connect, first_line, frame
-from orchestrator.store.rows import HEADLINE_METRICS, is_setting
+from orchestrator.store.rows import ACCURACY_COLUMNS, is_setting
 from trainables.errors import UserError
 
 FORMATS = ("table", "csv", "json")
 IDENTITY_COLUMNS = ("config_hash", "status")
-METRIC_COLUMNS = tuple(name + suffix for name in HEADLINE_METRICS for suffix in ("", "_lo", "_hi"))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -80,7 +79,7 @@ def default_view(trials: pd.DataFrame) -> pd.DataFrame:
     settings = [c for c in trials.columns if is_setting(c) and trials[c].nunique(dropna=True) > 1]
     if not settings and "preprocessor.kind" in trials.columns:
         settings = ["preprocessor.kind"]
-    columns = [c for c in (*IDENTITY_COLUMNS, *settings, *METRIC_COLUMNS) if c in trials.columns]
+    columns = [c for c in (*IDENTITY_COLUMNS, *settings, *ACCURACY_COLUMNS) if c in trials.columns]
     return trials[columns].reset_index(drop=True)
 
 

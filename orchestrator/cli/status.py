@@ -3,6 +3,7 @@
 Reads only the sweep directory (Parquet rows and trial folders), never Ray: it works while the
 sweep runs, after it was killed, and from a login node watching a Slurm job. `--format json`
 prints the same as one JSON object on stdout (nothing else there), for scripts and dashboards.
+The counts, the started trials and a trial's seconds come from store/counts.py; this prints them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,10 @@ from rich.table import Table
 
 from orchestrator.analysis.plain_json import dumps, json_value
 from orchestrator.spec.target import sweep_dir_of
-from orchestrator.store.parquet import read_state
-from orchestrator.store.paths import SweepPaths
+from orchestrator.store.counts import progress_of_started, sweep_counts, trial_seconds
 from orchestrator.store.query import load_trials
-from orchestrator.store.rows import HEADLINE_METRICS, STOPPED
-from trainables.stage_progress import read as read_progress
+from trainables.schema.results import ACCURACY_NAMES, accuracy_column, count_column, interval_columns
 
-STAGES = ("data", "foundation", "preprocessor", "head", "evaluation")
 COLUMN_TITLES = {
     "head.mode": "head",
     "foundation.mode": "foundation mode",
@@ -70,55 +67,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_counts(sweep_dir: Path, trials=None) -> dict[str, int]:
-    """Planned, finished, failed, stopped early by a scheduler, started-without-result (running or
-    interrupted), not started;
-    `trials`: the sweep's rows when the caller has read them already."""
-    state = read_state(sweep_dir)
-    trials = load_trials(sweep_dir) if trials is None else trials
-    finished = int((trials["status"] == "TERMINATED").sum()) if len(trials) else 0
-    failed = int((trials["status"] == "ERROR").sum()) if len(trials) else 0
-    stopped = int((trials["status"] == STOPPED).sum()) if len(trials) else 0
-    started = started_trials(sweep_dir, trials)
-    planned = state["num_trials"]
-    return {
-        "planned": planned,
-        "finished": finished,
-        "failed": failed,
-        "stopped": stopped,
-        "started": len(started),
-        "not started": max(0, planned - finished - failed - stopped - len(started)),
-    }
-
-
-def started_trials(sweep_dir: Path, trials=None) -> list[str]:
-    """Keys of the trials that started (a workdir with its config) but have no row: running, or interrupted."""
-    trials = load_trials(sweep_dir) if trials is None else trials
-    with_rows = set(trials["config_hash"]) if len(trials) else set()
-    paths = SweepPaths(sweep_dir)
-    return sorted(
-        p.name for p in paths.trials.glob("*") if paths.trial_config(p.name).is_file() and p.name not in with_rows
-    )
-
-
-def progress_of_started(sweep_dir: Path, trials=None) -> list[dict[str, Any]]:
-    """Per started trial that reported where it is (trainables/stage_progress.py): its key, stage,
-    where inside it, and how many seconds ago it said so (a large age: interrupted, not running)."""
-    paths, now, found = SweepPaths(sweep_dir), time.time(), []
-    for key in started_trials(sweep_dir, trials):
-        record = read_progress(paths.workdir(key))
-        if record is not None:
-            found.append(
-                {
-                    "config_hash": key,
-                    "stage": record["stage"],
-                    "text": record["text"],
-                    "seconds_ago": now - record["at"],
-                }
-            )
-    return found
-
-
 def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: bool = True) -> None:
     """Counts by state, the backend's jobs (Slurm's), then (`per_trial`) one line per trial; failures always."""
     # Off a terminal (CI logs, Slurm output) rich assumes 80 columns and folds the table.
@@ -145,13 +93,13 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     table.add_column("status")
     for column in settings:
         table.add_column(COLUMN_TITLES.get(column, column.rsplit(".", 1)[-1]))
-    for column in (*(m.removeprefix("acc_") for m in HEADLINE_METRICS), "time (s)"):
+    for column in (*ACCURACY_NAMES, "time (s)"):
         table.add_column(column, justify="right")
     for row in trials.to_dict("records"):
         cells = [row["config_hash"][:8], row["status"]]
         cells += [_cell(row.get(c), "{:.4g}") for c in settings]
-        cells += [_cell(row.get(m)) for m in HEADLINE_METRICS]
-        cells.append(f"{_total_seconds(row):.0f}")
+        cells += [_cell(row.get(accuracy_column(name))) for name in ACCURACY_NAMES]
+        cells.append(f"{trial_seconds(row):.0f}")
         table.add_row(*cells)
     console.print(table)
     _print_failures(trials, console)
@@ -175,15 +123,15 @@ def status_data(sweep_dir: Path) -> dict[str, Any]:
             "status": row["status"],
             "settings": {column: row.get(column) for column in settings},
         }
-        for metric in HEADLINE_METRICS:
-            record[metric] = {
-                "value": row.get(metric),
-                "lo": row.get(f"{metric}_lo"),
-                "hi": row.get(f"{metric}_hi"),
-                # trainables/evaluation.py records n_<attack>: the test points behind the metric.
-                "points": row.get(f"n_{metric.removeprefix('acc_')}"),
+        for name in ACCURACY_NAMES:
+            lo, hi = interval_columns(name)
+            record[accuracy_column(name)] = {
+                "value": row.get(accuracy_column(name)),
+                "lo": row.get(lo),
+                "hi": row.get(hi),
+                "points": row.get(count_column(name)),  # the test points behind the accuracy
             }
-        record["time_s"] = _total_seconds(row)
+        record["time_s"] = trial_seconds(row)
         record["error"] = row.get("error") if isinstance(row.get("error"), str) and row["error"] else None
         record["error_kind"] = row.get("error_kind") if record["error"] else None
         records.append(record)
@@ -201,10 +149,6 @@ def shown_settings(trials) -> list[str]:
     return [c for c in SHOWN_SETTINGS if c in trials.columns and trials[c].nunique(dropna=True) > 1] or [
         "preprocessor.kind"
     ]
-
-
-def _total_seconds(row: dict) -> float:
-    return sum(row.get(f"time_{stage}_s") or 0.0 for stage in STAGES if _finite(row.get(f"time_{stage}_s")))
 
 
 def _print_failures(trials, console: Console) -> None:
@@ -227,10 +171,6 @@ def _ago(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s ago"
     return f"{seconds / 60:.0f} min ago" if seconds < 7200 else f"{seconds / 3600:.1f} h ago"
-
-
-def _finite(value) -> bool:
-    return isinstance(value, float) and math.isfinite(value)
 
 
 def _cell(value, float_format: str = "{:.4f}") -> str:

@@ -83,7 +83,7 @@ def print_outcome(sweep_dir: Path) -> None:
 
 def follow_submitted(args: argparse.Namespace, backend, jobs: list, sweep_dir: Path) -> int:
     """Say what was submitted; with --wait, follow the sweep until its jobs end, then its outcome."""
-    from orchestrator.cli.status import sweep_counts
+    from orchestrator.store.counts import sweep_counts
 
     if not jobs:
         print(f"orchestrator: every planned trial of {sweep_dir} has a result; nothing submitted", file=sys.stderr)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from orchestrator.spec.sweep_spec import SweepSpec
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import damaged_files
 from orchestrator.store.parquet import read_state
 from orchestrator.store.paths import SweepPaths
 from trainables.artifacts import atomic_write_bytes, atomic_write_json
@@ -114,7 +114,9 @@ def repair_journal(sweep_dir: Path) -> int:
     if len(good) == len(lines):
         return 0
     dropped = len(lines) - len(good)
-    unreadable.move_aside(path, f"{dropped} damaged line(s) dropped; the original is in {unreadable.ASIDE_FOLDER}/")
+    damaged_files.move_aside(
+        path, f"{dropped} damaged line(s) dropped; the original is in {damaged_files.ASIDE_FOLDER}/"
+    )
     atomic_write_bytes(path, b"".join(good))
     return dropped
 

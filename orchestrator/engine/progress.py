@@ -16,9 +16,10 @@ from typing import Any
 from ray.tune import Callback
 
 from orchestrator.engine.trial import ended_early
+from trainables.schema.results import TrialStatus
 
-DONE, ERROR, RUNNING = "TERMINATED", "ERROR", "RUNNING"
-STOPPED = "STOPPED"  # by a scheduler (schedulers.py): Tune ends it as TERMINATED, without its final report
+# STOPPED: by a scheduler (schedulers.py); Tune ends such a trial as TERMINATED, without its final report.
+DONE, ERROR, RUNNING, STOPPED = TrialStatus.TERMINATED, TrialStatus.ERROR, TrialStatus.RUNNING, TrialStatus.STOPPED
 # The live table shows the running trials and this many of the latest ended ones, redrawn at most
 # every LIVE_REDRAW_S: a 10,000-row table rebuilt at every event would be the driver's main work.
 LIVE_ENDED_ROWS = 20
@@ -105,6 +106,9 @@ class SweepProgress(Callback):
     # Counts and the best value are kept as trials change state, not recounted over every trial
     # at each event: that recount made a 10,000-trial sweep's driver quadratic in its trials.
     def _set_state(self, trial, state: str) -> None:
+        # Kept as plain strings (TrialStatus values, or Tune's own PENDING, PAUSED ... of a restored
+        # trial): Ray pickles this callback with the experiment's state.
+        state = str(state)
         previous = self.states.get(trial.trial_id)
         if previous is not None:
             self._tally[previous] -= 1

@@ -44,7 +44,7 @@ class RayCluster:
     def start(self, resources: dict[str, float], source: str) -> None:
         import ray
 
-        # -q / -v (verbosity.py): ray.init resets Ray's logger to this level (default: Ray's own).
+        # -q / -v (logs.py): ray.init resets Ray's logger to this level (default: Ray's own).
         level = ray_logging_level()
         logging_level = {} if level is None else {"logging_level": level}
         if self.address:

@@ -22,8 +22,7 @@ from orchestrator.engine.search import build_searcher
 from orchestrator.engine.trial import TUNE_NAME, run_recorded_trial, trial_key, tune_trial
 from orchestrator.logs import third_party_level
 from orchestrator.spec.sweep_spec import SweepSpec
-from orchestrator.store import cache as results_cache
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import cache, damaged_files
 from orchestrator.store.lock import sweep_lock
 from orchestrator.store.parquet import footer_readable, read_trial, trial_file_damaged, trial_path
 from orchestrator.store.paths import SweepPaths, parquet_files
@@ -64,7 +63,7 @@ def run_sweep(
 ) -> SweepOutcome:
     """Run every planned trial not yet finished; returns the counts from Ray's results.
 
-    `trial_function` is the Ray function per trial (signature of trial_runner.tune_trial); benches
+    `trial_function` is the Ray function per trial (signature of engine/trial.py's tune_trial); benches
     pass a no-op one to measure the engine alone, tests one that injects faults. Tune sees it
     under the name TUNE_NAME whatever it is called, so a sweep folder resumes with any of them.
     """
@@ -226,9 +225,9 @@ def progress_reader(spec: SweepSpec, sweep_dir: Path):
 
 
 def _refresh_results_cache(sweep_dir: Path) -> None:
-    """One file of every trial's rows for the readers (results_cache.py); a sweep never fails for it."""
+    """One file of every trial's rows for the readers (cache.py); a sweep never fails for it."""
     try:
-        results_cache.refresh_all(SweepPaths(sweep_dir).results.root)
+        cache.refresh_all(SweepPaths(sweep_dir).results.root)
     except OSError as err:
         print(f"orchestrator: results cache not refreshed ({err}); readers read the per-trial files")
 
@@ -287,7 +286,7 @@ def _environment_variable(name: str, value: str):
 def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
     """Put a resumed sweep's results right after damage; returns the keys whose rows were rebuilt.
 
-    A damaged file is moved aside (unreadable.py), never deleted. A finished trial whose row or
+    A damaged file is moved aside (damaged_files.py), never deleted. A finished trial whose row or
     per-example file is gone or unreadable: Ray's state says it is done and would never run it
     again, but its workdir still holds its result (SweepPaths.trial_result), so running the trial here
     only writes its rows again, from that result: no training, no evaluation. A finished trial's
@@ -297,15 +296,20 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
     for folder in (paths.results.epochs, paths.results.examples):
         for path in parquet_files(folder):
             if not footer_readable(path) and path.is_file():
-                unreadable.move_aside(path, f"not readable; moved to {folder.name}/{unreadable.ASIDE_FOLDER}/")
+                aside = f"{folder.name}/{damaged_files.ASIDE_FOLDER}/"
+                damaged_files.move_aside(path, f"not readable; moved to {aside}")
                 if folder == paths.results.examples and trial_path(sweep_dir, path.stem).is_file():
                     # Outcomes and row are written together: both again, from the saved result.
-                    unreadable.move_aside(trial_path(sweep_dir, path.stem), "its per-example outcomes are unreadable")
+                    damaged_files.move_aside(
+                        trial_path(sweep_dir, path.stem), "its per-example outcomes are unreadable"
+                    )
     rebuilt = []
     for workdir in sorted(p for p in paths.trials.glob("*") if p.is_dir()):
         key = workdir.name
         if trial_file_damaged(sweep_dir, key):
-            unreadable.move_aside(trial_path(sweep_dir, key), "trial row not readable; written again from its result")
+            damaged_files.move_aside(
+                trial_path(sweep_dir, key), "trial row not readable; written again from its result"
+            )
         if read_trial(sweep_dir, key) is not None or not paths.trial_result(key).is_file():
             continue
         try:
@@ -323,7 +327,7 @@ def repair_results(spec: SweepSpec, sweep_dir: Path) -> list[str]:
                 run_id="rebuilt",
             )
         except (OSError, ValueError, KeyError) as err:
-            unreadable.note(paths.trial_config(key), f"cannot rebuild the trial's row: {err}")
+            damaged_files.note(paths.trial_config(key), f"cannot rebuild the trial's row: {err}")
             continue
         rebuilt.append(key)
     return rebuilt

@@ -2,7 +2,7 @@
 
 Tune ends a stopped trial as if it had finished, and its worker writes no row (it is stopped at
 its next report), so the driver writes one. Reports leave STOPPED rows out by default, and a
-resume never runs such a trial again (trial_runner.py).
+resume never runs such a trial again (engine/trial.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ray.tune import Callback
 from orchestrator.engine.trial import ended_early
 from orchestrator.spec.schedulers import TIME_ATTR, SchedulerSpec
 from orchestrator.store.parquet import read_trial, write_trial
-from orchestrator.store.rows import STOPPED, TERMINATED, now_utc, trial_row
+from orchestrator.store.rows import STOPPED, TERMINATED, status_row
 from trainables.artifacts import config_hash
 from trainables.schema import validate_trial_config
 
@@ -56,23 +56,18 @@ def stopped_row_writer(spec, sweep_dir: Path, run_id: str):
 
     def write_row(trial, epoch: int, reason: str) -> None:
         config = validate_trial_config(spec.trial_config(trial.config))
-        key = config_hash(config)  # the trial's key (trial_runner.trial_key), from the config validated once
+        key = config_hash(config)  # the trial's key (engine/trial.py's trial_key), from the config validated once
         existing = read_trial(sweep_dir, key)
         if existing is not None and existing["status"] in (TERMINATED, STOPPED):
             return  # (an ERROR row of an earlier attempt is replaced: this attempt was stopped)
-        now = now_utc()
         write_trial(
             sweep_dir,
-            trial_row(
+            status_row(
                 sweep=spec.name,
                 trial_id=trial.trial_id,
                 config_hash=key,
                 config=config,
                 status=STOPPED,
-                metrics=None,
-                error=None,
-                started_at=now,
-                finished_at=now,
                 extra={"stopped_epoch": epoch, "stop_reason": reason, "run_id": run_id},
             ),
         )

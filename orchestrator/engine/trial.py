@@ -25,10 +25,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from orchestrator import logs as verbosity
+from orchestrator import logs
 from orchestrator.errors import OutOfStorage, RecordedFailure
 from orchestrator.spec.sweep_spec import apply_overrides
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import damaged_files
 from orchestrator.store.parquet import EpochLog, read_trial, trial_file_damaged, trial_path, write_examples, write_trial
 from orchestrator.store.paths import SweepPaths
 from orchestrator.store.rows import ERROR, STOPPED, TERMINATED, now_utc, trial_row
@@ -161,7 +161,7 @@ def run_recorded_trial(
     import torch
 
     report = report or (lambda record, manifest: None)
-    verbosity.apply_from_environment()  # the driver's -q / -v, in this worker or Slurm task
+    logs.apply_from_environment()  # the driver's -q / -v, in this worker or Slurm task
     # The scheduler gives each trial its share of CPUs; torch would otherwise start one thread per core.
     torch.set_num_threads(max(1, int(cpus)))
     device = "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
@@ -178,7 +178,7 @@ def run_recorded_trial(
         # The Parquet row, not Tune's experiment state, says a trial is finished: a driver killed
         # before Tune saved its state restores this trial as unfinished; it must not run again.
         if trial_file_damaged(sweep_dir_path, key):  # truncated, junk: kept aside, the trial runs again
-            unreadable.move_aside(trial_path(sweep_dir_path, key), "trial row not readable; the trial runs again")
+            damaged_files.move_aside(trial_path(sweep_dir_path, key), "trial row not readable; the trial runs again")
         previous = read_trial(sweep_dir_path, key)
         if previous is not None and previous["status"] == TERMINATED:
             report({**_numbers(previous), "stage": FINAL_STAGE, "config_hash": key}, None)

@@ -1,6 +1,6 @@
 """What the driver does when Ray says a trial failed: a row for a worker that died, a stop for a full disk.
 
-A trial that raises writes its own ERROR row (trial_runner.py). A worker that is killed (the kernel's
+A trial that raises writes its own ERROR row (engine/trial.py). A worker that is killed (the kernel's
 OOM killer, a lost node, a stray `kill -9`) writes nothing: this Tune callback writes that row
 from Ray's trial state, so a failure is never silent. A trial that found the disk full stops the
 whole sweep the way Ctrl-C does (Tune saves its state, queued trials stay queued), instead of
@@ -17,7 +17,7 @@ from ray.tune import Callback
 
 from orchestrator.engine.trial import INFRASTRUCTURE, OutOfStorage, trial_key
 from orchestrator.store.parquet import read_trial, write_trial
-from orchestrator.store.rows import ERROR, now_utc, trial_row
+from orchestrator.store.rows import ERROR, status_row
 
 STORAGE_MARK = OutOfStorage.__name__
 
@@ -68,19 +68,15 @@ def record_dead_worker(spec, sweep_dir: Path, params: dict, trial_id: str, reaso
     key = trial_key(config)
     if read_trial(sweep_dir, key) is not None:
         return False  # the trial wrote its own row (its exception, or it finished before the worker died)
-    when = now_utc()
     write_trial(
         sweep_dir,
-        trial_row(
+        status_row(
             sweep=spec.name,
             trial_id=trial_id,
             config_hash=key,
             config=config,
             status=ERROR,
-            metrics=None,
             error=f"worker lost: {reason}",
-            started_at=when,
-            finished_at=when,
             extra={"run_id": run_id, "error_kind": INFRASTRUCTURE},
         ),
     )

@@ -24,18 +24,32 @@ from typing import Any
 
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.store.rows import flatten_config
-from trainables.schema import validate_trial_config
+from trainables.schema import results, validate_trial_config
 from trainables.schema.data import SPLIT_SIZES
-from trainables.schema.preprocessor import artifact_key_config
+from trainables.schema.preprocessor import PREPROCESSOR_KINDS, artifact_key_config
 
-UNTRAINED_KINDS = ("identity", "vae")
+# A plan's stages are the cost table's (trainables/schema/results.py: COST_STAGES), in the order a
+# trial runs them, and called by their labels, as the plan prints them: "foundation pre-training" ...
+PRETRAINING = results.stage("foundation_pretraining").label
+PREPROCESSOR = results.stage("preprocessor").label
+HEAD = results.stage("head").label
+EVALUATION = results.stage("evaluation").label
+STAGE_KINDS = tuple(results.stage(name).label for name in results.COST_STAGES)
+# Where earlier rows recorded each stage's seconds.
+TIME_COLUMNS = {results.stage(name).label: results.stage(name).column for name in results.COST_STAGES}
+# The setting that counts a training stage's epochs (its work is epochs x training images).
+EPOCH_SETTINGS = {
+    PREPROCESSOR: "preprocessor.epochs",
+    HEAD: "head.epochs",
+    PRETRAINING: "foundation.pretraining.epochs",
+}
 
 
 @dataclass
 class Stage:
     """One unit of work, however many planned trials share it."""
 
-    kind: str  # foundation pre-training | pre-processor | head | evaluation
+    kind: str  # one of STAGE_KINDS: foundation pre-training | pre-processor | head | evaluation
     label: str
     work: float  # image-epochs (training) or test points (evaluation): what the estimate scales by
     match: dict[str, Any]  # settings an earlier trial is matched on; the first `required` must be equal
@@ -58,13 +72,6 @@ class Plan:
     def unestimated(self) -> int:
         return sum(stage.estimate_s is None for stage in self.stages)
 
-
-TIME_COLUMNS = {
-    "foundation pre-training": "time_foundation_pretraining_s",
-    "pre-processor": "time_preprocessor_s",
-    "head": "time_head_s",
-    "evaluation": "time_evaluation_s",
-}
 
 
 def _train_images(data: dict) -> float | None:
@@ -93,32 +100,32 @@ def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
         pretrain_images = SPLIT_SIZES[pretraining["dataset"]][0] if pretraining.get("dataset") else images
         key = json.dumps({k: v for k, v in foundation.items() if k != "mode"}, sort_keys=True, default=str)
         stage = Stage(
-            "foundation pre-training",
+            PRETRAINING,
             f"{pretraining['method']} of {foundation['name']}, {pretraining['epochs']} epochs",
             pretraining["epochs"] * pretrain_images,
             settings("foundation.pretraining.method", "foundation.name", "foundation.pretraining.batch_size"),
         )
         stages.append(("pretraining " + key, stage))
-    if pre["kind"] not in UNTRAINED_KINDS:
+    kind = PREPROCESSOR_KINDS[pre["kind"]]
+    if kind.trained:
         key = json.dumps(
             [data["dataset"], data["data_fraction"], artifact_key_config(pre)], sort_keys=True, default=str
         )
-        label = f"{pre['kind']}" + (f" lambda {pre['lambda']}" if pre["kind"] == "cropd" else "")
         stage = Stage(
-            "pre-processor",
-            f"{label} on {data['dataset']}, {pre['epochs']} epochs",
+            PREPROCESSOR,
+            f"{kind.label(pre)} on {data['dataset']}, {pre['epochs']} epochs",
             pre["epochs"] * images,
             settings("preprocessor.kind", "dataset", "preprocessor.arch", "preprocessor.batch_size"),
         )
         stages.append(("preprocessor " + key, stage))
     test_points = evaluation.get("n_examples") or (SPLIT_SIZES.get(data["dataset"], (0, math.nan))[1])
     trial_key = json.dumps(config, sort_keys=True, default=str)
-    if pre["kind"] != "encoder_only":  # it trains its own linear layer with it
+    if kind.has_head:  # a kind that gives logits trains its own linear layer with it
         stages.append(
             (
                 "head " + trial_key,
                 Stage(
-                    "head",
+                    HEAD,
                     f"{head['mode']} head behind {pre['kind']}, foundation {foundation['mode']}, "
                     f"{head['epochs']} epochs",
                     head["epochs"] * images,
@@ -132,8 +139,8 @@ def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
         (
             "evaluation " + trial_key,
             Stage(
-                "evaluation",
-                f"{attacks or 'natural'} through {pre['kind']} on {test_points} points",
+                EVALUATION,
+                f"{attacks or results.NATURAL} through {pre['kind']} on {test_points} points",
                 test_points,
                 settings("evaluation.attacks", "foundation.name", "preprocessor.kind", "dataset"),
             ),
@@ -178,7 +185,7 @@ def history_rows(folders: list[Path]) -> list[dict[str, Any]]:
         except Exception:  # an unreadable sweep is no history; `orchestrator status` names its files
             continue
         for row in trials.to_dict("records"):
-            if row.get("status") == "TERMINATED":
+            if row.get("status") == results.TrialStatus.TERMINATED:
                 rows.append({**row, "_sweep": sweep.name})
     return rows
 
@@ -188,19 +195,15 @@ def _row_work(stage: Stage, row: dict[str, Any]) -> float | None:
         value = row.get(key)
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
-    if stage.kind == "evaluation":
-        return number("n_natural")
+    if stage.kind == EVALUATION:
+        return number(results.count_column(results.NATURAL))
     dataset = row.get("dataset")
     fraction = number("data_fraction")
     if dataset not in SPLIT_SIZES or fraction is None:
         return None
     images = SPLIT_SIZES[dataset][0] * fraction
-    epochs = {
-        "pre-processor": "preprocessor.epochs",
-        "head": "head.epochs",
-        "foundation pre-training": "foundation.pretraining.epochs",
-    }[stage.kind]
-    if stage.kind == "foundation pre-training" and row.get("foundation.pretraining.dataset") in SPLIT_SIZES:
+    epochs = EPOCH_SETTINGS[stage.kind]
+    if stage.kind == PRETRAINING and row.get("foundation.pretraining.dataset") in SPLIT_SIZES:
         images = SPLIT_SIZES[row["foundation.pretraining.dataset"]][0]
     count = number(epochs)
     return None if count is None else count * images
@@ -246,7 +249,7 @@ def estimate(plan: Plan, rows: list[dict[str, Any]]) -> Plan:
             seconds = row.get(column)
             if seconds is None or not (isinstance(seconds, (int, float)) and seconds > 0 and math.isfinite(seconds)):
                 continue
-            if stage.kind == "pre-processor" and row.get("preprocessor_reused") is True:
+            if stage.kind == PREPROCESSOR and row.get("preprocessor_reused") is True:
                 continue  # its time is a load, not the training
             score, work = _matches(stage, row), _row_work(stage, row)
             if score is None or not work:

@@ -28,6 +28,7 @@ from trainables.model_folders import (
 from trainables.schema import validate_trial_config
 from trainables.schema.data import DATASETS, SPLITS, data_root, missing_paths, required_paths
 from trainables.schema.foundation import EMBEDDED_NAME, RESNET_NAME
+from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 from trainables.schema.preprocessor import uses_pseudo_labels as preprocessor_uses_pseudo_labels
 from trainables.schema.pretraining import uses_pseudo_labels as pretraining_uses_pseudo_labels
 
@@ -159,8 +160,11 @@ def _trial_needs(config: dict) -> Iterator[Need]:
         )
     if preprocessor_uses_pseudo_labels(preprocessor) and preprocessor["pseudo_model"]:
         yield Need("pseudo_model", preprocessor["pseudo_model"], {"preprocessor.pseudo_model"}, allow_download=False)
-    if preprocessor["kind"] == "vae":
-        yield Need("vae", preprocessor["path"], {"preprocessor.path"}, allow_download=False)
+    # Files a pre-processor kind loads from disk and never downloads (its registry entry's `needs`:
+    # vae's `path`, a diffusers model folder), each a need of the kind's own name.
+    kind = PREPROCESSOR_KINDS[preprocessor["kind"]]
+    for setting in kind.needs:
+        yield Need(kind.name, preprocessor[setting], {f"preprocessor.{setting}"}, allow_download=False)
 
 
 def check(need: Need) -> None:

@@ -1,14 +1,13 @@
 """A sweep as YAML: parse, validate every planned trial, and expand into a SweepSpec.
 
 No Ray and no torch work here: a spec is checked completely (unknown keys, types, ranges, each
-planned trial config) before anything runs or is written, and every problem is one line.
+planned trial config) before anything runs or is written, and every problem is one line. The
+sections that stand alone (name, seeds, grid, objectives, resources) are parsed in sections.py.
 """
 
 from __future__ import annotations
 
 import copy
-import itertools
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +23,25 @@ from orchestrator.spec.schedulers import (
     max_preprocessor_epochs,
     parse_scheduler,
 )
+from orchestrator.spec.sections import (
+    MAX_NAME_BYTES,  # noqa: F401 (importable here, beside load_spec, as before)
+    SEED_KEY,
+    check_key,
+    grid_points,
+    is_scalar,
+    parse_grid,
+    parse_name,
+    parse_objectives,
+    parse_resources,
+    parse_seeds,
+    validate_point,
+)
 from orchestrator.spec.trackers import parse_trackers
-from orchestrator.store.rows import SEED_FIELDS
 from trainables.artifacts import canonical_json, config_hash
 from trainables.errors import ConfigError, UserError
 from trainables.schema import SECTIONS, validate_trial_config
-from trainables.schema.evaluation import ATTACKS
 from trainables.schema.fields import did_you_mean, is_int, is_number
+from trainables.schema.results import ACCURACY_NAMES, ATTACKS, NATURAL, SEED_FIELDS, accuracy_column
 
 # The spec's own keys; each backend with settings adds its section (`slurm:`), see top_level_keys().
 OWN_KEYS = (
@@ -51,9 +62,8 @@ OWN_KEYS = (
 SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "nsga2", "random")
-OBJECTIVE_METRICS = ("acc_natural", *(f"acc_{name}" for name in ATTACKS))
-# A spec's `seeds` key; its values land in every field of results.SEED_FIELDS.
-SEED_KEY = "seed"
+# Without `objectives:`, trials are compared (and a search steered) by PGD-20 accuracy, as in the papers.
+DEFAULT_OBJECTIVES = {accuracy_column("pgd20"): "max"}
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
 OWN_OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "trackers")
 
@@ -65,9 +75,6 @@ def top_level_keys() -> tuple[str, ...]:
 def operational_keys() -> tuple[str, ...]:
     """How a sweep runs, not what it computes; every backend's section (`slurm:`) is one of them."""
     return (*OWN_OPERATIONAL_KEYS, *settings_sections())
-# The folder runs/<name> becomes <name>.replaced-<UTC stamp> (26 more bytes) when a sweep is moved
-# aside, and a file name may be at most 255 bytes on the usual filesystems.
-MAX_NAME_BYTES = 200
 
 
 @dataclass(frozen=True)
@@ -204,23 +211,7 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
                 "unknown key",
             )
 
-    name = raw.get("name", default_name)
-    where = "name" if "name" in raw else "name (taken from the file name; set name: in the spec)"
-    # No '/', NUL, '.' or '..': the name is a folder, runs/<name>.
-    if (
-        not isinstance(name, str)
-        or not name
-        or not all(c.isalnum() or c in "-_." for c in name)
-        or name.startswith(".")
-    ):
-        raise fail(where, "a sweep name of letters, digits, '-', '_' or '.'", name)
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise fail(
-            where,
-            f"a sweep name of at most {MAX_NAME_BYTES} bytes in UTF-8 (it names folders, and "
-            f"filesystems allow 255), not {len(name.encode())}",
-            name[:40] + "...",
-        )
+    name = parse_name(raw, default_name, fail)
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise fail("description", "text", description)
@@ -230,13 +221,9 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     if not isinstance(trial, dict):
         raise fail("trial", "a mapping with sections " + ", ".join(SECTIONS), trial)
 
-    seeds = raw.get("seeds", [None])
-    if "seeds" in raw and (
-        not isinstance(seeds, list) or not seeds or not all(is_int(s) for s in seeds) or len(set(seeds)) != len(seeds)
-    ):
-        raise fail("seeds", "a non-empty list of distinct integers", seeds)
+    seeds = parse_seeds(raw, fail)
 
-    grid = _parse_grid(raw.get("grid"), fail)
+    grid = parse_grid(raw.get("grid"), fail)
     search, search_trials, sampler, sampler_seed = _parse_search(raw.get("search"), fail)
     grid_keys = {key for sub in grid for key in sub}
     for parameter in search:
@@ -267,14 +254,14 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     # Seeds outermost: every configuration runs with the first seed before any repeat. Without a
     # `seeds` key the trial section's own seeds stand.
     if "seeds" in raw:
-        points = [{**point, SEED_KEY: seed} for seed in seeds for point in _grid_points(grid)]
+        points = [{**point, SEED_KEY: seed} for seed in seeds for point in grid_points(grid)]
     else:
-        points = _grid_points(grid)
+        points = grid_points(grid)
     if len({canonical_json(p) for p in points}) != len(points):
         raise fail("grid", "grid entries that do not repeat the same point", "a point listed twice")
 
-    objectives = _parse_objectives(raw.get("objectives", {"acc_pgd20": "max"}), fail)
-    resources = _parse_resources(raw.get("resources", {}), fail)
+    objectives = parse_objectives(raw.get("objectives", DEFAULT_OBJECTIVES), fail)
+    resources = parse_resources(raw.get("resources", {}), fail)
     max_concurrent = raw.get("max_concurrent")
     if max_concurrent is not None and not (is_int(max_concurrent) and max_concurrent >= 1):
         raise fail("max_concurrent", "an integer >= 1, or null to fill the machine", max_concurrent)
@@ -318,44 +305,6 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     return spec
 
 
-def _parse_grid(grid: Any, fail) -> list[dict[str, list]]:
-    """A mapping (one cartesian product) or a list of mappings (their union), as in scikit-learn.
-
-    Keys are dotted trial-config keys, or `seed` (every training seed at once, like the top-level
-    `seeds`), so one subgrid can give some seeds a setting the others lack (AutoAttack on seed 0).
-    """
-    if grid is None:
-        return []
-    subgrids = grid if isinstance(grid, list) else [grid]
-    if not subgrids:
-        raise fail("grid", "a mapping of dotted keys to lists of values, or a list of such mappings", grid)
-    for index, sub in enumerate(subgrids):
-        where = "grid" if not isinstance(grid, list) else f"grid[{index}]"
-        if not isinstance(sub, dict) or not sub:
-            raise fail(where, "a non-empty mapping of dotted keys (preprocessor.lambda) to lists of values", sub)
-        for key, values in sub.items():
-            if key != SEED_KEY:  # `seed` sets every training seed, as `seeds` does, but per subgrid
-                _check_key(key, f"{where}.{key}", fail)
-            if not isinstance(values, list) or not values:
-                raise fail(f"{where}.{key}", "a non-empty list of values", values)
-            for value in values:
-                if not _is_scalar(value):
-                    raise fail(f"{where}.{key}", "a list of numbers, strings, booleans or null", value)
-    return subgrids
-
-
-def _grid_points(grid: list[dict[str, list]]) -> list[dict[str, Any]]:
-    """Each sub-grid's points in turn, as scikit-learn's ParameterGrid orders them (keys sorted within
-    a point, the last key varying fastest, the user's order of values): that order, and so the
-    trials' order, is what sweeps made before had. Written out to keep scikit-learn (a second of
-    imports) off the command line."""
-    points = []
-    for sub_grid in grid:
-        keys = sorted(sub_grid)
-        points += [dict(zip(keys, values)) for values in itertools.product(*(sub_grid[key] for key in keys))]
-    return points
-
-
 def _parse_search(search: Any, fail) -> tuple[list[SearchParameter], int, str, int]:
     if search is None:
         return [], 0, "tpe", 0
@@ -383,7 +332,7 @@ def _parse_search(search: Any, fail) -> tuple[list[SearchParameter], int, str, i
 
 def _parse_parameter(key: str, given: Any, fail) -> SearchParameter:
     where = f"search.parameters.{key}"
-    _check_key(key, where, fail)
+    check_key(key, where, fail)
     if not isinstance(given, dict):
         raise fail(where, "a mapping such as {distribution: loguniform, low: 0.01, high: 100}", given)
     kind = given.get("distribution")
@@ -401,7 +350,7 @@ def _parse_parameter(key: str, given: Any, fail) -> SearchParameter:
             raise fail(f"{where}.{extra}", f"one of {sorted(allowed)} for a {kind} distribution", "unknown key")
     if kind == "choice":
         values = given.get("values")
-        if not isinstance(values, list) or not values or not all(_is_scalar(v) for v in values):
+        if not isinstance(values, list) or not values or not all(is_scalar(v) for v in values):
             raise fail(f"{where}.values", "a non-empty list of numbers, strings, booleans or null", values)
         return SearchParameter(key, kind, values=tuple(values))
     low, high = given.get("low"), given.get("high")
@@ -419,62 +368,16 @@ def _parse_parameter(key: str, given: Any, fail) -> SearchParameter:
     return SearchParameter(key, kind, low=low, high=high, step=step)
 
 
-def _parse_objectives(objectives: Any, fail) -> dict[str, str]:
-    if not isinstance(objectives, dict) or not objectives:
-        raise fail(
-            "objectives", "a mapping of metric to max or min, such as {acc_natural: max, acc_pgd20: max}", objectives
-        )
-    for metric, mode in objectives.items():
-        if metric not in OBJECTIVE_METRICS:
-            raise fail(
-                f"objectives.{metric}",
-                f"one of {list(OBJECTIVE_METRICS)}{did_you_mean(metric, list(OBJECTIVE_METRICS))}",
-                "unknown metric",
-            )
-        if mode not in ("max", "min"):
-            raise fail(f"objectives.{metric}", "max or min", mode)
-    return dict(objectives)
-
-
-def _parse_resources(resources: Any, fail) -> dict[str, float]:
-    if not isinstance(resources, dict):
-        raise fail("resources", "a mapping such as {cpu: 1, gpu: 0.25}", resources)
-    for key in resources:
-        if key not in ("cpu", "gpu"):
-            raise fail(f"resources.{key}", "cpu or gpu", "unknown key")
-    cpu, gpu = resources.get("cpu", 1), resources.get("gpu", 0)
-    if not (is_number(cpu) and cpu > 0):
-        raise fail("resources.cpu", "a number > 0 (CPUs per trial; fractions allowed)", cpu)
-    # Ray packs fractional GPUs onto one device; a request above 1 must be whole devices.
-    if not (is_number(gpu) and gpu >= 0 and (gpu <= 1 or float(gpu).is_integer())):
-        raise fail("resources.gpu", "a number >= 0: a fraction such as 0.25, or a whole number of GPUs", gpu)
-    return {"cpu": cpu, "gpu": gpu}
-
-
-def _check_key(key: Any, where: str, fail) -> None:
-    if not isinstance(key, str) or "." not in key:
-        raise fail(where, "a dotted trial-config key such as preprocessor.lambda", key)
-    section = key.split(".", 1)[0]
-    if section not in SECTIONS:
-        raise fail(
-            where, f"a key in one of the sections {list(SECTIONS)}{did_you_mean(section, list(SECTIONS))}", section
-        )
-
-
-def _is_scalar(value: Any) -> bool:
-    return value is None or isinstance(value, (bool, str)) or (is_number(value))
-
-
 def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> list[dict]:
     """Validate every planned trial, and the search space at its ends, before anything runs;
     returns the validated configs (the grid's points, then the search space's ends)."""
-    configs = [_validate(spec.trial_config(point), point, "grid", source) for point in spec.grid_points]
+    configs = [validate_point(spec.trial_config(point), point, "grid", source) for point in spec.grid_points]
     base_point = spec.grid_points[0] if spec.grid_points else {}
     for parameter in spec.search:
         ends = parameter.values if parameter.distribution == "choice" else (parameter.low, parameter.high)
         for value in ends:
             configs.append(
-                _validate(
+                validate_point(
                     spec.trial_config({**base_point, parameter.key: value}),
                     {parameter.key: value},
                     "search.parameters",
@@ -482,9 +385,10 @@ def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> l
                 )
             )
     attacks = validate_trial_config(spec.trial_config(base_point))["evaluation"].get("attacks", list(ATTACKS))
-    for metric in spec.objectives:
-        attack = metric.removeprefix("acc_")
-        if attack != "natural" and attack not in attacks:
+    accuracy_of = {accuracy_column(name): name for name in ACCURACY_NAMES}  # acc_pgd20 -> pgd20
+    for metric in spec.objectives:  # each one of HEADLINE_METRICS (parse_objectives)
+        attack = accuracy_of[metric]
+        if attack != NATURAL and attack not in attacks:
             raise ConfigError(
                 f"objectives.{metric}",
                 f"a metric the trials compute: add {attack!r} to trial.evaluation.attacks",
@@ -492,23 +396,3 @@ def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> l
                 source=source,
             )
     return configs
-
-
-def _validate(config: dict, point: dict[str, Any], where: str, source: str) -> dict:
-    try:
-        validated = validate_trial_config(config)
-    except ConfigError as err:
-        touched = [
-            key
-            for key in point
-            if key == err.field or err.field.startswith(key + ".") or key.startswith(err.field + ".")
-        ]
-        if SEED_KEY in point and err.field in SEED_FIELDS:
-            touched = ["seeds"]
-        prefix = "" if touched == ["seeds"] else (f"{where}." if touched else "trial.")
-        raise ConfigError(prefix + err.field, err.expected, err.got, source=source) from None
-    # Non-finite values cannot come from YAML numbers we accept, but a float('nan') from .nan can.
-    for key, value in point.items():
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{where}.{key}", "a finite number", value, source=source)
-    return validated

@@ -15,8 +15,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.store import cache as results_cache
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import cache, damaged_files
 from orchestrator.store.paths import SweepPaths
 from orchestrator.store.rows import _scalar, now_utc
 from trainables.artifacts import atomic_write_bytes
@@ -106,7 +105,7 @@ def read_parquet_file(path: Path) -> pa.Table | None:
     try:
         return pq.ParquetFile(pa.BufferReader(data)).read()
     except (pa.ArrowException, OSError) as err:  # truncated, junk, not Parquet at all
-        unreadable.note(path, f"not a readable Parquet file: {err}")
+        damaged_files.note(path, f"not a readable Parquet file: {err}")
         return None
 
 
@@ -144,7 +143,7 @@ class EpochLog:
         if table is None and self.path.is_file():
             # Junk where the log was: keep it for a post-mortem and start the log again (the
             # stages replay their last checkpointed epoch, and a finished stage's are gone).
-            unreadable.move_aside(self.path, "epochs file not readable")
+            damaged_files.move_aside(self.path, "epochs file not readable")
         for record in table.to_pylist() if table is not None else []:
             self.records[(record["stage"], record["epoch"])] = record
 
@@ -171,11 +170,11 @@ class EpochLog:
         return True
 
 
-def _refresh_if_stale(snap: results_cache.FolderSnapshot, folder: Path, already_read=None) -> None:
+def _refresh_if_stale(snap: cache.FolderSnapshot, folder: Path, already_read=None) -> None:
     """A reader that read many files itself leaves a fresh cache for the next (where it may write)."""
     if snap.stale:
         try:
-            results_cache.refresh(folder, already_read)
+            cache.refresh(folder, already_read)
         except OSError:
             pass  # a read-only copy, a full disk: the next reader reads the files, as this one did
 
@@ -189,7 +188,7 @@ def footer_readable(path: Path) -> bool:
     except FileNotFoundError:
         return False
     except (pa.ArrowException, OSError) as err:
-        unreadable.note(path, f"not a readable Parquet file: {err}")
+        damaged_files.note(path, f"not a readable Parquet file: {err}")
         return False
 
 
@@ -197,17 +196,17 @@ def read_folder(folder: Path) -> pa.Table | None:
     """Every Parquet file in `folder` as one Arrow table (None when there is none), race-free.
 
     Rows of files unchanged since the folder's cache was written come from the cache
-    (results_cache.py), the others from their files. A file gone in between (a running sweep
+    (cache.py), the others from their files. A file gone in between (a running sweep
     replaces files while we read) or unreadable (noted for the one warning line) is skipped.
     Columns unify by name: an ERROR row lacks the metric columns, and a column null in one file
     and a number in another becomes the number.
     """
-    snap = results_cache.snapshot(folder)
-    cached = results_cache.cached_rows(snap)
+    snap = cache.snapshot(folder)
+    cached = cache.cached_rows(snap)
     if cached is None and snap.current_sources:  # a readable footer over unreadable rows: the files
-        snap = results_cache.uncached(folder)
+        snap = cache.uncached(folder)
     tables = [cached] if cached is not None else []
-    stamped = results_cache.read_stamped(snap.uncovered)
+    stamped = cache.read_stamped(snap.uncovered)
     tables += [table for _, table in stamped.values()]
     for path in snap.uncovered:
         if path.name not in stamped:

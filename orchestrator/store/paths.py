@@ -48,7 +48,7 @@ class ResultsPaths:
         return self.examples / f"{key}{PARQUET}"
 
     def cache_of(self, folder_name: str) -> Path:
-        """cache/<trials|epochs|examples>.parquet: every per-trial file's rows in one (results_cache.py)."""
+        """cache/<trials|epochs|examples>.parquet: every per-trial file's rows in one (cache.py)."""
         return self.root / "cache" / f"{folder_name}{PARQUET}"
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from orchestrator.store import cache as results_cache
+from orchestrator.store import cache
 from orchestrator.store.parquet import _refresh_if_stale, footer_readable, read_folder
 from orchestrator.store.paths import ResultsPaths, SweepPaths
 
@@ -45,16 +45,16 @@ def connect_results(results_dir: Path):
 def add_examples_view(connection, results_dir: Path) -> None:
     """Table `examples` on `connection`: a view over the per-example files, read only when queried.
 
-    Unchanged files' rows come from the folder's cache (results_cache.py), the others from the files.
+    Unchanged files' rows come from the folder's cache (cache.py), the others from the files.
     """
     examples = ResultsPaths(results_dir).examples
-    snap = results_cache.snapshot(examples)
+    snap = cache.snapshot(examples)
     parts = []
     if snap.current_sources:
         connection.register("_examples_sources", pa.table({"source": pa.array(snap.current_sources, pa.string())}))
         parts.append(
-            f"SELECT * EXCLUDE ({results_cache.SOURCE}) FROM read_parquet({_quoted(snap.cache_path)}) "
-            f"WHERE {results_cache.SOURCE} IN (SELECT source FROM _examples_sources)"
+            f"SELECT * EXCLUDE ({cache.SOURCE}) FROM read_parquet({_quoted(snap.cache_path)}) "
+            f"WHERE {cache.SOURCE} IN (SELECT source FROM _examples_sources)"
         )
     # Each file is written once, whole, by rename: a reader sees a complete old or new file. Its
     # footer is checked now (cheap) so one damaged file is skipped, not the whole query failed.

@@ -17,15 +17,23 @@ from pathlib import Path
 from typing import Any
 
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
+from trainables.schema.results import (
+    ACCURACY_NAMES,
+    SEED_FIELDS,
+    TrialStatus,
+    accuracy_column,
+    interval_columns,
+)
 
-TERMINATED, ERROR = "TERMINATED", "ERROR"
+# The statuses a row is written with, short at the call sites. A STOPPED trial was stopped early by
+# a scheduler (engine/stopped_trials.py): never finished, never run again.
+TERMINATED, ERROR, STOPPED = TrialStatus.TERMINATED, TrialStatus.ERROR, TrialStatus.STOPPED
 
-
-# A trial a scheduler stopped early (stopped_trials.py): never finished, never run again.
-STOPPED = "STOPPED"
-
-
-HEADLINE_METRICS = ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
+# Every row has these (null where no evaluation ran), so a query never misses a column: each
+# accuracy with the bounds of its interval, in table order.
+ACCURACY_COLUMNS = tuple(
+    column for name in ACCURACY_NAMES for column in (accuracy_column(name), *interval_columns(name))
+)
 
 
 # The data section's settings are columns without a prefix (dataset, data_fraction, seed ...).
@@ -33,11 +41,6 @@ UNPREFIXED_SECTION = "data"
 
 
 SETTING_PREFIXES = ("foundation.", "preprocessor.", "head.", "evaluation.")
-
-
-# Where a spec's `seeds` land in a trial config: every stage that draws random numbers while
-# training. evaluation.seed stays fixed so every trial is attacked with the same test-time randomness.
-SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
 
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "transformers", "ray", "optuna", "pyautoattack", "cropd-orchestrator")
@@ -115,15 +118,13 @@ def trial_row(
         "sweep": sweep,
         "trial_id": trial_id,
         "config_hash": config_hash,
-        "status": status,
+        "status": TrialStatus(status).value,  # the plain string, whatever the caller passed
         "error": error,
         "started_at": started_at,
         "finished_at": finished_at,
     }
     row.update(flatten_config(config))
-    for name in HEADLINE_METRICS:  # always present, so a query never misses a column
-        for suffix in ("", "_lo", "_hi"):
-            row[name + suffix] = None
+    row.update(dict.fromkeys(ACCURACY_COLUMNS))  # null until the metrics below say otherwise
     for key, value in (metrics or {}).items():
         if key == "integrity_flags":
             row[key] = ",".join(value)
@@ -137,6 +138,34 @@ def trial_row(
     torch = sys.modules.get("torch")
     row["torch_threads"] = torch.get_num_threads() if torch is not None else None
     return row
+
+
+def status_row(
+    *,
+    sweep: str,
+    trial_id: str,
+    config_hash: str,
+    config: dict,
+    status: str,
+    error: str | None = None,
+    extra: dict | None = None,
+) -> dict[str, Any]:
+    """The row of a trial that ended without metrics, written by the driver for it: stopped by a
+    scheduler (engine/stopped_trials.py), or its worker lost (engine/trial_failures.py). It started
+    and finished, as far as the record goes, now."""
+    now = now_utc()
+    return trial_row(
+        sweep=sweep,
+        trial_id=trial_id,
+        config_hash=config_hash,
+        config=config,
+        status=status,
+        metrics=None,
+        error=error,
+        started_at=now,
+        finished_at=now,
+        extra=extra,
+    )
 
 
 @lru_cache(maxsize=1)

@@ -1,0 +1,65 @@
+"""Tables as text: Markdown and LaTeX from a header and rows of (text, bold) cells.
+
+The paper-style table (report.py) and the cost table (costs.py) are built as cells and written by
+these two; their CSV and JSON are numbers, written by each table's own module.
+"""
+
+from __future__ import annotations
+
+# Setting titles (report.TITLES) LaTeX writes in math mode.
+LATEX_TITLES = {"λ": r"$\lambda$", "τ": r"$\tau$"}
+
+
+def markdown(header: list[str], rows: list[list[tuple[str, bool]]]) -> str:
+    """A Markdown table; bold cells in **...**, a `|` in a cell escaped."""
+
+    def line(cells):
+        return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+    body = [line(f"**{text}**" if bold else text for text, bold in row) for row in rows]
+    return "\n".join([line(header), "|" + "|".join("---" for _ in header) + "|", *body])
+
+
+LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIAL.get(ch, ch) for ch in text).replace("±", r"$\pm$")
+
+
+def latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) -> str:
+    """A booktabs `table` with its caption; every cell escaped, bold cells in \\textbf."""
+    heads = [LATEX_TITLES.get(h, _latex_escape(h)) for h in header]
+    body = [
+        " & ".join(f"\\textbf{{{_latex_escape(text)}}}" if bold else _latex_escape(text) for text, bold in row) + r" \\"
+        for row in rows
+    ]
+    return (
+        "\n".join(
+            [
+                r"\begin{table}[t]",
+                r"\centering",
+                f"\\caption{{{_latex_escape(caption)}}}",
+                f"\\begin{{tabular}}{{{'l' * len(header)}}}",
+                r"\toprule",
+                " & ".join(heads) + r" \\",
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                r"\end{table}",
+            ]
+        )
+        + "\n"
+    )
