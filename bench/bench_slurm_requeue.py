@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests"), str(REPO)]
+sys.path[:0] = [str(REPO / "tests" / "helpers"), str(REPO)]
 
 from tiny_settings import TINY_ARCH, TINY_FOUNDATION  # noqa: E402  (the tests' tiny settings)
 

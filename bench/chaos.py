@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO / "tests" / "chaos"), str(REPO / "tests"), str(REPO)]
+sys.path[:0] = [str(REPO / "tests" / "chaos"), str(REPO / "tests" / "helpers"), str(REPO)]
 
 from _machine import available_cores  # noqa: E402
 from chaos_harness import KINDS, Chaos, chaos_spec, metrics_by_trial, outcomes_by_trial, read_rows  # noqa: E402

@@ -12,7 +12,7 @@ orchestrator/ lay flat; `ALIASES` maps each old name to its new home. The finder
 by orchestrator/__init__.py (so before any submodule is imported), answers an import of an old name
 with the new module itself (the technique of setuptools' _distutils_hack): `import
 orchestrator.trial_runner` gives orchestrator.engine.trial, and unpickling
-orchestrator.trial_runner.RecordedFailure finds the class where it is now. tests/test_compat.py
+orchestrator.trial_runner.RecordedFailure finds the class where it is now. tests/orchestrator/test_compat.py
 unpickles under every old path and resumes a sweep folder written before the move.
 A module that moves again gets one more line here, never a shim file.
 """

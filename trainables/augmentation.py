@@ -7,7 +7,7 @@ tensor operations. torchvision's v2 transforms draw one set of parameters per ca
 draws meant a Python loop over the batch: ~2 ms an image on a CPU core, as much as the tiny
 auto-encoder's own training step (bench/bench_preprocessor_step.py). The operations are
 torchvision's own formulas (resized_crop with bilinear upsampling, adjust_brightness/contrast/
-saturation/hue, rgb_to_grayscale); tests/test_augmentation.py checks image by image that the
+saturation/hue, rgb_to_grayscale); tests/trainables/test_augmentation.py checks image by image that the
 batched result equals torchvision's functional ops applied with the same parameters.
 
 Randomness is torch's global RNG (callers seed it per epoch).

@@ -12,7 +12,7 @@ The same property lets several settings (eps, steps, step size) share a batch: e
 its own budget, step size and step count, and leaves the batch when it is broken or has taken its
 steps. The attack-strength sweep runs its eps levels and step counts this way (survives_settings),
 with the same random starts as one run per setting, so the outcome is the same either way: bit for
-bit on a CPU (tests/test_evaluation.py). On a GPU, the kernels chosen for a batch size can move a
+bit on a CPU (tests/trainables/test_evaluation.py). On a GPU, the kernels chosen for a batch size can move a
 logit in its last bits, so a point on the decision boundary can come out the other way: 1 of 64
 points at one eps level through ViT-MAE-large on an H200 (bench/results/gpu-h200-2026-11-26-
 strength-sweep.json). The early stopping above changes batch sizes too and shares that caveat.

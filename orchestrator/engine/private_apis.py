@@ -1,7 +1,7 @@
 """Every call this project makes into a private API of Ray or submitit, in one place.
 
 Private names change without notice, so pyproject.toml pins both packages below the next minor
-release and tests/test_private_apis.py checks each call here against the installed versions.
+release and tests/integration/test_private_apis.py checks each call here against the installed versions.
 Checked with ray 2.60.0 and submitit 1.5.4.
 
 - `ray.init(_temp_dir=..., _node_ip_address=...)`: Ray's session folder (a short path: its unix
@@ -16,15 +16,15 @@ Checked with ray 2.60.0 and submitit 1.5.4.
   pickled (objects of that process); a restored run must report to this run's. No public setter.
 - `OptunaSearch._ot_trials`, `._ot_study`: which Optuna trial each Tune trial holds, and the
   study, for grid_first_search.py to queue grid points one at a time and to find the points a
-  killed driver took (tests/test_search.py checks it). No public accessor.
+  killed driver took (tests/orchestrator/engine/test_search.py checks it). No public accessor.
 - `TuneController._search_alg` (and each wrapper's `.searcher`): the searcher a running Tune asks,
-  for optuna_pruning.py to reach the live study from a scheduler (tests/test_schedulers.py). A
+  for optuna_pruning.py to reach the live study from a scheduler (tests/integration/test_schedulers.py). A
   scheduler has no public way to it.
 - `ray.air._internal.usage.tag_callbacks`: replaced by a no-op (skip_callback_usage_tags), so a
   driver does not import wandb and mlflow only to tag its callbacks for telemetry.
 - `ray.air.integrations.wandb._WandbLoggingActor`, the actor class `WandbLoggerCallback` starts
   (its `_logger_actor_cls`, meant for subclasses): ray_trackers.py's actor waits for wandb's
-  teardown (tests/test_trackers.py).
+  teardown (tests/integration/test_trackers.py).
 - `submitit.slurm.slurm._make_sbatch_string`, `SlurmExecutor._submitit_command_str`: the sbatch
   script submitit would submit, for a `sbatch --test-only` preflight before anything is submitted.
 

@@ -24,7 +24,6 @@ from orchestrator.spec.schedulers import (
     parse_scheduler,
 )
 from orchestrator.spec.sections import (
-    MAX_NAME_BYTES,  # noqa: F401 (importable here, beside load_spec, as before)
     SEED_KEY,
     check_key,
     grid_points,

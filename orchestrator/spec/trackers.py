@@ -57,7 +57,7 @@ def _check_name(name: Any, source: str) -> None:
 
 def _check_installed(name: str, source: str) -> None:
     # find_spec, not import: mlflow alone takes over a second to import, and the spec is checked
-    # on the command line's light path (tests/test_import_boundaries.py).
+    # on the command line's light path (tests/orchestrator/cli/test_import_boundaries.py).
     if importlib.util.find_spec(_MODULES[name]) is None:
         raise UserError(
             f"{source}: trackers: {name} needs the Python package {_MODULES[name]}, which is not installed "

@@ -1,7 +1,7 @@
 """`python inject.py FAULT[,FAULT...] SPEC OUT [sweep options]`: the real `orchestrator sweep`, faults injected.
 
 The faults enter through the engine's trial-function hook (run_sweep's `trial_function`): each
-one changes one thing inside the Ray worker around trial_runner.tune_trial. Run as its own
+one changes one thing inside the Ray worker around trial.tune_trial. Run as its own
 process because a full disk stops the sweep the way Ctrl-C does (a SIGINT to the driver).
 Faults:
 - kill-at-epoch-2: the worker of the lambda=10 trial SIGKILLs itself when it logs pre-processor epoch 2
@@ -33,10 +33,10 @@ NAN_SEED = 77
 
 @contextmanager
 def kill_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator.engine import trial as trial_runner
+    from orchestrator.engine import trial
 
     marker = sweep_dir.parent / "killed-once"
-    original = trial_runner.EpochLog.add
+    original = trial.EpochLog.add
 
     def add(self, record):
         if (
@@ -49,30 +49,30 @@ def kill_at_epoch_2(params, sweep_dir: Path):
             os.kill(os.getpid(), signal.SIGKILL)
         return original(self, record)
 
-    trial_runner.EpochLog.add = add
+    trial.EpochLog.add = add
     try:
         yield
     finally:
-        trial_runner.EpochLog.add = original
+        trial.EpochLog.add = original
 
 
 @contextmanager
 def disk_full(params, sweep_dir: Path):
-    from orchestrator.store import parquet as results  # where rows are written
+    from orchestrator.store import parquet  # where rows are written
 
     flag = sweep_dir.parent / "disk-full"
-    original = results.atomic_write_bytes
+    original = parquet.atomic_write_bytes
 
     def write(path, data):
         if flag.exists():
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return original(path, data)
 
-    results.atomic_write_bytes = write
+    parquet.atomic_write_bytes = write
     try:
         yield
     finally:
-        results.atomic_write_bytes = original
+        parquet.atomic_write_bytes = original
 
 
 @contextmanager
@@ -111,10 +111,10 @@ def count_calls(params, sweep_dir: Path):
 
 @contextmanager
 def hold_at_epoch_2(params, sweep_dir: Path):
-    from orchestrator.engine import trial as trial_runner
+    from orchestrator.engine import trial
 
     flag = sweep_dir.parent / "hold"
-    original = trial_runner.EpochLog.add
+    original = trial.EpochLog.add
     parent = os.getppid()  # the raylet that started this worker
 
     def add(self, record):
@@ -125,11 +125,11 @@ def hold_at_epoch_2(params, sweep_dir: Path):
             time.sleep(0.2)
         return added
 
-    trial_runner.EpochLog.add = add
+    trial.EpochLog.add = add
     try:
         yield
     finally:
-        trial_runner.EpochLog.add = original
+        trial.EpochLog.add = original
 
 
 FAULTS = {
@@ -142,28 +142,28 @@ FAULTS = {
 
 
 def with_faults(names: list[str]):
-    """trial_runner.tune_trial inside the named faults. Ray Tune restores an experiment only with a
+    """trial.tune_trial inside the named faults. Ray Tune restores an experiment only with a
     trainable of the same name, and a plain resume passes the real one: the runner registers every
-    trial function under one name (trial_runner.TUNE_NAME), this one too."""
+    trial function under one name (trial.TUNE_NAME), this one too."""
 
     def tune_trial_with_faults(params, **kwargs):
-        from orchestrator.engine import trial as trial_runner
+        from orchestrator.engine import trial
 
         with ExitStack() as stack:
             for name in names:
                 stack.enter_context(FAULTS[name](params, Path(kwargs["sweep_dir"])))
-            return trial_runner.tune_trial(params, **kwargs)
+            return trial.tune_trial(params, **kwargs)
 
     return tune_trial_with_faults
 
 
 def main() -> int:
     faults, spec, out, *options = sys.argv[1:]
-    from orchestrator.cli import app as cli
+    from orchestrator.cli import app
     from orchestrator.engine import runner
 
     runner.run_sweep = functools.partial(runner.run_sweep, trial_function=with_faults(faults.split(",")))
-    return cli.main(["sweep", spec, "--out", out, "--plain", *options])
+    return app.main(["sweep", spec, "--out", out, "--plain", *options])
 
 
 if __name__ == "__main__":

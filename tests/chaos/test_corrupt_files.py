@@ -30,13 +30,15 @@ import yaml
 from chaos_harness import OurProcesses
 from sweep_helpers import planned_hashes, read_rows, write_spec
 
-from orchestrator.cli import app as cli
+from orchestrator.cli import app
 from orchestrator.engine.search import journal_storage
 from orchestrator.engine.trial import trial_key
 from orchestrator.spec.sweep_spec import load_spec
-from orchestrator.store import damaged_files as unreadable
+from orchestrator.store import damaged_files
 from orchestrator.store.parquet import epochs_path, trial_path
 from orchestrator.store.paths import SweepPaths
+
+pytestmark = pytest.mark.chaos
 
 REPO = Path(__file__).resolve().parents[2]
 WARNING = "orchestrator: warning: skipped"
@@ -58,8 +60,8 @@ def _comparable(row: dict) -> dict:
 
 
 def _aside(path: Path) -> list[Path]:
-    """What unreadable.move_aside made of `path`: `unreadable/<name>.<stamp>` beside it."""
-    return sorted((path.parent / unreadable.ASIDE_FOLDER).glob(f"{path.name}.*"))
+    """What damaged_files.move_aside made of `path`: `unreadable/<name>.<stamp>` beside it."""
+    return sorted((path.parent / damaged_files.ASIDE_FOLDER).glob(f"{path.name}.*"))
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +157,8 @@ def damaged(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
 
 
 def _run_cli(args: list[str], capsys) -> tuple[int, str, str]:
-    unreadable.forget()  # nothing this test process noted earlier may leak into the command's line
-    code = cli.main([str(a) for a in args])
+    damaged_files.forget()  # nothing this test process noted earlier may leak into the command's line
+    code = app.main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -262,7 +264,7 @@ def test_the_same_sweep_command_resumes_past_every_damaged_file(damaged, capsys)
     assert _aside(damaged["junked"]), sorted(str(p.relative_to(out)) for p in (out / "results").rglob("*"))
     assert not damaged["junked"].is_file() or read_rows(damaged["junked"])
 
-    # After the resume only the Slurm record (no command rewrites it) is still reported unreadable.
+    # After the resume only the Slurm record (no command rewrites it) is still reported damaged_files.
     code, _, stderr = _run_cli(["status", out], capsys)
     assert code == 0 and _warnings(stderr) == [
         f"{WARNING} 1 unreadable file(s): {damaged['jobs']} (line 2: JSONDecodeError)"

@@ -20,6 +20,8 @@ from sweep_helpers import planned_hashes, read_rows, write_spec
 
 from orchestrator.spec.sweep_spec import load_spec
 
+pytestmark = pytest.mark.chaos
+
 NAN_SEED = 77  # inject.py's nan-foundation fault diverges trials with this embedded foundation seed
 
 HERE = Path(__file__).resolve().parent

@@ -19,6 +19,8 @@ from sweep_helpers import planned_hashes
 
 from orchestrator.spec.sweep_spec import load_spec
 
+pytestmark = pytest.mark.chaos
+
 KILLS_PER_KIND = 5
 EPOCHS, HEAD_EPOCHS = 30, 3
 

@@ -30,6 +30,8 @@ from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.store.lock import lock_path, sweep_lock
 from trainables.errors import UserError
 
+pytestmark = pytest.mark.chaos
+
 REPO = Path(__file__).resolve().parents[2]
 INJECT = REPO / "tests" / "chaos" / "inject.py"
 # The first driver is held at pre-processor epoch 2 (inject.py's hold-at-epoch-2) until it is

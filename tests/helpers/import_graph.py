@@ -1,7 +1,7 @@
 """The import graph of orchestrator/ and trainables/ from every import statement in the source:
 module level, inside functions (lazy), and under `if TYPE_CHECKING:`, which import-linter leaves out.
 
-`python tests/import_graph.py` prints rooms (modules), arrows, floors (the longest downward chain)
+`python tests/helpers/import_graph.py` prints rooms (modules), arrows, floors (the longest downward chain)
 and any cycle; tests/test_import_graph.py asserts there is none and that the rooms of orchestrator/
 import downward only (the same layers as pyproject.toml's import-linter contract).
 """
@@ -13,7 +13,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("orchestrator", "trainables")
 
 

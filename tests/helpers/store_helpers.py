@@ -1,6 +1,6 @@
 """A results store built by hand: trial rows written by the same writer the trials use.
 
-A plain module beside the tests (pytest puts tests/ on sys.path), shared by the analysis and the
+A plain module in tests/helpers/ (pyproject's pytest `pythonpath` puts it on sys.path), shared by the analysis and the
 paired-comparison tests.
 """
 

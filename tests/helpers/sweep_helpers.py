@@ -1,6 +1,6 @@
 """Helpers the sweep tests share: a tiny spec on disk, the planned trial hashes, a race-free Parquet read.
 
-A plain module beside the tests (pytest puts tests/ on sys.path), not a conftest fixture,
+A plain module in tests/helpers/ (pyproject's pytest `pythonpath` puts it on sys.path), not a conftest fixture,
 because the Slurm tests also write specs for jobs that run in other processes.
 """
 

@@ -1,42 +1,29 @@
 """Report and figures from the Parquet store of a real small sweep (Ray Tune, Optuna, real trials).
 
-One tiny sweep (Identity and CRoPD at two lambdas, two seeds) is run once for the module; the
-images are read back and checked for format, size and the things that make them readable.
+The sweep is the run's shared finished one (tests/integration/conftest.py: Identity and CRoPD at two
+lambdas, two seeds), only read here; the images are read back and checked for format, size and the
+things that make them readable.
 """
 
 from __future__ import annotations
 
 import re
 import shutil
-import tempfile
 import xml.etree.ElementTree as ET
 from itertools import combinations
 
 import pytest
-import yaml
 from matplotlib.image import imread
-from sweep_helpers import write_spec
 
-from orchestrator.analysis import frames as analysis
-from orchestrator.analysis import plots
-from orchestrator.backends.local import LocalBackend
+from orchestrator.analysis import frames, plots
 from orchestrator.cli.app import main
-from orchestrator.engine.runner import run_sweep
-from orchestrator.spec.sweep_spec import load_spec
+
+pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def sweep_dir(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
-    folder = tmp_path_factory.mktemp("analysis-sweep")
-    path = write_spec(folder, tiny_foundation_config, tiny_arch, name="tiny-analysis", seeds=[0, 1])
-    raw = yaml.safe_load(path.read_text())
-    raw["trial"]["preprocessor"]["epochs"] = 2  # the shared tiny spec, with fewer epochs: six trials
-    path.write_text(yaml.safe_dump(raw))
-    spec = load_spec(path)
-    temp_dir = tempfile.mkdtemp(prefix="cr-", dir="/tmp")  # Ray's sockets need a short path
-    outcome = run_sweep(spec, folder / "runs" / "tiny-analysis", backend=LocalBackend(temp_dir=temp_dir), live=False)
-    assert (outcome.done, outcome.failed) == (6, 0)
-    return outcome.sweep_dir
+@pytest.fixture
+def sweep_dir(finished_sweep):
+    return finished_sweep.sweep_dir
 
 
 def test_report_of_a_real_sweep_has_one_row_per_configuration(sweep_dir, capsys):
@@ -88,7 +75,7 @@ def test_each_plot_kind_writes_a_readable_image(sweep_dir, tmp_path, kind, suffi
 
 
 def test_tradeoff_figure_is_labelled_on_a_log_lambda_axis_with_identity_as_a_baseline(sweep_dir):
-    trials = analysis.finished_trials(sweep_dir)
+    trials = frames.finished_trials(sweep_dir)
     figure = plots.tradeoff_figure(trials, "preprocessor.lambda", ["acc_natural", "acc_pgd20"], title="t")
     axes = [ax for ax in figure.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["Natural", "PGD-20"]
@@ -103,9 +90,9 @@ def test_tradeoff_figure_is_labelled_on_a_log_lambda_axis_with_identity_as_a_bas
 
 
 def test_pareto_labels_never_overlap_and_front_points_are_labelled_first(sweep_dir):
-    trials = analysis.finished_trials(sweep_dir)
+    trials = frames.finished_trials(sweep_dir)
     # Crowd the plot: the same trials three times, nudged, so labels must compete for space.
-    crowded = analysis.pd.concat(
+    crowded = frames.pd.concat(
         [trials.assign(acc_natural=trials["acc_natural"] + d) for d in (0, 0.002, 0.004)], ignore_index=True
     )
     figure = plots.pareto_figure(crowded, "acc_natural", "acc_pgd20", param="preprocessor.lambda", title="p")

@@ -1,4 +1,5 @@
-"""Trained models out of a sweep: orchestrator.load_pipeline and `orchestrator export`, on a real sweep.
+"""Trained models out of a sweep: orchestrator.load_pipeline and `orchestrator export`, on a real sweep
+(the run's shared finished one, tests/integration/conftest.py, only read here).
 
 The export is loaded in a fresh process with torch.export alone (no code of ours builds the model)
 and must give back the trial's natural accuracy exactly, point for point.
@@ -11,25 +12,20 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 import torch
-from sweep_helpers import write_spec
 
 import orchestrator
 from orchestrator.analysis.frames import load_examples
-from orchestrator.backends.local import LocalBackend
 from orchestrator.cli.app import main
-from orchestrator.engine.runner import run_sweep
-from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.store.paths import SweepPaths
 from orchestrator.store.query import load_trials
 from trainables.data import load_dataset
 from trainables.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
 
 
 def _umask() -> int:
@@ -38,15 +34,9 @@ def _umask() -> int:
     return mask
 
 
-@pytest.fixture(scope="module")
-def sweep(tmp_path_factory, cache_root, tiny_foundation_config, tiny_arch):
-    folder = tmp_path_factory.mktemp("export")
-    grid = [{"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]}, {"preprocessor.kind": ["identity"]}]
-    spec = load_spec(write_spec(folder, tiny_foundation_config, tiny_arch, grid=grid))
-    sweep_dir = folder / "runs" / "tiny"
-    backend = LocalBackend(temp_dir=tempfile.mkdtemp(prefix="cr-", dir="/tmp"))
-    assert run_sweep(spec, sweep_dir, backend=backend, live=False).done == 2
-    return sweep_dir
+@pytest.fixture
+def sweep(finished_sweep):
+    return finished_sweep.sweep_dir
 
 
 def _natural(sweep_dir: Path, config_hash: str):

@@ -20,6 +20,8 @@ from orchestrator.backends.local import LocalBackend
 from orchestrator.engine.runner import run_sweep
 from orchestrator.spec.sweep_spec import load_spec
 
+pytestmark = pytest.mark.integration
+
 TRIALS = 8
 BARRIER_S = 120  # how long a trial waits for the others that should run beside it
 

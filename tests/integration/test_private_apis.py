@@ -17,7 +17,9 @@ from sweep_helpers import local_ray_session
 
 from orchestrator.engine import private_apis
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
 PINNED = ("ray", "submitit")
 
 
@@ -36,7 +38,7 @@ def test_sbatch_script_text_is_the_script_submitit_would_submit(tmp_path):
     from submitit.core.test_core import MockedSubprocess
 
     # submitit's SlurmExecutor refuses to start without `srun` on PATH: stood in for the way
-    # submitit's own tests do (no Slurm command is run here; see tests/test_slurm_settings.py).
+    # submitit's own tests do (no Slurm command is run here; see tests/orchestrator/backends/test_slurm_settings.py).
     with MockedSubprocess(known_cmds=["srun"]).context():
         executor = submitit.SlurmExecutor(folder=tmp_path)
     executor.update_parameters(time=5, partition="debug", cpus_per_task=2)

@@ -1,8 +1,10 @@
-"""Schedulers that stop bad trials early (orchestrator/spec/schedulers.py, stopped_trials.py).
+"""Schedulers that stop bad trials early (orchestrator/spec/schedulers.py, stopped_trials.py), in real sweeps.
 
 A real sweep (Ray Tune's ASHA, the CLI, Parquet): two trials one after the other, the second
 attacked at eps 1 (the whole pixel range) by its validation probe, so its robust estimate is far
 below the first's (measured with no attack) by construction, and ASHA stops it at its first rung.
+The scheduler settings' checks and their mapping onto Ray Tune's schedulers are
+tests/orchestrator/spec/test_scheduler_settings.py.
 """
 
 from __future__ import annotations
@@ -18,61 +20,13 @@ import yaml
 from sweep_helpers import write_spec
 
 from orchestrator.engine.search import journal_storage
-from orchestrator.spec.sweep_spec import load_spec, parse_spec
+from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.store.query import connect, frame, load_trials
 from orchestrator.store.rows import STOPPED, TERMINATED
-from trainables.errors import UserError
+
+pytestmark = pytest.mark.integration
 
 VALIDATION = {"every": 1, "points": 20, "fit_images": 40}
-
-
-def _spec(tiny_foundation_config, tiny_arch, **changes) -> dict:
-    raw = {
-        "name": "sched",
-        "trial": {
-            "data": {"dataset": "digits2", "data_fraction": 0.5},
-            "foundation": tiny_foundation_config,
-            "preprocessor": {"kind": "cropd", "arch": tiny_arch, "epochs": 3, "validation": VALIDATION},
-        },
-        "grid": {"preprocessor.lambda": [1, 10]},
-        "objectives": {"acc_pgd20": "max"},
-        "scheduler": {"kind": "asha", "metric": "val_acc_pgd5"},
-    }
-    for key, value in changes.items():
-        raw[key] = value
-    return raw
-
-
-@pytest.mark.parametrize(
-    "change, field",
-    [
-        ({"objectives": {"acc_natural": "max", "acc_pgd20": "max"}}, "scheduler"),
-        ({"scheduler": {"kind": "ashа", "metric": "val_acc_pgd5"}}, "scheduler.kind"),  # a Cyrillic a
-        ({"scheduler": {"kind": "asha", "metric": "acc_pgd20"}}, "scheduler.metric"),
-        ({"scheduler": {"kind": "asha", "metric": "val_acc_pgd10"}}, "scheduler.metric"),  # trials measure PGD-5
-        ({"scheduler": {"kind": "asha", "metric": "val_acc_pgd5", "brackets": 2}}, "scheduler.brackets"),
-        ({"scheduler": {"kind": "median", "metric": "val_acc_pgd5", "grace": 2}}, "scheduler.grace"),
-        ({"scheduler": {"kind": "asha", "metric": "val_acc_pgd5", "grace_period": 4, "max_t": 2}}, "scheduler.max_t"),
-        ({"scheduler": "asha"}, "scheduler"),
-    ],
-)
-def test_a_bad_scheduler_is_one_line_naming_the_file_and_field(tiny_foundation_config, tiny_arch, change, field):
-    with pytest.raises(UserError) as caught:
-        parse_spec(_spec(tiny_foundation_config, tiny_arch, **change), source="s.yaml", default_name="s")
-    message = str(caught.value)
-    assert message.startswith(f"s.yaml: {field}") and "\n" not in message, message
-
-
-def test_trials_that_train_without_the_measurement_are_refused(tiny_foundation_config, tiny_arch):
-    raw = _spec(tiny_foundation_config, tiny_arch)
-    raw["grid"] = [{"preprocessor.kind": ["identity"]}, {"preprocessor.kind": ["vanilla"]}]
-    raw["trial"]["preprocessor"].pop("validation")
-    with pytest.raises(UserError) as caught:
-        parse_spec(raw, source="s.yaml", default_name="s")
-    assert "trial 2 (preprocessor.kind vanilla) has no preprocessor.validation" in str(caught.value)
-    # Identity trains nothing and reports nothing: alone it is fine, and simply runs.
-    raw["grid"] = [{"preprocessor.kind": ["identity"]}]
-    assert parse_spec(raw, source="s.yaml", default_name="s").scheduler.kind == "asha"
 
 
 def _orchestrator(*args, cwd, env=None):
@@ -170,36 +124,6 @@ def test_asha_stops_the_weaker_trial_which_gets_a_stopped_row_and_stays_stopped(
     assert load_spec(spec_path).scheduler.kind == "asha"
 
 
-def test_each_kind_maps_onto_its_ray_tune_scheduler(tiny_foundation_config, tiny_arch):
-    from ray.tune.schedulers import ASHAScheduler, MedianStoppingRule
-
-    from orchestrator.engine.schedulers import build_scheduler
-    from orchestrator.spec.schedulers import TIME_ATTR
-
-    def built(**scheduler):
-        spec = parse_spec(
-            _spec(tiny_foundation_config, tiny_arch, scheduler={"metric": "val_acc_pgd5", **scheduler}),
-            source="s.yaml",
-            default_name="s",
-        )
-        return build_scheduler(spec.scheduler, spec.max_preprocessor_epochs)
-
-    asha = built(kind="asha", grace_period=1, reduction_factor=2)
-    assert isinstance(asha, ASHAScheduler) and len(asha._brackets) == 1
-    assert (asha._time_attr, asha._metric, asha._max_t, asha._stop_last_trials) == (TIME_ATTR, "val_acc_pgd5", 3, False)
-    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [2, 1]  # below max_t 3 (the epochs)
-    hyperband = built(kind="hyperband", grace_period=1, max_t=3)
-    assert isinstance(hyperband, ASHAScheduler) and len(hyperband._brackets) == 3
-    median = built(kind="median", grace_period=2, min_samples_required=2, mode="min")
-    assert isinstance(median, MedianStoppingRule)
-    assert (median._metric, median._mode, median._grace_period, median._min_samples_required) == (
-        "val_acc_pgd5",
-        "min",
-        2,
-        2,
-    )
-
-
 def test_in_a_search_optunas_pruner_stops_the_weaker_trial_on_the_same_measurements(
     tmp_path, cache_root, tiny_foundation_config, tiny_arch, monkeypatch
 ):
@@ -227,19 +151,3 @@ def test_in_a_search_optunas_pruner_stops_the_weaker_trial_on_the_same_measureme
     kept = epochs[epochs["config_hash"] == trials.loc[0.0, "config_hash"]].set_index("epoch")["val_acc_pgd5"]
     assert by_state["COMPLETE"].intermediate_values == kept.to_dict()
     assert list(by_state["PRUNED"].intermediate_values) == [1]
-
-
-def test_slurms_array_mode_refuses_a_scheduler_and_trackers(tiny_foundation_config, tiny_arch):
-    from orchestrator.backends.slurm.backend import _check_fits
-    from orchestrator.backends.slurm.settings import SlurmSettings
-
-    spec = parse_spec(
-        _spec(tiny_foundation_config, tiny_arch, trackers=["tensorboard"]), source="s.yaml", default_name="s"
-    )
-    _check_fits(spec, SlurmSettings(mode="ray"), "s.yaml")  # Ray Tune runs them there
-    with pytest.raises(UserError) as caught:
-        _check_fits(spec, SlurmSettings(mode="array"), "s.yaml")
-    assert str(caught.value).startswith("s.yaml: scheduler: expected none in Slurm's array mode")
-    spec.scheduler = None
-    with pytest.raises(UserError, match="^s.yaml: trackers: expected none in Slurm's array mode"):
-        _check_fits(spec, SlurmSettings(mode="array"), "s.yaml")

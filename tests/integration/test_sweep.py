@@ -2,16 +2,15 @@
 
 Trials are tiny (a 2-epoch embedded foundation, a 1-layer auto-encoder, 40 test points) so a
 whole sweep is tens of seconds. Kills of the driver, of workers and of the whole process group,
-and the resumes after them, are tests/chaos/test_kills.py's.
+and the resumes after them, are tests/chaos/test_kills.py's; the sweep folder's checks before Ray
+starts (a changed plan, a request no node can hold) are tests/orchestrator/engine/test_sweep_folder.py.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 import socket
 import tempfile
-from pathlib import Path
 
 import optuna
 import pyarrow.parquet as pq
@@ -19,16 +18,14 @@ import pytest
 from sweep_helpers import planned_hashes, write_spec
 
 from orchestrator.backends.local import LocalBackend
-from orchestrator.engine.folder import prepare_sweep_dir, write_state
 from orchestrator.engine.runner import run_sweep
 from orchestrator.engine.search import journal_storage
 from orchestrator.spec.sweep_spec import load_spec
 from orchestrator.store import cache as results_cache
-from orchestrator.store.paths import STATE_FILE, SweepPaths
+from orchestrator.store.paths import SweepPaths
 from orchestrator.store.query import connect, load_trials
-from trainables.errors import ConfigError, UserError
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -124,41 +121,3 @@ def test_a_failing_trial_is_recorded_with_its_reason_and_the_sweep_goes_on(
     assert (
         trials.loc["cifar2", "acc_natural"] != trials.loc["cifar2", "acc_natural"]
     )  # NaN: no metric for a failed trial
-
-
-def test_a_changed_plan_is_refused_unless_restart_which_moves_the_old_sweep_aside(
-    tmp_path, tiny_foundation_config, tiny_arch
-):
-    original = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch))
-    sweep_dir = tmp_path / "runs" / "tiny"
-    write_state(original, sweep_dir)
-    (sweep_dir / "results").mkdir()
-
-    # How it runs may change between runs; what it computes may not.
-    operational = load_spec(
-        write_spec(tmp_path, tiny_foundation_config, tiny_arch, max_concurrent=1, resources={"cpu": 2})
-    )
-    assert prepare_sweep_dir(operational, sweep_dir, restart=False) is True
-
-    changed = load_spec(
-        write_spec(tmp_path, tiny_foundation_config, tiny_arch, grid={"preprocessor.kind": ["vanilla"]})
-    )
-    with pytest.raises(UserError, match=r"changed: grid\); run with --restart"):
-        prepare_sweep_dir(changed, sweep_dir, restart=False)
-    assert json.loads((sweep_dir / STATE_FILE).read_text())["plan_hash"] == original.plan_hash  # untouched
-
-    assert prepare_sweep_dir(changed, sweep_dir, restart=True) is False
-    aside = [p for p in sweep_dir.parent.iterdir() if p.name.startswith("tiny.replaced-")]
-    assert len(aside) == 1 and (aside[0] / STATE_FILE).is_file() and (aside[0] / "results").is_dir()
-    assert not sweep_dir.exists()
-
-
-def test_a_resource_request_no_node_can_hold_is_refused_before_anything_is_written(
-    tmp_path, tiny_foundation_config, tiny_arch
-):
-    spec = load_spec(write_spec(tmp_path, tiny_foundation_config, tiny_arch, resources={"cpu": 4096}))
-    with pytest.raises(
-        ConfigError, match=r"tiny.yaml: resources.cpu: expected a request one node of this machine can hold"
-    ):
-        run_sweep(spec, tmp_path / "runs" / "tiny", live=False)
-    assert not (tmp_path / "runs").exists()

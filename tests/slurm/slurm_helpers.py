@@ -24,7 +24,7 @@ from orchestrator.store.paths import SweepPaths
 from orchestrator.store.query import connect
 from trainables.trial import run_trial
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPT = REPO / "slurm" / "local_cluster" / "cluster.sh"
 JOB_WAIT_S = 420
 

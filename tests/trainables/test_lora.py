@@ -34,7 +34,7 @@ def test_lora_trains_the_adapters_only_and_reports_their_size(tmp_path, tiny_fou
     result = run_trial(config, tmp_path / "trial")
     base = load_foundation({**tiny_foundation_config, "mode": "finetune"})
     base_params = sum(p.numel() for p in base.parameters())
-    hidden, layers = 32, 2  # tests/tiny_settings.py TINY_EMBEDDED
+    hidden, layers = 32, 2  # tests/helpers/tiny_settings.py TINY_EMBEDDED
     adapters = layers * 2 * (2 * hidden * 2)  # per layer: query and value, A (r x d) and B (d x r), r = 2
     assert result["params_foundation_trained"] == adapters
     assert result["params_foundation"] == base_params + adapters

@@ -39,7 +39,7 @@ def _both_splits(*paths: str) -> dict[str, tuple[str, ...]]:
 
 # torchvision's file lists (CIFAR10/CIFAR100 train_list + test_list + meta, SVHN split_list,
 # STL10's labelled files): its loaders check every file of both splits whichever split is asked.
-# tests/test_data.py compares them with torchvision's own.
+# tests/trainables/test_data.py compares them with torchvision's own.
 _CIFAR10_FILES = _both_splits(
     "cifar-10-batches-py/",
     *(f"cifar-10-batches-py/data_batch_{k}" for k in range(1, 6)),

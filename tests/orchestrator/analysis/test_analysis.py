@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 from store_helpers import add_trial
 
-from orchestrator.analysis import frames as analysis
-from orchestrator.analysis import report
+from orchestrator.analysis import frames, report
 from orchestrator.cli.app import main
 from orchestrator.store import rows
 from orchestrator.store.parquet import read_folder
@@ -72,9 +71,9 @@ def test_pareto_mask_on_a_known_front_with_ties_and_missing_values():
     y = [0.1, 0.3, 0.2, 0.3, 0.4, 0.4, 0.5, 0.9, 0.1]
     # (0.9, 0.1) twice: equal points are both on it; (0.8, 0.2) loses to (0.8, 0.3) at the same x;
     # (0.7, 0.3) loses to (0.7, 0.4); (0.6, 0.4) loses to (0.7, 0.4) at the same y; NaN never counts.
-    assert analysis.pareto_mask(x, y).tolist() == [True, True, False, False, True, False, True, False, True]
+    assert frames.pareto_mask(x, y).tolist() == [True, True, False, False, True, False, True, False, True]
     # Minimising y instead: only the lowest y at each x that nothing beats.
-    assert analysis.pareto_mask(x, y, maximize=(True, False)).tolist() == [
+    assert frames.pareto_mask(x, y, maximize=(True, False)).tolist() == [
         True,
         False,
         False,
@@ -92,8 +91,8 @@ def test_pareto_mask_equals_the_definition_on_random_points(seed):
     rng = np.random.default_rng(seed)
     # Rounded, so ties in x, in y and in both are common.
     x, y = rng.integers(0, 8, 60) / 8, rng.integers(0, 8, 60) / 8
-    assert (analysis.pareto_mask(x, y) == brute_force_front(x, y)).all()
-    assert (analysis.pareto_mask(x, y, maximize=(False, True)) == brute_force_front(-x, y)).all()
+    assert (frames.pareto_mask(x, y) == brute_force_front(x, y)).all()
+    assert (frames.pareto_mask(x, y, maximize=(False, True)) == brute_force_front(-x, y)).all()
 
 
 def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
@@ -137,9 +136,9 @@ def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
 
 
 def test_seed_means_use_the_bootstrap_interval_for_one_seed_and_student_t_for_several(store):
-    trials = analysis.finished_trials(store)
+    trials = frames.finished_trials(store)
     assert len(trials) == 8  # the ERROR row is not a finished trial
-    table = analysis.aggregate_seeds(trials, ["acc_natural", "acc_pgd20"]).set_index("config_hashes")
+    table = frames.aggregate_seeds(trials, ["acc_natural", "acc_pgd20"]).set_index("config_hashes")
     assert (table["n_seeds"] == 2).all() and set(table["interval"]) == {"t over seeds"}
     cropd1 = table[table["preprocessor.lambda"] == 1].iloc[0]
     t_975_1 = 12.706204736174707  # Student's t, 97.5% quantile, 1 degree of freedom
@@ -147,7 +146,7 @@ def test_seed_means_use_the_bootstrap_interval_for_one_seed_and_student_t_for_se
     assert cropd1["acc_natural_half"] == pytest.approx(t_975_1 * np.std([0.62, 0.58], ddof=1) / math.sqrt(2))
     assert cropd1["acc_natural_lo"] == pytest.approx(0.60 - cropd1["acc_natural_half"])
 
-    one_seed = analysis.aggregate_seeds(trials[trials["seed"] == 0], ["acc_natural"])
+    one_seed = frames.aggregate_seeds(trials[trials["seed"] == 0], ["acc_natural"])
     assert set(one_seed["interval"]) == {"bootstrap"}
     vanilla = one_seed[one_seed["preprocessor.kind"] == "vanilla"].iloc[0]
     assert (vanilla["acc_natural_lo"], vanilla["acc_natural_hi"]) == pytest.approx((0.59, 0.64))
@@ -159,10 +158,10 @@ def test_settings_a_kind_ignores_do_not_split_or_label_configurations(tmp_path):
     add_trial(tmp_path, kind="identity", natural=0.7, pgd20=0.0)
     add_trial(tmp_path, kind="cropd", lam=10, natural=0.6, pgd20=0.3)
     add_trial(tmp_path, kind="cropd", lam=10, natural=0.5, pgd20=0.2, preprocessor_dataset="digits2")
-    trials = analysis.finished_trials(tmp_path)
+    trials = frames.finished_trials(tmp_path)
     # lambda is null for identity because identity ignores it: only the kind tells those apart.
     # preprocessor_dataset is null by choice in one CRoPD trial and set in the other: it varies.
-    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
+    assert set(frames.varying(trials, frames.config_columns(trials))) == {
         "preprocessor_dataset",
         "preprocessor.kind",
     }
@@ -326,7 +325,7 @@ def test_data_fraction_table_plot_from_a_store_with_three_fractions(tmp_path):
     image = imread(out)
     assert image.shape[2] == 4 and image.shape[1] == round(4.2 * 2 * 150)  # two panels at 150 dpi
     assert (
-        report.render(analysis.finished_trials(tmp_path), "markdown")
+        report.render(frames.finished_trials(tmp_path), "markdown")
         .splitlines()[0]
         .startswith("| Pre-processor | λ | Head | Data fraction | n |")
     )
@@ -341,7 +340,7 @@ def test_a_searched_parameter_with_many_values_gets_tick_labels_that_do_not_coll
     rng = np.random.default_rng(0)
     for i, tau in enumerate(rng.uniform(0.05, 1.0, 20)):  # what an Optuna tau search leaves behind
         add_trial(tmp_path, kind="cropd", lam=10, tau=float(tau), natural=0.6, pgd20=0.2 + tau / 10, minute=i)
-    trials = analysis.finished_trials(tmp_path)
+    trials = frames.finished_trials(tmp_path)
     figure = plots.tradeoff_figure(trials, "preprocessor.temperature", ["acc_natural", "acc_pgd20"], title="tau")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -364,7 +363,7 @@ def test_list_settings_read_as_the_spec_writes_them(tmp_path):
         path = tmp_path / "results" / "trials" / f"{key}.parquet"
         frame = pd.read_parquet(path).assign(**{"preprocessor.views": json.dumps(views)})
         frame.to_parquet(path)
-    lines = report.render(analysis.finished_trials(tmp_path), "markdown").splitlines()
+    lines = report.render(frames.finished_trials(tmp_path), "markdown").splitlines()
     assert lines[0].startswith("| Pre-processor | λ | Head | Views | n |")
     assert sorted(line.split(" | ")[3] for line in lines[2:4]) == ["adversarial+t1", "adversarial+t1+t2+high"]
 
@@ -437,7 +436,7 @@ def strength_store(tmp_path):
 def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(strength_store):
     from orchestrator.analysis import plots
 
-    figure = plots.strength_figure(analysis.finished_trials(strength_store), title="s")
+    figure = plots.strength_figure(frames.finished_trials(strength_store), title="s")
     assert len(figure.axes) == 2
     eps_ax, steps_ax = figure.axes
     assert steps_ax.get_xscale() == "log" and eps_ax.get_xscale() == "linear"
@@ -499,7 +498,7 @@ def test_robust_pretraining_settings_are_columns_that_split_only_by_what_was_var
     assert trials["foundation.resnet.width"].tolist()[3] == 8 and "foundation.pretraining" not in trials
     # Nulls implied by no pre-training, by rocl (no views) or by a ViT (no resnet width) do not
     # split configurations; the lr really differs (1e-4 from MAE weights, 1e-3 from scratch).
-    assert set(analysis.varying(trials, analysis.config_columns(trials))) == {
+    assert set(frames.varying(trials, frames.config_columns(trials))) == {
         "foundation.name",
         "foundation.pretraining.method",
         "foundation.pretraining.lr",

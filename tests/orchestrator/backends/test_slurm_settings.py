@@ -22,8 +22,8 @@ from orchestrator.backends.slurm.settings import SlurmSettings, parse_slurm, par
 from orchestrator.spec.sweep_spec import parse_spec
 from trainables.errors import ConfigError
 
-GOLDEN = Path(__file__).parent / "golden" / "sbatch_script.txt"
-REPO = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parents[2] / "golden" / "sbatch_script.txt"
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

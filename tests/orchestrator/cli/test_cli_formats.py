@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from store_helpers import add_trial
 
-from orchestrator import logs as verbosity
+from orchestrator import logs
 from orchestrator.cli.app import main
 from orchestrator.store.parquet import write_examples
 from trainables.artifacts import atomic_write_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 POINTS, AA_POINTS = 200, 50  # natural and PGD-20 on 200 test points; AutoAttack on the first 50
 RIGHT = {"identity": (180, 20, 5), "cropd": (170, 90, 20)}  # points right: natural, PGD-20, AutoAttack
 
@@ -216,8 +216,8 @@ def test_report_json_of_a_sweep_without_finished_trials_is_one_line_and_exit_2(t
 
 # --- -q / -v -------------------------------------------------------------------------------------
 
-TOUCHED = ("", *verbosity.OURS, verbosity.AUTOATTACK, "ray", "ray.tune", "optuna", "transformers")
-ENVIRONMENT = (verbosity.ENV, "TRANSFORMERS_VERBOSITY", "RAY_LOGGER_LEVEL", "HF_HUB_DISABLE_PROGRESS_BARS")
+TOUCHED = ("", *logs.OURS, logs.AUTOATTACK, "ray", "ray.tune", "optuna", "transformers")
+ENVIRONMENT = (logs.ENV, "TRANSFORMERS_VERBOSITY", "RAY_LOGGER_LEVEL", "HF_HUB_DISABLE_PROGRESS_BARS")
 
 
 @pytest.fixture
@@ -257,10 +257,10 @@ def test_quiet_keeps_warnings_only_here_and_for_the_trial_processes(tmp_path, ca
     args = ["-q", "status", str(sweep)] if position == "before" else ["status", str(sweep), "-q"]
     assert main(args) == 0
     assert "4 finished" in capsys.readouterr().out  # the command's own output stays
-    assert os.environ[verbosity.ENV] == "quiet" and os.environ["TRANSFORMERS_VERBOSITY"] == "warning"
+    assert os.environ[logs.ENV] == "quiet" and os.environ["TRANSFORMERS_VERBOSITY"] == "warning"
     assert logging.getLogger("orchestrator").getEffectiveLevel() == logging.WARNING
     assert logging.getLogger("optuna.study.study").getEffectiveLevel() == logging.WARNING
-    assert verbosity.ray_logging_level() == logging.WARNING  # what RayCluster passes to ray.init
+    assert logs.ray_logging_level() == logging.WARNING  # what RayCluster passes to ray.init
     # Even a trial asking for AutoAttack's progress (evaluation.verbose) shows warnings only.
     root = logging.getLogger()
     handler = logging.StreamHandler(stream := io.StringIO())
@@ -274,9 +274,9 @@ def test_quiet_keeps_warnings_only_here_and_for_the_trial_processes(tmp_path, ca
 
 def test_verbose_shows_autoattack_progress_in_a_trial_process(restored_logging, capsys):
     # The driver's choice reaches a Ray worker or Slurm task through the environment, and
-    # run_recorded_trial applies it there (verbosity.apply_from_environment).
-    os.environ[verbosity.ENV] = "verbose"
-    verbosity.apply_from_environment()
+    # run_recorded_trial applies it there (logs.apply_from_environment).
+    os.environ[logs.ENV] = "verbose"
+    logs.apply_from_environment()
     _autoattack_progress(verbose=False)  # the default evaluation: progress hidden without -v
     err = capsys.readouterr().err
     assert "DEBUG auto-attack: running apgd-ce" in err and err.count("running apgd-ce") == 1
@@ -291,11 +291,11 @@ def test_verbose_shows_autoattack_progress_in_a_trial_process(restored_logging, 
 
 
 def test_without_an_option_nothing_changes(tmp_path, capsys, restored_logging):
-    os.environ.pop(verbosity.ENV, None)
+    os.environ.pop(logs.ENV, None)
     before = {name: logging.getLogger(name).level for name in TOUCHED}
     assert main(["status", str(_sweep(tmp_path))]) == 0
     assert {name: logging.getLogger(name).level for name in TOUCHED} == before
-    assert verbosity.ENV not in os.environ and verbosity.ray_logging_level() is None
+    assert logs.ENV not in os.environ and logs.ray_logging_level() is None
     _autoattack_progress(verbose=False)
     assert "apgd" not in capsys.readouterr().err
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from store_helpers import add_trial
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 HEAVY = ("torch", "transformers", "torchvision", "sklearn", "ray")
 
 

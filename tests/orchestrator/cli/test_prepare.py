@@ -21,7 +21,7 @@ from orchestrator.spec.sweep_spec import load_spec
 from trainables.schema import validate_trial_config
 from trainables.schema.data import DATASETS, SPLITS, missing_paths, required_paths
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SPECS = sorted((REPO / "search_spaces").glob("*.yaml"))
 HEAVY = ("torch", "transformers", "torchvision", "sklearn", "ray", "diffusers")
 CIFAR10 = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"]

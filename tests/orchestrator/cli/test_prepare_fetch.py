@@ -25,7 +25,7 @@ from PIL import Image
 
 from trainables.data import TINYIMAGENET_URL_ENV, load_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WNIDS = ("n01443537", "n01629819")
 
 

@@ -16,15 +16,17 @@ import pytest
 import yaml
 
 from orchestrator.cli.app import main
-from orchestrator.spec.sweep_spec import SEED_FIELDS, SEED_KEY, load_spec
+from orchestrator.spec.sections import SEED_KEY
+from orchestrator.spec.sweep_spec import load_spec
 from trainables.artifacts import config_hash
 from trainables.data import DATASETS
 from trainables.errors import ConfigError, UserError
 from trainables.schema import validate_trial_config
 from trainables.schema.contrastive import parse_clusters, parse_views
 from trainables.schema.preprocessor import ARCH_PRESETS, artifact_key_config
+from trainables.schema.results import SEED_FIELDS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 SHIPPED = sorted((ROOT / "search_spaces").glob("*.yaml"))
 PAPER_STUDIES = {
     "lambda_ablation",

@@ -77,39 +77,3 @@ def test_tune_sees_the_trial_function_under_the_name_older_sweep_folders_were_wr
     # Tuner.restore refuses a trainable of another name: this name never changes.
     assert TUNE_NAME == "sweep_trial"
 
-
-@pytest.mark.parametrize("name", ["RecordedFailure", "OutOfStorage"])
-def test_a_trial_error_that_an_older_sweep_folder_pickled_still_loads(name, monkeypatch):
-    # Ray keeps a trial's error as a pickle naming its class by module path, and reads it back
-    # when the sweep resumes: before the rename that path was orchestrator.trainable.
-    import pickle
-
-    from orchestrator.engine import trial as trial_runner
-
-    error_class = getattr(trial_runner, name)
-    monkeypatch.setattr(error_class, "__module__", "orchestrator.trainable")
-    pickled = pickle.dumps(error_class("recorded"))
-    monkeypatch.undo()
-    assert b"orchestrator.trainable" in pickled
-    loaded = pickle.loads(pickled)
-    assert type(loaded) is error_class and str(loaded) == "recorded"
-
-
-@pytest.mark.parametrize("name", ["SweepDriver", "ArrayTrial"])
-def test_a_slurm_job_submitted_before_the_move_still_loads(name, monkeypatch, tmp_path):
-    # submitit pickles the job callable by module path at submission and loads it when the job
-    # starts or is requeued: before the Slurm package existed that path was backends.slurm_job.
-    import pickle
-
-    from orchestrator.backends.slurm import job
-    from orchestrator.spec.sweep_spec import load_spec
-
-    spec_path = tmp_path / "s.yaml"
-    spec_path.write_text("name: s\ntrial: {data: {dataset: digits2}}\n")
-    job_class = getattr(job, name)
-    monkeypatch.setattr(job_class, "__module__", "orchestrator.backends.slurm_job")
-    pickled = pickle.dumps(job_class(load_spec(spec_path), str(tmp_path / "runs" / "s")))
-    monkeypatch.undo()
-    assert b"orchestrator.backends.slurm_job" in pickled
-    loaded = pickle.loads(pickled)
-    assert type(loaded) is job_class and loaded.spec.name == "s"
