@@ -14,7 +14,8 @@ from typing import Iterable, Mapping
 
 from .fields import Field, integer, number, optional, text
 
-_NEEDS_NETWORK = "or set download: true (needs network)"
+# No trial setting downloads: a sweep's data is fetched before it runs (orchestrator prepare).
+_NEEDS_NETWORK = "or fetch it with `orchestrator prepare SPEC --fetch` (needs network)"
 
 SPLITS = ("train", "test")
 DEFAULT_ROOT = "./data"
