@@ -76,15 +76,15 @@ def model_and_points(args) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor,
 
 def sweep_once(model, images, labels, num_classes, config, device: str, shared: bool) -> tuple[float, dict]:
     evaluation.SWEEP_SHARED_BATCHES[torch.device(device).type] = shared
-    order = evaluation._evaluation_order(len(images), config["n_examples"], config["seed"])
-    batches = evaluation._Batches(images, labels, order, config["batch_size"], device)
+    order = evaluation.evaluation_order(len(images), config["n_examples"], config["seed"])
+    batches = evaluation.Batches(images, labels, order, config["batch_size"], device)
     with torch.no_grad():
-        natural = evaluation._natural_predictions(model, batches, num_classes) == labels[order]
+        natural = evaluation.natural_predictions(model, batches, num_classes) == labels[order]
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
     with torch.enable_grad():
-        details = evaluation._sweeps(model, batches, natural, config, set())
+        details = evaluation.sweeps(model, batches, natural, config, set())
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - started, details

@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from orchestrator.backends.base import Backend
-from orchestrator.spec.backends import backend_entry, backend_names, imported
+from orchestrator.spec.backends import backend_entry, backend_names
 from orchestrator.store.paths import SweepPaths
+from trainables.schema.references import imported
 
 
 def backend_class(name: str) -> type[Backend]:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from importlib import import_module, metadata
+from importlib import metadata
 from typing import Any, Callable
 
 from trainables.errors import UserError
+from trainables.schema.references import imported
 
 ENTRY_POINT_GROUP = "cropd_orchestrator.backends"
 
@@ -75,12 +76,6 @@ def backend_entry(name: str) -> BackendEntry:
     if name not in entries:
         raise UserError(f"unknown backend {name!r}: one of {', '.join(entries)}")
     return entries[name]
-
-
-def imported(reference: str) -> Any:
-    """The attribute a "module:attribute" reference names, imported now."""
-    module, _, attribute = reference.partition(":")
-    return getattr(import_module(module), attribute)
 
 
 def settings_sections() -> tuple[str, ...]:

@@ -72,9 +72,7 @@ def progress_of_started(sweep_dir: Path, trials=None) -> list[dict[str, Any]]:
 
 def trial_seconds(row: dict) -> float:
     """A trial's own running time from its row: its wall stages' seconds (those it recorded) added up."""
-    return sum(
-        row.get(time_column(stage)) or 0.0 for stage in WALL_STAGES if _finite(row.get(time_column(stage)))
-    )
+    return sum(row[column] for column in map(time_column, WALL_STAGES) if _finite(row.get(column)))
 
 
 def _finite(value) -> bool:

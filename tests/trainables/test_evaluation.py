@@ -79,22 +79,22 @@ def test_pgd_collapses_an_undefended_model_and_flags_stay_clear(ten_class):
 def test_sweep_settings_in_shared_batches_give_what_one_run_per_setting_gives(ten_class):
     # Shared batches mix settings of different eps, step sizes and step counts (1 to 20); every
     # point must end exactly as in its own run (same random start, same path), whatever the batch.
-    from trainables.evaluation import _Batches, _robust_correct_settings
+    from trainables.evaluation import Batches, robust_correct_settings
     from trainables.seeding import derive_seed
     from trainables.survival import PGDSetting, survives_settings
 
     model, images, labels = ten_class
-    batches = _Batches(images, labels, torch.arange(100), 32, "cpu")
+    batches = Batches(images, labels, torch.arange(100), 32, "cpu")
     natural = model(images[:100]).argmax(dim=1) == labels[:100]
     settings = [PGDSetting(0.005, 10, 0.00125), PGDSetting(0.02, 10, 0.005), PGDSetting(0.01, 1, 0.025)]
     settings.append(PGDSetting(0.01, 20, 0.00125))
     seed_parts = (3, "sweep")
-    separate = _robust_correct_settings(
+    separate = robust_correct_settings(
         model, batches, natural, settings, random_start=True, seed_parts=seed_parts, shared_batches=False
     )
     rates = [float(separate[(s.eps, s.steps)].float().mean()) for s in settings]
     assert len(set(rates)) >= 3 and 0 < min(rates) < max(rates) < 1  # settings that differ: not vacuous
-    shared = _robust_correct_settings(
+    shared = robust_correct_settings(
         model, batches, natural, settings, random_start=True, seed_parts=seed_parts, shared_batches=True
     )
     for batch_size in (48, 400):  # a shared batch size other than the chunks' (seeds follow the chunks)

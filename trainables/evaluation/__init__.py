@@ -16,19 +16,17 @@ from .batches import Batches, evaluation_order, natural_predictions, robust_corr
 from .integrity import SWEEP_SHARED_BATCHES, sweeps
 from .run import FAMILY_RUNNERS, PGD_SETTINGS, evaluate, per_example_outcomes, pgd_setting
 
-# The names this package had as one module, which bench/ and tests reach in for.
-_Batches = Batches
-_autoattack_logging = autoattack_logging
-_evaluation_order = evaluation_order
-_natural_predictions = natural_predictions
-_robust_correct_settings = robust_correct_settings
-_sweeps = sweeps
-
 __all__ = [
+    "Batches",
     "FAMILY_RUNNERS",
     "PGD_SETTINGS",
     "SWEEP_SHARED_BATCHES",
+    "autoattack_logging",
     "evaluate",
+    "evaluation_order",
+    "natural_predictions",
     "per_example_outcomes",
     "pgd_setting",
+    "robust_correct_settings",
+    "sweeps",
 ]

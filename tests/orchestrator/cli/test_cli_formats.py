@@ -244,9 +244,9 @@ def restored_logging():
 
 def _autoattack_progress(verbose: bool) -> None:
     """What pyautoattack logs while it runs, inside the trial's own logging context."""
-    from trainables.evaluation import _autoattack_logging
+    from trainables.evaluation import autoattack_logging
 
-    with _autoattack_logging(verbose):
+    with autoattack_logging(verbose):
         logging.getLogger("auto-attack").debug("running apgd-ce")
         logging.getLogger("auto-attack").warning("possible gradient masking")
 
