@@ -45,6 +45,7 @@ from orchestrator.spec.sweep_spec import load_spec
 from trainables.schema import validate_trial_config  # noqa: E402
 from trainables.schema.data import SPLIT_SIZES  # noqa: E402
 from trainables.schema.preprocessor import artifact_key_config  # noqa: E402
+from trainables.schema.results import ATTACKS  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 RATE_FILES = ("gpu-h200-2026-11-26.json", "gpu-h200-2026-11-26-costs.json", "gpu-h200-2026-11-26-costs-stages.json")
@@ -164,7 +165,9 @@ def stage_seconds(c: dict, rates: Rates, seen: set) -> dict[str, float]:
     attacks = c["evaluation"]["attacks"]
     pgd20 = rates.resnet_pass() / 20 if resnet else rates.pgd20(kind, image_size)
     label = "evaluation (derived)" if resnet else "evaluation"
-    out[label] = n_test * (("pgd20" in attacks) + 0.5 * ("pgd10" in attacks)) / pgd20
+    # each PGD attack (cross-entropy or margin: the same passes) in PGD-20 equivalents, by its steps
+    pgd_steps = sum(ATTACKS[name].steps for name in attacks if ATTACKS[name].family == "pgd")
+    out[label] = n_test * (pgd_steps / 20) / pgd20
     n_aa = min(c["evaluation"]["autoattack_examples"], n_test) if "autoattack" in attacks else 0
     if n_aa:
         out["autoattack (rough)"] = n_aa * AUTOATTACK_PGD20_EQUIVALENTS / pgd20

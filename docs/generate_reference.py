@@ -390,8 +390,11 @@ def generated_columns() -> str:
     statuses = table(
         ["status", "in a row", "meaning"],
         [
-            [code(status.value), "yes" if status in row_contract.ROW_STATUSES else "no (display only)",
-             cell(_status_meaning(status))]
+            [
+                code(status.value),
+                "yes" if status in row_contract.ROW_STATUSES else "no (display only)",
+                cell(_status_meaning(status)),
+            ]
             for status in row_contract.TrialStatus
         ],
     )
@@ -413,8 +416,14 @@ def generated_columns() -> str:
             ]
         )
     stages = [
-        [code(stage.name), stage.label, code(stage.column), "yes" if stage.wall else "no",
-         "yes" if stage.cost else "no", "yes" if stage.epochs else "no"]
+        [
+            code(stage.name),
+            stage.label,
+            code(stage.column),
+            "yes" if stage.wall else "no",
+            "yes" if stage.cost else "no",
+            "yes" if stage.epochs else "no",
+        ]
         for stage in row_contract.STAGES
     ]
     lines = [

@@ -323,6 +323,39 @@ def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> Im
     return dataset.subset(torch.sort(torch.cat(chosen)).values)
 
 
+def validation_split(dataset: ImageDataset, count: int, seed: int) -> tuple[ImageDataset, ImageDataset]:
+    """(the rest, the validation split): `count` images held out of `dataset`, per class in proportion
+    to its size (largest remainders), drawn by `seed`; (dataset, an empty split) when count is 0.
+
+    The held-out images are what a sweep selects on; nothing of a trial trains on them.
+    """
+    if count == 0:
+        return dataset, dataset.subset(torch.zeros(0, dtype=torch.long))
+    classes = torch.unique(dataset.labels).tolist()  # sorted, so the draw order is fixed
+    if count > len(dataset) - len(classes):
+        raise ConfigError(
+            "data.validation_images",
+            f"at most {len(dataset) - len(classes)} (the {len(dataset)} training images less one per class)",
+            count,
+        )
+    sizes = torch.tensor([int((dataset.labels == c).sum()) for c in classes], dtype=torch.float64)
+    # Largest-remainder apportionment: the shares sum to `count` exactly, each class keeps >= 1 image.
+    exact = sizes * count / sizes.sum()
+    shares = exact.floor().long()
+    for index in torch.argsort(exact - shares, descending=True, stable=True)[: count - int(shares.sum())]:
+        shares[index] += 1
+    shares = torch.minimum(shares, sizes.long() - 1)
+    generator = torch.Generator().manual_seed(int(seed) + 104_729)  # not data_fraction's stream
+    held = []
+    for c, share in zip(classes, shares.tolist()):
+        members = torch.nonzero(dataset.labels == c).flatten()
+        held.append(members[torch.randperm(len(members), generator=generator)[:share]])
+    held_index = torch.sort(torch.cat(held)).values
+    kept = torch.ones(len(dataset), dtype=torch.bool)
+    kept[held_index] = False
+    return dataset.subset(torch.nonzero(kept).flatten()), dataset.subset(held_index)
+
+
 def iterate_batches(
     n: int,
     batch_size: int,

@@ -8,6 +8,10 @@ cost passes and change nothing. The others follow exactly the path they would in
 (the random start is drawn for the whole batch first, and in eval mode a point's logits do not
 depend on its batch mates).
 
+The loss PGD ascends is the attack's (schema/results.py): the summed cross-entropy or the summed
+Carlini-Wagner margin (ATTACK_LOSSES); the early stopping, seeding and random start are the same
+for both.
+
 The same property lets several settings (eps, steps, step size) share a batch: each point carries
 its own budget, step size and step count, and leaves the batch when it is broken or has taken its
 steps. The attack-strength sweep runs its eps levels and step counts this way (survives_settings),
@@ -36,6 +40,17 @@ class PGDSetting:
     step_size: float
 
 
+def ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel bounds of the L-inf eps-ball around x, intersected with the image range [0, 1]."""
+    return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
+
+
+def uniform_start(x: torch.Tensor, eps: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """PGD's random start: x plus uniform noise in [-eps, eps], projected into [low, high]; drawn
+    from torch's global RNG, which callers seed."""
+    return (x + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
+
+
 @dataclass
 class _Attack:
     """Per point: the start, the eps-ball's bounds (within [0, 1]), the step size and step count."""
@@ -50,10 +65,8 @@ class _Attack:
     def starting(cls, x: torch.Tensor, setting: PGDSetting, random_start: bool) -> "_Attack":
         """The attack of `setting` on x; the random start (if any) drawn here, from the global RNG."""
         eps = setting.eps
-        low, high = (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
-        start = x.clone()
-        if random_start:
-            start = (start + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
+        low, high = ball(x, eps)
+        start = uniform_start(x, eps, low, high) if random_start else x.clone()
         n = len(x)
         step_size = torch.full((n, 1, 1, 1), setting.step_size, dtype=x.dtype, device=x.device)
         steps = torch.full((n,), setting.steps, dtype=torch.long, device=x.device)
@@ -72,27 +85,65 @@ def predict(model, x: torch.Tensor) -> torch.Tensor:
         return model(x).argmax(dim=1)
 
 
-def attack_loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Summed cross-entropy, always connected to the input.
+def _cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y, reduction="sum")
+
+
+def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per point, the Carlini-Wagner margin max_{j != y} z_j - z_y: positive exactly where the point
+    is misclassified (ties aside).
+
+    Unlike the cross-entropy, its gradient does not shrink with the logits' scale: it is +1 on the
+    runner-up logit and -1 on the true one however large the margin, so logits scaled up (a head
+    trained long on nearly separable features) cannot underflow it to 0 and stall PGD. The
+    cross-entropy's gradient, softmax - one-hot, is exactly 0 in fp32 once the margin passes about
+    90-100 (exp(-margin) underflows). With 2 classes the two gradients point the same way (up to
+    rounding) wherever the cross-entropy's is not 0.
+    """
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
+    return others.amax(dim=1) - true
+
+
+def _margin_sum(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return margin(logits, y).sum()
+
+
+# The losses a PGD attack may ascend, by the names of schema/results.py PGD_LOSSES.
+ATTACK_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "ce": _cross_entropy,
+    "margin": _margin_sum,
+}
+
+
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor, loss: str = "ce") -> torch.Tensor:
+    """The attack's loss (ATTACK_LOSSES: summed cross-entropy or summed margin), always connected to the input.
 
     Summed, not averaged: dividing by the batch size can underflow small gradients to 0, and
-    sign(0) = 0 would silently stall the attack on those points. The `0 * x` term turns a pipeline
-    that detaches its input (no gradient at all) into an all-zero gradient instead of an autograd
-    error, so the evaluation finishes and the integrity check flags it.
+    sign(0) = 0 would silently stall the attack on those points; summed, each point's input gradient
+    is its own (in eval mode a point's logits do not depend on its batch mates). The `0 * x` term
+    turns a pipeline that detaches its input (no gradient at all) into an all-zero gradient instead
+    of an autograd error, so the evaluation finishes and the integrity check flags it.
     """
-    return F.cross_entropy(logits, y, reduction="sum") + 0.0 * x.sum()
+    return ATTACK_LOSSES[loss](logits, y) + 0.0 * x.sum()
 
 
-def pgd_survives(model, x, y, *, eps, steps, step_size, random_start) -> torch.Tensor:
-    """True where every PGD iterate (start, each step, final) is still classified correctly."""
+def pgd_survives(model, x, y, *, eps, steps, step_size, random_start, loss: str = "ce") -> torch.Tensor:
+    """True where every PGD iterate (start, each step, final) on `loss` is still classified correctly."""
     check_attack_budget(eps, steps, step_size)
+    _check_loss(loss)
     x = x.detach()
     if eps == 0:
         return predict(model, x) == y
-    return _survives(model, y, _Attack.starting(x, PGDSetting(eps, steps, step_size), random_start))
+    return _survives(model, y, _Attack.starting(x, PGDSetting(eps, steps, step_size), random_start), loss)
 
 
-def _survives(model, y: torch.Tensor, attack: _Attack) -> torch.Tensor:
+def _check_loss(loss: str) -> None:
+    if loss not in ATTACK_LOSSES:
+        raise ValueError(f"unknown attack loss {loss!r}: one of {list(ATTACK_LOSSES)}")
+
+
+def _survives(model, y: torch.Tensor, attack: _Attack, loss: str = "ce") -> torch.Tensor:
     x_adv = attack.start.clone()
     survives = torch.ones(len(y), dtype=torch.bool, device=y.device)
     active = torch.arange(len(y), device=y.device)  # points neither fooled nor done
@@ -109,7 +160,7 @@ def _survives(model, y: torch.Tensor, attack: _Attack) -> torch.Tensor:
         if not stepping.any():
             break
         # Summed loss: a point's gradient is its own, so the other points' rows are simply unused.
-        (grad,) = torch.autograd.grad(attack_loss(logits, y[active], current), current)
+        (grad,) = torch.autograd.grad(attack_loss(logits, y[active], current, loss), current)
         active = active[stepping]
         moved = current.detach()[stepping] + attack.step_size[active] * grad[stepping].sign()
         x_adv[active] = moved.clamp_(attack.low[active], attack.high[active])

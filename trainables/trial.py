@@ -17,9 +17,10 @@ import torch
 
 from . import precision, stage_progress
 from .artifacts import RESULT_FILE, atomic_write_json, config_hash, count_parameters
-from .data import ImageDataset, data_fingerprint, load_dataset, stratified_fraction
+from .data import ImageDataset, data_fingerprint, load_dataset, stratified_fraction, validation_split
 from .errors import ConfigError, UserError
 from .evaluation import evaluate
+from .evaluation.validation import validation_metrics
 from .foundation import default_cache_root, load_foundation
 from .head import build_linear_head, pipeline_features, train_head
 from .lora import apply_lora
@@ -106,6 +107,7 @@ class TrainedTrial:
 
     pipeline: Pipeline
     test: ImageDataset
+    validation: ImageDataset
     shared: SharedFeatures
     evaluation_cfg: dict
     default_eps: float
@@ -128,9 +130,12 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     started = time.perf_counter()
 
     data = cfg["data"]
-    train = stratified_fraction(
-        load_dataset(data["dataset"], "train", root=data["root"]), data["data_fraction"], seed=data["seed"]
+    # The validation split first, from the whole training split, so it is the same images for every
+    # data_fraction and seed of a sweep; the fraction is drawn from the rest.
+    pool, validation = validation_split(
+        load_dataset(data["dataset"], "train", root=data["root"]), data["validation_images"], data["validation_seed"]
     )
+    train = stratified_fraction(pool, data["data_fraction"], seed=data["seed"])
     test = load_dataset(data["dataset"], "test", root=data["root"])
     preprocessor_train = train
     if data["preprocessor_dataset"]:
@@ -178,6 +183,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
         foundation=FeatureModel.of_foundation(cfg["foundation"], foundation),
         autocast=training_autocast,
         eps=default_eps,
+        validation=validation if len(validation) else None,
     )
     times["preprocessor"] = fitted.time_s
 
@@ -228,7 +234,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     else:
         times["head"] = 0.0
 
-    return TrainedTrial(pipeline, test, shared, evaluation_cfg, default_eps, fitted, head_params, times)
+    return TrainedTrial(pipeline, test, validation, shared, evaluation_cfg, default_eps, fitted, head_params, times)
 
 
 def _features_identity(fitted: FittedPreprocessor) -> str | dict:
@@ -264,11 +270,29 @@ def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[st
             device=device,
             natural_logits=natural_logits,
         )
+        # The same pipeline on the validation split: what the sweep selects on (never the test set).
+        metrics["validation_split"] = data_fingerprint(trained.validation)  # which images, checkable
+        metrics.update(
+            validation_metrics(
+                precision.compiled(pipeline, compute["compile"]),
+                trained.validation.float_images(),
+                trained.validation.labels,
+                evaluation_cfg,
+                num_classes=test.num_classes,
+                default_eps=default_eps,
+                device=device,
+            )
+        )
+    if compute["evaluation_autocast"]:
+        # bf16 rounds the logits and the input gradients: its attacks are weaker than fp32's.
+        metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "attacked_in_bf16"})
     if foundation.pretraining is not None and at_chance(foundation.pretraining):
         # The robust pre-training ended where a collapsed encoder would: its robustness is not the method's.
         metrics["integrity_flags"] = sorted({*metrics["integrity_flags"], "pretraining_at_chance"})
     # The natural pass, when it ran here on shared features, is part of the evaluation's time.
-    times["evaluation"] = metrics.pop(time_column("evaluation"), math.nan) + natural_s
+    times["evaluation"] = (
+        metrics.pop(time_column("evaluation"), math.nan) + natural_s + metrics[time_column("validation")]
+    )
     metrics[time_column("natural")] = metrics.get(time_column("natural"), 0.0) + natural_s
     outcome = {
         **metrics,

@@ -17,7 +17,8 @@ from orchestrator.store.query import add_examples_view, connect_results, first_l
 from orchestrator.store.rows import SEED_COLUMNS, TERMINATED, is_setting
 from orchestrator.store.safe_query import locked_connection
 from trainables.errors import UserError
-from trainables.schema.results import CONFIDENCE, HEADLINE_METRICS
+from trainables.schema.results import ACCURACY_NAMES, HEADLINE_METRICS, accuracy_column, count_column
+from trainables.statistics import seed_mean_interval, wilson_interval
 
 # Columns that identify a row or describe its run rather than measure it.
 IDENTITY_COLUMNS = (
@@ -139,6 +140,7 @@ MEASUREMENT_EXTENT = (
     "evaluation.attacks",
     "evaluation.n_examples",
     "evaluation.autoattack_examples",
+    "evaluation.validation_attacks",
     "evaluation.batch_size",
     "evaluation.bootstrap_resamples",
     "evaluation.integrity",
@@ -199,42 +201,39 @@ def varying(trials: pd.DataFrame, columns: list[str]) -> list[str]:
     return found
 
 
+# acc_pgd20 -> n_pgd20: the points behind each accuracy a results row records.
+_COUNT_OF = {accuracy_column(name): count_column(name) for name in ACCURACY_NAMES}
+ONE_SEED_INTERVAL = "Wilson"
+SEEDS_INTERVAL = "Wilson + t over seeds"
+
+
 def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per configuration: each metric's mean over seeds with a 95% interval.
 
-    When one trial measured a metric the interval is that trial's own bootstrap interval over
-    test points (`_lo`, `_hi`); when several did, Student's t interval of the mean over seeds
-    (training variation). Columns: the configuration's settings, `n_seeds`, `interval`
-    ('bootstrap' or 't over seeds'), per metric `<m>`, `<m>_lo`, `<m>_hi`, `<m>_half` and
-    `<m>_seeds` (how many seeds measured it: AutoAttack may run on one), then `integrity_flags`
-    (every flag any seed raised) and `config_hashes`.
+    One trial: its Wilson score interval over its test points, from the accuracy and its count
+    (`n_<attack>`), else the row's own `_lo` / `_hi`. Several trials: an interval that holds the
+    test-point variance as well as the seed variance (trainables.statistics.seed_mean_interval):
+    each seed's interval gives the test-point part, which does not shrink with more seeds since
+    they share the test points, Student's t over the seed means the seed part, and the two are
+    added in quadrature limit by limit. A metric without per-trial intervals (a time) gets the
+    seed part alone. Columns: the configuration's settings, `n_seeds`, `interval` ('Wilson' or
+    'Wilson + t over seeds'), per metric `<m>`, `<m>_lo`, `<m>_hi`, `<m>_half` and `<m>_seeds`
+    (how many seeds measured it: AutoAttack may run on one), then `integrity_flags` (every flag
+    any seed raised) and `config_hashes`.
     """
-    from scipy import stats
-
     rows = []
     for settings, index in configurations(trials):
         group = trials.loc[index]
         row = dict(settings)
         row["n_seeds"] = len(group)
-        row["interval"] = "bootstrap" if len(group) == 1 else "t over seeds"
+        row["interval"] = ONE_SEED_INTERVAL if len(group) == 1 else SEEDS_INTERVAL
         for metric in metrics:
             values = group[metric].dropna()
             mean = float(values.mean()) if len(values) else math.nan
-            if len(values) == 1:
-                low, high = (
-                    float(group.at[values.index[0], f"{metric}_{end}"]) if f"{metric}_{end}" in group else math.nan
-                    for end in ("lo", "hi")
-                )
-            elif len(values) >= 2:
-                numbers = values.to_numpy(dtype=float)
-                half = (
-                    stats.t.ppf(0.5 + CONFIDENCE / 2, len(numbers) - 1)
-                    * numbers.std(ddof=1)
-                    / math.sqrt(len(numbers))
-                )
-                low, high = mean - half, mean + half
-            else:
-                low = high = math.nan
+            bounds = [_trial_interval(group, key, metric) for key in values.index]
+            low, high = seed_mean_interval(
+                values.to_numpy(dtype=float), [lo for lo, _ in bounds], [hi for _, hi in bounds]
+            )
             row.update(
                 {
                     metric: mean,
@@ -251,6 +250,22 @@ def aggregate_seeds(trials: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
         row["config_hashes"] = ",".join(group["config_hash"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _trial_interval(group: pd.DataFrame, key, metric: str) -> tuple[float, float]:
+    """One trial's interval of `metric`: Wilson's from its count when the row has one and the
+    accuracy is a whole number of its points (so rows written before the Wilson interval get it
+    too), else the row's recorded bounds, else NaN."""
+    count = _COUNT_OF.get(metric)
+    if count in group.columns and pd.notna(group.at[key, count]) and int(group.at[key, count]) > 0:
+        points = int(group.at[key, count])
+        right = float(group.at[key, metric]) * points
+        if abs(right - round(right)) < 1e-6:  # else the count is not this accuracy's denominator
+            return wilson_interval(round(right), points)
+    return tuple(  # type: ignore[return-value]
+        float(group.at[key, f"{metric}_{end}"]) if f"{metric}_{end}" in group.columns else math.nan
+        for end in ("lo", "hi")
+    )
 
 
 def pareto_mask(x, y, *, maximize: tuple[bool, bool] = (True, True)) -> np.ndarray:

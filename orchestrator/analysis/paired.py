@@ -2,10 +2,21 @@
 
 Overlapping marginal intervals say little when two pipelines are scored on the same points: most
 points are easy (or hopeless) for both, and only the points where they disagree carry the
-difference. `paired_difference` gives the difference in accuracy with a paired bootstrap interval
-and McNemar's exact test; `compare_to_reference` does it for every configuration of a sweep
-against a reference configuration (Vanilla, say), attack by attack, from the per-example outcomes
-that every trial writes (results/examples/).
+difference. `paired_difference` gives the difference in accuracy with an interval and a p-value
+that treat the test point as the unit; `compare_to_reference` does it for every configuration of
+a sweep against a reference configuration (Vanilla, say), attack by attack, from the per-example
+outcomes that every trial writes (results/examples/), and adjusts the p-values of its whole table
+with Holm's method. The statistics themselves are trainables/statistics.py.
+
+* One seed: McNemar's mid-p test on the discordant points and Tango's score interval.
+* Several seeds (every seed evaluated on the same points): the points are the unit, not the
+  (seed, point) pairs, which recur in every seed and are not independent. p: an exact sign-flip
+  test on the per-point differences summed over seeds (mid-p; with one seed it is McNemar's
+  mid-p). Interval: a bootstrap that resamples seeds and points jointly (two_level_bootstrap),
+  so it holds seed-to-seed as well as test-point variation.
+* A difference is `significant` (the report's `*`) when its interval excludes 0 AND its
+  Holm-adjusted p over the table's comparisons is below 1 - CONFIDENCE: one rule, so an interval
+  and a p-value never disagree silently.
 """
 
 from __future__ import annotations
@@ -21,17 +32,22 @@ from orchestrator.store.rows import SEED_COLUMNS
 from trainables.errors import UserError
 from trainables.schema.preprocessor import REFERENCE_KINDS
 from trainables.schema.results import ACCURACY_NAMES, CONFIDENCE, accuracy_column
+from trainables.statistics import holm, mcnemar, sign_flip_test, tango_interval, two_level_bootstrap
 
-RESAMPLES = 1000  # the paper's bootstrap count
-_CHUNK = 200  # bootstrap replicates drawn at a time: bounded memory for 10,000-point test sets
+RESAMPLES = 2000  # bootstrap replicates of the several-seed interval (percentile limits need more than 1000)
+ALPHA = 1 - CONFIDENCE  # the family-wise level of the `*`
+ONE_SEED_METHOD = "McNemar mid-p, Tango score interval"
+SEEDS_METHOD = "sign-flip mid-p over points, seed x point bootstrap"
 
 
 @dataclass(frozen=True)
 class PairedDifference:
     """accuracy(A) - accuracy(B) on the same points, as fractions in [-1, 1].
 
-    `a_only` / `b_only` count the (seed, point) pairs only A / only B got right: McNemar's
-    discordant pairs, the only ones that move the difference.
+    `a_only` / `b_only`: with one seed the points only A / only B got right (McNemar's discordant
+    points, the only ones that move the difference); with several, the points whose mean over
+    seeds favours A / B. `p_value`: the two-sided mid-p of `method` (before any adjustment for
+    the other comparisons of a table).
     """
 
     difference: float
@@ -42,6 +58,7 @@ class PairedDifference:
     b_only: int
     points: int
     seeds: int
+    method: str = ONE_SEED_METHOD
 
     @property
     def excludes_zero(self) -> bool:
@@ -58,26 +75,30 @@ def paired_difference(
     configuration was trained with several seeds: seed s of A is paired with seed s of B, and
     only seeds both have count. Points are those every paired seed evaluated in both.
 
-    The interval is a paired percentile bootstrap over `resamples` replicates: each replicate
-    draws the test points with replacement and, with several seeds, the seeds with replacement,
-    and averages the per-point differences. Stratified by seed: a pair is never formed across
-    seeds, and one draw of points serves every seed, since all seeds were evaluated on the same
-    points (independent draws per seed would treat them as separate test sets and understate
-    the interval). The p-value is McNemar's exact test: a two-sided binomial test of the
-    discordant pairs against 1/2, pooled over seeds.
+    One seed: McNemar's mid-p test and Tango's score interval from the discordant counts (no
+    resampling; `resamples` and `seed` unused). Several seeds: the exact sign-flip test (mid-p)
+    on the per-point differences summed over seeds, and the percentile interval of a bootstrap
+    over `resamples` replicates that draws the seeds and, independently, the points with
+    replacement (one draw of points for all seeds), seeded by `seed`.
     """
-    from scipy import stats
-
     pairs = _paired_outcomes(pd.DataFrame(a), pd.DataFrame(b))
     seeds, points = pairs.index.get_level_values("seed").unique(), pairs.index.get_level_values("index").unique()
     a_right = pairs["correct_a"].unstack("index").loc[seeds, points].to_numpy(dtype=np.int8)
     b_right = pairs["correct_b"].unstack("index").loc[seeds, points].to_numpy(dtype=np.int8)
-    differences = (a_right - b_right).astype(np.float64)  # (seeds, points) in {-1, 0, 1}
-    low, high = _bootstrap_interval(differences, resamples, seed, confidence)
-    a_only, b_only = int(((a_right == 1) & (b_right == 0)).sum()), int(((a_right == 0) & (b_right == 1)).sum())
-    discordant = a_only + b_only
-    p_value = 1.0 if discordant == 0 else float(stats.binomtest(min(a_only, b_only), discordant, 0.5).pvalue)
-    return PairedDifference(float(differences.mean()), low, high, p_value, a_only, b_only, len(points), len(seeds))
+    differences = (a_right - b_right).astype(np.int64)  # (seeds, points) in {-1, 0, 1}
+    difference = float(differences.mean())
+    if len(seeds) == 1:
+        a_only, b_only = int((differences == 1).sum()), int((differences == -1).sum())
+        low, high = tango_interval(a_only, b_only, len(points), confidence)
+        p_value = mcnemar(a_only, b_only).p_mid
+        method = ONE_SEED_METHOD
+    else:
+        per_point = differences.sum(axis=0)  # the mean over seeds times the number of seeds: integers
+        a_only, b_only = int((per_point > 0).sum()), int((per_point < 0).sum())
+        low, high = two_level_bootstrap(differences, resamples=resamples, seed=seed, confidence=confidence)
+        p_value = sign_flip_test(per_point).p_mid
+        method = SEEDS_METHOD
+    return PairedDifference(difference, low, high, p_value, a_only, b_only, len(points), len(seeds), method)
 
 
 def _paired_outcomes(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
@@ -99,24 +120,30 @@ def _paired_outcomes(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     return pairs.set_index(["seed", "index"]).sort_index()
 
 
-def _bootstrap_interval(differences: np.ndarray, resamples: int, seed: int, confidence: float) -> tuple[float, float]:
-    """Percentile interval of the mean of `differences` (seeds x points) under joint resampling."""
-    seeds, points = differences.shape
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    for start in range(0, resamples, _CHUNK):
-        count = min(_CHUNK, resamples - start)
-        point_weights = rng.multinomial(points, np.full(points, 1 / points), size=count)  # (count, points)
-        seed_weights = (
-            rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=count)
-            if seeds > 1
-            else np.ones((count, 1), dtype=np.int64)
-        )
-        per_seed = differences @ point_weights.T  # (seeds, count): each seed's sum over the drawn points
-        means[start : start + count] = (seed_weights.T * per_seed).sum(axis=0) / (seeds * points)
-    tail = 100 * (1 - confidence) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+def adjust_family(compared: pd.DataFrame, attacks: Iterable[str]) -> pd.DataFrame:
+    """Holm-adjust every `<attack>_p` of `compared` as one family and mark what is significant.
+
+    The family is every (configuration, attack) cell that has a p-value: a report's comparison
+    table against one reference. Adds `<attack>_p_adjusted` and `<attack>_significant` (the
+    interval excludes 0 and the adjusted p is below ALPHA).
+    """
+    attacks = [attack for attack in attacks if f"{attack}_p" in compared.columns]
+    if not attacks:
+        return compared
+    p_values = compared[[f"{attack}_p" for attack in attacks]].to_numpy(dtype=float)
+    adjusted = holm(p_values.ravel()).reshape(p_values.shape)
+    for j, attack in enumerate(attacks):
+        compared[f"{attack}_p_adjusted"] = adjusted[:, j]
+        excludes_zero = (compared[f"{attack}_lo"] > 0) | (compared[f"{attack}_hi"] < 0)
+        significant = excludes_zero & (compared[f"{attack}_p_adjusted"] < ALPHA)
+        compared[f"{attack}_significant"] = significant.where(compared[f"{attack}_p"].notna())
+    return compared
+
+
+def family_size(compared: pd.DataFrame) -> int:
+    """How many comparisons the Holm adjustment of `compared` counted (its cells with a p-value)."""
+    columns = [c for c in compared.columns if c.endswith("_p_adjusted")]
+    return int(compared[columns].notna().to_numpy().sum()) if columns else 0
 
 
 # --- a sweep's configurations against a reference -----------------------------------------------
@@ -204,8 +231,11 @@ def compare_to_reference(
     so each head mode, data fraction or dataset is compared with its own Vanilla. Returns one
     row per configuration (its `config_hashes` as in aggregate_seeds) with `reference`
     ('self' for the reference rows, the reference's hashes, or None when no single one matches)
-    and per attack `<attack>_diff`, `_lo`, `_hi`, `_p`, `_points`, `_seeds`.
+    and per attack `<attack>_diff`, `_lo`, `_hi`, `_p` (paired_difference's), then
+    `_p_adjusted` and `_significant` (Holm over every cell of this frame: adjust_family), `_a_only`,
+    `_b_only`, `_points`, `_seeds` and `_method`.
     """
+    attacks = list(attacks)
     for key in selector:
         if key not in trials.columns:
             raise UserError(f"--compare-to: no setting {key!r} in these results")
@@ -236,19 +266,19 @@ def compare_to_reference(
                 if found is not None:
                     row.update(
                         {
-                            f"{attack}_{name}": value
-                            for name, value in (
-                                ("diff", found.difference),
-                                ("lo", found.lo),
-                                ("hi", found.hi),
-                                ("p", found.p_value),
-                                ("points", found.points),
-                                ("seeds", found.seeds),
-                            )
+                            f"{attack}_diff": found.difference,
+                            f"{attack}_lo": found.lo,
+                            f"{attack}_hi": found.hi,
+                            f"{attack}_p": found.p_value,
+                            f"{attack}_a_only": found.a_only,
+                            f"{attack}_b_only": found.b_only,
+                            f"{attack}_points": found.points,
+                            f"{attack}_seeds": found.seeds,
+                            f"{attack}_method": found.method,
                         }
                     )
         rows.append(row)
-    return pd.DataFrame(rows)
+    return adjust_family(pd.DataFrame(rows), attacks)
 
 
 def _outcomes_by_trial(trials: pd.DataFrame, examples: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:

@@ -352,8 +352,9 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
             seeds = members.groupby("x")["accuracy"].agg(["mean", "min", "max"])
             ax.plot(seeds.index, seeds["mean"], marker="o", color=colours[line], label=line)
             ax.fill_between(seeds.index, seeds["min"], seeds["max"], color=colours[line], alpha=0.15, linewidth=0)
-        if column == "sweep_steps":
-            ax.set_xscale("log")
+        # Log x on both: steps 1-50, and eps from a quarter of the budget to the unbounded point
+        # (eps 1 = 255/255, integrity.UNBOUNDED_EPS), which a linear axis would squash the rest against.
+        ax.set_xscale("log")
         _value_ticks(ax, points[column]["x"])
         ax.set(xlabel=xlabel, ylabel="robust accuracy", title=panel)
         ax.grid(alpha=0.3)

@@ -1,7 +1,8 @@
 """The paper-style table of a sweep: one row per configuration, accuracies as mean ± half-interval.
 
 Rows are pre-processor, lambda and head mode (plus any other setting the sweep varied), columns
-Natural, PGD-10, PGD-20, AutoAttack in %, the best per column marked, integrity flags beside a row,
+Natural, the attacks and the worst case in %, the best per column marked (chosen on the validation
+split and never a flagged row: selection.py), integrity flags beside a row,
 and the number of test points behind each column (AutoAttack often runs on a smaller subset).
 The cost view of the same rows is costs.py; Markdown and LaTeX are written by render.py.
 """
@@ -16,11 +17,12 @@ from collections import Counter
 import pandas as pd
 
 from orchestrator.analysis.frames import aggregate_seeds, config_columns, present_metrics, varying
-from orchestrator.analysis.paired import attack_of
+from orchestrator.analysis.paired import ALPHA, attack_of, family_size
 from orchestrator.analysis.plain_json import dumps
 from orchestrator.analysis.render import latex, markdown
+from orchestrator.analysis.selection import best_rows, selection_note
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
-from trainables.schema.results import ACCURACY_NAMES, accuracy_column, accuracy_label, count_column
+from trainables.schema.results import ACCURACY_NAMES, NATURAL, WORST, accuracy_column, accuracy_label, count_column
 
 FORMATS = ("markdown", "latex", "csv", "json")
 # Row order of pre-processor kinds as in the paper's tables (the registry's report_rank); kinds
@@ -54,7 +56,10 @@ def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str
 
     Returns the aggregated frame, its row-key columns and its metric columns.
     """
-    metrics = present_metrics(trials)
+    # The headline robust column, the per-point worst case over every attack run, right after
+    # natural accuracy; the paper's per-attack columns follow in table order.
+    first = [accuracy_column(NATURAL), accuracy_column(WORST)]
+    metrics = sorted(present_metrics(trials), key=lambda m: first.index(m) if m in first else len(first))
     table = aggregate_seeds(trials, metrics)
     keys = [k for k in ROW_KEYS if k in table.columns]
     keys += [k for k in varying(table, config_columns(table)) if k not in keys]
@@ -69,16 +74,23 @@ def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str
     return table.reset_index(drop=True), keys, metrics
 
 
-def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataFrame]] = ()) -> str:
+def render(
+    trials: pd.DataFrame,
+    fmt: str,
+    comparisons: list[tuple[str, pd.DataFrame]] = (),
+    *,
+    selected_on_test: bool = False,
+) -> str:
     """The table in `fmt`; each of `comparisons` (a reference's name and its frame from
-    paired.compare_to_reference) follows it as a table of paired differences (in CSV: columns)."""
+    paired.compare_to_reference) follows it as a table of paired differences (in CSV: columns).
+    `selected_on_test`: the sweep's objectives were test metrics (select_on_test), said under the table."""
     table, keys, metrics = paper_table(trials)
     points = points_behind(trials, table, metrics)
+    best = best_rows(table, trials, metrics)  # on the validation split, never a flagged row
     if fmt == "csv":
-        return _csv(table, keys, metrics, comparisons, points)
+        return _csv(table, keys, metrics, comparisons, points, best)
     if fmt == "json":
-        return _json(trials, table, keys, metrics, comparisons, points)
-    best = {m: table[m] == table[m].max() for m in metrics}  # ties are all marked
+        return _json(trials, table, keys, metrics, comparisons, points, best)
     usual = {m: _usual_points(points[m]) for m in metrics}
     flagged = table["integrity_flags"].notna().any()
     header = (
@@ -106,10 +118,14 @@ def render(trials: pd.DataFrame, fmt: str, comparisons: list[tuple[str, pd.DataF
         rows.append(cells)
     sweeps = ", ".join(sorted(set(trials["sweep"])))
     note = (
-        f"Accuracy in % on {_points_text(metrics, usual, points)}; mean ± half of a 95% interval: for one seed the "
-        "bootstrap interval over test points, for several Student's t interval over seeds "
-        "('(k seeds)' where fewer seeds than n measured it). Best per column in bold."
+        f"Accuracy in % on {_points_text(metrics, usual, points)}; mean ± half the width of a 95% interval: for "
+        "one seed Wilson's score interval over its test points; for several, one that holds test-point and seed "
+        "variation (each seed's Wilson interval and Student's t over the seed means, added in quadrature) "
+        "('(k seeds)' where fewer seeds than n measured it). "
     )
+    note += selection_note(table, trials, metrics, TITLES)
+    if selected_on_test:
+        note += " This sweep's search selected on test metrics (select_on_test: true): its test numbers are optimistic."
     sections = [(header, rows, f"{sweeps}: {note}")]
     for name, compared in comparisons:
         sections.append(_comparison_section(table, keys, metrics, name, compared, points))
@@ -133,12 +149,18 @@ def _comparison_section(
             else:
                 cells.append((_difference_text(found, attack_of(metric), row["n_seeds"], points[metric][i]), False))
         rows.append(cells)
+    family = family_size(compared)
     caption = (
         f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
-        "on the same test points and seeds, in points of accuracy: difference [95% paired bootstrap interval] "
-        "and McNemar's exact p (test points only; the interval also resamples seeds); * where the interval "
-        "excludes 0; - where no single reference row or no per-example outcomes exist; '(k points)' where the "
-        "two rows share fewer test points than the row's own column."
+        "on the same test points and seeds, in points of accuracy: difference [95% interval] a:b p (Holm), "
+        f"where a:b counts the test points only the row / only {name} got right (with several seeds: the "
+        "points whose mean over seeds favours either). One seed: McNemar's mid-p test and Tango's score "
+        "interval. Several seeds: the test point is the unit (every seed was evaluated on the same points): "
+        "an exact sign-flip test (mid-p) on the per-point differences and a bootstrap interval that resamples "
+        f"seeds and test points jointly. Holm's adjustment over the family of all {family} comparisons in this "
+        f"table (every row and column against {name}); * where the interval excludes 0 and the Holm-adjusted "
+        f"p is below {ALPHA:g}; - where no single reference row or no per-example outcomes exist; '(k points)' "
+        "where the two rows share fewer test points than the row's own column."
     )
     return header, rows, caption
 
@@ -146,13 +168,15 @@ def _comparison_section(
 def _difference_text(found, attack: str, n_seeds: int, row_points: dict[str, int] | None = None) -> str:
     if found is None or f"{attack}_diff" not in found or pd.isna(found[f"{attack}_diff"]):
         return "-"
-    p = found[f"{attack}_p"]
+    p, adjusted = found[f"{attack}_p"], found.get(f"{attack}_p_adjusted", math.nan)
     text = (
         f"{100 * found[f'{attack}_diff']:+.1f} [{100 * found[f'{attack}_lo']:+.1f}, "
         f"{100 * found[f'{attack}_hi']:+.1f}] "
-        f"{'p<0.001' if p < 0.001 else f'p={p:.3f}'}"
+        f"{int(found[f'{attack}_a_only'])}:{int(found[f'{attack}_b_only'])} {_p_text(p)}"
     )
-    if found[f"{attack}_lo"] > 0 or found[f"{attack}_hi"] < 0:
+    if pd.notna(adjusted):
+        text += f" (Holm {_p_text(adjusted, prefix='')})"
+    if _true(found.get(f"{attack}_significant")):  # the interval excludes 0 and Holm's p < ALPHA
         text += " *"
     # The pair is compared on the points both rows measured: fewer than the row's own when, say,
     # the reference ran AutoAttack on a smaller subset.
@@ -160,6 +184,17 @@ def _difference_text(found, attack: str, n_seeds: int, row_points: dict[str, int
     own = set((row_points or {}).values())
     fewer = pd.notna(shared) and bool(own) and int(shared) < min(own)
     return text + _notes(int(found[f"{attack}_seeds"]), n_seeds, int(shared) if fewer else None)
+
+
+def _true(value) -> bool:
+    """A flag cell of a comparison frame: True, False or missing (NaN, None)."""
+    return bool(value) if value is not None and not pd.isna(value) else False
+
+
+def _p_text(p: float, prefix: str = "p") -> str:
+    """'p=0.013', 'p<0.001' (prefix '' for the adjusted p in brackets)."""
+    sign = "=" if prefix else ""
+    return f"{prefix}<0.001" if p < 0.001 else f"{prefix}{sign}{p:.3f}"
 
 
 def _notes(seeds: int, n_seeds: int, points: str | int | None = None) -> str:
@@ -252,14 +287,18 @@ def _csv(
     metrics: list[str],
     comparisons: list[tuple[str, pd.DataFrame]],
     points: dict[str, list[dict[str, int]]],
+    best: dict[str, pd.Series],
 ) -> str:
-    """Numbers, not text: mean, bounds and half-interval per metric, a best_<metric> column, its
+    """Numbers, not text: mean, bounds and half-interval per metric, a best_<metric> column (chosen
+    on the validation split, never a flagged row), its
     test points per trial (`<metric>_points`: '64/100' when the row's seeds differ), and per
     comparison `vs_<reference>_<metric>_diff`, `_lo`, `_hi`, `_p`, `_points` (fractions; p-values;
-    the points both rows measured)."""
+    the points both rows measured), then `_p_adjusted` (Holm over the comparison table), `_significant`
+    (the report's `*`), `_a_only`, `_b_only` (points only the row / only the reference got right;
+    with several seeds, points whose seed mean favours either) and `_method`."""
     columns = [*keys, "n_seeds", "interval"]
     for m in metrics:
-        table[f"best_{m}"] = table[m] == table[m].max()
+        table[f"best_{m}"] = best[m]
         table[f"{m}_points"] = [_points_cell(row) for row in points[m]]
         columns += [m, f"{m}_lo", f"{m}_hi", f"{m}_half", f"{m}_seeds", f"{m}_points", f"best_{m}"]
     columns += ["integrity_flags", "config_hashes"]
@@ -267,12 +306,16 @@ def _csv(
         by_hashes = compared.set_index("config_hashes")
         label = "vs_" + re.sub(r"[^0-9A-Za-z.]+", "_", name)
         for m in metrics:
-            for part in ("diff", "lo", "hi", "p", "points"):
+            for part in _CSV_PARTS:
                 column = f"{attack_of(m)}_{part}"
                 values = by_hashes[column] if column in by_hashes else pd.Series(dtype=float)
                 table[f"{label}_{attack_of(m)}_{part}"] = table["config_hashes"].map(values)
                 columns.append(f"{label}_{attack_of(m)}_{part}")
     return table[columns].to_csv(index=False)
+
+
+# The comparison parts a CSV row carries per reference and metric (paired.PARTS, seeds aside).
+_CSV_PARTS = ("diff", "lo", "hi", "p", "points", "p_adjusted", "significant", "a_only", "b_only", "method")
 
 
 def _points_cell(row: dict[str, int]) -> int | str | None:
@@ -287,6 +330,7 @@ def _json(
     metrics: list[str],
     comparisons: list[tuple[str, pd.DataFrame]],
     points: dict[str, list[dict[str, int]]],
+    best: dict[str, pd.Series],
 ) -> str:
     """The table and its comparisons as one JSON object (fractions, not %; NaN as null).
 
@@ -294,7 +338,10 @@ def _json(
     `mean`, `lo`, `hi`, `half`, `seeds` (how many measured it), `best`, `points` (test points per
     trial, null when its trials differ) and `points_by_trial`, then `integrity_flags` and
     `config_hashes`. `comparisons`: per reference, per row `reference` ("self", the reference's
-    hashes, or null) and per metric `diff`, `lo`, `hi`, `p`, `excludes_zero`, `points`, `seeds`.
+    hashes, or null) and per metric `diff`, `lo`, `hi`, `p`, `excludes_zero`, `points`, `seeds`, then
+    `p_adjusted` (Holm over the reference's table), `significant` (the interval excludes 0 and
+    `p_adjusted` < 0.05: the `*`), `a_only`, `b_only` and `method`; per reference also `family`
+    (how many comparisons Holm's adjustment counted) and `adjustment` ("holm").
     """
     rows = []
     for i, row in table.iterrows():
@@ -307,7 +354,7 @@ def _json(
                 "hi": row[f"{m}_hi"],
                 "half": row[f"{m}_half"],
                 "seeds": row[f"{m}_seeds"],
-                "best": bool(row[m] == table[m].max()),
+                "best": bool(best[m][i]),
                 "points": distinct.pop() if len(distinct) == 1 else None,
                 "points_by_trial": points[m][i],
             }
@@ -335,9 +382,13 @@ def _json(
                 if reference in (None, "self") or pd.isna(found.get(f"{attack}_diff")):
                     differences[m] = None
                     continue
-                differences[m] = {part: found[f"{attack}_{part}"] for part in ("diff", "lo", "hi", "p")}
-                differences[m].update({part: int(found[f"{attack}_{part}"]) for part in ("points", "seeds")})
+                differences[m] = {part: found[f"{attack}_{part}"] for part in ("diff", "lo", "hi", "p", "p_adjusted")}
+                differences[m].update(
+                    {part: int(found[f"{attack}_{part}"]) for part in ("points", "seeds", "a_only", "b_only")}
+                )
                 differences[m]["excludes_zero"] = bool(found[f"{attack}_lo"] > 0 or found[f"{attack}_hi"] < 0)
+                differences[m]["significant"] = _true(found[f"{attack}_significant"])
+                differences[m]["method"] = found[f"{attack}_method"]
             found_rows.append(
                 {
                     "config_hashes": hashes.split(","),
@@ -345,7 +396,9 @@ def _json(
                     "metrics": differences,
                 }
             )
-        compared_rows.append({"reference": name, "rows": found_rows})
+        compared_rows.append(
+            {"reference": name, "adjustment": "holm", "family": family_size(compared), "rows": found_rows}
+        )
     document = {
         "sweeps": sorted(set(trials["sweep"])),
         "keys": keys,

@@ -4,7 +4,8 @@ Markdown by default, LaTeX for the paper, CSV for a spreadsheet, JSON for a scri
 on stdout, nothing else there); -o writes a file instead of printing. Seeds of one configuration
 are one row: mean ± half of its 95% interval, and the test points behind each column. Then the
 paired differences of every row against a reference row (Vanilla by default) on the same test
-points: a paired bootstrap interval and McNemar's exact p.
+points: McNemar's mid-p and Tango's interval with one seed, a sign-flip test over points and a
+seed x point bootstrap with several, Holm-adjusted over the table (orchestrator/analysis/paired.py).
 """
 
 from __future__ import annotations
@@ -70,4 +71,19 @@ def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[st
     comparisons = sweep_comparisons(target, trials, compare_to, present_metrics(trials))
     if comparisons is None:
         print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)
-    return render(trials, fmt, comparisons or [])
+    return render(trials, fmt, comparisons or [], selected_on_test=_selected_on_test(target))
+
+
+def _selected_on_test(target: Path) -> bool:
+    """Whether the sweep at `target` searched on test metrics (`select_on_test: true` in its plan)."""
+    from orchestrator.store.parquet import read_state
+    from orchestrator.store.paths import SweepPaths
+    from trainables.errors import UserError
+
+    if not Path(target).is_dir() or not SweepPaths(target).state.is_file():
+        return False  # a spec or a copy of results/: no plan to read
+    try:
+        plan = read_state(target).get("plan")
+    except UserError:  # a damaged plan does not stop a report of the results beside it
+        return False
+    return isinstance(plan, dict) and plan.get("select_on_test") is True

@@ -73,7 +73,6 @@ class Plan:
         return sum(stage.estimate_s is None for stage in self.stages)
 
 
-
 def _train_images(data: dict) -> float | None:
     sizes = SPLIT_SIZES.get(data["dataset"])
     return None if sizes is None else sizes[0] * data["data_fraction"]

@@ -16,7 +16,7 @@ from typing import Any
 from trainables.errors import ConfigError
 from trainables.schema import SECTIONS, validate_trial_config
 from trainables.schema.fields import did_you_mean, is_int, is_number
-from trainables.schema.results import HEADLINE_METRICS, SEED_FIELDS
+from trainables.schema.results import HEADLINE_METRICS, SEED_FIELDS, VALIDATION_METRICS, validation_twin
 
 # A grid axis (and a spec's `seeds` key) that sets every training seed at once (results.SEED_FIELDS).
 SEED_KEY = "seed"
@@ -95,16 +95,31 @@ def grid_points(grid: list[dict[str, list]]) -> list[dict[str, Any]]:
     return points
 
 
-def parse_objectives(objectives: Any, fail) -> dict[str, str]:
+def parse_objectives(objectives: Any, fail, *, select_on_test: bool = False) -> dict[str, str]:
+    """The objectives a search steers by and a sweep selects on: validation metrics (val_acc_*).
+
+    A test metric is refused with its validation twin named: the test set is only reported, never
+    optimised. `select_on_test: true` in the spec allows one (and the report says so).
+    """
     if not isinstance(objectives, dict) or not objectives:
         raise fail(
-            "objectives", "a mapping of metric to max or min, such as {acc_natural: max, acc_pgd20: max}", objectives
+            "objectives",
+            "a mapping of metric to max or min, such as {val_acc_natural: max, val_acc_pgd20: max}",
+            objectives,
         )
+    allowed = (*VALIDATION_METRICS, *HEADLINE_METRICS) if select_on_test else VALIDATION_METRICS
     for metric, mode in objectives.items():
-        if metric not in HEADLINE_METRICS:
+        if metric in HEADLINE_METRICS and not select_on_test:
             raise fail(
                 f"objectives.{metric}",
-                f"one of {list(HEADLINE_METRICS)}{did_you_mean(metric, list(HEADLINE_METRICS))}",
+                f"a validation metric such as {validation_twin(metric)} (sweeps select on the validation split "
+                "and report the test set; `select_on_test: true` allows a test metric, and the report says so)",
+                metric,
+            )
+        if metric not in allowed:
+            raise fail(
+                f"objectives.{metric}",
+                f"one of {list(allowed)}{did_you_mean(metric, list(allowed))}",
                 "unknown metric",
             )
         if mode not in ("max", "min"):

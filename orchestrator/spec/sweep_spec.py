@@ -39,8 +39,15 @@ from orchestrator.spec.trackers import parse_trackers
 from trainables.artifacts import canonical_json, config_hash
 from trainables.errors import ConfigError, UserError
 from trainables.schema import SECTIONS, validate_trial_config
+from trainables.schema.evaluation import check_evaluation_config, validation_attacks
 from trainables.schema.fields import did_you_mean, is_int, is_number
-from trainables.schema.results import ACCURACY_NAMES, ATTACKS, NATURAL, SEED_FIELDS, accuracy_column
+from trainables.schema.results import (
+    ACCURACY_NAMES,
+    ATTACKS,
+    SEED_FIELDS,
+    accuracy_column,
+    validation_column,
+)
 
 # The spec's own keys; each backend with settings adds its section (`slurm:`), see top_level_keys().
 OWN_KEYS = (
@@ -51,6 +58,7 @@ OWN_KEYS = (
     "search",
     "seeds",
     "objectives",
+    "select_on_test",
     "resources",
     "max_concurrent",
     "max_retries",
@@ -62,7 +70,7 @@ SEARCH_KEYS = ("trials", "sampler", "seed", "parameters")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 SAMPLERS = ("tpe", "nsga2", "random")
 # Without `objectives:`, trials are compared (and a search steered) by PGD-20 accuracy, as in the papers.
-DEFAULT_OBJECTIVES = {accuracy_column("pgd20"): "max"}
+DEFAULT_OBJECTIVES = {validation_column("pgd20"): "max"}
 # Settings that may change between runs of the same sweep: how it runs, not what it computes.
 OWN_OPERATIONAL_KEYS = ("description", "resources", "max_concurrent", "max_retries", "backend", "trackers")
 
@@ -105,6 +113,8 @@ class SweepSpec:
     resources: dict[str, float]
     max_concurrent: int | None
     max_retries: int
+    # Objectives may name test metrics (`select_on_test: true`): the report says the selection saw the test set.
+    select_on_test: bool = False
     backend: str = "local"
     # Each backend's own section, parsed by its parser (spec/backends.py): {"slurm": SlurmSettings}.
     backend_settings: dict[str, Any] = field(default_factory=dict)
@@ -259,7 +269,12 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
     if len({canonical_json(p) for p in points}) != len(points):
         raise fail("grid", "grid entries that do not repeat the same point", "a point listed twice")
 
-    objectives = parse_objectives(raw.get("objectives", DEFAULT_OBJECTIVES), fail)
+    select_on_test = raw.get("select_on_test", False)
+    if not isinstance(select_on_test, bool):
+        raise fail(
+            "select_on_test", "true or false (allow test metrics as objectives; the report says so)", select_on_test
+        )
+    objectives = parse_objectives(raw.get("objectives", DEFAULT_OBJECTIVES), fail, select_on_test=select_on_test)
     resources = parse_resources(raw.get("resources", {}), fail)
     max_concurrent = raw.get("max_concurrent")
     if max_concurrent is not None and not (is_int(max_concurrent) and max_concurrent >= 1):
@@ -286,6 +301,7 @@ def parse_spec(raw: Any, *, source: str, default_name: str, path: Path | None = 
         sampler=sampler,
         sampler_seed=sampler_seed,
         objectives=objectives,
+        select_on_test=select_on_test,
         resources=resources,
         max_concurrent=max_concurrent,
         max_retries=max_retries,
@@ -383,15 +399,18 @@ def _check_trial_configs(spec: SweepSpec, grid_keys: set[str], source: str) -> l
                     source,
                 )
             )
-    attacks = validate_trial_config(spec.trial_config(base_point))["evaluation"].get("attacks", list(ATTACKS))
-    accuracy_of = {accuracy_column(name): name for name in ACCURACY_NAMES}  # acc_pgd20 -> pgd20
-    for metric in spec.objectives:  # each one of HEADLINE_METRICS (parse_objectives)
-        attack = accuracy_of[metric]
-        if attack != NATURAL and attack not in attacks:
+    evaluation = check_evaluation_config(validate_trial_config(spec.trial_config(base_point))["evaluation"])
+    measured = {
+        **{accuracy_column(name): ("trial.evaluation.attacks", evaluation["attacks"], name) for name in ACCURACY_NAMES},
+        **{
+            validation_column(name): ("trial.evaluation.validation_attacks", validation_attacks(evaluation), name)
+            for name in ACCURACY_NAMES
+        },
+    }
+    for metric in spec.objectives:  # a validation metric, or a test one with select_on_test (parse_objectives)
+        where, attacks, name = measured[metric]
+        if name in ATTACKS and name not in attacks:
             raise ConfigError(
-                f"objectives.{metric}",
-                f"a metric the trials compute: add {attack!r} to trial.evaluation.attacks",
-                metric,
-                source=source,
+                f"objectives.{metric}", f"a metric the trials compute: add {name!r} to {where}", metric, source=source
             )
     return configs

@@ -56,7 +56,7 @@ def chaos_spec(
             {"preprocessor.kind": ["cropd"], "preprocessor.lambda": list(lambdas)},
             {"preprocessor.kind": ["vanilla"]},
         ],
-        "objectives": {"acc_natural": "max", "acc_pgd10": "max"},
+        "objectives": {"val_acc_natural": "max", "val_acc_pgd10": "max"},
         "resources": {"cpu": 1},
         "max_concurrent": 2,
         "max_retries": 1000,  # every worker kill is an infrastructure fault Tune should retry

@@ -92,8 +92,11 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def floors(graph: dict[str, set[str]], package: str) -> int:
     """The longest chain of imports among one package's modules (an acyclic graph)."""
-    inside = {name: {t for t in targets if t.startswith(package)} for name, targets in graph.items()
-              if name.startswith(package)}
+    inside = {
+        name: {t for t in targets if t.startswith(package)}
+        for name, targets in graph.items()
+        if name.startswith(package)
+    }
 
     @cache
     def height(node: str) -> int:

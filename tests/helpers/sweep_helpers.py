@@ -27,7 +27,7 @@ def write_spec(folder: Path, foundation: dict, arch: dict, *, name: str = "tiny"
         "grid": grid
         if grid is not None
         else [{"preprocessor.kind": ["identity"]}, {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10]}],
-        "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
+        "objectives": {"val_acc_natural": "max", "val_acc_pgd20": "max"},
         "resources": {"cpu": 1},
         "max_concurrent": 2,
         **top,

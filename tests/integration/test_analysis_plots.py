@@ -30,7 +30,8 @@ def test_report_of_a_real_sweep_has_one_row_per_configuration(sweep_dir, capsys)
     assert main(["report", str(sweep_dir)]) == 0
     lines = capsys.readouterr().out.splitlines()
     # (An "Integrity flags" column may follow: these 2-epoch CRoPD trials can answer one class.)
-    assert lines[0].startswith("| Pre-processor | λ | Head | n | Natural | PGD-10 | PGD-20 |")
+    # The headline robust column, the worst case over the attacks, right after natural accuracy.
+    assert lines[0].startswith("| Pre-processor | λ | Head | n | Natural | Worst case | PGD-10 | PGD-20 |")
     assert [line.split(" | ")[:4] for line in lines[2:5]] == [
         ["| identity", "-", "clean", "2"],
         ["| cropd", "1", "clean", "2"],
@@ -42,11 +43,11 @@ def test_report_of_a_real_sweep_has_one_row_per_configuration(sweep_dir, capsys)
     rows = [line.split(" | ") for line in lines[start + 2 : start + 5]]
     assert [row[0] for row in rows] == ["| identity", "| cropd", "| cropd"]
     assert rows[0][4] == "reference"
-    for row in rows[1:]:  # every cropd cell is a difference with its interval and McNemar's p
-        assert all(
-            re.fullmatch(r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p[<=]\d\.\d+( \*)?", cell.strip(" |"))
-            for cell in row[4:7]
-        ), lines[start:]
+    # Every cropd cell: the difference, its interval, the points only either got right, p and its
+    # Holm-adjusted value, and a * only under the one rule (paired.py).
+    cell_pattern = r"[+-]\d+\.\d \[[+-]\d+\.\d, [+-]\d+\.\d\] \d+:\d+ p[<=]\d\.\d+ \(Holm <?\d\.\d+\)( \*)?"
+    for row in rows[1:]:
+        assert all(re.fullmatch(cell_pattern, cell.strip(" |")) for cell in row[4:7]), lines[start:]
     assert lines[start + 6].startswith("Paired differences against identity")
 
 

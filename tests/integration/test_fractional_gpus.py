@@ -38,7 +38,7 @@ def test_trials_asking_for_a_gpu_fraction_are_packed_as_asked_and_see_only_their
                 "name": "fractions",
                 "trial": {"data": {"dataset": "digits2"}, "preprocessor": {"kind": "identity"}},
                 "grid": {"data.seed": list(range(TRIALS))},
-                "objectives": {"acc_natural": "max"},
+                "objectives": {"val_acc_natural": "max"},
                 "resources": {"cpu": 1, "gpu": fraction},
                 "max_concurrent": TRIALS,
             }
@@ -80,7 +80,7 @@ def test_trials_asking_for_a_gpu_fraction_are_packed_as_asked_and_see_only_their
             "barrier_full": time.time() < deadline,
         }
         (records / f"{name}.json").write_text(json.dumps(record))
-        tune.report({"acc_natural": 0.5, "stage": "done"})
+        tune.report({"val_acc_natural": 0.5, "stage": "done"})
 
     temp_dir = tempfile.mkdtemp(prefix="gpu-", dir="/tmp")
     backend = LocalBackend(temp_dir=temp_dir, num_cpus=TRIALS, num_gpus=declared_gpus)

@@ -50,7 +50,7 @@ def _two_trial_sweep(tmp_path, foundation, arch, monkeypatch, *, name: str, sche
         # The first trial's robust estimate is its natural accuracy (eps 0); the second's is under
         # an attack that may set every pixel to anything (eps 1).
         grid=[{"preprocessor.validation.eps": [0.0, 1.0]}],
-        objectives={"acc_pgd10": "max"},
+        objectives={"val_acc_pgd10": "max"},
         max_concurrent=1,
         scheduler=scheduler,
         **top,

@@ -77,7 +77,7 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
     # The Optuna study lives in the sweep's journal file with both objectives of every trial.
     study = optuna.load_study(study_name="tiny", storage=journal_storage(sweep_dir))
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert sorted(tuple(t.values) for t in completed) == sorted(zip(trials["acc_natural"], trials["acc_pgd20"]))
+    assert sorted(tuple(t.values) for t in completed) == sorted(zip(trials["val_acc_natural"], trials["val_acc_pgd20"]))
 
     # Running the same command again resumes a finished sweep: nothing reruns, nothing is added.
     again = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator import compat
+from trainables.errors import ConfigError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "sweep_15dd327"
 
@@ -87,10 +88,17 @@ def test_the_console_script_an_older_install_wrote_still_runs():
 def test_pickles_written_by_15dd327_load(name, expected):
     loaded = pickle.loads((FIXTURE / "pickles" / name).read_bytes())
     assert f"{type(loaded).__module__}.{type(loaded).__qualname__}" == expected
+    from orchestrator.backends.slurm.settings import SlurmSettings
+
+    if isinstance(getattr(type(loaded), "spec", None), property):
+        # A driver job holds its spec as YAML and parses it when it starts. 15dd327's selects on test
+        # metrics, which is refused since validation splits (issue 32): one line naming the field.
+        assert loaded.raw_spec["name"] == "old_sweep"
+        with pytest.raises(ConfigError, match=r"objectives\.acc_natural: expected a validation metric"):
+            loaded.spec  # noqa: B018 (the property parses)
+        loaded.raw_spec = {**loaded.raw_spec, "select_on_test": True}
     if hasattr(loaded, "spec"):
         # The SweepSpec of a job submitted by 15dd327: its slurm: section reaches the backend.
-        from orchestrator.backends.slurm.settings import SlurmSettings
-
         assert loaded.spec.name == "old_sweep" and isinstance(loaded.spec.backend_settings["slurm"], SlurmSettings)
 
 

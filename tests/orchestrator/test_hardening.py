@@ -132,7 +132,8 @@ def test_a_where_that_touches_a_file_is_one_line_exit_2(store, tmp_path, capsys,
 
 
 def test_a_plain_where_still_selects(store, capsys):
-    assert main(["pareto", str(store), "--format", "csv", "--where", "\"preprocessor.kind\" <> 'identity'"]) == 0
+    where = ["--where", "\"preprocessor.kind\" <> 'identity'"]
+    assert main(["pareto", str(store), "--x", "acc_natural", "--y", "acc_pgd20", "--format", "csv", *where]) == 0
     rows = capsys.readouterr().out.splitlines()
     assert len(rows) == 3 and rows[0].startswith("config_hash,")  # header, vanilla and cropd: both on the front
 

@@ -106,3 +106,5 @@ def test_tf32_evaluation_autocast_and_compile_run_and_are_recorded(
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0
     assert 0 <= switched["acc_pgd10"] <= switched["acc_natural"] <= 1
     assert not math.isnan(plain["acc_natural"])
+    # bf16 rounds the logits and input gradients: its attacks are weaker, and the row says so.
+    assert "attacked_in_bf16" in switched["integrity_flags"] and "attacked_in_bf16" not in plain["integrity_flags"]

@@ -70,8 +70,11 @@ def test_pgd_collapses_an_undefended_model_and_flags_stay_clear(ten_class):
     assert math.isnan(result["acc_autoattack"]) and math.isnan(result["acc_autoattack_lo"])
     assert result["n_autoattack"] == 0 and result["autoattack_version"] is None
     assert result["integrity_flags"] == []
-    assert result["integrity_details"]["input_gradient"]["zero_fraction"] < 0.5
-    assert [eps for eps, _ in result["sweep_eps"]] == pytest.approx([0.0075, 0.015, 0.03, 0.06])
+    gradients = result["integrity_details"]["input_gradient"]
+    assert gradients["clean"]["zero_fraction"] == gradients["random_start"]["zero_fraction"] == 0.0
+    # eps x 1/4, 1/2, 1, 2, then the unbounded point, where PGD breaks every point
+    assert [eps for eps, _ in result["sweep_eps"]] == pytest.approx([0.0075, 0.015, 0.03, 0.06, 1.0])
+    assert result["sweep_eps"][-1][1] == 0.0
     assert [steps for steps, _ in result["sweep_steps"]] == [1, 10, 50]
     assert result["time_evaluation_s"] > 0
 
@@ -264,7 +267,9 @@ def test_integrity_flags_fire_on_a_gradient_masking_model(ten_class, masking):
     plain = evaluate(model, images, labels, {"eps": 0.03, "attacks": ["pgd10"]}, num_classes=10, default_eps=0.03)
     result = evaluate(masked, images, labels, {"eps": 0.03, "attacks": ["pgd10"]}, num_classes=10, default_eps=0.03)
     assert "zero_input_gradient" in result["integrity_flags"]
-    assert result["integrity_details"]["input_gradient"]["zero_fraction"] == 1.0
+    gradients = result["integrity_details"]["input_gradient"]
+    assert gradients["clean"]["zero_fraction"] == gradients["random_start"]["zero_fraction"] == 1.0
+    assert gradients["clean"]["margin_zero_fraction"] == 1.0  # masked for every loss, not a saturated softmax
     # the false robustness the flag warns about: PGD barely moves the masked model
     assert result["acc_pgd10"] >= plain["acc_pgd10"] + 0.5
     assert plain["integrity_flags"] == []
@@ -395,6 +400,7 @@ class _Tripwire(torch.nn.Module):
         ({"eps": -0.1}, "evaluation.eps", "number >= 0"),
         ({"attacks": ["pgd10", "pgd_20"]}, "evaluation.attacks", "did you mean 'pgd20'"),
         ({"attacks": ["autoatack"]}, "evaluation.attacks", "did you mean 'autoattack'"),
+        ({"attacks": ["pgd10", "worst"]}, "evaluation.attacks", "names from"),  # an accuracy, not an attack
         ({"n_examples": 11}, "evaluation.n_examples", "at most the 10 test points"),
         ({"n_examples": 0}, "evaluation.n_examples", "integer >= 1"),
         ({"n_examples": 5, "autoattack_examples": 6}, "evaluation.autoattack_examples", "at most n_examples (5)"),
@@ -412,8 +418,9 @@ def test_bad_config_is_refused_before_any_work(config, field, message):
 def test_config_defaults_resolve():
     config = resolve_evaluation_config(None, num_test=50, default_eps=8 / 255)
     assert config["eps"] == 8 / 255 and config["n_examples"] == 50
-    assert config["attacks"] == ["pgd10", "pgd20", "autoattack"]
-    assert config["autoattack_examples"] == 50  # the unasked-for default of 64 fits the 50 points
+    assert config["attacks"] == ["pgd10", "pgd20", "pgd10_margin", "pgd20_margin", "autoattack"]
+    assert config["autoattack_examples"] == 50  # the unasked-for default of 400 shrinks to the 50 points
+    assert resolve_evaluation_config(None, num_test=1000, default_eps=8 / 255)["autoattack_examples"] == 400
     assert (config["batch_size"], config["bootstrap_resamples"], config["seed"]) == (128, 1000, 0)
     assert config["integrity"] is True and config["random_start"] is True
 

@@ -118,18 +118,29 @@ def test_a_kinds_output_is_what_its_module_gives(name):
 
 def test_every_attack_has_a_runner_and_a_complete_entry():
     from trainables.evaluation import FAMILY_RUNNERS, PGD_SETTINGS
+    from trainables.survival import ATTACK_LOSSES
 
-    assert ATTACK_NAMES == tuple(results.ATTACKS) == ("pgd10", "pgd20", "autoattack")
+    assert ATTACK_NAMES == tuple(results.ATTACKS) == ("pgd10", "pgd20", "pgd10_margin", "pgd20_margin", "autoattack")
     orders = [attack.order for attack in results.ATTACKS.values()]
     assert orders == sorted(orders) and len(set(orders)) == len(orders)
     assert len({attack.label for attack in results.ATTACKS.values()}) == len(results.ATTACKS)
     for attack in results.ATTACKS.values():
         assert callable(FAMILY_RUNNERS[attack.family]), attack.name
         if attack.family == "pgd":
-            assert attack.loss == "ce" and attack.steps >= 1 and 0 < attack.step_fraction <= 1
-    assert PGD_SETTINGS == {"pgd10": (10, 1 / 5), "pgd20": (20, 1 / 10)}
-    assert [results.ATTACKS[name].step_rule for name in results.PGD_ATTACKS] == ["eps/5", "eps/10"]
+            assert attack.loss in results.PGD_LOSSES and attack.steps >= 1 and 0 < attack.step_fraction <= 1
+    assert set(results.PGD_LOSSES) == set(ATTACK_LOSSES)  # every loss the registry names is implemented
+    assert PGD_SETTINGS == {
+        "pgd10": (10, 1 / 5),
+        "pgd20": (20, 1 / 10),
+        "pgd10_margin": (10, 1 / 5),
+        "pgd20_margin": (20, 1 / 10),
+    }
+    assert [results.ATTACKS[name].step_rule for name in results.PGD_ATTACKS] == ["eps/5", "eps/10"] * 2
+    assert [results.ATTACKS[name].loss for name in results.PGD_ATTACKS] == ["ce", "ce", "margin", "margin"]
     assert results.REFERENCE_ATTACK == "pgd10"
+    # the worst case is an accuracy, not an attack: no runner, no step size, no time column, not nameable
+    assert results.WORST not in results.ATTACKS and results.ACCURACY_NAMES[-1] == results.WORST
+    assert results.WORST not in results.EVALUATION_PARTS
 
 
 @pytest.mark.parametrize("attack", results.PGD_ATTACKS)
@@ -144,8 +155,24 @@ def test_a_step_size_is_accepted_for_each_pgd_attack_and_refused_for_others(atta
 
 
 def test_column_names_are_the_ones_rows_hold():
-    assert results.HEADLINE_METRICS == ("acc_natural", "acc_pgd10", "acc_pgd20", "acc_autoattack")
-    assert results.ACCURACY_NAMES == ("natural", "pgd10", "pgd20", "autoattack")
+    assert results.HEADLINE_METRICS == (
+        "acc_natural",
+        "acc_pgd10",
+        "acc_pgd20",
+        "acc_pgd10_margin",
+        "acc_pgd20_margin",
+        "acc_autoattack",
+        "acc_worst",
+    )
+    assert results.ACCURACY_NAMES == (
+        "natural",
+        "pgd10",
+        "pgd20",
+        "pgd10_margin",
+        "pgd20_margin",
+        "autoattack",
+        "worst",
+    )
     assert results.accuracy_column("natural") == "acc_natural"
     assert results.interval_columns("pgd20") == ("acc_pgd20_lo", "acc_pgd20_hi")
     assert results.count_column("autoattack") == "n_autoattack"
@@ -153,7 +180,16 @@ def test_column_names_are_the_ones_rows_hold():
     assert results.step_size_column("pgd20") == "pgd20_step_size"
     assert results.time_column("foundation_pretraining") == "time_foundation_pretraining_s"
     assert results.time_column("integrity") == "time_integrity_s"
-    assert [results.accuracy_label(n) for n in results.ACCURACY_NAMES] == ["Natural", "PGD-10", "PGD-20", "AutoAttack"]
+    assert [results.accuracy_label(n) for n in results.ACCURACY_NAMES] == [
+        "Natural",
+        "PGD-10",
+        "PGD-20",
+        "PGD-10 (margin)",
+        "PGD-20 (margin)",
+        "AutoAttack",
+        "Worst case",
+    ]
+    assert results.metric_columns("worst") == ("acc_worst", "acc_worst_lo", "acc_worst_hi", "n_worst")
     assert results.SEED_FIELDS == ("data.seed", "preprocessor.seed", "head.seed")
     assert results.CONFIDENCE == 0.95 and results.SWEEP_POINTS == 64
 
@@ -165,6 +201,8 @@ def test_column_names_are_the_ones_rows_hold():
         lambda: results.count_column("acc_natural"),
         lambda: results.time_column("training"),
         lambda: results.step_size_column("autoattack"),
+        lambda: results.step_size_column("worst"),
+        lambda: results.time_column("worst"),
         lambda: results.stage("pretraining"),
     ],
 )

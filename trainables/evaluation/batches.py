@@ -83,8 +83,9 @@ def robust_correct(
     random_start,
     seed_parts: tuple,
     label: str,
+    loss: str = "ce",
 ) -> torch.Tensor:
-    """Per evaluated point: classified correctly before and after PGD on the cross-entropy.
+    """Per evaluated point: classified correctly before and after PGD on `loss` (survival.ATTACK_LOSSES).
 
     A naturally misclassified point counts as not robust without an attack, which is exactly the
     worst case an attack on it could reach; so skipping it loses no strength.
@@ -98,7 +99,7 @@ def robust_correct(
         # Seeded per batch, so a result never depends on how many batches ran before it.
         torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
         robust[positions] = pgd_survives(
-            model, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start
+            model, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss
         ).cpu()
     return robust
 

@@ -1,9 +1,30 @@
 """Integrity checks of an evaluation: signs that its robust accuracies are not robustness.
 
-Recorded as short flags with the measurements behind them, never hidden: orderings no honest
-evaluation violates, a pipeline that answers one class, AutoAttack's own warnings, and (when
-`integrity` is on, at the cost of extra passes) determinism, input gradients and the
-attack-strength sweep (Athalye et al.; AdvCL Sec. 5.1): accuracy must not rise with eps or steps.
+Recorded as short flags with the measurements behind them, never hidden. Free, from the per-point
+outcomes the attacks already gave (`orderings`):
+
+* `<stronger>_above_<weaker>`: more steps on the same loss (`pgd20_above_pgd10`,
+  `pgd20_margin_above_pgd10_margin`) or AutoAttack (`autoattack_above_pgd10`) left more points
+  correct than the weaker attack, beyond noise (intervals.rises: McNemar's exact test and Tango's
+  interval, paired on the same points).
+* `pgd_above_autoattack`: a PGD attack left more of AutoAttack's points correct than AutoAttack did,
+  by more than GAP_TOLERANCE beyond noise. AutoAttack is the stronger evaluation, so some gap is
+  expected; a large one means PGD was stalled or its gradients masked (Croce & Hein 2020).
+* `ce_above_margin`: PGD on the cross-entropy left more points correct than the same PGD on the
+  margin, by more than GAP_TOLERANCE beyond noise: the signature of cross-entropy gradients that
+  underflowed to 0 on large logits (the margin's cannot).
+* `constant_predictions`, `autoattack_warning`, `autoattack_outside_budget`: a pipeline that answers
+  one class, AutoAttack's own warnings, a returned point outside the budget.
+
+When `integrity` is on, at the cost of extra passes: `nondeterministic_model`; per-point input
+gradients at the start and at a random start (`zero_input_gradient`, `nonfinite_input_gradient`);
+the attack-strength sweep (Athalye et al.; AdvCL Sec. 5.1; Carlini et al. 2019): accuracy must not
+rise with eps or steps (`accuracy_rises_with_eps`, `accuracy_rises_with_steps`) and must reach about
+0 when the attack may change the image at will (`unbounded_attack_fails`).
+
+There is no "robust above natural" flag: an attack's per-point outcome is already "correct before
+and after the attack" (a naturally wrong point is never robust), so no robust accuracy can exceed
+natural accuracy on the same points; a check of it could never fire.
 """
 
 from __future__ import annotations
@@ -12,14 +33,26 @@ from typing import Any
 
 import torch
 
-from ..schema.results import ATTACKS, REFERENCE_ATTACK, SWEEP_POINTS
-from ..survival import PGDSetting, attack_loss
+from ..schema.results import ATTACKS, PGD_ATTACKS, REFERENCE_ATTACK, SWEEP_POINTS
+from ..seeding import derive_seed
+from ..survival import PGDSetting, attack_loss, ball, uniform_start
 from .batches import Batches, SubsetBatches, robust_correct_settings
-from .bootstrap import rises
+from .intervals import rises
 
 SWEEP_EPS_FACTORS = (0.25, 0.5, 1.0, 2.0)
 SWEEP_STEPS = (1, 10, 50)
 SWEEP_STEP_FACTOR = 2.5  # step size 2.5 * eps / steps (Madry et al.'s rule)
+# The sweep's last eps point: 1 is the whole image range, so the ball of every point is every image
+# and an attack may turn any point into an image of another class. Any pipeline that does not give
+# one answer everywhere therefore has accuracy 0 against a perfect attack there (Carlini et al.
+# 2019's check: an unbounded attack should succeed on every point); PGD-10 at the sweep's step rule
+# (2.5/10 per step) that leaves points correct is failing, not meeting robustness. Absolute, not a multiple of
+# eps: 16 x 8/255 is about 0.5, but 16 x a small eps would not be unbounded at all.
+UNBOUNDED_EPS = 1.0
+# Flag when more than this share of the sweep's points stays correct at UNBOUNDED_EPS: 0 is
+# expected; on the sweep's 64 points 0.05 lets 3 points through (a few points whose 10 steps end in
+# a flat corner of the cube) and flags 4 or more.
+UNBOUNDED_MAX_ACCURACY = 0.05
 # Whether the sweep's settings share batches (trainables/survival.py; the same outcome either way),
 # by what bench/bench_strength_sweep.py measured: on 2 CPU cores shared batches were slower (0.86x,
 # the embedded pipeline); on an H200 1.69x faster for the embedded pipeline (launch-bound) and
@@ -28,6 +61,19 @@ SWEEP_SHARED_BATCHES = {"cpu": False, "cuda": True}
 # Logits of two identical forward passes may differ by float noise on a GPU, not by more.
 DETERMINISM_TOLERANCE = 1e-4
 CONSTANT_PREDICTION_SHARE = 0.9  # one class for this share of the evaluated points: a degenerate pipeline
+# Flag zero_input_gradient when more than this share of the first attacked batch has an input
+# gradient of exactly 0 (at the point or at the random start): PGD cannot move such a point, so its
+# robustness is assumed, not measured. 5% is the half-width of the 95% interval the evaluation aims
+# for (AutoAttack's default point count): an unmeasured share that large would be a bias as big as
+# the noise, while a healthy pipeline has essentially none (a ReLU network with every unit dead for
+# that point, or a softmax saturated in fp32, is what it takes).
+ZERO_GRADIENT_SHARE = 0.05
+# A weaker evaluation may leave more points correct than a stronger one: AutoAttack's ensemble
+# (100-step APGD, targeted and black-box attacks) finds a few points PGD-10/20 miss on a sound model,
+# and on more than 2 classes the cross-entropy and the margin differ by a few points either way.
+# Flag only a gap whose 95% lower bound exceeds 5 points: more than a stronger attack usually adds,
+# the size of a stalled or masked attack (the saturated-logits case: PGD-10 0.83 -> 0.91).
+GAP_TOLERANCE = 0.05
 
 
 def integrity(
@@ -56,29 +102,62 @@ def integrity(
         return flags, details  # the checks below cost extra passes; the orderings above were free
     first = torch.arange(min(config["batch_size"], len(batches)))
     details["determinism"] = _determinism(model, batches, first, flags)
-    details["input_gradient"] = _gradient_check(model, batches, first, flags)
+    details["input_gradient"] = input_gradients(model, batches, correct["natural"], config, flags)
     details.update(sweeps(model, batches, correct["natural"], config, flags))
     return flags, details
 
 
+def _step_orderings() -> list[tuple[str, str]]:
+    """(stronger, weaker) pairs: each PGD attack against the fewest-steps PGD attack on its loss
+    (pgd20 vs pgd10, pgd20_margin vs pgd10_margin), and AutoAttack against REFERENCE_ATTACK."""
+    pairs = []
+    for name in PGD_ATTACKS:
+        same_loss = [other for other in PGD_ATTACKS if ATTACKS[other].loss == ATTACKS[name].loss]
+        weakest = min(same_loss, key=lambda other: ATTACKS[other].steps)
+        if name != weakest:
+            pairs.append((name, weakest))
+    pairs += [(name, REFERENCE_ATTACK) for name, attack in ATTACKS.items() if attack.family == "autoattack"]
+    return pairs
+
+
+def _margin_twins() -> list[tuple[str, str]]:
+    """(cross-entropy PGD, margin PGD) pairs with the same steps and step rule."""
+    return [
+        (ce, twin)
+        for ce in PGD_ATTACKS
+        if ATTACKS[ce].loss == "ce"
+        for twin in PGD_ATTACKS
+        if ATTACKS[twin].loss == "margin"
+        and (ATTACKS[twin].steps, ATTACKS[twin].step_fraction) == (ATTACKS[ce].steps, ATTACKS[ce].step_fraction)
+    ]
+
+
 def orderings(correct: dict[str, torch.Tensor], config, flags: set[str]) -> dict[str, Any]:
-    """Orderings no honest evaluation can violate: robust <= natural, a stronger attack <= the
-    reference (the weakest, PGD-10)."""
-    resamples, seed = config["bootstrap_resamples"], config["seed"]
-    natural, comparisons = correct["natural"], {}
-    for name in ATTACKS:
-        if name in correct:
-            same_points = natural[: len(correct[name])]  # AutoAttack ran on a prefix of the points
-            if correct[name].float().mean() > same_points.float().mean():
-                flags.add("robust_above_natural")
-    if REFERENCE_ATTACK in correct:
-        for name in ATTACKS:
-            if name != REFERENCE_ATTACK and name in correct:
-                reference = correct[REFERENCE_ATTACK][: len(correct[name])]
-                key = f"{name}_vs_{REFERENCE_ATTACK}"
-                comparisons[key] = rises(correct[name], reference, resamples, (seed, "compare", name))
-                if comparisons[key]["rises"]:
-                    flags.add(f"{name}_above_{REFERENCE_ATTACK}")
+    """Paired comparisons of the attacks' per-point outcomes (on the points both ran on), flagged
+    where no honest evaluation goes (see the module docstring): keyed `<a>_vs_<b>`, each the paired
+    difference accuracy(a) - accuracy(b) with its interval (intervals.rises)."""
+    comparisons: dict[str, Any] = {}
+
+    def compare(higher: str, lower: str) -> dict[str, Any] | None:
+        if higher not in correct or lower not in correct:
+            return None
+        n = min(len(correct[higher]), len(correct[lower]))  # AutoAttack ran on a prefix of the points
+        comparison = rises(correct[higher][:n], correct[lower][:n])
+        comparisons[f"{higher}_vs_{lower}"] = comparison
+        return comparison
+
+    for stronger, weaker in _step_orderings():
+        comparison = compare(stronger, weaker)
+        if comparison is not None and comparison["rises"]:
+            flags.add(f"{stronger}_above_{weaker}")
+    for name in PGD_ATTACKS:
+        comparison = compare(name, "autoattack")
+        if comparison is not None and comparison["lo"] > GAP_TOLERANCE:
+            flags.add("pgd_above_autoattack")
+    for ce, twin in _margin_twins():
+        comparison = compare(ce, twin)
+        if comparison is not None and comparison["lo"] > GAP_TOLERANCE:
+            flags.add("ce_above_margin")
     return comparisons
 
 
@@ -94,32 +173,65 @@ def _determinism(model, batches: Batches, positions: torch.Tensor, flags: set[st
     return {"max_logit_difference": difference}
 
 
-def _gradient_check(model, batches: Batches, positions: torch.Tensor, flags: set[str]) -> dict[str, float]:
-    """Zero or non-finite input gradients through the pipeline make gradient attacks fail silently."""
+def input_gradients(model, batches: Batches, natural: torch.Tensor, config, flags: set[str]) -> dict[str, Any]:
+    """Per-point input gradients of the attack loss on the first batch PGD attacks (its first
+    batch_size naturally correct points), at the points and at a seeded random start in the ball.
+
+    A point whose cross-entropy gradient is exactly 0 never moves under PGD (sign(0) = 0) and counts
+    as robust: large logits do it (fp32 softmax saturates past a margin of about 90-100), so do
+    rounding and detaching pipelines. Recorded per place: the share of points with an all-zero
+    gradient, the share with a non-finite one, and the same zero share for the margin loss (zero
+    there too: the pipeline masks gradients; non-zero: the cross-entropy saturated).
+    """
+    positions = natural.nonzero().flatten()[: config["batch_size"]]
+    details: dict[str, Any] = {"points": len(positions), "zero_threshold": ZERO_GRADIENT_SHARE}
+    if not len(positions):
+        return details  # no point is attacked: nothing to account for
     x, y = batches.get(positions)
-    x.requires_grad_(True)
-    (grad,) = torch.autograd.grad(attack_loss(model(x), y, x), x)
-    finite = bool(torch.isfinite(grad).all())
-    per_point = grad.detach().flatten(1).abs().sum(dim=1)
-    if not finite:
-        flags.add("nonfinite_input_gradient")
-    elif bool((per_point == 0).all()):
-        flags.add("zero_input_gradient")
+    places = {"clean": x}
+    if config["eps"] > 0:
+        torch.manual_seed(derive_seed(config["seed"], "input-gradient", config["eps"]))
+        places["random_start"] = uniform_start(x, config["eps"], *ball(x, config["eps"]))
+    for place, at in places.items():
+        details[place] = measured = _gradient_shares(model, at, y)
+        if measured["zero_fraction"] > ZERO_GRADIENT_SHARE:
+            flags.add("zero_input_gradient")
+        if measured["nonfinite_fraction"] > 0:
+            flags.add("nonfinite_input_gradient")
+    return details
+
+
+def _input_gradient(model, x: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per point (flattened), the input gradient of the summed attack loss: each point's own."""
+    x = x.detach().clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(attack_loss(model(x), y, x, loss), x)
+    return grad.detach().flatten(1)
+
+
+def _gradient_shares(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+    # One forward pass per loss, not one with retain_graph: a compiled pipeline (compute.compile)
+    # refuses a second backward through the same graph.
+    ce, margin = _input_gradient(model, x, y, "ce"), _input_gradient(model, x, y, "margin")
+    finite = torch.isfinite(ce)
+    largest = ce.abs()[finite]
     return {
-        "points": len(positions),
-        "zero_fraction": float((per_point == 0).float().mean()),
-        "max_abs": float(grad.abs().max()),
-        "finite": finite,
+        "zero_fraction": float((ce == 0).all(dim=1).float().mean()),
+        "nonfinite_fraction": float((~finite.all(dim=1)).float().mean()),
+        "margin_zero_fraction": float((margin == 0).all(dim=1).float().mean()),
+        # None, not NaN: the details are JSON
+        "max_abs": float(largest.max()) if largest.numel() else None,
     }
 
 
 def sweeps(model, batches: Batches, natural: torch.Tensor, config, flags: set[str]) -> dict[str, Any]:
-    """PGD accuracy on the first points at growing eps and growing steps: neither may rise."""
-    eps, resamples, seed = config["eps"], config["bootstrap_resamples"], config["seed"]
+    """PGD-10 (cross-entropy) accuracy on the first points at growing eps, up to UNBOUNDED_EPS, and at
+    growing steps: neither may rise, and at UNBOUNDED_EPS it must reach about 0."""
+    eps, seed = config["eps"], config["seed"]
     if eps == 0:
         return {"sweep_note": "skipped: eps is 0"}
     subset = SubsetBatches(batches, min(SWEEP_POINTS, len(batches)))
-    settings = {(factor * eps, 10) for factor in SWEEP_EPS_FACTORS} | {(eps, steps) for steps in SWEEP_STEPS}
+    budgets = sorted({factor * eps for factor in SWEEP_EPS_FACTORS} | {UNBOUNDED_EPS})
+    settings = {(budget, 10) for budget in budgets} | {(eps, steps) for steps in SWEEP_STEPS}
     outcome = robust_correct_settings(
         model,
         subset,
@@ -129,27 +241,27 @@ def sweeps(model, batches: Batches, natural: torch.Tensor, config, flags: set[st
         seed_parts=(seed, "sweep"),
         shared_batches=SWEEP_SHARED_BATCHES.get(torch.device(batches.device).type, False),
     )
-    by_eps = [outcome[(factor * eps, 10)] for factor in SWEEP_EPS_FACTORS]
+    by_eps = [outcome[(budget, 10)] for budget in budgets]
     by_steps = [outcome[(eps, steps)] for steps in SWEEP_STEPS]
-    eps_checks = _monotone(by_eps, resamples, (seed, "sweep-eps"))
-    steps_checks = _monotone(by_steps, resamples, (seed, "sweep-steps"))
+    eps_checks = _monotone(by_eps)
+    steps_checks = _monotone(by_steps)
     if any(check["rises"] for check in eps_checks.values()):
         flags.add("accuracy_rises_with_eps")
     if any(check["rises"] for check in steps_checks.values()):
         flags.add("accuracy_rises_with_steps")
+    unbounded = float(outcome[(UNBOUNDED_EPS, 10)].float().mean())
+    if not unbounded <= UNBOUNDED_MAX_ACCURACY:  # `not <=`: a NaN would flag too
+        flags.add("unbounded_attack_fails")
     return {
         "sweep_points": len(subset),
-        "sweep_eps": [(factor * eps, float(c.float().mean())) for factor, c in zip(SWEEP_EPS_FACTORS, by_eps)],
+        "sweep_eps": [(budget, float(c.float().mean())) for budget, c in zip(budgets, by_eps)],
         "sweep_steps": [(steps, float(c.float().mean())) for steps, c in zip(SWEEP_STEPS, by_steps)],
         "sweep_eps_checks": eps_checks,
         "sweep_steps_checks": steps_checks,
+        "sweep_unbounded": {"eps": UNBOUNDED_EPS, "accuracy": unbounded, "bound": UNBOUNDED_MAX_ACCURACY},
     }
 
 
-def _monotone(series: list[torch.Tensor], resamples: int, seed_parts: tuple) -> dict[str, dict[str, Any]]:
+def _monotone(series: list[torch.Tensor]) -> dict[str, dict[str, Any]]:
     """Every later (stronger) entry against every earlier one, paired on the same points."""
-    return {
-        f"{j}_vs_{i}": rises(series[j], series[i], resamples, (*seed_parts, i, j))
-        for j in range(len(series))
-        for i in range(j)
-    }
+    return {f"{j}_vs_{i}": rises(series[j], series[i]) for j in range(len(series)) for i in range(j)}

@@ -1,7 +1,8 @@
 """The evaluation's entry point: every asked-for attack of the registry on the whole pipeline, then the row's metrics.
 
 `evaluate` resolves the section, runs natural accuracy and each attack (schema/results.py's ATTACKS,
-in table order, each by its family's runner), then the bootstrap intervals and integrity checks.
+in table order, each by its family's runner), takes the per-point worst case over them, then the
+Wilson intervals and integrity checks.
 """
 
 from __future__ import annotations
@@ -15,11 +16,20 @@ import torch
 from .. import stage_progress
 from ..schema.evaluation import resolve_evaluation_config
 from ..schema.fields import is_int
-from ..schema.results import ACCURACY_NAMES, ATTACKS, PGD_ATTACKS, Attack, step_size_column, time_column
+from ..schema.results import (
+    ACCURACY_NAMES,
+    ATTACKS,
+    NATURAL,
+    PGD_ATTACKS,
+    WORST,
+    Attack,
+    step_size_column,
+    time_column,
+)
 from .autoattack import autoattack_correct, not_run_details
 from .batches import Batches, evaluation_order, given_predictions, natural_predictions, robust_correct
-from .bootstrap import metric
 from .integrity import integrity
+from .intervals import metric
 
 # (steps, step size as a fraction of eps) of each PGD attack: the papers' settings.
 PGD_SETTINGS = {name: (ATTACKS[name].steps, ATTACKS[name].step_fraction) for name in PGD_ATTACKS}
@@ -89,11 +99,14 @@ def _evaluate(model, images, labels, config, num_classes, device, natural_logits
     order = evaluation_order(len(images), config["n_examples"], config["seed"])
     batches = Batches(images, labels, order, config["batch_size"], device)
     correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes, natural_logits)
+    worst = worst_case(correct)
+    if worst is not None:
+        correct[WORST] = worst
 
     result: dict[str, Any] = {"eps": config["eps"], "attacks": list(config["attacks"])}
     result.update({step_size_column(name): pgd_setting(name, config)[1] for name in PGD_ATTACKS})
     for name in ACCURACY_NAMES:
-        result.update(metric(name, correct.get(name), config["bootstrap_resamples"], config["seed"]))
+        result.update(metric(name, correct.get(name)))
     result["examples"] = per_example_outcomes(batches, correct)
     result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
 
@@ -144,6 +157,7 @@ def _run_pgd(model, batches: Batches, natural: torch.Tensor, attack: Attack, con
         batches,
         natural,
         label=attack.label,
+        loss=attack.loss,
         eps=config["eps"],
         steps=steps,
         step_size=step_size,
@@ -172,11 +186,30 @@ def pgd_setting(name: str, config) -> tuple[int, float]:
     return steps, float(given) if given is not None else config["eps"] * fraction
 
 
+def worst_case(correct: Mapping[str, torch.Tensor]) -> torch.Tensor | None:
+    """Per evaluated point: correct naturally and under every attack that ran on it; None when no attack ran.
+
+    An attack run on a prefix of the points (AutoAttack on the first autoattack_examples) counts on
+    that prefix only, so beyond it the worst case is over the other attacks. From the per-point
+    outcomes the attacks already recorded: nothing is attacked again. Without any attack there is no
+    worst case to report (it would be natural accuracy under another name).
+    """
+    attacks = [name for name in ATTACKS if name in correct]
+    if not attacks:
+        return None
+    worst = correct[NATURAL].clone()
+    for name in attacks:
+        outcome = correct[name]
+        worst[: len(outcome)] &= outcome
+    return worst
+
+
 def per_example_outcomes(batches: Batches, correct: dict[str, torch.Tensor]) -> dict[str, Any]:
     """Every evaluated point in evaluation order: its index in the test set, its label, and per
-    attack run whether the pipeline was right. Two trials evaluated with the same evaluation seed
-    and counts saw the same points, so they can be compared point by point (paired), not only by
-    their marginal accuracies. An attack run on a prefix of the points (AutoAttack) has a shorter list.
+    accuracy (natural, each attack run, the worst case over them) whether the pipeline was right.
+    Two trials evaluated with the same evaluation seed and counts saw the same points, so they can be
+    compared point by point (paired), not only by their marginal accuracies. An attack run on a
+    prefix of the points (AutoAttack) has a shorter list; the worst case covers every point.
     """
     return {
         "index": batches.order.tolist(),

@@ -95,6 +95,7 @@ def fit_preprocessor(
     foundation: FeatureModel | None = None,
     autocast: bool = False,
     eps: float | None = None,
+    validation: ImageDataset | None = None,
 ) -> FittedPreprocessor:
     """Train (or reuse, or resume) the pre-processor described by `config` on `train`.
 
@@ -102,15 +103,19 @@ def fit_preprocessor(
     from the last checkpoint and ends with the same weights as an uninterrupted one.
     `foundation` is the trial's foundation: advcl's pseudo-labels cluster its features unless
     the config names another model. `autocast`: train under bf16 autocast (compute.autocast).
-    With `preprocessor.validation` set, a held-out part of `train` is not trained on and the
-    epochs it names record the probe's measurements of it (validation_probe.py). The probe's PGD
+    With `preprocessor.validation` set, the epochs it names record the probe's measurements
+    (validation_probe.py) of `validation`, the trial's validation split (never trained on); without
+    one (data.validation_images: 0) of a held-out part of `train`, which is then not trained on. The probe's PGD
     radius: validation.eps, else `eps` (the dataset's attack budget), else the training attack's.
     """
     cfg = resolve_preprocessor_config(config, image_size=train.image_size)
     trained = PREPROCESSOR_KINDS[cfg["kind"]].trained
     held_out = None
     if trained and cfg.get("validation"):
-        train, held_out = held_out_split(train, cfg["validation"]["fraction"], seed=0)
+        if validation is not None:
+            held_out = validation
+        else:
+            train, held_out = held_out_split(train, cfg["validation"]["fraction"], seed=0)
     check_clusters_fit(cfg, len(train))
     features = pseudo_label_model(cfg, foundation)
     if not trained:

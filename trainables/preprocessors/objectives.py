@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..attacks import fgsm, pgd
+from ..attacks import LossOf, fgsm, pgd
 from ..losses import adversarial_nt_xent, reconstruction_mse
 from .masked_autoencoder import EncoderOnlyClassifier, MaskedAutoencoder
 
@@ -45,27 +45,37 @@ def cropd_step(model: MaskedAutoencoder, x: torch.Tensor, labels: torch.Tensor, 
 
 
 def arae_step(model: MaskedAutoencoder, x: torch.Tensor, labels: torch.Tensor, cfg: dict) -> dict[str, torch.Tensor]:
-    """ARAE: MSE(dec(enc(x_adv)), x) + gamma * MSE(z(x), z(x_adv)).
+    """ARAE: MSE(dec(enc(x_adv)), x) + gamma * MSE(z(x), z(x_adv)); both latents get gradient.
 
-    x_adv maximises the latent distance ||z(x+delta) - z(x)||^2 by PGD from a uniform random
-    start with step 2.5 * eps / steps (rohban-lab's code); both latents get gradient.
+    x_adv maximises the latent distance ||z(x+delta) - z(x)||^2 (rohban-lab's ARAE code) with the
+    attack `arae_attack` names: fgsm (the default, the paper's App. A) or pgd (rohban-lab's).
     """
-    steps = cfg["attack_steps"]
-    step_size = cfg["attack_step_size"] or 2.5 * cfg["eps"] / steps
     with torch.no_grad():
         z_reference = model.embed(x)
-    x_adv = pgd(
-        lambda xa: F.mse_loss(model.embed(xa), z_reference),
-        x,
-        eps=cfg["eps"],
-        steps=steps,
-        step_size=step_size,
-        random_start=True,
-    )
+    x_adv = arae_attack(lambda xa: F.mse_loss(model.embed(xa), z_reference), x, cfg)
     reconstruction_adv, z_adv = model.reconstruct_and_embed(x_adv)
     recon = reconstruction_mse(reconstruction_adv, x)
     latent = F.mse_loss(model.embed(x), z_adv)
     return {"loss": recon + cfg["gamma"] * latent, "loss_reconstruction": recon, "loss_latent": latent}
+
+
+def arae_attack(loss_of: LossOf, x: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """ARAE's training example: PGD from a uniform random start with step 2.5 * eps / steps.
+
+    pgd: `attack_steps` steps (step `attack_step_size` when given), rohban-lab's code as published.
+    fgsm (App. A: "we use the Fast Gradient Sign Method (FGSM) ... with l_inf-norm with a max
+    perturbation of 8/255 and 4/255"): the same recipe with one step, which is x + eps * sign(g)
+    clipped to [0, 1]: a step of 2.5 eps from a start within eps of x lands on the ball's face
+    whatever the start. The gradient g is read at the random start, not at x, because at x the
+    latent distance is at its minimum (zero, with a deterministic encoder) and its gradient is
+    exactly zero: FGSM from x would return x itself, an ARAE with no attack at all.
+    """
+    eps = cfg["eps"]
+    steps = 1 if cfg["arae_attack"] == "fgsm" else cfg["attack_steps"]
+    step_size = 2.5 * eps / steps if eps > 0 else 1.0  # eps 0: no attack, but pgd wants a step > 0
+    if cfg["arae_attack"] == "pgd" and cfg["attack_step_size"]:
+        step_size = cfg["attack_step_size"]
+    return pgd(loss_of, x, eps=eps, steps=steps, step_size=step_size, random_start=True)
 
 
 def encoder_only_step(

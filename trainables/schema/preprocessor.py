@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from .architecture import ARCH_PRESETS, ARCH_SCHEMA, check_arch_fits, resolve_arch  # noqa: F401
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
 from .contrastive import check_clusters_fit as check_clusters_fit_images
-from .fields import Field, Resolved, boolean, integer, is_int, number, optional, resolve, text
+from .fields import Field, Resolved, boolean, integer, is_int, number, one_of, optional, resolve, text
 from .references import imported
 
 
@@ -107,12 +107,15 @@ _REGISTRY = (
         report_rank=5,
         label_settings=("lambda",),
     ),
-    # ARAE trains without augmentation (rohban-lab's code).
+    # ARAE trains without augmentation (rohban-lab's code). arae_attack is its own setting: the
+    # other kinds' configs and hashes stay as they were; it is always in ARAE's, so an artifact
+    # trained by PGD (the default before the setting existed) is never reused as an FGSM one.
     PreprocessorKind(
         "arae",
-        ("kind", "arch", *_TRAINING, "eps", "gamma", "attack_steps", "attack_step_size"),
+        ("kind", "arch", *_TRAINING, "eps", "gamma", "arae_attack", "attack_steps", "attack_step_size"),
         f"{_PRE}.masked_autoencoder:build_autoencoder",
         f"{_PRE}.objectives:arae_step",
+        own_settings=("arae_attack",),
         report_rank=3,
     ),
     PreprocessorKind(
@@ -206,13 +209,25 @@ PREPROCESSOR_SCHEMA = {
     ),
     # ARAE
     "gamma": Field(0.1, "a number >= 0", number(0)),
+    # App. A: "For the adversarial perturbation, we use the Fast Gradient Sign Method (FGSM) ... with
+    # l_inf-norm with a max perturbation of 8/255 and 4/255": fgsm, the default. pgd is rohban-lab's
+    # ARAE code (PGD on the latent distance, attack_steps steps); see docs/deviations.md.
+    "arae_attack": Field(
+        "fgsm",
+        "one of ['fgsm', 'pgd'] (ARAE's training attack: fgsm, the paper's App. A, one signed step of size eps; "
+        "pgd, rohban-lab's code, attack_steps steps)",
+        one_of("fgsm", "pgd"),
+    ),
     "attack_steps": Field(
         10,
-        "an integer >= 1 (PGD steps of ARAE / encoder_only, default 10, and of both advcl attacks, default 5)",
+        "an integer >= 1 (PGD steps of ARAE with arae_attack pgd / encoder_only, default 10, and of both advcl "
+        "attacks, default 5)",
         integer(1),
     ),
     "attack_step_size": Field(
-        None, "a number > 0, or null for the method's default", optional(number(0, low_open=True))
+        None,
+        "a number > 0, or null for the method's default (PGD only: ARAE's fgsm step is eps)",
+        optional(number(0, low_open=True)),
     ),
     # VAE
     "path": Field(
@@ -237,7 +252,9 @@ PREPROCESSOR_SCHEMA = {
 
 VALIDATION_SCHEMA = {
     "every": Field(None, "an integer >= 1 (pre-processor epochs between two measurements)", integer(1)),
-    # Held out of the pre-processor's training images, per class, seeded by data.seed's split.
+    # Only for a trial without a validation split (data.validation_images: 0): then this share of the
+    # pre-processor's training images, per class, is held out and measured. Otherwise the probe
+    # measures the trial's validation split.
     "fraction": Field(0.1, "a number in (0, 0.5]", number(0, 0.5, low_open=True)),
     "points": Field(200, "an integer >= 2 (held-out images measured, at most)", integer(2)),
     "fit_images": Field(512, "an integer >= 2 (training images the probe head is fitted on, at most)", integer(2)),

@@ -5,7 +5,7 @@ that row may hold, so the writer, the evaluation, the reports, the plots, the co
 status display read one vocabulary instead of spelling it out each. Torch-free, like the rest of
 trainables.schema: the command line imports it.
 
-Column families of a trial's row (`<a>` is `natural` or an attack name, `<s>` a stage name):
+Column families of a trial's row (`<a>` is `natural`, an attack name or `worst`, `<s>` a stage name):
 
 * identity and status: `sweep`, `trial_id`, `config_hash`, `status` (a TrialStatus value),
   `error` (its first line), `started_at`, `finished_at`.
@@ -13,11 +13,12 @@ Column families of a trial's row (`<a>` is `natural` or an attack name, `<s>` a 
   `data_fraction`, `seed`), the others as `<section>.<key>` (`preprocessor.lambda`). SEED_FIELDS
   are where a spec's `seeds` land.
 * accuracies, one family per name in ACCURACY_NAMES (natural first, then the attacks in table
-  order): `acc_<a>` (the share of evaluated points classified correctly, natural or under the
-  attack), `acc_<a>_lo` / `acc_<a>_hi` (its seeded percentile bootstrap interval at CONFIDENCE),
-  `n_<a>` (the points behind it). An attack that did not run has NaN accuracies and `n_<a>` 0,
-  never a 0 that reads as "not robust". HEADLINE_METRICS are the `acc_<a>` columns: every row
-  has them (null where no evaluation ran, e.g. a failed trial).
+  order, then `worst`): `acc_<a>` (the share of evaluated points classified correctly, natural,
+  under the attack, or under every attack that ran on the point: `worst`, NaN when no attack ran),
+  `acc_<a>_lo` / `acc_<a>_hi` (its Wilson score interval at CONFIDENCE), `n_<a>` (the points
+  behind it). An attack that did not run has NaN accuracies and `n_<a>` 0, never a 0 that reads as
+  "not robust". HEADLINE_METRICS are the `acc_<a>` columns: every row has them (null where no
+  evaluation ran, e.g. a failed trial).
 * attack settings: `<attack>_step_size` for each PGD attack (its default: a fraction of eps, the
   attack's `step_rule`); `eps` (the evaluation budget); `attacks` (those asked for).
 * AutoAttack: `autoattack_version` (standard, custom or null), `autoattack_list` (the attacks it
@@ -26,7 +27,8 @@ Column families of a trial's row (`<a>` is `natural` or an attack name, `<s>` a 
 * integrity: `integrity_flags` (comma-separated short names; empty is clean), `integrity_checked`
   (the costly checks ran), `integrity_details` (JSON: the measurements behind the flags),
   `sweep_eps` / `sweep_steps` (JSON `[[x, accuracy], ...]`: PGD on the first SWEEP_POINTS points
-  at growing eps and growing steps, which must not rise).
+  at growing eps and growing steps, which must not rise; `sweep_eps` ends with an unbounded eps,
+  where the accuracy must reach about 0).
 * times: `time_<s>_s` for each of STAGES (seconds; `time_foundation_pretraining_s` is the robust
   pre-training's cost also when an earlier trial paid it) and for each of EVALUATION_PARTS
   (`time_natural_s`, `time_pgd10_s`, ..., `time_integrity_s`: parts of `time_evaluation_s`).
@@ -134,30 +136,47 @@ class Attack:
         return None if self.step_fraction is None else f"eps/{round(1 / self.step_fraction)}"
 
 
+# The losses a PGD attack may ascend (trainables/survival.py ATTACK_LOSSES implements each):
+# "ce", the summed cross-entropy; "margin", the summed Carlini-Wagner margin max_{j!=y} z_j - z_y.
+PGD_LOSSES = ("ce", "margin")
+
 _ATTACK_LIST = (
     # The papers' PGD settings: 10 steps of eps/5, 20 steps of eps/10, on the cross-entropy.
     Attack("pgd10", "PGD-10", "pgd", order=1, loss="ce", steps=10, step_fraction=1 / 5),
     Attack("pgd20", "PGD-20", "pgd", order=2, loss="ce", steps=20, step_fraction=1 / 10),
+    # The same budgets on the margin, which large logits cannot stall: in fp32 the cross-entropy's
+    # gradient is exactly 0 once a point's logit margin passes about 90-100 (sign(0) = 0, the point
+    # never moves), while the margin's gradient is +-1 on two logits at any scale. The CW margin, not
+    # Croce & Hein's DLR: DLR divides by z_1 - z_3 and so needs 3 or more classes; the margin works with 2.
+    Attack("pgd10_margin", "PGD-10 (margin)", "pgd", order=3, loss="margin", steps=10, step_fraction=1 / 5),
+    Attack("pgd20_margin", "PGD-20 (margin)", "pgd", order=4, loss="margin", steps=20, step_fraction=1 / 10),
     # APGD-CE, APGD-T (DLR), FAB-T, Square (the standard version); APGD-CE, FAB, Square below 4 classes.
-    Attack("autoattack", "AutoAttack", "autoattack", order=3),
+    Attack("autoattack", "AutoAttack", "autoattack", order=5),
 )
 # name -> Attack, in table order; iterating gives the names.
 ATTACKS: dict[str, Attack] = {attack.name: attack for attack in sorted(_ATTACK_LIST, key=lambda a: a.order)}
 PGD_ATTACKS = tuple(name for name, attack in ATTACKS.items() if attack.family == "pgd")
-# The weakest attack: every stronger one must not leave more points correct than it (an integrity check).
+# The weakest attack (PGD-10 on the cross-entropy): AutoAttack must not leave more points correct
+# than it (an integrity check; trainables/evaluation/integrity.py has the other orderings).
 REFERENCE_ATTACK = PGD_ATTACKS[0]
 
 NATURAL = "natural"
 NATURAL_LABEL = "Natural"
-# Every accuracy a row reports, in table order.
-ACCURACY_NAMES = (NATURAL, *ATTACKS)
+# Per evaluated point: correct under natural evaluation and under every attack that ran on it
+# (AutoAttack only on its prefix of the points), from the attacks' per-point outcomes, never
+# re-attacked. Not an attack: `evaluation.attacks` cannot name it, and it has no time column.
+WORST = "worst"
+WORST_LABEL = "Worst case"
+# Every accuracy a row reports, in table order: natural, the attacks, their per-point worst case.
+ACCURACY_NAMES = (NATURAL, *ATTACKS, WORST)
 # Timed parts of the evaluation stage (time_<part>_s), besides the stages themselves.
-EVALUATION_PARTS = (*ACCURACY_NAMES, "integrity")
+# `validation`: the val_* metrics on the validation split (trainables/evaluation/validation.py).
+EVALUATION_PARTS = (NATURAL, *ATTACKS, "integrity", "validation")
 
 # Where a spec's `seeds` land in a trial config: every stage that draws random numbers while
 # training. evaluation.seed stays fixed so every trial is attacked with the same test-time randomness.
 SEED_FIELDS = ("data.seed", "preprocessor.seed", "head.seed")
-# The level of every interval a row or a report gives (bootstrap and paired differences).
+# The level of every interval a row or a report gives (accuracies and paired differences; trainables/statistics.py).
 CONFIDENCE = 0.95
 # The attack-strength sweep (an integrity check) attacks the first this many evaluated points.
 SWEEP_POINTS = 64
@@ -175,7 +194,7 @@ def accuracy_column(name: str) -> str:
 
 
 def interval_columns(name: str) -> tuple[str, str]:
-    """(`acc_<name>_lo`, `acc_<name>_hi`): the bounds of its bootstrap interval at CONFIDENCE."""
+    """(`acc_<name>_lo`, `acc_<name>_hi`): the bounds of its Wilson score interval at CONFIDENCE."""
     column = accuracy_column(name)
     return f"{column}_lo", f"{column}_hi"
 
@@ -191,8 +210,9 @@ def metric_columns(name: str) -> tuple[str, str, str, str]:
 
 
 def accuracy_label(name: str) -> str:
-    """The title of an accuracy in tables: "Natural", "PGD-10", ..."""
-    return NATURAL_LABEL if _accuracy_name(name) == NATURAL else ATTACKS[name].label
+    """The title of an accuracy in tables: "Natural", "PGD-10", ..., "Worst case"."""
+    labels = {NATURAL: NATURAL_LABEL, WORST: WORST_LABEL}
+    return labels.get(_accuracy_name(name)) or ATTACKS[name].label
 
 
 def step_size_column(attack: str) -> str:
@@ -211,3 +231,28 @@ def time_column(name: str) -> str:
 
 # The columns every row has, so a query never misses one (null where no evaluation ran).
 HEADLINE_METRICS = tuple(accuracy_column(name) for name in ACCURACY_NAMES)
+
+
+# The validation split's metrics (selection only; the test set is only reported): each accuracy as
+# `val_acc_<name>` with `val_acc_<name>_lo` / `_hi`, beside `val_points` (validation images).
+VALIDATION_PREFIX = "val_"
+
+
+def validation_column(name: str) -> str:
+    """`val_acc_<name>`: an accuracy measured on the validation split."""
+    return VALIDATION_PREFIX + accuracy_column(name)
+
+
+def validation_columns(name: str) -> tuple[str, str, str]:
+    """(`val_acc_<name>`, its lower and upper bound)."""
+    return tuple(VALIDATION_PREFIX + column for column in (accuracy_column(name), *interval_columns(name)))
+
+
+def validation_twin(column: str) -> str | None:
+    """The validation column measuring what test column `column` measures (acc_pgd20 -> val_acc_pgd20)."""
+    names = {accuracy_column(name): name for name in ACCURACY_NAMES}
+    return validation_column(names[column]) if column in names else None
+
+
+# What a sweep may select on (objectives, Pareto, "best"): every accuracy, on the validation split.
+VALIDATION_METRICS = tuple(validation_column(name) for name in ACCURACY_NAMES)

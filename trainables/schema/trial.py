@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .compute import DEFAULT_COMPUTE, resolve_compute_config
-from .data import DATA_SCHEMA, DATASETS
+from .data import DATA_SCHEMA, DATASETS, VALIDATION_IMAGES
 from .evaluation import check_evaluation_config
 from .fields import Resolved, frozen, resolve
 from .foundation import resolve_foundation_config
@@ -39,6 +39,8 @@ def validate_trial_config(config: Any) -> Resolved:
         if data[field_name] is not None and data[field_name] not in DATASETS:
             raise ConfigError(f"data.{field_name}", f"one of {sorted(DATASETS)}", data[field_name])
     info = DATASETS[data["dataset"]]
+    if data["validation_images"] is None:  # resolved here, so the count is part of the trial's hash
+        data["validation_images"] = VALIDATION_IMAGES[data["dataset"]]
     source = data["preprocessor_dataset"]
     if source is not None and DATASETS[source].image_size != info.image_size:
         raise ConfigError(

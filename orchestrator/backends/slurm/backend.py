@@ -25,6 +25,7 @@ from trainables.errors import ConfigError, UserError
 if TYPE_CHECKING:  # status and cancel import this module: not the spec's imports
     from orchestrator.spec.sweep_spec import SweepSpec
 
+
 class SlurmBackend(Backend):
     """Submits with `settings` (the spec's slurm: section, command-line values laid over)."""
 

@@ -25,10 +25,19 @@ from trainables.schema import validate_trial_config
 
 @pytest.fixture
 def store(tmp_path):
-    """Identity, Vanilla and CRoPD at lambda 1 and 10, two seeds each, one failed trial."""
+    """Identity, Vanilla and CRoPD at lambda 1 and 10, two seeds each, one failed trial.
+
+    Validation metrics rank the rows otherwise than the test ones (Vanilla is best on validation
+    natural accuracy, Identity on test), and CRoPD lambda 10, best on PGD-20 in both, is flagged."""
     sweep_dir = tmp_path / "hand"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text("{}")
+    validation = {  # (val_acc_natural, val_acc_pgd20) per seed
+        ("identity", None): [(0.70, 0.0), (0.70, 0.0)],
+        ("vanilla", None): [(0.75, 0.20), (0.73, 0.20)],
+        ("cropd", 1): [(0.60, 0.30), (0.62, 0.30)],
+        ("cropd", 10): [(0.55, 0.40), (0.56, 0.38)],
+    }
     values = {
         ("identity", None): [(0.74, 0.0), (0.72, 0.0)],
         ("vanilla", None): [(0.61, 0.30), (0.60, 0.25)],
@@ -47,7 +56,8 @@ def store(tmp_path):
                 natural=natural,
                 pgd20=pgd20,
                 minute=minute,
-                flags=("robust_above_natural",) if (kind, lam, seed) == ("cropd", 10, 1) else (),
+                flags=("zero_input_gradient",) if (kind, lam, seed) == ("cropd", 10, 1) else (),
+                extra_metrics=dict(zip(("val_acc_natural", "val_acc_pgd20"), validation[(kind, lam)][seed])),
             )
             minute += 1
     add_trial(sweep_dir, kind="arae", natural=0, pgd20=0, status="ERROR", minute=minute)
@@ -96,23 +106,34 @@ def test_pareto_mask_equals_the_definition_on_random_points(seed):
 
 
 def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
+    # By default the front is a selection: on the validation metrics, the test ones beside them;
+    # the flagged trial (CRoPD lambda 10, seed 1: 0.56 / 0.38) is never on it.
     assert main(["pareto", str(store), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [(r["preprocessor.kind"], r["val_acc_natural"], r["val_acc_pgd20"], r["acc_pgd20"]) for r in rows] == [
+        ("vanilla", 0.75, 0.20, 0.30),
+        ("cropd", 0.62, 0.30, 0.30),
+        ("cropd", 0.55, 0.40, 0.36),
+    ]
+    assert "not on the front, integrity flags raised" in captured.err and "zero_input_gradient" in captured.err
+    # Test axes, named explicitly (a report, not a selection); still no flagged trial.
+    test_axes = ["--x", "acc_natural", "--y", "acc_pgd20"]
+    assert main(["pareto", str(store), *test_axes, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [(r["preprocessor.kind"], r["acc_natural"], r["acc_pgd20"]) for r in rows] == [
         ("identity", 0.74, 0.0),
         ("cropd", 0.62, 0.32),
-        ("cropd", 0.57, 0.34),
         ("cropd", 0.55, 0.36),
     ]
-    # Per configuration (mean over seeds): identity 0.73/0, cropd-1 0.60/0.31, cropd-10 0.56/0.35;
-    # vanilla 0.605/0.275 is dominated by nothing on x alone, so it stays.
-    assert main(["pareto", str(store), "--by-config", "--format", "json"]) == 0
+    # Per configuration (mean over seeds): identity 0.73/0, cropd-1 0.60/0.31, vanilla 0.605/0.275
+    # (dominated by nothing); cropd-10 0.56/0.35 would be on it, but one of its seeds is flagged.
+    assert main(["pareto", str(store), *test_axes, "--by-config", "--format", "json"]) == 0
     configs = json.loads(capsys.readouterr().out)
     assert [(r["preprocessor.kind"], r["preprocessor.lambda"]) for r in configs] == [
         ("identity", None),
         ("vanilla", None),
         ("cropd", 1.0),
-        ("cropd", 10.0),
     ]
     assert (
         main(
@@ -135,22 +156,77 @@ def test_pareto_command_lists_exactly_the_non_dominated_trials(store, capsys):
     assert [r["acc_pgd20"] for r in json.loads(capsys.readouterr().out)] == [0.36]
 
 
-def test_seed_means_use_the_bootstrap_interval_for_one_seed_and_student_t_for_several(store):
+def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's score interval written out (Wilson 1927; Newcombe 1998 method 3), independently of scipy."""
+    p = successes / n
+    centre, half = (
+        (p + z * z / (2 * n)) / (1 + z * z / n),
+        z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n),
+    )
+    return centre - half, centre + half
+
+
+def test_seed_means_hold_test_point_and_seed_variance_and_one_seed_is_its_wilson_interval(store):
     trials = frames.finished_trials(store)
     assert len(trials) == 8  # the ERROR row is not a finished trial
     table = frames.aggregate_seeds(trials, ["acc_natural", "acc_pgd20"]).set_index("config_hashes")
-    assert (table["n_seeds"] == 2).all() and set(table["interval"]) == {"t over seeds"}
+    assert (table["n_seeds"] == 2).all() and set(table["interval"]) == {"Wilson + t over seeds"}
     cropd1 = table[table["preprocessor.lambda"] == 1].iloc[0]
+    # Natural: 0.62 and 0.58 on n_natural = 200 points each. Test-point part: the root mean square of
+    # each seed's Wilson distances; seed part: Student's t over the two means; added in quadrature.
     t_975_1 = 12.706204736174707  # Student's t, 97.5% quantile, 1 degree of freedom
+    seed_half = t_975_1 * np.std([0.62, 0.58], ddof=1) / math.sqrt(2)
+    (lo0, hi0), (lo1, hi1) = _wilson(124, 200), _wilson(116, 200)
+    d_low = math.sqrt(((0.62 - lo0) ** 2 + (0.58 - lo1) ** 2) / 2)
+    d_high = math.sqrt(((hi0 - 0.62) ** 2 + (hi1 - 0.58) ** 2) / 2)
     assert cropd1["acc_natural"] == pytest.approx(0.60)
-    assert cropd1["acc_natural_half"] == pytest.approx(t_975_1 * np.std([0.62, 0.58], ddof=1) / math.sqrt(2))
-    assert cropd1["acc_natural_lo"] == pytest.approx(0.60 - cropd1["acc_natural_half"])
+    assert cropd1["acc_natural_lo"] == pytest.approx(0.60 - math.hypot(d_low, seed_half))
+    assert cropd1["acc_natural_hi"] == pytest.approx(0.60 + math.hypot(d_high, seed_half))
+    assert cropd1["acc_natural_half"] > seed_half  # wider than the Student-t interval over seeds alone
+    # PGD-20 has no count in these rows: each trial's recorded bounds (pgd20 - 0.04, pgd20 + 0.01).
+    d_low, d_high = 0.04, 0.01
+    seed_half = t_975_1 * np.std([0.32, 0.30], ddof=1) / math.sqrt(2)
+    assert cropd1["acc_pgd20_lo"] == pytest.approx(0.31 - math.hypot(d_low, seed_half))
+    assert cropd1["acc_pgd20_hi"] == pytest.approx(0.31 + math.hypot(d_high, seed_half))
 
     one_seed = frames.aggregate_seeds(trials[trials["seed"] == 0], ["acc_natural"])
-    assert set(one_seed["interval"]) == {"bootstrap"}
+    assert set(one_seed["interval"]) == {"Wilson"}
     vanilla = one_seed[one_seed["preprocessor.kind"] == "vanilla"].iloc[0]
-    assert (vanilla["acc_natural_lo"], vanilla["acc_natural_hi"]) == pytest.approx((0.59, 0.64))
-    assert vanilla["acc_natural_half"] == pytest.approx(0.025)
+    # 0.61 of 200: Wilson's interval from the count, not the row's recorded (0.59, 0.64).
+    assert (vanilla["acc_natural_lo"], vanilla["acc_natural_hi"]) == pytest.approx(_wilson(122, 200))
+
+
+def test_seeds_that_agree_keep_the_test_point_width_and_none_of_it_is_zero(tmp_path):
+    """Three seeds with the same accuracy (an Identity row): the seed part is 0, the interval is the
+    test points' Wilson interval, not the nearly zero width of a Student-t over three equal means;
+    and 0 correct of 64 gives [0, 5.7%], not [0, 0]."""
+    (tmp_path / "sweep.json").write_text("{}")
+    for seed in (0, 1, 2):
+        add_trial(
+            tmp_path,
+            kind="identity",
+            seed=seed,
+            natural=0.75,
+            pgd20=0.0,
+            extra_metrics={"n_natural": 64, "n_pgd20": 64},
+        )
+    row = frames.aggregate_seeds(frames.finished_trials(tmp_path), ["acc_natural", "acc_pgd20"]).iloc[0]
+    assert (row["acc_natural_lo"], row["acc_natural_hi"]) == pytest.approx(_wilson(48, 64))
+    assert row["acc_natural_half"] > 0.09  # about +-10 points on 64 points
+    assert row["acc_pgd20_lo"] == 0 and row["acc_pgd20_hi"] == pytest.approx(_wilson(0, 64)[1])
+    assert row["acc_pgd20_hi"] == pytest.approx(0.0566, abs=1e-4)
+
+
+def test_without_validation_metrics_pareto_asks_for_test_axes_and_the_report_bolds_nothing(tmp_path, capsys):
+    """Trials from before validation splits: nothing is selected on their test numbers by default."""
+    (tmp_path / "sweep.json").write_text("{}")
+    add_trial(tmp_path, kind="identity", natural=0.7, pgd20=0.0)
+    add_trial(tmp_path, kind="cropd", lam=10, natural=0.6, pgd20=0.3)
+    assert main(["pareto", str(tmp_path)]) == 2
+    assert "no val_acc_natural in these results" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "**" not in out and "No row in bold: these trials have no validation metrics" in out
 
 
 def test_settings_a_kind_ignores_do_not_split_or_label_configurations(tmp_path):
@@ -178,21 +254,26 @@ def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(st
         ["| cropd", "1"],
         ["| cropd", "10"],
     ]
-    half = 100 * 12.706204736174707 * np.std([0.74, 0.72], ddof=1) / math.sqrt(2)
-    assert f"| **73.0 ± {half:.1f}** |" in body[0]  # best natural: identity
-    assert "**35.0 ±" in body[3] and body[3].endswith("| robust_above_natural |")  # best PGD-20: cropd 10
-    assert sum("**" in line for line in body) == 2
+    # Bold is chosen on the validation split: natural -> Vanilla (0.74 against Identity's 0.70,
+    # although Identity is best on test); PGD-20 -> CRoPD lambda 1, because lambda 10 (best on
+    # both splits) is flagged and a flagged row is never best.
+    assert "**60.5 ±" in body[1] and "**73.0" not in body[0]
+    assert "**31.0 ±" in body[2] and "**" not in body[3] and body[3].endswith("| zero_input_gradient |")
+    assert sum(line.count("**") for line in body) == 4
     assert all(line.endswith("|  |") for line in body[:3])
+    note = next(line for line in lines if line.startswith("hand:"))
+    assert "best on the validation split" in note and "integrity flags are never bold" in note
 
     assert main(["report", str(store), "--format", "latex"]) == 0
     latex = capsys.readouterr().out
     assert r"Pre-processor & $\lambda$ & Head & n & Natural & PGD-20 & Integrity flags \\" in latex
-    assert r"\textbf{73.0 $\pm$" in latex and r"robust\_above\_natural \\" in latex and r"in \%" in latex
+    assert r"\textbf{60.5 $\pm$" in latex and r"zero\_input\_gradient \\" in latex and r"in \%" in latex
 
     out = store / "report.csv"
     assert main(["report", str(store), "--format", "csv", "-o", str(out)]) == 0
     table = pd.read_csv(out)
-    assert table["best_acc_pgd20"].tolist() == [False, False, False, True]
+    assert table["best_acc_pgd20"].tolist() == [False, False, True, False]
+    assert table["best_acc_natural"].tolist() == [False, True, False, False]
     assert table["acc_pgd20"].tolist() == pytest.approx([0.0, 0.275, 0.31, 0.35])
 
 
@@ -439,7 +520,7 @@ def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(str
     figure = plots.strength_figure(frames.finished_trials(strength_store), title="s")
     assert len(figure.axes) == 2
     eps_ax, steps_ax = figure.axes
-    assert steps_ax.get_xscale() == "log" and eps_ax.get_xscale() == "linear"
+    assert steps_ax.get_xscale() == "log" and eps_ax.get_xscale() == "log"  # eps up to the unbounded 255/255
     assert eps_ax.get_xlabel() == "eps (x/255)"
     # One line per configuration with a sweep (Vanilla has none); the eps panel adds a dotted
     # line at each trial's own evaluation eps.

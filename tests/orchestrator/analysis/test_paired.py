@@ -1,12 +1,15 @@
 """Paired comparisons on hand-built per-example tables with known answers, and in the report.
 
-McNemar's p-values are checked against the exact binomial formula, differences against hand
-counts, and the bootstrap interval against its normal approximation.
+p-values are checked against the binomial formulas written out here (McNemar's mid-p; with several
+seeds, the sign-flip test on points, which is McNemar's mid-p of the points when all seeds agree),
+intervals against Tango's score interval computed by trainables.statistics (itself checked against
+published numbers in tests/trainables/test_statistics.py), and the `*` against its one rule.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 
 import numpy as np
@@ -15,9 +18,10 @@ import pytest
 from store_helpers import add_trial
 
 from orchestrator import paired_difference
-from orchestrator.analysis.paired import compare_to_reference
+from orchestrator.analysis.paired import ONE_SEED_METHOD, SEEDS_METHOD, adjust_family, compare_to_reference
 from orchestrator.cli.app import main
 from orchestrator.store.parquet import examples_path, write_examples
+from trainables.statistics import tango_interval
 
 
 def outcomes(correct, seed=None, index=None) -> pd.DataFrame:
@@ -27,32 +31,37 @@ def outcomes(correct, seed=None, index=None) -> pd.DataFrame:
     return frame if seed is None else frame.assign(seed=seed)
 
 
-def test_identical_outcomes_differ_by_exactly_zero():
+def test_identical_outcomes_differ_by_zero_with_an_interval_of_the_test_points_width():
     a = outcomes([1, 0, 1, 1, 0] * 20)
     found = paired_difference(a, a.copy())
-    assert (found.difference, found.lo, found.hi, found.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert (found.difference, found.p_value, found.method) == (0.0, 1.0, ONE_SEED_METHOD)
+    # No discordant point of 100: Tango's interval is +-z^2 / (n + z^2), not [0, 0].
+    z2 = 1.959963984540054**2
+    assert (found.lo, found.hi) == pytest.approx((-z2 / (100 + z2), z2 / (100 + z2)))
     assert (found.a_only, found.b_only, found.points, found.seeds) == (0, 0, 100, 1) and not found.excludes_zero
 
 
-def test_a_dominating_b_gives_the_exact_mcnemar_p_and_a_normal_sized_interval():
+def test_a_dominating_b_gives_mcnemars_mid_p_and_tangos_interval():
     a, b = outcomes([1] * 100), outcomes([1] * 60 + [0] * 40)
-    found = paired_difference(a, b, resamples=4000)
+    found = paired_difference(a, b)
     assert found.difference == pytest.approx(0.4) and (found.a_only, found.b_only) == (40, 0)
-    assert found.p_value == pytest.approx(2 * 0.5**40)  # two-sided exact binomial, k = 0 of 40
-    half = 1.96 * math.sqrt(0.4 * 0.6 / 100)  # the differences are 0/1 here: a proportion's interval
-    assert found.lo == pytest.approx(0.4 - half, abs=0.02) and found.hi == pytest.approx(0.4 + half, abs=0.02)
-    assert found.excludes_zero
-    reverse = paired_difference(b, a, resamples=4000)
-    assert reverse.difference == pytest.approx(-0.4) and reverse.p_value == found.p_value and reverse.excludes_zero
+    # mid-p = 2 P(X <= 0) - P(X = 0) = 0.5^40 for X ~ Binomial(40, 1/2)
+    assert found.p_value == pytest.approx(0.5**40)
+    assert (found.lo, found.hi) == pytest.approx(tango_interval(40, 0, 100))
+    assert found.lo < 0.4 < found.hi and found.excludes_zero
+    reverse = paired_difference(b, a)
+    assert reverse.difference == pytest.approx(-0.4) and reverse.p_value == found.p_value
+    assert (reverse.lo, reverse.hi) == pytest.approx((-found.hi, -found.lo))
 
 
 def test_mcnemar_counts_only_discordant_points():
-    # 5 points only A gets right, 1 only B, 94 concordant: p = P(X <= 1 or X >= 5 | n=6, 1/2) = 14/64.
+    # 5 points only A gets right, 1 only B, 94 concordant: exact p = P(X <= 1 or X >= 5 | n=6, 1/2)
+    # = 14/64; the mid-p takes half of the observed outcomes' probability: 14/64 - 6/64.
     a = outcomes([1] * 5 + [0] + [1] * 50 + [0] * 44)
     b = outcomes([0] * 5 + [1] + [1] * 50 + [0] * 44)
     found = paired_difference(a, b)
     assert (found.a_only, found.b_only) == (5, 1)
-    assert found.p_value == pytest.approx(14 / 64)
+    assert found.p_value == pytest.approx(8 / 64)
     assert found.difference == pytest.approx(0.04)
 
 
@@ -65,10 +74,10 @@ def test_pairing_separates_what_overlapping_marginal_intervals_cannot():
     assert 0.56 - marginal < 0.50 + marginal  # the marginal intervals overlap
     found = paired_difference(a, b)
     assert found.difference == pytest.approx(0.06) and found.excludes_zero and found.lo > 0
-    assert found.p_value == pytest.approx(2 * 0.5**12)
+    assert found.p_value == pytest.approx(0.5**12)
 
 
-def test_seeds_pair_with_their_own_seed_and_are_resampled():
+def test_seeds_pair_with_their_own_seed_and_points_are_the_unit():
     # Seed 0 of A equals seed 0 of B, seed 1 equals seed 1: nothing differs. Paired across seeds
     # (A seed 0 with B seed 1) they would differ on 50 points.
     half = [1] * 50 + [0] * 50
@@ -76,6 +85,7 @@ def test_seeds_pair_with_their_own_seed_and_are_resampled():
     b = pd.concat([outcomes(half, seed=0), outcomes([1] * 100, seed=1)])
     found = paired_difference(a, b)
     assert (found.difference, found.lo, found.hi, found.p_value, found.seeds) == (0.0, 0.0, 0.0, 1.0, 2)
+    assert found.method == SEEDS_METHOD
     # Now seed 0 differs by 0.2 and seed 1 by 0: mean 0.1, and the seed draw {1, 1} alone gives 0,
     # so with seeds resampled the interval reaches down to (about) 0 and up to (about) 0.2.
     b0 = [1] * 30 + [0] * 70
@@ -84,6 +94,20 @@ def test_seeds_pair_with_their_own_seed_and_are_resampled():
     found = paired_difference(a, b, resamples=4000)
     assert found.difference == pytest.approx(0.1) and (found.a_only, found.b_only) == (20, 0)
     assert found.lo < 0.03 and found.hi > 0.17
+    assert found.p_value == pytest.approx(0.5**20)  # 20 points, all one way: the sign-flip mid-p
+
+
+def test_the_same_points_in_every_seed_are_not_counted_as_new_evidence():
+    """Three seeds that agree, 4 points only A gets right: pooling the (seed, point) pairs would see
+    12 discordant pairs all one way (McNemar mid-p 0.5^12, 'p<0.001'); the points are 4, and 4 of 4
+    one way has mid-p 2/16 - 1/16 = 0.0625, exactly one seed's McNemar mid-p."""
+    a_right, b_right = [1] * 4 + [1] * 30 + [0] * 30, [0] * 4 + [1] * 30 + [0] * 30
+    a = pd.concat([outcomes(a_right, seed=s) for s in range(3)])
+    b = pd.concat([outcomes(b_right, seed=s) for s in range(3)])
+    found = paired_difference(a, b)
+    assert found.p_value == pytest.approx(1 / 16)
+    assert found.p_value == pytest.approx(paired_difference(outcomes(a_right), outcomes(b_right)).p_value)
+    assert (found.a_only, found.b_only, found.points, found.seeds) == (4, 0, 64, 3)
 
 
 def test_only_points_and_seeds_both_evaluated_are_compared():
@@ -99,8 +123,36 @@ def test_only_points_and_seeds_both_evaluated_are_compared():
 
 def test_the_interval_is_reproducible_from_its_seed():
     rng = np.random.default_rng(3)
-    a, b = outcomes(rng.integers(0, 2, 300)), outcomes(rng.integers(0, 2, 300))
+    a = pd.concat([outcomes(rng.integers(0, 2, 300), seed=s) for s in range(3)])
+    b = pd.concat([outcomes(rng.integers(0, 2, 300), seed=s) for s in range(3)])
     assert paired_difference(a, b, seed=7) == paired_difference(a, b, seed=7)
+    assert paired_difference(a, b, seed=7).lo != paired_difference(a, b, seed=8).lo
+
+
+def test_the_star_needs_the_interval_and_the_holm_adjusted_p():
+    """One rule: `significant` when the interval excludes 0 AND the Holm-adjusted p < 0.05."""
+    a, b = outcomes([1] * 4 + [0] * 96), outcomes([0] * 100)
+    four = paired_difference(a, b)  # 4 points, all one way: Tango's interval excludes 0, mid-p 0.0625
+    assert four.excludes_zero and four.p_value == pytest.approx(0.0625)
+    many = paired_difference(outcomes([1] * 12 + [0] * 88), outcomes([0] * 100))  # 12:0, mid-p 0.5^12
+    compared = pd.DataFrame(
+        [
+            {"config_hashes": "four", "x_diff": four.difference, "x_lo": four.lo, "x_hi": four.hi, "x_p": four.p_value},
+            {"config_hashes": "many", "x_diff": many.difference, "x_lo": many.lo, "x_hi": many.hi, "x_p": many.p_value},
+            {"config_hashes": "ref", "x_diff": math.nan, "x_lo": math.nan, "x_hi": math.nan, "x_p": math.nan},
+            # p small but the interval crosses 0 (a seed bootstrap can): never starred either
+            {"config_hashes": "wide", "x_diff": 0.05, "x_lo": -0.01, "x_hi": 0.11, "x_p": 0.001},
+        ]
+    )
+    adjusted = adjust_family(compared, ["x"]).set_index("config_hashes")
+    # Holm over the 3 p-values present: 0.5^12 * 3, then max(that, 0.001 * 2), then 0.0625 * 1.
+    assert adjusted.loc["many", "x_p_adjusted"] == pytest.approx(3 * 0.5**12)
+    assert adjusted.loc["wide", "x_p_adjusted"] == pytest.approx(0.002)
+    assert adjusted.loc["four", "x_p_adjusted"] == pytest.approx(0.0625)
+    assert adjusted.loc["many", "x_significant"]
+    assert not adjusted.loc["four", "x_significant"]  # the interval excludes 0, but p = 0.0625
+    assert not adjusted.loc["wide", "x_significant"]  # p small, but the interval crosses 0
+    assert pd.isna(adjusted.loc["ref", "x_significant"])  # no comparison, not counted by Holm
 
 
 # --- a sweep's rows against a reference --------------------------------------------------------
@@ -166,8 +218,18 @@ def test_each_configuration_is_compared_with_the_reference_of_its_own_head(tmp_p
         assert (
             row["pgd20_diff"] == pytest.approx(expected) and row["pgd20_seeds"] == 2 and row["pgd20_points"] == POINTS
         )
-        assert row["pgd20_p"] == pytest.approx(2 * 0.5 ** round(2 * expected * POINTS))
-        assert row["natural_diff"] == 0 and row["natural_p"] == 1
+        # Both seeds differ on the same points: the points are the unit, 36 (or 12) of them all one
+        # way, sign-flip mid-p 0.5^36 (0.5^12), not the pooled pairs' 0.5^72.
+        assert row["pgd20_p"] == pytest.approx(0.5 ** round(expected * POINTS))
+        assert (row["pgd20_a_only"], row["pgd20_b_only"], row["pgd20_method"]) == (
+            round(expected * POINTS),
+            0,
+            SEEDS_METHOD,
+        )
+        assert row["natural_diff"] == 0 and row["natural_p"] == 1 and not row["natural_significant"]
+        # Holm over the table's 4 comparisons (2 rows x 2 attacks): 0.5^36 x 4, 0.5^12 x 3, then the 1s.
+        assert row["pgd20_p_adjusted"] == pytest.approx((4 if head == "robust" else 3) * row["pgd20_p"])
+        assert row["pgd20_significant"] and row["natural_p_adjusted"] == 1
 
 
 def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_path, capsys):
@@ -175,7 +237,9 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
     assert main(["report", str(store)]) == 0
     out = capsys.readouterr().out
     assert "Paired differences against vanilla" in out
-    assert "+30.0 [" in out and "p<0.001 *" in out and "reference" in out
+    assert "+30.0 [" in out and "36:0 p<0.001 (Holm <0.001) *" in out and "reference" in out
+    assert "+0.0 [+0.0, +0.0] 0:0 p=1.000 (Holm 1.000) (" in out  # natural: a tie, never starred
+    assert "the family of all 4 comparisons in this table" in out and "sign-flip" in out
     assert (
         main(
             ["report", str(store), "--compare-to", "preprocessor.kind=cropd,preprocessor.lambda=10", "--format", "csv"]
@@ -185,6 +249,18 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
     table = pd.read_csv(io.StringIO(capsys.readouterr().out))
     vanilla_robust = table[(table["preprocessor.kind"] == "vanilla") & (table["head.mode"] == "robust")].iloc[0]
     assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_diff"] == pytest.approx(-0.30)
+    assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_b_only"] == 36
+    assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_significant"]
+    assert vanilla_robust["vs_cropd_preprocessor.lambda_10_pgd20_p_adjusted"] == pytest.approx(4 * 0.5**36)
+    assert main(["report", str(store), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    (vanilla,) = document["comparisons"]
+    assert (vanilla["adjustment"], vanilla["family"]) == ("holm", 4)
+    cells = [row["metrics"]["acc_pgd20"] for row in vanilla["rows"] if row["metrics"]["acc_pgd20"]]
+    assert {(cell["a_only"], cell["b_only"], cell["significant"], cell["method"]) for cell in cells} == {
+        (36, 0, True, SEEDS_METHOD),
+        (12, 0, True, SEEDS_METHOD),
+    }
     assert main(["report", str(store), "--compare-to", "none"]) == 0
     assert "Paired differences" not in capsys.readouterr().out
 

@@ -138,3 +138,26 @@ def test_progress_lines_name_a_setting_whole_when_two_settings_end_alike():
         )
         == "method=rocl foundation.mode=adversarial_finetune head.mode=robust"
     )
+
+
+def test_a_sweep_that_would_select_on_test_metrics_is_refused_in_one_line_and_writes_nothing(tmp_path):
+    """Selection belongs to the validation split: a test-metric objective stops the sweep before
+    anything exists, and the line names the file, the field and the validation twin to use."""
+    spec = tmp_path / "study.yaml"
+    spec.write_text("name: study\ngrid: {preprocessor.kind: [identity]}\nobjectives: {acc_pgd20: max}\n")
+    out = tmp_path / "runs" / "study"
+    refused = subprocess.run(
+        [sys.executable, "-m", "orchestrator", "sweep", str(spec), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert refused.returncode == 2
+    line = refused.stderr.strip()
+    assert "\n" not in line
+    assert f"{spec}: objectives.acc_pgd20: expected a validation metric such as val_acc_pgd20" in line
+    assert not out.exists() and not (tmp_path / "runs").exists()
+    # The explicit opt-in is accepted by the same check (planned, not run).
+    spec.write_text(spec.read_text() + "select_on_test: true\n")
+    assert main(["plan", str(spec)]) == 0

@@ -86,8 +86,8 @@ def test_the_study_asks_the_grid_points_first_then_samples_inside_the_space(tmp_
 @pytest.mark.parametrize(
     ("objectives", "metric", "mode"),
     [
-        ({"acc_pgd20": "max"}, "acc_pgd20", "max"),
-        ({"acc_natural": "max", "acc_pgd20": "max"}, ["acc_natural", "acc_pgd20"], ["max", "max"]),
+        ({"val_acc_pgd20": "max"}, "val_acc_pgd20", "max"),
+        ({"val_acc_natural": "max", "val_acc_pgd20": "max"}, ["val_acc_natural", "val_acc_pgd20"], ["max", "max"]),
     ],
 )
 def test_one_objective_or_several(tmp_path, objectives, metric, mode):

@@ -22,7 +22,7 @@ def _spec(tiny_foundation_config, tiny_arch, **changes) -> dict:
             "preprocessor": {"kind": "cropd", "arch": tiny_arch, "epochs": 3, "validation": VALIDATION},
         },
         "grid": {"preprocessor.lambda": [1, 10]},
-        "objectives": {"acc_pgd20": "max"},
+        "objectives": {"val_acc_pgd20": "max"},
         "scheduler": {"kind": "asha", "metric": "val_acc_pgd5"},
     }
     for key, value in changes.items():
@@ -33,7 +33,7 @@ def _spec(tiny_foundation_config, tiny_arch, **changes) -> dict:
 @pytest.mark.parametrize(
     "change, field",
     [
-        ({"objectives": {"acc_natural": "max", "acc_pgd20": "max"}}, "scheduler"),
+        ({"objectives": {"val_acc_natural": "max", "val_acc_pgd20": "max"}}, "scheduler"),
         ({"scheduler": {"kind": "ashа", "metric": "val_acc_pgd5"}}, "scheduler.kind"),  # a Cyrillic a
         ({"scheduler": {"kind": "asha", "metric": "acc_pgd20"}}, "scheduler.metric"),
         ({"scheduler": {"kind": "asha", "metric": "val_acc_pgd10"}}, "scheduler.metric"),  # trials measure PGD-5

@@ -180,6 +180,8 @@ def test_embedded_table1_is_the_study_the_paper_question_needs():
         assert c["preprocessor"]["seed"] == c["head"]["seed"] == c["data"]["seed"]
         if c["preprocessor"]["kind"] != "identity":
             assert c["preprocessor"]["arch"]["combine"] == "average" and c["preprocessor"]["fgsm_random_start"] is False
+        if c["preprocessor"]["kind"] == "arae":  # App. A: the auto-encoders' adversarial examples by FGSM
+            assert c["preprocessor"]["arae_attack"] == "fgsm"
     expected = {
         (kind, lam, head)
         for kind, lam in [
@@ -515,18 +517,29 @@ BAD_SPECS = {
         ["got 'vanila'"],
     ),
     "objective attack not evaluated": (
-        "trial: {evaluation: {attacks: [pgd10]}}\nobjectives: {acc_pgd20: max}\n",
+        "trial: {evaluation: {attacks: [pgd10]}}\nobjectives: {val_acc_pgd20: max}\n",
+        "objectives.val_acc_pgd20",
+        ["add 'pgd20' to trial.evaluation.validation_attacks"],
+    ),
+    "objective on a test metric, opted in, not evaluated": (
+        "trial: {evaluation: {attacks: [pgd10]}}\nselect_on_test: true\nobjectives: {acc_pgd20: max}\n",
         "objectives.acc_pgd20",
         ["add 'pgd20' to trial.evaluation.attacks"],
     ),
+    "objective on a test metric": (
+        BASE + "objectives: {acc_pgd20: max}\n",
+        "objectives.acc_pgd20",
+        ["a validation metric such as val_acc_pgd20", "select_on_test: true", "got 'acc_pgd20'"],
+    ),
+    "select_on_test not a boolean": (BASE + "select_on_test: yes please\n", "select_on_test", ["true or false"]),
     "objective metric unknown": (
-        BASE + "objectives: {acc_pgd30: max}\n",
-        "objectives.acc_pgd30",
-        ["did you mean 'acc_pgd20'?"],
+        BASE + "objectives: {val_acc_pgd30: max}\n",
+        "objectives.val_acc_pgd30",
+        ["did you mean 'val_acc_pgd20'?"],
     ),
     "objective mode unknown": (
-        BASE + "objectives: {acc_pgd20: maximize}\n",
-        "objectives.acc_pgd20",
+        BASE + "objectives: {val_acc_pgd20: maximize}\n",
+        "objectives.val_acc_pgd20",
         ["max or min", "got 'maximize'"],
     ),
     "objectives empty": (BASE + "objectives: {}\n", "objectives", ["a mapping of metric to max or min"]),
@@ -677,7 +690,7 @@ STUDY = {
         {"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1, 10], "head.mode": ["clean", "robust"]},
     ],
     "seeds": [0, 1],
-    "objectives": {"acc_natural": "max", "acc_pgd20": "max"},
+    "objectives": {"val_acc_natural": "max", "val_acc_pgd20": "max"},
     "resources": {"cpu": 2, "gpu": 0},
     "max_concurrent": 2,
 }
@@ -787,7 +800,7 @@ def test_plan_hash_ignores_how_the_sweep_runs(tmp_path, changes):
         (("grid",), STUDY["grid"][1:]),
         (("seeds",), [0, 1, 2]),
         (("trial", "preprocessor", "epochs"), 4),
-        (("objectives",), {"acc_pgd20": "max"}),
+        (("objectives",), {"val_acc_pgd20": "max"}),
     ],
     ids=[
         "grid value",

@@ -22,6 +22,7 @@ from orchestrator.store.parquet import EpochLog, write_trial
 from orchestrator.store.rows import ERROR, TERMINATED, trial_row
 from trainables.artifacts import atomic_write_json, config_hash
 from trainables.schema import validate_trial_config
+from trainables.schema.results import ACCURACY_NAMES
 
 CROPD = {
     "data": {"dataset": "digits2"},
@@ -399,8 +400,9 @@ def test_results_csv_default_view(sweep_dir, capsys):
     # settings that vary are shown, constant ones are not
     assert {"preprocessor.kind", "preprocessor.lambda", "seed"} <= set(frame.columns)
     assert not {"dataset", "head.mode", "data_fraction", "git_revision", "error"} & set(frame.columns)
+    # every accuracy of the contract, in table order (null where a trial did not measure it)
     assert [c for c in frame.columns if c.startswith("acc_")] == [
-        f"acc_{m}{s}" for m in ("natural", "pgd10", "pgd20", "autoattack") for s in ("", "_lo", "_hi")
+        f"acc_{m}{s}" for m in ACCURACY_NAMES for s in ("", "_lo", "_hi")
     ]
     assert frame["acc_pgd10_lo"].tolist()[:2] == pytest.approx([0.77, 0.67])
     assert frame["preprocessor.lambda"].isna().tolist() == [False, True, False, False]

@@ -76,4 +76,3 @@ def test_status_and_cancel_ask_the_backend_whose_jobs_the_folder_records(tmp_pat
 def test_tune_sees_the_trial_function_under_the_name_older_sweep_folders_were_written_with():
     # Tuner.restore refuses a trainable of another name: this name never changes.
     assert TUNE_NAME == "sweep_trial"
-
