@@ -48,7 +48,6 @@ def validation_metrics(
         "n_examples": None,  # every validation image
         "autoattack_examples": len(images) if "autoattack" in attacks else 0,
         "integrity": False,
-        "eps": evaluation_cfg["eps"],
     }
     metrics = evaluate(model, images, labels, config, num_classes=num_classes, default_eps=default_eps, device=device)
     for name in ACCURACY_NAMES:
