@@ -76,7 +76,7 @@ def model_and_points(args) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor,
 
 def sweep_once(model, images, labels, num_classes, config, device: str, shared: bool) -> tuple[float, dict]:
     evaluation.SWEEP_SHARED_BATCHES[torch.device(device).type] = shared
-    order = evaluation.evaluation_order(len(images), config["n_examples"], config["seed"])
+    order = evaluation.evaluation_order(labels, config["n_examples"], config["seed"])
     batches = evaluation.Batches(images, labels, order, config["batch_size"], device)
     with torch.no_grad():
         natural = evaluation.natural_predictions(model, batches, num_classes) == labels[order]

@@ -70,6 +70,9 @@ def main() -> None:
                 "attacks": attacks,
                 "threads": args.threads,
                 "config_hash": key,
+                # Budgets are chosen on the validation split's clean accuracy (the test one is shown
+                # for comparison with earlier probes); no robust number is printed.
+                "val_acc_natural": round(result["val_acc_natural"], 4) if "val_acc_natural" in result else None,
                 "acc_natural": round(result["acc_natural"], 4),
                 "wall_s": round(time.perf_counter() - started, 1),
                 **{name: round(value, 1) for name, value in result.items() if name.startswith("time_")},

@@ -36,7 +36,13 @@ from trainables.schema.contrastive import LIST_SEPARATOR, VIEWS  # noqa: E402
 from trainables.schema.data import DATA_SCHEMA, DATASETS, ROOT_ENV, SPLIT_SIZES  # noqa: E402
 from trainables.schema.evaluation import ATTACKS, EVALUATION_SCHEMA  # noqa: E402
 from trainables.schema.fields import Field  # noqa: E402
-from trainables.schema.foundation import EMBEDDED_SCHEMA, FOUNDATION_SCHEMA, LORA_SCHEMA, RESNET_SCHEMA  # noqa: E402
+from trainables.schema.foundation import (  # noqa: E402
+    EMBEDDED_PRESETS,
+    EMBEDDED_SCHEMA,
+    FOUNDATION_SCHEMA,
+    LORA_SCHEMA,
+    RESNET_SCHEMA,
+)
 from trainables.schema.head import HEAD_SCHEMA  # noqa: E402
 from trainables.schema.preprocessor import (  # noqa: E402
     ARCH_PRESETS,
@@ -261,7 +267,10 @@ def reference() -> tuple[list[str], set[int]]:
         "## `data`",
         "",
         source("DATA_SCHEMA", "DATASETS", "SPLIT_SIZES")
-        + f" Datasets are read from `data.root`, else `${ROOT_ENV}`, else `./data`.",
+        + f" Datasets are read from `data.root`, else `${ROOT_ENV}`, else `./data`: a registry dataset's"
+        " split from its arrays file (`<root>/<name>/<split>.npz`) when that is there, else from the files"
+        " below; `arrays:<folder>` names your own arrays files: [Datasets as arrays]"
+        "(models-and-data.md#datasets-as-arrays).",
         "",
         *fields("data", DATA_SCHEMA),
         "### Datasets",
@@ -274,7 +283,11 @@ def reference() -> tuple[list[str], set[int]]:
         *fields("foundation", FOUNDATION_SCHEMA),
         "### `foundation.embedded`",
         "",
-        source("EMBEDDED_SCHEMA") + " Only with `foundation.name: embedded`.",
+        source("EMBEDDED_SCHEMA") + " Only with `foundation.name: embedded`. The defaults below are the "
+        "digits foundation's (shipped with the project); `dataset: cifar2` changes these defaults "
+        "(`EMBEDDED_PRESETS`): "
+        + ", ".join(f"`{key}` {value}" for key, value in EMBEDDED_PRESETS["cifar2"].items())
+        + ".",
         "",
         *fields("foundation.embedded", EMBEDDED_SCHEMA),
         "### `foundation.resnet`",

@@ -20,21 +20,37 @@ def _ball(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     return (x - eps).clamp_(min=0.0), (x + eps).clamp_(max=1.0)
 
 
-def _input_gradient(loss_of: LossOf, x_adv: torch.Tensor) -> torch.Tensor:
-    x_adv = x_adv.detach().requires_grad_(True)
-    loss = loss_of(x_adv)
-    (grad,) = torch.autograd.grad(loss, x_adv)
-    return grad
+def _input_gradient(loss_of: LossOf, x_adv: torch.Tensor, samples: int = 1) -> torch.Tensor:
+    """The gradient of `loss_of` at x_adv; with samples k > 1 the mean over k calls (Expectation
+    over Transformation: each call of a random model draws afresh, one backward per call)."""
+    total = None
+    for _ in range(samples):
+        current = x_adv.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_of(current), current)
+        total = grad if total is None else total.add_(grad)
+    return total if samples == 1 else total / samples
 
 
 def pgd(
-    loss_of: LossOf, x: torch.Tensor, *, eps: float, steps: int, step_size: float, random_start: bool
+    loss_of: LossOf,
+    x: torch.Tensor,
+    *,
+    eps: float,
+    steps: int,
+    step_size: float,
+    random_start: bool,
+    eot_samples: int = 1,
 ) -> torch.Tensor:
     """Projected gradient ascent on `loss_of` in the L-inf ball of radius eps, inside [0, 1].
 
     Randomness (the uniform start) comes from torch's global RNG, which callers seed.
+    `eot_samples`: calls of `loss_of` each step's gradient is averaged over (EOT against a model
+    random at test time; 1: one call, as without EOT). Only the ascent: a caller that scores the
+    result classifies it by a pass of its own.
     """
     check_attack_budget(eps, steps, step_size)
+    if not isinstance(eot_samples, int) or isinstance(eot_samples, bool) or eot_samples < 1:
+        raise ValueError(f"eot_samples must be an integer >= 1, got {eot_samples!r}")
     x = x.detach()
     if eps == 0:
         return x.clone()
@@ -43,7 +59,7 @@ def pgd(
     if random_start:
         x_adv = (x_adv + torch.empty_like(x).uniform_(-eps, eps)).clamp_(low, high)
     for _ in range(steps):
-        grad = _input_gradient(loss_of, x_adv)
+        grad = _input_gradient(loss_of, x_adv, eot_samples)
         # one in-place clamp with tensor bounds: the projection onto ball and image range
         x_adv = x_adv.detach().add_(grad.sign(), alpha=step_size).clamp_(low, high)
     return x_adv.detach()

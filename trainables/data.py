@@ -1,14 +1,19 @@
 """Datasets held in memory as uint8 tensors, the paper's augmentations, and index batching.
 
-`digits` is embedded (scikit-learn) so a trial runs with nothing on disk; the rest are files.
+`digits` is embedded (scikit-learn) so a trial runs with nothing on disk; the rest are files: a
+split of a registry dataset from the arrays layout (`<root>/<name>/<split>.npz`) when that file is
+there, else from torchvision's formats; an `arrays:<folder>` dataset from `<root>/<folder>/<split>.npz`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import difflib
 import hashlib
 import os
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -20,7 +25,19 @@ import torchvision.datasets as tvd
 from torchvision.transforms import v2
 
 from .errors import ConfigError, DataNotFoundError
-from .schema.data import DATASETS, SPLITS, data_root, missing_paths
+from .schema.data import (
+    ARRAYS,
+    DATASETS,
+    SPLITS,
+    DatasetInfo,
+    arrays_folder,
+    arrays_path,
+    arrays_validation_images,
+    data_root,
+    is_dataset_name,
+    missing_paths,
+    split_layout,
+)
 
 # Fixed so every process, machine and rerun sees the same digits train/test split.
 _DIGITS_SPLIT_SEED = 0
@@ -69,18 +86,24 @@ class ImageDataset:
 
 
 def load_dataset(name: str, split: str, root: str | Path | None = None, download: bool = False) -> ImageDataset:
-    """Load a whole split by registry name; `root` defaults to $CROPD_DATA_ROOT, else ./data."""
-    if not isinstance(name, str) or name not in DATASETS:
+    """Load a whole split by registry or `arrays:<folder>` name; `root` defaults to $CROPD_DATA_ROOT, else ./data.
+
+    A registry dataset's split comes from its arrays file when that is there, else from its
+    registry files (fetched first with `download`)."""
+    if not is_dataset_name(name):
         raise ConfigError("data.dataset", _one_of(sorted(DATASETS), name), name)
     if split not in SPLITS:
         raise ConfigError("data.split", "'train' or 'test'", split)
     if name in ("digits", "digits2"):
         return _load_digits(name, split)
-    return _LOADERS[name](name, split, data_root(root), download)
+    base = data_root(root)
+    if split_layout(name, base, split) == ARRAYS:
+        return _load_arrays(name, split, base)
+    return _LOADERS[name](name, split, base, download)
 
 
 def _one_of(names: list[str], got: object) -> str:
-    text = "one of " + ", ".join(names)
+    text = "one of " + ", ".join(names) + ", or arrays:<folder> (your own arrays files under the data root)"
     close = difflib.get_close_matches(str(got).lower(), names, n=1) if isinstance(got, str) else []
     return f"{text} (did you mean {close[0]!r}?)" if close else text
 
@@ -162,10 +185,8 @@ class _STL10Files(tvd.STL10):
         return not missing_paths("stl10", Path(self.root))
 
 
-_STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
-
-
 def _load_cifar(name: str, split: str, base: Path, download: bool) -> ImageDataset:
+    """torchvision's CIFAR files, in their order; cifar2 airplanes first, then automobiles."""
     if name == "cifar100":
         stock, files_only = tvd.CIFAR100, _CIFAR100Files
     else:
@@ -178,8 +199,11 @@ def _load_cifar(name: str, split: str, base: Path, download: bool) -> ImageDatas
     labels = torch.as_tensor(ds.targets, dtype=torch.int64)
     classes = list(ds.classes)
     if name == "cifar2":
-        keep = labels < 2  # airplane, automobile
-        images, labels, classes = images[keep], labels[keep], classes[:2]
+        keep = torch.nonzero(labels < 2).flatten()  # airplane, automobile
+        # Each class in CIFAR-10's order, airplanes first: the order of cifar2's arrays files
+        # (../shared/data/cifar2), so every seeded subset picks the same images from either source.
+        keep = keep[torch.argsort(labels[keep], stable=True)]
+        images, labels, classes = images[keep], labels[keep], list(DATASETS[name].classes)
     return ImageDataset(name, images, labels, classes)
 
 
@@ -202,7 +226,7 @@ def _load_stl10(name: str, split: str, base: Path, download: bool) -> ImageDatas
     ds = _build(name, base, lambda: cls(str(base), split=split, download=download))
     images = torch.from_numpy(np.ascontiguousarray(ds.data))
     labels = torch.as_tensor(ds.labels.astype(np.int64))  # uint8 on disk, 1..10 shifted to 0..9
-    return ImageDataset(name, images, labels, list(getattr(ds, "classes", _STL10_CLASSES)))
+    return ImageDataset(name, images, labels, list(getattr(ds, "classes", DATASETS[name].classes)))
 
 
 def _load_folder(name: str, split: str, base: Path, download: bool) -> ImageDataset:
@@ -272,6 +296,156 @@ def sort_tinyimagenet_val(val: Path) -> None:
     images.rmdir()  # fails (a user line, through _build) if an image had no annotation
 
 
+# --- the arrays layout -----------------------------------------------------------------------------
+# One .npz per split, read with allow_pickle=False: x, uint8 images (N, H, H, 3) RGB, or one channel
+# as (N, H, H, 1) or (N, H, H), repeated to 3; y, N integer labels 0..C-1; optionally classes, the
+# C class names. A registry dataset's files must have its class count and image size; an arrays:
+# dataset's train.npz sets them (C: len(classes), else max(y) + 1) for both of its splits.
+
+ARRAYS_EXPECTED = (
+    "an .npz with x: uint8 images (N, H, H, 3), (N, H, H, 1) or (N, H, H), and y: N integer labels "
+    "0..C-1, optionally classes: C names (the arrays layout)"
+)
+
+
+def dataset_info(name: str, root: str | Path | None = None) -> DatasetInfo:
+    """`name`'s registry entry; an arrays: dataset's completed from its train.npz (class names,
+    class count, image size), reading only its labels, class names and the images' header."""
+    info = DATASETS[name]
+    if arrays_folder(name) is None:
+        return info
+    base = data_root(root)
+    path = _arrays_file(name, "train", base)
+    with _npz(name, path) as archive:
+        shape = _checked_image_shape(name, path, *_header(name, path, archive, "x"))
+        names = _class_names(name, path, archive)
+        if names is None:
+            labels = _checked_labels(name, path, _array(name, path, archive, "y"), shape[0], None)
+            names = [str(c) for c in range(int(labels.max()) + 1)]
+    if len(names) < 2:
+        raise _bad(name, path, f"{len(names)} class; a classifier needs at least 2")
+    return dataclasses.replace(info, num_classes=len(names), image_size=shape[1], classes=tuple(names))
+
+
+def _load_arrays(name: str, split: str, base: Path) -> ImageDataset:
+    info = dataset_info(name, base)
+    path = _arrays_file(name, split, base)
+    with _npz(name, path) as archive:
+        x, y = _array(name, path, archive, "x"), _array(name, path, archive, "y")
+        names = _class_names(name, path, archive)
+    shape = _checked_image_shape(name, path, x.shape, x.dtype)
+    if shape[1] != info.image_size:
+        raise _bad(name, path, f"x holds {shape[1]}px images, {name}'s are {info.image_size}px")
+    labels = _checked_labels(name, path, y, shape[0], info.num_classes)
+    classes = _split_classes(name, path, names, info)
+    # NHWC to NCHW; one channel repeated to three by the copy contiguous() makes anyway.
+    images = torch.from_numpy(x.reshape(shape)).permute(0, 3, 1, 2).expand(-1, 3, -1, -1).contiguous()
+    return ImageDataset(name, images, labels, classes)
+
+
+def _split_classes(name: str, path: Path, names: list[str] | None, info: DatasetInfo) -> list[str]:
+    """The split's class names: the file's, checked against the dataset's, else the dataset's."""
+    expected = list(info.classes) or [str(c) for c in range(info.num_classes)]
+    if names is None:
+        return expected
+    if len(names) != info.num_classes:
+        raise _bad(name, path, f"classes holds {len(names)} names, {name} has {info.num_classes} classes")
+    if arrays_folder(name) is not None and names != expected:
+        raise _bad(name, path, f"classes {names} differ from train.npz's {expected}")
+    return names
+
+
+def _arrays_file(name: str, split: str, base: Path) -> Path:
+    path = base / arrays_path(name, split)
+    if not path.is_file():
+        raise _missing(name, base, path)
+    return path
+
+
+def _bad(name: str, path: Path, problem: str) -> DataNotFoundError:
+    return DataNotFoundError(f"{name}: {path}: {problem}; expected {ARRAYS_EXPECTED}")
+
+
+@contextlib.contextmanager
+def _npz(name: str, path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    """The open archive; a file that is no .npz is one line (never unpickled: allow_pickle=False)."""
+    if not zipfile.is_zipfile(path):  # else np.load reads a .npy, or suggests unpickling the file
+        raise _bad(name, path, "not an .npz archive (a zip of .npy files, as numpy.savez writes)")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise _bad(name, path, f"unreadable ({_one_line(err)})") from err
+    with archive:
+        yield archive
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}"
+
+
+def _array(name: str, path: Path, archive: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+    _array_present(name, path, archive, key)
+    try:
+        return archive[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # e.g. an object array
+        raise _bad(name, path, f"{key} unreadable ({_one_line(err)})") from err
+
+
+def _header(name: str, path: Path, archive: np.lib.npyio.NpzFile, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of one array from its .npy header, without reading the array."""
+    _array_present(name, path, archive, key)
+    try:
+        with archive.zip.open(f"{key}.npy") as member:
+            version = np.lib.format.read_magic(member)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise _bad(name, path, f"{key} unreadable ({_one_line(err)})") from err
+    return shape, dtype
+
+
+def _array_present(name: str, path: Path, archive: np.lib.npyio.NpzFile, key: str) -> None:
+    if key not in archive.files:
+        raise _bad(name, path, f"no array {key!r} (it holds {', '.join(archive.files) or 'nothing'})")
+
+
+def _checked_image_shape(name: str, path: Path, shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, int, int, int]:
+    """x's shape as (N, H, H, channels), channels 1 or 3; else the one line saying what is wrong."""
+    if dtype != np.uint8:
+        raise _bad(name, path, f"x is {dtype}, not uint8")
+    full = tuple(shape) + (1,) if len(shape) == 3 else tuple(shape)
+    if len(full) != 4 or full[3] not in (1, 3):
+        raise _bad(name, path, f"x has shape {tuple(shape)}")
+    if full[1] != full[2]:
+        raise _bad(name, path, f"x holds {full[1]}x{full[2]} images, not square ones")
+    if full[0] == 0 or full[1] == 0:
+        raise _bad(name, path, f"x holds no images (shape {tuple(shape)})")
+    return full
+
+
+def _checked_labels(name: str, path: Path, y: np.ndarray, count: int, num_classes: int | None) -> torch.Tensor:
+    """y as int64, checked: integers, one per image, in 0..num_classes-1 (>= 0 when None)."""
+    if not np.issubdtype(y.dtype, np.integer):
+        raise _bad(name, path, f"y is {y.dtype}, not an integer type")
+    if y.shape != (count,):
+        raise _bad(name, path, f"x holds {count} images but y has shape {y.shape}")
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or (num_classes is not None and high >= num_classes):
+        allowed = "0..C-1" if num_classes is None else f"0..{num_classes - 1} ({name}'s {num_classes} classes)"
+        raise _bad(name, path, f"y holds labels {low}..{high}, outside {allowed}")
+    return torch.from_numpy(y.astype(np.int64))
+
+
+def _class_names(name: str, path: Path, archive: np.lib.npyio.NpzFile) -> list[str] | None:
+    """The file's `classes` as strings; None when it has none."""
+    if "classes" not in archive.files:
+        return None
+    names = _array(name, path, archive, "classes")
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise _bad(name, path, f"classes is {names.dtype} of shape {names.shape}, not a list of names")
+    return [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist()]
+
+
 def download_files(name: str, split: str, root: str | Path | None = None) -> None:
     """Put dataset `name`'s files for `split` under the data root from the network, checked as
     `download: true` checks them (torchvision's md5 sums), without reading a folder dataset's
@@ -323,12 +497,15 @@ def stratified_fraction(dataset: ImageDataset, fraction: float, seed: int) -> Im
     return dataset.subset(torch.sort(torch.cat(chosen)).values)
 
 
-def validation_split(dataset: ImageDataset, count: int, seed: int) -> tuple[ImageDataset, ImageDataset]:
+def validation_split(dataset: ImageDataset, count: int | None, seed: int) -> tuple[ImageDataset, ImageDataset]:
     """(the rest, the validation split): `count` images held out of `dataset`, per class in proportion
     to its size (largest remainders), drawn by `seed`; (dataset, an empty split) when count is 0.
+    None (an arrays: dataset's default): a fifth of `dataset`, at most 1,000 (arrays_validation_images).
 
     The held-out images are what a sweep selects on; nothing of a trial trains on them.
     """
+    if count is None:
+        count = arrays_validation_images(len(dataset))
     if count == 0:
         return dataset, dataset.subset(torch.zeros(0, dtype=torch.long))
     classes = torch.unique(dataset.labels).tolist()  # sorted, so the draw order is fixed

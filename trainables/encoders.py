@@ -1,7 +1,8 @@
-"""The foundation encoders as modules: images in [0,1] in, deterministic features out.
+"""The foundation encoders as modules: images in [0,1] in, features out (deterministic by default).
 
-A HuggingFace ViT-MAE (masking pinned off) and a CIFAR-style ResNet-18 (AdvCL's and RoCL's
-backbone for 32x32 data), behind one interface the pipeline, the heads and the attacks use.
+A HuggingFace ViT-MAE (masking pinned off, unless foundation.mask_ratio asks for its seeded random
+masking) and a CIFAR-style ResNet-18 (AdvCL's and RoCL's backbone for 32x32 data), behind one
+interface the pipeline, the heads and the attacks use.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock, conv1x1
 from transformers import ViTMAEModel
+
+from .errors import ConfigError
 
 
 class Foundation(nn.Module):
@@ -55,18 +58,51 @@ class Foundation(nn.Module):
 
 
 class FoundationFeatures(Foundation):
-    """A ViT-MAE's pooled features (B, hidden). The model masks at random even in eval mode, so
-    mask_ratio is 0 AND a fixed noise tensor pins the (otherwise shuffled) patch order."""
+    """A ViT-MAE's pooled features (B, hidden).
 
-    def __init__(self, model: ViTMAEModel, mean, std, pooling: str, trainable: bool):
-        if model.config.mask_ratio != 0.0:
-            raise ValueError("FoundationFeatures needs a ViTMAEModel loaded with mask_ratio=0.0")
+    transformers' ViTMAEModel masks at random even in eval mode: it keeps the patches of the
+    `1 - mask_ratio` smallest values of a `noise` tensor, drawn from torch's global RNG unless
+    given. At mask_ratio 0 (the default) a fixed noise tensor pins the (otherwise shuffled) patch
+    order: features are bit-identical across calls. At mask_ratio > 0 (foundation.mask_ratio: a
+    pipeline that kept the checkpoint's default) the noise is drawn from this module's own
+    generator, so the masks are random per image and per pass, yet reproducible: whoever needs
+    them reproducible (the evaluation, per batch; the head, per epoch) calls `reseed`.
+    Mean pooling then averages the kept patch tokens (the model returns only those); cls pooling
+    reads the cls token, which attended to the kept patches only.
+    """
+
+    def __init__(self, model: ViTMAEModel, mean, std, pooling: str, trainable: bool, seed: int = 0):
         super().__init__(model, model.config.image_size, model.config.hidden_size, mean, std, trainable)
         self.pooling = pooling
         self.num_patches = (self.image_size // int(model.config.patch_size)) ** 2
+        self.mask_ratio = float(model.config.mask_ratio)
+        kept = int(self.num_patches * (1 - self.mask_ratio))  # transformers' len_keep
+        if not 0 <= self.mask_ratio < 1 or kept < 1:
+            raise ConfigError(
+                "foundation.mask_ratio",
+                f"a ratio that keeps at least 1 of the {self.num_patches} patches",
+                self.mask_ratio,
+            )
+        # A CPU generator whatever the device: the same masks on a CPU and a GPU, and a draw of
+        # (B, patches) floats per pass costs nothing beside the model.
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def random_at_test_time(self) -> bool:
+        """Whether two passes over the same images differ (trainables/survival.py `random_modules`)."""
+        return self.mask_ratio > 0
+
+    def reseed(self, seed: int) -> None:
+        """Start the masks' stream afresh from `seed`: what follows is the same on every run."""
+        self.generator.manual_seed(int(seed))
+
+    def _noise(self, batch: int, device: torch.device) -> torch.Tensor:
+        if not self.random_at_test_time:
+            return torch.arange(self.num_patches, device=device, dtype=torch.float32).expand(batch, -1)
+        return torch.rand(batch, self.num_patches, generator=self.generator).to(device)
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
-        noise = torch.arange(self.num_patches, device=pixels.device, dtype=torch.float32).expand(pixels.shape[0], -1)
+        noise = self._noise(pixels.shape[0], pixels.device)
         hidden = self.model(pixel_values=pixels, noise=noise).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]

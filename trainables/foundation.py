@@ -24,9 +24,11 @@ from .artifacts import artifact_lock, config_hash
 from .encoders import CifarResNet18, Foundation, FoundationFeatures, ResNetFeatures
 from .errors import ConfigError
 from .model_folders import FOUNDATION_FOLDER, RESNET_FILE, locate_model
+from .provenance import compute_identity, weights_digest
 from .published import published_dir, reusable
 from .schema.foundation import EMBEDDED_NAME, resolve_embedded_config, resolve_foundation_config
 from .seeding import seed_everything
+from .shipped_foundations import shipped_digest, shipped_folder
 
 # facebook/vit-mae-* checkpoints normalise with ImageNet statistics (their preprocessor_config.json).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -80,21 +82,46 @@ def load_foundation(
     cache_root: Path | None = None,
     device: str = "cpu",
     on_pretrain_epoch: Callable[[dict[str, Any]], None] | None = None,
+    data_root: str | Path | None = None,
 ) -> Foundation:
     """Load the foundation named in `config`, deterministic and frozen by default.
 
-    `name: embedded` pre-trains (or reuses from `cache_root`) the small embedded ViT-MAE and
-    then loads it through exactly the same path as a hub model. A foundation with robust
-    pre-training is robust_pretraining.load_robust_foundation's: it needs the trial's images.
+    `name: embedded` loads the shipped digits foundation, or pre-trains (or reuses from
+    `cache_root`) another embedded ViT-MAE on its data set's training split (read under
+    `data_root`), and then loads it through exactly the same path as a hub model. A foundation
+    with robust pre-training is robust_pretraining.load_robust_foundation's: it needs the trial's images.
     """
     cfg = resolve_foundation_config(config)
     if "pretraining" in cfg:
         raise ValueError("a foundation with robust pre-training is loaded by robust_pretraining.load_robust_foundation")
     if cfg["name"] == EMBEDDED_NAME:
-        folder = pretrain_embedded_foundation(cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch)
+        folder = pretrain_embedded_foundation(
+            cfg["embedded"], cache_root=cache_root, on_epoch=on_pretrain_epoch, data_root=data_root
+        )
     else:
         folder = _locate(cfg["name"], cfg["allow_download"])
-    return load_foundation_folder(folder, pooling=cfg["pooling"], trainable=cfg["mode"] != "frozen", device=device)
+    return _checked_if_shipped(
+        folder,
+        load_foundation_folder(
+            folder,
+            pooling=cfg["pooling"],
+            trainable=cfg["mode"] != "frozen",
+            device=device,
+            mask_ratio=cfg.get("mask_ratio", 0.0),
+        ),
+    )
+
+
+def _checked_if_shipped(folder: Path, foundation: Foundation) -> Foundation:
+    """`foundation`, after checking its weights are the digest shipped for `folder`, if shipped."""
+    expected = shipped_digest(folder)
+    if expected is not None:
+        got = weights_digest(foundation)
+        if got != expected:
+            raise ConfigError(
+                "foundation.embedded", f"the shipped weights (digest {expected})", f"digest {got} in {folder}"
+            )
+    return foundation
 
 
 def build_untrained_resnet(cfg: dict, *, trainable: bool) -> ResNetFeatures:
@@ -147,12 +174,20 @@ def save_foundation(foundation: Foundation, folder: Path) -> None:
 
 
 def load_foundation_folder(
-    folder: Path, *, pooling: str = "mean", trainable: bool = False, device: str = "cpu"
+    folder: Path, *, pooling: str = "mean", trainable: bool = False, device: str = "cpu", mask_ratio: float = 0.0
 ) -> Foundation:
-    """A saved foundation: a ViT-MAE saved with save_pretrained, or a ResNet saved by save_foundation."""
+    """A saved foundation: a ViT-MAE saved with save_pretrained, or a ResNet saved by save_foundation.
+
+    `mask_ratio`: the share of patches a ViT-MAE masks at random on every pass (foundation.mask_ratio;
+    0: none, deterministic). A ResNet has no masking to set.
+    """
     folder = Path(folder)
     try:
         if (folder / RESNET_FILE).is_file():
+            if mask_ratio:
+                raise ConfigError(
+                    "foundation.mask_ratio", "0 for a ResNet foundation (masking is a ViT-MAE's)", mask_ratio
+                )
             spec = json.loads((folder / RESNET_FILE).read_text())
             network = CifarResNet18(int(spec["width"]))
             network.load_state_dict(load_file(str(folder / "model.safetensors")))
@@ -161,8 +196,13 @@ def load_foundation_folder(
             )
         else:
             features = FoundationFeatures(
-                _load_vitmae(folder), *_read_normalisation(folder), pooling, trainable=trainable
+                _load_vitmae(folder, mask_ratio=mask_ratio),
+                *_read_normalisation(folder),
+                pooling,
+                trainable=trainable,
             )
+    except ConfigError:  # already names its field (foundation.mask_ratio)
+        raise
     except Exception as exc:
         raise ConfigError(
             "foundation.name", "a loadable ViT-MAE or ResNet foundation", f"{folder} ({type(exc).__name__})"
@@ -173,10 +213,12 @@ def load_foundation_folder(
     return features.to(device)
 
 
-def _load_vitmae(folder: Path) -> ViTMAEModel:
+def _load_vitmae(folder: Path, *, mask_ratio: float = 0.0) -> ViTMAEModel:
+    # mask_ratio overrides the checkpoint's own (facebook's save 0.75): 0 unless a trial asks for
+    # the random masking (FoundationFeatures then draws the masks from its own seeded generator).
     # A pre-training checkpoint also holds the MAE decoder; its "unexpected keys" report is noise here.
     with quiet_transformers():
-        return ViTMAEModel.from_pretrained(folder, mask_ratio=0.0)
+        return ViTMAEModel.from_pretrained(folder, mask_ratio=float(mask_ratio))
 
 
 @contextlib.contextmanager
@@ -202,27 +244,38 @@ def pretrain_embedded_foundation(
     *,
     cache_root: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    data_root: str | Path | None = None,
 ) -> Path:
     """Algorithm 1 step 1 on the embedded data: MAE pre-training of a small ViT-MAE.
 
-    Trained on the unlabeled TRAIN split of scikit-learn's digits (10 classes; the test split is
-    never seen), with the model's own random masking and loss. Cached by a hash of its config
-    and published by atomic rename under a file lock, so concurrent trials build it once and
-    always read a complete folder.
+    The digits foundation at its default settings ships with the project (shipped_foundations.py):
+    its folder is returned, checked, and nothing is trained. Any other is trained on the unlabeled
+    TRAIN split of its `dataset` (the test split is never seen), with the model's own random
+    masking and loss, and cached by a hash of its config and of the training images, published by
+    atomic rename under a file lock, so concurrent trials build it once and always read a complete
+    folder. Such a foundation differs between CPUs (their kernels differ); rows record its
+    weights' digest (trainables/provenance.py).
     """
     cfg = resolve_embedded_config(config)
-    key = config_hash({"embedded_foundation": cfg, "data": "digits/train", "version": 2})
+    shipped = shipped_folder(cfg)
+    if shipped is not None:
+        return shipped
+    from .data import data_fingerprint, load_dataset  # late: data imports torchvision, not needed for hub models
+
+    train = load_dataset(cfg["dataset"], "train", root=data_root)
+    key = config_hash(
+        {"embedded_foundation": cfg, "data": f"{cfg['dataset']}/train", "images": data_fingerprint(train), "version": 3}
+    )
     folder = Path(cache_root or default_cache_root()) / "foundations" / f"embedded-vitmae-{key}"
     with artifact_lock(folder):
         if not reusable(folder, "config.json"):
-            _pretrain(cfg, folder, on_epoch)
+            mae_pretrain(cfg, train, folder, on_epoch)
     return folder
 
 
-def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
-    from .data import load_dataset  # late: data imports torchvision, not needed for hub models
-
-    train = load_dataset("digits", "train")
+def mae_pretrain(cfg: dict, train, folder: Path, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    """MAE pre-training of the ViT-MAE `cfg` describes on the images of `train` (no labels),
+    published into `folder` (which must not exist) with its record and manifest."""
     model_config = ViTMAEConfig(
         image_size=cfg["image_size"],
         patch_size=cfg["patch_size"],
@@ -288,6 +341,12 @@ def _pretrain(cfg: dict, folder: Path, on_epoch: Callable[[dict[str, Any]], None
                     "train_images": len(images),
                     "time_s": time.perf_counter() - started,
                     "final_loss": total / steps,
+                    # What built it: another CPU builds other weights from the same config.
+                    "compute": {
+                        **compute_identity("cpu"),
+                        "torch": torch.__version__,
+                        "threads": torch.get_num_threads(),
+                    },
                 },
                 indent=2,
             )

@@ -1,7 +1,8 @@
 """Algorithm 1 step 3: the linear head on the foundation's features, clean or robust (PGD-10).
 
-A clean head on a frozen foundation trains on features computed once (the pipeline is
-deterministic); every other mode runs the whole pipeline per batch. Checkpoints every epoch.
+A clean head on a frozen, deterministic foundation trains on features computed once; every other
+mode, and a foundation that masks at random (foundation.mask_ratio > 0), runs the whole pipeline per
+batch. Checkpoints every epoch.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .data import ImageDataset, iterate_batches
 from .pipeline import Pipeline
 from .seeding import seed_everything
 from .shared_features import SharedFeatures
+from .survival import is_random, reseed_random_modules
 from .training_loop import EpochCallback, make_optimizer
 
 
@@ -34,7 +36,8 @@ class HeadResult:
 
 
 def pipeline_features(pipeline: Pipeline, data: ImageDataset, device: str, batch_size: int = 256) -> torch.Tensor:
-    """foundation(preprocessor(x)) for every image, once: exact because both are deterministic."""
+    """foundation(preprocessor(x)) for every image, once: exact when both are deterministic (for a
+    foundation that masks at random, one draw per image: train_head does not cache those)."""
     chunks = []
     with torch.no_grad():
         for index in iterate_batches(len(data), batch_size, shuffle=False):
@@ -76,7 +79,11 @@ def train_head(
         if on_epoch and history:  # reported again: the process may have died before it was (training_loop.py)
             on_epoch(history[-1])
 
-    cache_features = cfg["mode"] == "clean" and not foundation_trains
+    # A foundation that masks at random (foundation.mask_ratio > 0) is not cached: features cached
+    # once would be one draw per image for every epoch, while a pipeline that kept transformers'
+    # default (what mask_ratio > 0 reproduces) shows the head a fresh mask per image and epoch.
+    # That costs a foundation pass per batch and epoch, as it would have cost that pipeline.
+    cache_features = cfg["mode"] == "clean" and not foundation_trains and not is_random(pipeline)
     # A resume that finds every epoch done (interrupted later, in evaluation) needs no features.
     cached = None
     if cache_features and start_epoch < cfg["epochs"]:
@@ -86,6 +93,7 @@ def train_head(
     for epoch in range(start_epoch, cfg["epochs"]):
         started = time.perf_counter()
         seed_everything(cfg["seed"], "head", key, epoch)
+        reseed_random_modules(pipeline, cfg["seed"], "head", key, epoch)  # a resumed run draws the same masks
         pipeline.train()
         loss_sum = correct = seen = 0.0
         per_epoch = -(-len(train) // cfg["batch_size"])

@@ -28,7 +28,7 @@ PSEUDO_LABEL_FOLDER = "pseudo_labels"
 # Bumped when a code change alters the labels computed for the same inputs.
 PSEUDO_LABEL_VERSION = 1
 FEATURE_BATCH = 256
-FEATURE_KEYS = ("name", "pooling", "embedded", "resnet", "pretraining")
+FEATURE_KEYS = ("name", "pooling", "embedded", "resnet", "pretraining", "mask_ratio")  # mask_ratio: only when > 0
 KMEANS_INITS = 3  # k-means++ restarts; the best inertia wins, so one unlucky start matters less
 
 

@@ -26,6 +26,7 @@ from .head import build_linear_head, pipeline_features, train_head
 from .lora import apply_lora
 from .pipeline import Pipeline
 from .preprocessors import FittedPreprocessor, fit_preprocessor
+from .provenance import compute_identity, weights_digest
 from .pseudo_labels import FeatureModel
 from .robust_pretraining import at_chance, load_robust_foundation
 from .schema.compute import DEFAULT_COMPUTE
@@ -36,6 +37,7 @@ from .schema.results import time_column
 from .schema.trial import validate_trial_config
 from .seeding import seed_everything
 from .shared_features import SharedFeatures, sharing_enabled
+from .survival import is_random
 from .training_loop import EpochCallback
 
 
@@ -114,6 +116,7 @@ class TrainedTrial:
     fitted: FittedPreprocessor
     head_params: int
     times: dict[str, float] = field(default_factory=dict)
+    foundation_digest: str | None = None  # provenance.weights_digest of the foundation as loaded
 
 
 def _run(cfg, compute: dict, workdir: Path, artifacts: Path | None, device: str, on_epoch) -> dict[str, Any]:
@@ -164,7 +167,9 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
             cfg["foundation"], pretraining_images, cache_root=default_cache_root(), device=device, on_epoch=on_epoch
         )
     else:
-        foundation = load_foundation(cfg["foundation"], device=device)
+        foundation = load_foundation(cfg["foundation"], device=device, data_root=data["root"])
+    # Which weights, not which config: an embedded foundation built on another CPU is another model.
+    foundation_digest = weights_digest(foundation)
     if "lora" in cfg["foundation"]:
         apply_lora(foundation, cfg["foundation"]["lora"])
     times["foundation"] = time.perf_counter() - started
@@ -195,6 +200,7 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
         {
             "head": cfg["head"],
             "foundation": cfg["foundation"],
+            "foundation_digest": foundation_digest,
             "preprocessor": preprocessor_identity,
             "data": data_fingerprint(train),
         }
@@ -206,7 +212,11 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     shares = sharing_enabled() and not gives_logits and not any(p.requires_grad for p in foundation.parameters())
     shared = SharedFeatures(
         artifacts if shares else None,
-        {"foundation": cfg["foundation"], "preprocessor": _features_identity(fitted)},
+        {
+            "foundation": cfg["foundation"],
+            "foundation_digest": foundation_digest,
+            "preprocessor": _features_identity(fitted),
+        },
         torch.nn.ModuleList([fitted.module, foundation]),
         device,
     )
@@ -234,7 +244,9 @@ def train_stages(cfg, compute: dict, workdir: Path, artifacts: Path | None, devi
     else:
         times["head"] = 0.0
 
-    return TrainedTrial(pipeline, test, validation, shared, evaluation_cfg, default_eps, fitted, head_params, times)
+    return TrainedTrial(
+        pipeline, test, validation, shared, evaluation_cfg, default_eps, fitted, head_params, times, foundation_digest
+    )
 
 
 def _features_identity(fitted: FittedPreprocessor) -> str | dict:
@@ -306,6 +318,10 @@ def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[st
         "features_reused": sorted(name for name, reused in shared.reused.items() if reused),
         # What computed it (also at the defaults, where the config has no compute section).
         **{f"compute_{name}": value for name, value in compute.items()},
+        # Which foundation weights and which hardware: a report refuses to pair rows on different
+        # foundations and warns about rows from different compute (orchestrator/analysis/provenance.py).
+        "foundation_digest": trained.foundation_digest,
+        **compute_identity(device),
     }
     return outcome
 
@@ -313,9 +329,10 @@ def _evaluate(cfg, compute: dict, trained: TrainedTrial, device: str) -> dict[st
 def _natural_logits(pipeline: Pipeline, test, shared: SharedFeatures, device: str, compute: dict):
     """head(shared test features), or None where the evaluation must run the pipeline itself: no
     head (the pre-processor gives logits), a foundation the head stage fine-tuned (its weights are
-    no longer the ones the features were keyed by), or an evaluation under autocast."""
-    if pipeline.head is None or compute["evaluation_autocast"]:
-        return None
+    no longer the ones the features were keyed by), an evaluation under autocast, or a foundation
+    that masks at random (its features are a draw)."""
+    if pipeline.head is None or compute["evaluation_autocast"] or is_random(pipeline):
+        return None  # a randomly masking foundation: the evaluation draws its own masks per point
     if any(p.requires_grad for p in pipeline.foundation.parameters()):
         return None
     features = shared.of("test", test, lambda: pipeline_features(pipeline, test, device))

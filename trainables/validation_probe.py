@@ -25,6 +25,7 @@ from torch import nn
 from .attacks import pgd
 from .data import ImageDataset, iterate_batches
 from .seeding import seed_everything
+from .survival import reseed_random_modules
 
 FEATURE_BATCH = 128
 PROBE_ITERATIONS = 100  # L-BFGS iterations on the features: well under a second for 512 x 256
@@ -97,6 +98,9 @@ class ValidationProbe:
         self.foundation.eval()
         try:
             seed_everything(0, "validation-probe", epoch)  # the foundation or pre-processor may draw masks
+            # A randomly masking foundation draws from its own generator, which seed_everything
+            # does not reach: reseed it too, so a resumed run draws the same masks.
+            reseed_random_modules(self.foundation, 0, "validation-probe", epoch)
             with torch.no_grad():
                 features = torch.cat(
                     [

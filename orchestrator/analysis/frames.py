@@ -31,6 +31,9 @@ IDENTITY_COLUMNS = (
     "finished_at",
     "git_revision",
     "torch_threads",
+    "foundation_digest",
+    "device_name",
+    "cpu_capability",
 )
 
 
@@ -40,7 +43,26 @@ def load(target: Path, *, where: str | None = None, finished_only: bool = True) 
     `target` is a sweep directory, a spec file, or a results folder. `where` is a DuckDB
     condition on the `trials` table (quote dotted names: '"preprocessor.lambda" >= 1').
     """
-    return frame_of(relation(target, where=where, finished_only=finished_only))
+    return with_omitted_defaults(frame_of(relation(target, where=where, finished_only=finished_only)))
+
+
+def with_omitted_defaults(trials: pd.DataFrame) -> pd.DataFrame:
+    """`trials` with the settings a config leaves out at their default (omit_when_default, so older
+    trials keep their hashes) filled in with that default where some rows set them.
+
+    Otherwise an unmasked trial's `foundation.mask_ratio` reads null, and null agrees with any
+    value when a comparison looks for a row's twin (paired.py): mask ratio 0 and 0.75 would both be
+    the twin of a row. Only scalar defaults: a null default (lora, an optimizer) stays null.
+    """
+    from trainables.schema.evaluation import EVALUATION_SCHEMA
+    from trainables.schema.foundation import FOUNDATION_SCHEMA
+
+    for section, schema in (("foundation", FOUNDATION_SCHEMA), ("evaluation", EVALUATION_SCHEMA)):
+        for key, field in schema.items():
+            column = f"{section}.{key}"
+            if field.omit_when_default and isinstance(field.default, (int, float)) and column in trials.columns:
+                trials[column] = trials[column].fillna(field.default)
+    return trials
 
 
 def relation(target: Path, sql: str | None = None, *, where: str | None = None, finished_only: bool = True):

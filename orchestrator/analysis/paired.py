@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.analysis.frames import configurations
+from orchestrator.analysis.provenance import check_one_foundation_per_configuration, check_same_foundation
 from orchestrator.store.rows import SEED_COLUMNS
 from trainables.errors import UserError
 from trainables.schema.preprocessor import REFERENCE_KINDS
@@ -240,6 +241,7 @@ def compare_to_reference(
         if key not in trials.columns:
             raise UserError(f"--compare-to: no setting {key!r} in these results")
     groups = configurations(trials)
+    check_one_foundation_per_configuration(trials, groups)
     is_reference = [all(_matches(settings[key], wanted) for key, wanted in selector.items()) for settings, _ in groups]
     if not any(is_reference):
         raise UserError(f"--compare-to: no finished configuration has {reference_text(selector)}")
@@ -260,6 +262,7 @@ def compare_to_reference(
             row["reference"] = None
         else:
             reference_index = groups[candidates[0]][1]
+            check_same_foundation(trials.loc[index], trials.loc[reference_index], selector)
             row["reference"] = ",".join(trials.loc[reference_index, "config_hash"])
             for attack in attacks:
                 found = _difference(outcomes, trials.loc[index], trials.loc[reference_index], attack, resamples, seed)

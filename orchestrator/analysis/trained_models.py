@@ -72,11 +72,22 @@ def _load(sweep_dir: Path, key: str, config: dict[str, Any], device: str):
     return load_trained_pipeline(config, paths.workdir(key), artifacts=paths.artifacts, device=device)
 
 
-def model_card(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    from trainables.schema.data import DATASETS
+def dataset_entry(config: dict[str, Any]):
+    """The trial's dataset entry (trainables.schema.data.DatasetInfo); an arrays: dataset's class
+    count and image size read from its train.npz under the trial's data root."""
+    from trainables.schema.data import DATASETS, arrays_folder
 
+    name = config["data"]["dataset"]
+    if arrays_folder(name) is None:
+        return DATASETS[name]
+    from trainables.data import dataset_info
+
+    return dataset_info(name, config["data"].get("root"))
+
+
+def model_card(row: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     dataset = config["data"]["dataset"]
-    info = DATASETS[dataset]
+    info = dataset_entry(config)
     accuracies = {}
     for name in ACCURACY_NAMES:  # natural, then each attack, as the row names them
         value = row.get(accuracy_column(name))
@@ -115,8 +126,6 @@ def export_trial(sweep: str | Path, trial: str, out: str | Path) -> Path:
 
     import torch
 
-    from trainables.schema.data import DATASETS
-
     out = Path(out)
     if out.exists():
         raise UserError(f"{out}: exists; export into a new folder")
@@ -124,7 +133,7 @@ def export_trial(sweep: str | Path, trial: str, out: str | Path) -> Path:
     row = find_trial(sweep_dir, trial)  # once: the results are read, and the config, for both uses
     config = trial_config(sweep_dir, row)
     pipeline = _load(sweep_dir, row["config_hash"], config, "cpu")
-    image_size = DATASETS[config["data"]["dataset"]].image_size
+    image_size = dataset_entry(config).image_size
     example = torch.rand(2, 3, image_size, image_size)
     try:
         program = torch.export.export(pipeline, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))

@@ -7,6 +7,10 @@ then a summary; exit 0 when everything is there, 1 when something is missing, 2 
 Without --fetch it only looks (orchestrator.spec.needs): no torch, no network, nothing written. With
 --fetch, on a machine with network (a login node), it first gets what is not there
 (orchestrator.spec.fetch: datasets into the data root, models into the Hugging Face cache), then looks.
+
+A registry dataset is there in either layout (trainables.schema.data): its arrays files
+(<root>/<name>/{train,test}.npz) or torchvision's files; its line says which it found. --fetch gets
+torchvision's; an `arrays:<folder>` dataset is the user's own files, never fetched.
 """
 
 from __future__ import annotations
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
             if need.status == PRESENT:
                 continue
             print(f"fetching {need.kind} {need.name} ...", file=sys.stderr, flush=True)
-            problem = fetch(need)
+            problem = _unfetchable(need) or fetch(need)
             if problem:
                 failures.append({"kind": need.kind, "name": need.name, "problem": problem})
                 print(f"orchestrator: could not fetch {need.kind} {need.name}: {problem}", file=sys.stderr)
@@ -70,6 +74,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(report_text(inputs))
     return 1 if inputs.missing or failures else 0
+
+
+def _unfetchable(need) -> str | None:
+    """Why `need` cannot be fetched, or None: an arrays: dataset is the user's own files."""
+    from trainables.schema.data import arrays_folder
+
+    if need.kind == "dataset" and arrays_folder(need.name) is not None:
+        return f"nothing to fetch: {need.how_to_get}"
+    return None
 
 
 def _json(inputs) -> dict:

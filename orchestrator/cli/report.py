@@ -64,10 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
 def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[str] | None = None) -> str:
     """The table and its paired comparisons (the default reference unless `compare_to` says)."""
-    from orchestrator.analysis.frames import present_metrics
+    from orchestrator.analysis.frames import configurations, present_metrics
     from orchestrator.analysis.paired import sweep_comparisons
+    from orchestrator.analysis.provenance import check_one_foundation_per_configuration, warn_about_compute
     from orchestrator.analysis.report import render
 
+    check_one_foundation_per_configuration(trials, configurations(trials))
+    warn_about_compute(trials)
     comparisons = sweep_comparisons(target, trials, compare_to, present_metrics(trials))
     if comparisons is None:
         print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)

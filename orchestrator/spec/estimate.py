@@ -96,7 +96,9 @@ def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
     stages = []
     if "pretraining" in foundation:
         pretraining = foundation["pretraining"]
-        pretrain_images = SPLIT_SIZES[pretraining["dataset"]][0] if pretraining.get("dataset") else images
+        source = pretraining.get("dataset")
+        # An arrays: dataset's size is unknown before it is read: no estimate (NaN), as for `images`.
+        pretrain_images = SPLIT_SIZES.get(source, (math.nan,))[0] if source else images
         key = json.dumps({k: v for k, v in foundation.items() if k != "mode"}, sort_keys=True, default=str)
         stage = Stage(
             PRETRAINING,
@@ -139,7 +141,8 @@ def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
             "evaluation " + trial_key,
             Stage(
                 EVALUATION,
-                f"{attacks or results.NATURAL} through {pre['kind']} on {test_points} points",
+                f"{attacks or results.NATURAL} through {pre['kind']} on "
+                + (f"{test_points} points" if math.isfinite(test_points) else "all test points (how many: unknown)"),
                 test_points,
                 settings("evaluation.attacks", "foundation.name", "preprocessor.kind", "dataset"),
             ),

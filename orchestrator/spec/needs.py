@@ -26,7 +26,7 @@ from trainables.model_folders import (
     local_folder,
 )
 from trainables.schema import validate_trial_config
-from trainables.schema.data import DATASETS, SPLITS, data_root, missing_paths, required_paths
+from trainables.schema.data import DATASETS, SPLITS, data_root, missing_paths, required_paths, split_layout
 from trainables.schema.foundation import EMBEDDED_NAME, RESNET_NAME
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 from trainables.schema.preprocessor import uses_pseudo_labels as preprocessor_uses_pseudo_labels
@@ -145,7 +145,17 @@ def _trial_needs(config: dict) -> Iterator[Need]:
     if data["preprocessor_dataset"] is not None:
         yield Need("dataset", data["preprocessor_dataset"], {"data.preprocessor_dataset"}, splits={"train"}, root=root)
     # A robustly pre-trained foundation starts from this one too (robust_pretraining.py).
-    yield Need("foundation", foundation["name"], {"foundation.name"}, allow_download=bool(foundation["allow_download"]))
+    yield Need(
+        "foundation",
+        _foundation_name(foundation),
+        {"foundation.name"},
+        allow_download=bool(foundation["allow_download"]),
+    )
+    # An embedded foundation other than the shipped digits one is MAE pre-trained on its data set's
+    # training split by the first trial that needs it (trainables/foundation.py).
+    embedded = foundation.get("embedded") or {}
+    if foundation["name"] == EMBEDDED_NAME and embedded.get("dataset", "digits") != "digits":
+        yield Need("dataset", embedded["dataset"], {"foundation.embedded.dataset"}, splits={"train"}, root=root)
     pretraining = foundation.get("pretraining")
     # Robust pre-training on another dataset's training split (read with .get: older trees lack it).
     if pretraining is not None and pretraining.get("dataset"):
@@ -167,6 +177,13 @@ def _trial_needs(config: dict) -> Iterator[Need]:
         yield Need(kind.name, preprocessor[setting], {f"preprocessor.{setting}"}, allow_download=False)
 
 
+def _foundation_name(foundation: dict) -> str:
+    """The foundation as `prepare` lists it: an embedded one with the data set it is pre-trained on."""
+    if foundation["name"] != EMBEDDED_NAME:
+        return foundation["name"]
+    return f"{EMBEDDED_NAME} {(foundation.get('embedded') or {}).get('dataset', 'digits')}"
+
+
 def check(need: Need) -> None:
     """Fill in `need`'s status, where it was looked for, what is absent and how to get it."""
     if need.kind == "dataset":
@@ -186,12 +203,20 @@ def _check_dataset(need: Need) -> None:
     need.status = MISSING if need.missing else PRESENT
     if need.missing:
         need.how_to_get = info.how_to_get
+    else:  # which layout the loader will read: arrays (.npz) or torchvision's files, per split
+        layouts = dict.fromkeys(split_layout(need.name, need.root, split) for split in splits)
+        need.source = f"{' and '.join(layouts)} in data root"
 
 
 def _check_model(need: Need, kind: ModelFolder) -> None:
     """The rule of trainables.model_folders.locate_model, looked at, not loaded."""
-    if need.name in BUILT_MODELS and need.kind != "vae":
+    if need.name == f"{EMBEDDED_NAME} digits":
+        need.status, need.source = PRESENT, "shipped with the project at its default settings, else built by the trial"
+        return
+    if need.name.split(" ")[0] in BUILT_MODELS and need.kind != "vae":
         need.status, need.source = PRESENT, "built by the trial, nothing on disk"
+        if need.name.startswith(EMBEDDED_NAME):
+            need.source = "pre-trained once by the first trial on its data set's training split, then cached"
         return
     local = local_folder(need.name)
     if local is not None:  # an existing path is never looked up on the hub

@@ -30,6 +30,7 @@ def add_trial(
     flags=(),
     minute=0,
     extra_metrics: dict | None = None,
+    foundation: dict | None = None,
     **data,
 ) -> str:
     """One trial row as a real trial writes it; returns its config hash. `extra_metrics` adds to
@@ -44,6 +45,7 @@ def add_trial(
         "data": {"dataset": "digits", "data_fraction": 1.0, "seed": seed, **data},
         "preprocessor": preprocessor,
         "head": {"mode": head, "seed": seed},
+        **({"foundation": foundation} if foundation is not None else {}),
     }
     metrics = (
         None

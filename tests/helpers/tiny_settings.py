@@ -29,3 +29,19 @@ TINY_ARCH = {
     "projector_hidden": 64,
     "projector_dim": 16,
 }
+
+# A tiny hub-style ViT-MAE (transformers' ViTMAEConfig arguments) that tests save with
+# save_pretrained and load by path: 16 patches of 8 px, mask ratio 0.75 as facebook's checkpoints save it.
+TINY_MAE = dict(
+    image_size=32,
+    patch_size=8,
+    hidden_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    intermediate_size=64,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=64,
+    mask_ratio=0.75,
+)

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_settings import TINY_MAE  # tests/helpers/
 from transformers import ViTMAEConfig, ViTMAEForPreTraining, ViTMAEModel
 from transformers.utils import logging as transformers_logging
 
@@ -28,20 +29,7 @@ from trainables.foundation import (
     pretrain_embedded_foundation,
 )
 
-HIDDEN = 32
-TINY_MAE = dict(
-    image_size=32,
-    patch_size=8,
-    hidden_size=HIDDEN,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    intermediate_size=64,
-    decoder_hidden_size=32,
-    decoder_num_hidden_layers=1,
-    decoder_num_attention_heads=2,
-    decoder_intermediate_size=64,
-    mask_ratio=0.75,
-)
+HIDDEN = TINY_MAE["hidden_size"]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,13 @@ pyautoattack is imported only when AutoAttack is asked for (a heavy import). Wha
 adds around it: the standard or a small-task ensemble by the number of classes, the input tied to
 the logits, its warnings captured for the result (never printed), its `sys.settrace(None)` undone,
 and every returned point re-classified and checked against the budget.
+
+A model random at test time (foundation.mask_ratio > 0) keeps the standard ensemble (never version
+'rand' behind the user's back): its random modules are reseeded from the evaluation seed, APGD-CE
+and APGD-T average `evaluation.eot_samples` gradients (pyautoattack's `eot_iter`; FAB has no EOT,
+Square needs none), and pyautoattack's own randomised-defence check warns, which integrity.py
+records. A point counts as robust by AutoAttack's own checks, each a pass of its own after an
+attack (for a deterministic model we re-classify the returned points too).
 """
 
 from __future__ import annotations
@@ -16,8 +23,9 @@ from typing import Any, Iterator
 
 import torch
 
+from ..schema.evaluation import eot_samples
 from ..seeding import derive_seed
-from ..survival import predict
+from ..survival import needs_fresh_check, predict, reseed_random_modules
 from .batches import Batches
 
 # Standard AutoAttack's targeted attacks need >= 4 classes (the targeted DLR loss reads the
@@ -48,11 +56,17 @@ def autoattack_correct(model, batches: Batches, natural: torch.Tensor, config, n
         }
     x, y = batches.get(positions)
     attack = _make_autoattack(_ConnectedToInput(model), config, num_classes, batches.device)
+    reseed_random_modules(model, config["seed"], "autoattack")
     with autoattack_logging(config["verbose"]) as warnings, _keep_trace_function():
         x_adv, y_adv = attack.run_standard_evaluation(x, y, batch_size=config["batch_size"])
     x_adv, y_adv = x_adv.to(x.device), y_adv.to(y.device)
-    # Trust but verify: re-classify the returned points and check they respect the budget.
-    correct = (y_adv == y) & (predict(model, x_adv) == y) & natural[positions].to(y.device)
+    # Trust but verify: re-classify the returned points and check they respect the budget. Not for
+    # a random model (or EOT): AutoAttack scored each of its attacks' outputs by a pass of its own,
+    # and one more draw (at the clean image, for a point it left robust) would count the model's own
+    # random errors as attack successes (trainables/survival.py says why).
+    correct = (y_adv == y) & natural[positions].to(y.device)
+    if not needs_fresh_check(model, eot_samples(config)):
+        correct &= predict(model, x_adv) == y
     outside = bool(((x_adv - x).abs().amax() > config["eps"] + BUDGET_TOLERANCE) or x_adv.min() < 0 or x_adv.max() > 1)
     details = {
         "version": attack.version,
@@ -60,6 +74,7 @@ def autoattack_correct(model, batches: Batches, natural: torch.Tensor, config, n
         "acc_natural": same_points,
         "warnings": warnings,
         "outside_budget": outside,
+        "eot_iter": attack.apgd.eot_iter,
     }
     return correct.cpu(), details
 
@@ -102,7 +117,16 @@ def _make_autoattack(model, config, num_classes: int, device: torch.device):
         attack.apgd.n_restarts = 1
         attack.fab.n_restarts = 1
         attack.square.n_queries = 5000
+    _set_eot(attack, eot_samples(config))
     return attack
+
+
+def _set_eot(attack, samples: int) -> None:
+    """EOT in AutoAttack's gradient attacks that support it: APGD-CE and APGD-T average `samples`
+    gradients per iteration (pyautoattack's eot_iter, which version 'rand' sets to 20). 1: as
+    pyautoattack's standard version."""
+    attack.apgd.eot_iter = samples
+    attack.apgd_targeted.eot_iter = samples
 
 
 class _CaptureWarnings(logging.Handler):

@@ -13,14 +13,28 @@ import torch
 from .. import stage_progress
 from ..schema.evaluation import SECTION
 from ..seeding import derive_seed
-from ..survival import PGDSetting, pgd_survives, survives_settings
+from ..survival import PGDSetting, pgd_survives, reseed_random_modules, survives_settings
 
 
-def evaluation_order(num_test: int, n: int, seed: int) -> torch.Tensor:
-    """The first `n` of a seeded permutation of the test set: test sets stored class by class would
-    otherwise give a biased subset."""
+def evaluation_order(labels: torch.Tensor, n: int | None, seed: int) -> torch.Tensor:
+    """The first `n` (None: all) test points of a seeded order whose every prefix is stratified by class.
+
+    AutoAttack runs on a prefix of the evaluated points, and test sets may be stored class by
+    class, so any prefix must hold each class in proportion to its size: each class in a seeded
+    random order, the k-th of a class of size s placed at (k + 1/2) / s of the way through (ties in
+    class order). A prefix holds each class within one point of its share when there are two classes
+    or they are balanced; many unbalanced ones may put a large class a point or two off (at most
+    1/2 + C/2 times its share). Deterministic given the labels and `seed`.
+    """
+    labels = torch.as_tensor(labels).flatten().cpu()
     generator = torch.Generator().manual_seed(derive_seed(seed, SECTION, "subset"))
-    return torch.randperm(num_test, generator=generator)[:n]
+    shuffled = torch.randperm(len(labels), generator=generator)
+    grouped = shuffled[torch.argsort(labels[shuffled], stable=True)]  # by class, random within each
+    _, sizes = torch.unique(labels, return_counts=True)  # classes sorted, as `grouped` is
+    starts = torch.cumsum(sizes, 0) - sizes
+    rank = torch.arange(len(labels)) - starts.repeat_interleave(sizes)
+    place = (rank.double() + 0.5) / sizes.repeat_interleave(sizes).double()
+    return grouped[torch.argsort(place, stable=True)][:n]
 
 
 class Batches:
@@ -50,11 +64,13 @@ class SubsetBatches(Batches):
         super().__init__(batches.images, batches.labels, batches.order[:n], batches.batch_size, batches.device)
 
 
-def natural_predictions(model, batches: Batches, num_classes: int) -> torch.Tensor:
-    """The predicted class of every evaluated point, unattacked."""
+def natural_predictions(model, batches: Batches, num_classes: int, *, seed: int = 0) -> torch.Tensor:
+    """The predicted class of every evaluated point, unattacked. A model random at test time gives
+    one draw per point, its random modules reseeded per batch from `seed`."""
     predicted = torch.zeros(len(batches), dtype=torch.int64)
-    for _, positions in batches.chunks(torch.arange(len(batches))):
+    for batch_number, positions in batches.chunks(torch.arange(len(batches))):
         x, _ = batches.get(positions)
+        reseed_random_modules(model, seed, "natural", batch_number)
         with torch.no_grad():
             logits = model(x)
         if logits.dim() != 2 or logits.shape[1] != num_classes:
@@ -84,11 +100,13 @@ def robust_correct(
     seed_parts: tuple,
     label: str,
     loss: str = "ce",
+    eot_samples: int = 1,
 ) -> torch.Tensor:
     """Per evaluated point: classified correctly before and after PGD on `loss` (survival.ATTACK_LOSSES).
 
     A naturally misclassified point counts as not robust without an attack, which is exactly the
-    worst case an attack on it could reach; so skipping it loses no strength.
+    worst case an attack on it could reach; so skipping it loses no strength. `eot_samples`: EOT
+    passes per gradient (survival.pgd_survives); a random model's draws are reseeded per batch.
     """
     robust = torch.zeros(len(batches), dtype=torch.bool)
     attacked = natural.nonzero().flatten()
@@ -98,8 +116,17 @@ def robust_correct(
         x, y = batches.get(positions)
         # Seeded per batch, so a result never depends on how many batches ran before it.
         torch.manual_seed(derive_seed(*seed_parts, eps, steps, batch_number))
+        reseed_random_modules(model, *seed_parts, eps, steps, batch_number)
         robust[positions] = pgd_survives(
-            model, x, y, eps=eps, steps=steps, step_size=step_size, random_start=random_start, loss=loss
+            model,
+            x,
+            y,
+            eps=eps,
+            steps=steps,
+            step_size=step_size,
+            random_start=random_start,
+            loss=loss,
+            eot_samples=eot_samples,
         ).cpu()
     return robust
 
@@ -113,9 +140,11 @@ def robust_correct_settings(
     random_start: bool,
     seed_parts: tuple,
     shared_batches: bool,
+    eot_samples: int = 1,
 ) -> dict[tuple[float, int], torch.Tensor]:
     """robust_correct for each setting, keyed by (eps, steps): one run per setting, or all settings
-    in shared batches (trainables/survival.py); the same random starts, so the same outcome."""
+    in shared batches (trainables/survival.py); the same random starts, so the same outcome (for a
+    deterministic model: a random one draws per batch, and the batches differ)."""
     if not shared_batches:
         return {
             (s.eps, s.steps): robust_correct(
@@ -128,6 +157,7 @@ def robust_correct_settings(
                 random_start=random_start,
                 seed_parts=seed_parts,
                 label=f"strength sweep, eps {s.eps:.4g}, {s.steps} steps",
+                eot_samples=eot_samples,
             )
             for s in settings
         }
@@ -143,6 +173,8 @@ def robust_correct_settings(
         random_start=random_start,
         seed_of=lambda s, number: derive_seed(*seed_parts, s.eps, s.steps, number),
         batch_size=batches.batch_size,
+        eot_samples=eot_samples,
+        draw_seed=derive_seed(*seed_parts, "shared-batches"),
     )
     outcome = {}
     for setting, parts in zip(settings, pieces):

@@ -15,6 +15,12 @@ outcomes the attacks already gave (`orderings`):
   underflowed to 0 on large logits (the margin's cannot).
 * `constant_predictions`, `autoattack_warning`, `autoattack_outside_budget`: a pipeline that answers
   one class, AutoAttack's own warnings, a returned point outside the budget.
+* `autoattack_randomized_model`: among those warnings, pyautoattack's randomised-defence check
+  (`check_randomized`: five passes over a batch disagree), which asks for its version 'rand'.
+* `random_foundation`: the model declares modules random at test time (a ViT-MAE foundation with
+  foundation.mask_ratio > 0) and the attacks ran without EOT (evaluation.eot_samples 1): each
+  gradient is one random draw's, so the robust accuracies are those of a single-draw attack on a
+  randomised defence, inflated. With EOT no flag; `randomness` in the details says what ran.
 
 When `integrity` is on, at the cost of extra passes: `nondeterministic_model`; per-point input
 gradients at the start and at a random start (`zero_input_gradient`, `nonfinite_input_gradient`);
@@ -33,9 +39,10 @@ from typing import Any
 
 import torch
 
+from ..schema.evaluation import eot_samples
 from ..schema.results import ATTACKS, PGD_ATTACKS, REFERENCE_ATTACK, SWEEP_POINTS
 from ..seeding import derive_seed
-from ..survival import PGDSetting, attack_loss, ball, uniform_start
+from ..survival import PGDSetting, ball, eot_gradient, random_modules, reseed_random_modules, uniform_start
 from .batches import Batches, SubsetBatches, robust_correct_settings
 from .intervals import rises
 
@@ -74,6 +81,8 @@ ZERO_GRADIENT_SHARE = 0.05
 # Flag only a gap whose 95% lower bound exceeds 5 points: more than a stronger attack usually adds,
 # the size of a stalled or masked attack (the saturated-logits case: PGD-10 0.83 -> 0.91).
 GAP_TOLERANCE = 0.05
+# What pyautoattack's check_randomized warns (checks.py): "it seems to be a randomized defense! ..."
+AUTOATTACK_RANDOMIZED_WARNING = "randomized defense"
 
 
 def integrity(
@@ -96,8 +105,13 @@ def integrity(
     if aa_details.get("warnings"):  # AutoAttack's own checks: randomised, dynamic, Square beat APGD, ...
         flags.add("autoattack_warning")
         details["autoattack_warnings"] = aa_details["warnings"]
+        if any(AUTOATTACK_RANDOMIZED_WARNING in message for message in aa_details["warnings"]):
+            flags.add("autoattack_randomized_model")
     if aa_details["outside_budget"]:
         flags.add("autoattack_outside_budget")
+    measured = randomness(model, config, aa_details, flags)
+    if measured is not None:
+        details["randomness"] = measured
     if not config["integrity"]:
         return flags, details  # the checks below cost extra passes; the orderings above were free
     first = torch.arange(min(config["batch_size"], len(batches)))
@@ -105,6 +119,27 @@ def integrity(
     details["input_gradient"] = input_gradients(model, batches, correct["natural"], config, flags)
     details.update(sweeps(model, batches, correct["natural"], config, flags))
     return flags, details
+
+
+def randomness(model, config, aa_details: dict[str, Any], flags: set[str]) -> dict[str, Any] | None:
+    """What of the model is random at test time and how the attacks met it: its declared random
+    modules (trainables/survival.py random_modules) with their mask ratios, the EOT passes of the
+    PGD attacks and of AutoAttack's APGD. Flags `random_foundation` when such a model was attacked
+    without EOT. None for a deterministic model without EOT (its details stay as they were)."""
+    modules = random_modules(model)
+    samples = eot_samples(config)
+    if not modules and samples == 1:
+        return None
+    if modules and samples == 1:
+        flags.add("random_foundation")
+    return {
+        "random_modules": [type(module).__name__ for module in modules],
+        "mask_ratios": [getattr(module, "mask_ratio", None) for module in modules],
+        "eot_samples": samples,
+        "autoattack_eot_iter": aa_details.get("eot_iter"),
+        # Scored by a pass of its own (survival.py), not by the passes the gradients came from.
+        "fresh_check": bool(modules) or samples > 1,
+    }
 
 
 def _step_orderings() -> list[tuple[str, str]]:
@@ -164,6 +199,7 @@ def orderings(correct: dict[str, torch.Tensor], config, flags: set[str]) -> dict
 def _determinism(model, batches: Batches, positions: torch.Tensor, flags: set[str]) -> dict[str, float]:
     """A randomised pipeline (e.g. ViT-MAE's random masking left on) weakens single-pass attacks."""
     x, _ = batches.get(positions)
+    reseed_random_modules(model, "determinism")  # two draws that differ, the same on every run
     with torch.no_grad():
         first, second = model(x), model(x)
     difference = float((first - second).abs().max())
@@ -192,8 +228,10 @@ def input_gradients(model, batches: Batches, natural: torch.Tensor, config, flag
     if config["eps"] > 0:
         torch.manual_seed(derive_seed(config["seed"], "input-gradient", config["eps"]))
         places["random_start"] = uniform_start(x, config["eps"], *ball(x, config["eps"]))
+    samples = eot_samples(config)
     for place, at in places.items():
-        details[place] = measured = _gradient_shares(model, at, y)
+        reseed_random_modules(model, config["seed"], "input-gradient", place)
+        details[place] = measured = _gradient_shares(model, at, y, samples)
         if measured["zero_fraction"] > ZERO_GRADIENT_SHARE:
             flags.add("zero_input_gradient")
         if measured["nonfinite_fraction"] > 0:
@@ -201,17 +239,16 @@ def input_gradients(model, batches: Batches, natural: torch.Tensor, config, flag
     return details
 
 
-def _input_gradient(model, x: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
-    """Per point (flattened), the input gradient of the summed attack loss: each point's own."""
-    x = x.detach().clone().requires_grad_(True)
-    (grad,) = torch.autograd.grad(attack_loss(model(x), y, x, loss), x)
-    return grad.detach().flatten(1)
+def _input_gradient(model, x: torch.Tensor, y: torch.Tensor, loss: str, samples: int = 1) -> torch.Tensor:
+    """Per point (flattened), the input gradient of the summed attack loss: each point's own; the
+    EOT mean over `samples` passes, as the attacks take it."""
+    return eot_gradient(model, x.detach().clone(), y, loss, samples).detach().flatten(1)
 
 
-def _gradient_shares(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
+def _gradient_shares(model, x: torch.Tensor, y: torch.Tensor, samples: int = 1) -> dict[str, Any]:
     # One forward pass per loss, not one with retain_graph: a compiled pipeline (compute.compile)
     # refuses a second backward through the same graph.
-    ce, margin = _input_gradient(model, x, y, "ce"), _input_gradient(model, x, y, "margin")
+    ce, margin = _input_gradient(model, x, y, "ce", samples), _input_gradient(model, x, y, "margin", samples)
     finite = torch.isfinite(ce)
     largest = ce.abs()[finite]
     return {
@@ -240,6 +277,7 @@ def sweeps(model, batches: Batches, natural: torch.Tensor, config, flags: set[st
         random_start=config["random_start"],
         seed_parts=(seed, "sweep"),
         shared_batches=SWEEP_SHARED_BATCHES.get(torch.device(batches.device).type, False),
+        eot_samples=eot_samples(config),
     )
     by_eps = [outcome[(budget, 10)] for budget in budgets]
     by_steps = [outcome[(eps, steps)] for steps in SWEEP_STEPS]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from .. import stage_progress
-from ..schema.evaluation import resolve_evaluation_config
+from ..schema.evaluation import eot_samples, resolve_evaluation_config
 from ..schema.fields import is_int
 from ..schema.results import (
     ACCURACY_NAMES,
@@ -26,11 +26,14 @@ from ..schema.results import (
     step_size_column,
     time_column,
 )
+from ..survival import is_random, random_modules
 from .autoattack import autoattack_correct, not_run_details
 from .batches import Batches, evaluation_order, given_predictions, natural_predictions, robust_correct
 from .integrity import integrity
 from .intervals import metric
 
+# AutoAttack's details that are no row columns (integrity.py records them).
+AUTOATTACK_DETAILS_ONLY = ("warnings", "eot_iter")
 # (steps, step size as a fraction of eps) of each PGD attack: the papers' settings.
 PGD_SETTINGS = {name: (ATTACKS[name].steps, ATTACKS[name].step_fraction) for name in PGD_ATTACKS}
 
@@ -51,16 +54,22 @@ def evaluate(
     `natural_logits`: the pipeline's clean logits of every test image, when the caller has them
     (a trial computes them from shared features: trainables/shared_features.py); else computed here.
 
-    Points evaluated: the first n_examples of a seeded permutation of the test set (test sets stored
-    class by class would otherwise give a biased subset); AutoAttack runs on the first
+    Points evaluated: the first n_examples of a seeded order of the test set whose every prefix is
+    stratified by class (batches.evaluation_order); AutoAttack runs on the first
     autoattack_examples of those.
     """
     config = resolve_evaluation_config(config, num_test=len(images), default_eps=default_eps)
     _check_inputs(images, labels, num_classes)
     started = time.perf_counter()
     device = torch.device(device)
-    # fork_rng: the seeded attacks (and AutoAttack's own manual_seed calls) leave the caller's RNG alone.
-    with _eval_mode(model), torch.random.fork_rng(devices=_cuda_indices(device)), torch.enable_grad():
+    # fork_rng: the seeded attacks (and AutoAttack's own manual_seed calls) leave the caller's RNG
+    # alone; the same for the generators of a model's random modules, which the evaluation reseeds.
+    with (
+        _eval_mode(model),
+        torch.random.fork_rng(devices=_cuda_indices(device)),
+        _kept_module_generators(model),
+        torch.enable_grad(),
+    ):
         result = _evaluate(model, images, labels, config, num_classes, device, natural_logits)
     result[time_column("evaluation")] = time.perf_counter() - started
     return result
@@ -89,6 +98,18 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
             module.train(training)
 
 
+@contextlib.contextmanager
+def _kept_module_generators(model: torch.nn.Module) -> Iterator[None]:
+    """The random modules' generators (trainables/survival.py random_modules) as they were, afterwards."""
+    generators = [module.generator for module in random_modules(model) if hasattr(module, "generator")]
+    states = [generator.get_state() for generator in generators]
+    try:
+        yield
+    finally:
+        for generator, state in zip(generators, states):
+            generator.set_state(state)
+
+
 def _cuda_indices(device: torch.device) -> list[int]:
     if device.type != "cuda":
         return []
@@ -96,7 +117,7 @@ def _cuda_indices(device: torch.device) -> list[int]:
 
 
 def _evaluate(model, images, labels, config, num_classes, device, natural_logits=None) -> dict[str, Any]:
-    order = evaluation_order(len(images), config["n_examples"], config["seed"])
+    order = evaluation_order(labels, config["n_examples"], config["seed"])
     batches = Batches(images, labels, order, config["batch_size"], device)
     correct, predicted, aa_details, timings = _run_attacks(model, batches, config, num_classes, natural_logits)
     worst = worst_case(correct)
@@ -108,7 +129,10 @@ def _evaluate(model, images, labels, config, num_classes, device, natural_logits
     for name in ACCURACY_NAMES:
         result.update(metric(name, correct.get(name)))
     result["examples"] = per_example_outcomes(batches, correct)
-    result.update({f"autoattack_{key}": value for key, value in aa_details.items() if key != "warnings"})
+    # Its warnings and EOT passes go to integrity_details (integrity.py), not to columns of their own.
+    result.update(
+        {f"autoattack_{key}": value for key, value in aa_details.items() if key not in AUTOATTACK_DETAILS_ONLY}
+    )
 
     tic = time.perf_counter()
     stage_progress.report("evaluation", "integrity checks (attack-strength sweep)", force=True)
@@ -127,8 +151,10 @@ def _run_attacks(model, batches: Batches, config, num_classes: int, natural_logi
     """Per-point correctness under each asked-for attack (natural always), AutoAttack's details, timings."""
     timings = {}
     tic = time.perf_counter()
-    if natural_logits is None:
-        predicted = natural_predictions(model, batches, num_classes)
+    # A model random at test time gets one fresh, seeded draw per point here: the caller's logits
+    # (from features computed once, with whatever draws were current) would not be reproducible.
+    if natural_logits is None or is_random(model):
+        predicted = natural_predictions(model, batches, num_classes, seed=config["seed"])
     else:
         predicted = given_predictions(natural_logits, batches, num_classes)
     natural = predicted == batches.labels[batches.order].long().cpu()
@@ -163,6 +189,7 @@ def _run_pgd(model, batches: Batches, natural: torch.Tensor, attack: Attack, con
         step_size=step_size,
         random_start=config["random_start"],
         seed_parts=(config["seed"], attack.name),
+        eot_samples=eot_samples(config),
     )
     return robust, None
 

@@ -67,6 +67,17 @@ EVALUATION_SCHEMA: dict[str, Field] = {
         lambda v: v is None or _is_name_list(v),
         omit_when_default=True,
     ),
+    # Expectation over Transformation against a model random at test time (foundation.mask_ratio > 0):
+    # each gradient of every PGD attack (test and validation, and the integrity checks') is the mean
+    # over this many passes, each with fresh random draws, and a point is scored by a pass of its own.
+    # AutoAttack's APGD attacks average as many (their eot_iter). 1: no EOT. Omitted at its default:
+    # the section's hash stays.
+    "eot_samples": Field(
+        1,
+        "an integer >= 1 (gradient passes averaged per attack step: Expectation over Transformation; 1: none)",
+        integer(1),
+        omit_when_default=True,
+    ),
     "seed": Field(0, "an integer", is_int),
     "integrity": Field(True, "true or false", boolean),
     "random_start": Field(True, "true or false", boolean),
@@ -95,6 +106,11 @@ def check_evaluation_config(given: Mapping[str, Any] | None) -> dict[str, Any]:
     if config.get("validation_attacks") is not None:
         config["validation_attacks"] = _checked_attacks(config["validation_attacks"], "validation_attacks")
     return config
+
+
+def eot_samples(config: Mapping[str, Any]) -> int:
+    """The passes each attack gradient averages (EOT); 1 where the section leaves it out."""
+    return int(config.get("eot_samples", EVALUATION_SCHEMA["eot_samples"].default))
 
 
 def validation_attacks(config: Mapping[str, Any]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from .contrastive import ADVCL_SETTINGS, advcl_fields, check_radius_fits, parse_clusters, parse_views
-from .data import DATASETS
+from .data import DATASET_NAMES, DATASETS, is_dataset_name
 from .fields import Field, integer, number, one_of, optional, resolve, text
 from .references import imported
 
@@ -98,9 +98,9 @@ def resolve_pretraining_config(given: dict | None, *, untrained: bool, image_siz
         raise ConfigError(SECTION, "a mapping of pre-training settings, or null", given)
     cfg = resolve(SECTION, given, PRETRAINING_SCHEMA)
     dataset = cfg.get("dataset")
-    if dataset is not None and dataset not in DATASETS:
-        raise ConfigError(f"{SECTION}.dataset", f"one of {sorted(DATASETS)}, or null", dataset)
-    if dataset is not None and image_size is not None and DATASETS[dataset].image_size != image_size:
+    if dataset is not None and not is_dataset_name(dataset):
+        raise ConfigError(f"{SECTION}.dataset", f"{DATASET_NAMES}, or null", dataset)
+    if dataset is not None and image_size is not None and DATASETS[dataset].image_size not in (None, image_size):
         raise ConfigError(f"{SECTION}.dataset", f"a dataset of {image_size}px images like the trial's", dataset)
     method = PRETRAINING_METHODS[cfg["method"]]
     if method.step is None:

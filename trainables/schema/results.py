@@ -36,7 +36,9 @@ Column families of a trial's row (`<a>` is `natural`, an attack name or `worst`,
   `params_head`; `preprocessor_reused` (an earlier trial's artifact), `features_reused` (which clean
   feature sets came from an earlier trial).
 * compute: `compute_<setting>` for each compute setting (what computed it, also at the defaults).
-* provenance: `version.<package>`, `git_revision`, `torch_threads`.
+* provenance: `version.<package>`, `git_revision`, `torch_threads`; `foundation_digest` (the foundation
+  weights it used: trainables/provenance.py), `device_name` (cpu, or the GPU's model) and
+  `cpu_capability` (the CPU kernels PyTorch used: AVX512, AVX2, DEFAULT).
 """
 
 from __future__ import annotations

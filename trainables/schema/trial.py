@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .compute import DEFAULT_COMPUTE, resolve_compute_config
-from .data import DATA_SCHEMA, DATASETS, VALIDATION_IMAGES
+from .data import DATA_SCHEMA, DATASET_NAMES, DATASETS, VALIDATION_IMAGES, is_dataset_name
 from .evaluation import check_evaluation_config
 from .fields import Resolved, frozen, resolve
 from .foundation import resolve_foundation_config
@@ -36,13 +36,16 @@ def validate_trial_config(config: Any) -> Resolved:
             raise ConfigError(section, f"one of the sections {list(SECTIONS)}", "unknown section")
     data = resolve("data", config.get("data"), DATA_SCHEMA)
     for field_name in ("dataset", "preprocessor_dataset"):
-        if data[field_name] is not None and data[field_name] not in DATASETS:
-            raise ConfigError(f"data.{field_name}", f"one of {sorted(DATASETS)}", data[field_name])
-    info = DATASETS[data["dataset"]]
-    if data["validation_images"] is None:  # resolved here, so the count is part of the trial's hash
+        if data[field_name] is not None and not is_dataset_name(data[field_name]):
+            raise ConfigError(f"data.{field_name}", DATASET_NAMES, data[field_name])
+    info = DATASETS[data["dataset"]]  # an arrays: dataset's image size is None: unknown until loaded
+    # Resolved here, so the count is part of the trial's hash; an arrays: dataset's stays null, its
+    # rule (data.arrays_validation_images) applied to its training split when it is loaded.
+    if data["validation_images"] is None and data["dataset"] in VALIDATION_IMAGES:
         data["validation_images"] = VALIDATION_IMAGES[data["dataset"]]
     source = data["preprocessor_dataset"]
-    if source is not None and DATASETS[source].image_size != info.image_size:
+    source_size = None if source is None else DATASETS[source].image_size
+    if None not in (source_size, info.image_size) and source_size != info.image_size:
         raise ConfigError(
             "data.preprocessor_dataset", f"a dataset of {info.image_size}px images like {data['dataset']}", source
         )

@@ -160,10 +160,11 @@ def test_the_star_needs_the_interval_and_the_holm_adjusted_p():
 POINTS = 120
 
 
-def _store_with_examples(tmp_path):
+def _store_with_examples(tmp_path, provenance=lambda kind, seed: {}):
     """Vanilla and CRoPD (lambda 10), clean and robust heads, two seeds; per-example outcomes
     built so that CRoPD beats Vanilla under PGD-20 by exactly 30 points (robust heads) and
-    10 points (clean heads) on every seed, and ties on natural accuracy."""
+    10 points (clean heads) on every seed, and ties on natural accuracy. `provenance(kind, seed)`:
+    the foundation digest and compute columns of those rows."""
     sweep_dir = tmp_path / "hand"
     sweep_dir.mkdir()
     (sweep_dir / "sweep.json").write_text("{}")
@@ -185,6 +186,7 @@ def _store_with_examples(tmp_path):
                 natural=0.9,
                 pgd20=pgd_right / POINTS,
                 minute=minute,
+                extra_metrics=provenance(kind, seed),
             )
             minute += 1
             natural = [True] * 108 + [False] * 12
@@ -288,3 +290,76 @@ def test_a_sweep_without_per_example_outcomes_still_reports_and_says_why_there_i
     assert main(["report", str(store)]) == 0
     captured = capsys.readouterr()
     assert "Paired differences" not in captured.out and "no per-example outcomes" in captured.err
+
+
+# --- rows on different foundations or compute ----------------------------------------------------
+
+
+def _machine(digest: str, capability: str = "AVX512") -> dict:
+    return {"foundation_digest": digest, "device_name": "cpu", "cpu_capability": capability}
+
+
+def test_a_report_refuses_seeds_of_one_configuration_on_two_foundations(tmp_path, capsys):
+    """Seed 1 ran where the embedded foundation was built again, on another CPU: another model."""
+    store = _store_with_examples(tmp_path, lambda kind, seed: _machine("aaaa" if seed == 0 else "bbbb"))
+    assert main(["report", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "one configuration but 2 foundations (weights digests aaaa, bbbb)" in err and "\n" not in err
+
+
+def test_a_paired_difference_across_two_foundations_is_refused(tmp_path, capsys):
+    store = _store_with_examples(tmp_path, lambda kind, seed: _machine("aaaa" if kind == "vanilla" else "bbbb"))
+    assert main(["report", str(store)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("orchestrator: error: --compare-to: trial ") and "would measure the foundations" in err
+    assert "\n" not in err
+    # Without a comparison the table itself is fine: every configuration has one foundation.
+    assert main(["report", str(store), "--compare-to", "none"]) == 0
+
+
+def test_rows_from_different_cpus_report_with_a_warning(tmp_path, capsys):
+    store = _store_with_examples(tmp_path, lambda kind, seed: _machine("aaaa", "AVX512" if seed == 0 else "AVX2"))
+    assert main(["report", str(store)]) == 0
+    captured = capsys.readouterr()
+    assert "Paired differences against vanilla" in captured.out
+    assert "rows come from different compute" in captured.err
+    assert "cpu AVX512" in captured.err and "cpu AVX2" in captured.err
+    (tmp_path / "same").mkdir()
+    same = _store_with_examples(tmp_path / "same", lambda kind, seed: _machine("aaaa"))
+    assert main(["report", str(same)]) == 0
+    assert "different compute" not in capsys.readouterr().err
+
+
+def test_a_setting_left_out_at_its_default_pairs_with_its_own_twin_not_every_value(tmp_path, capsys):
+    """An unmasked trial's config leaves foundation.mask_ratio out (0, its default: hashes stay); read
+    back as null it would agree with 0.75 too, and CRoPD masked would have two Vanilla twins."""
+    sweep_dir = tmp_path / "masking"
+    sweep_dir.mkdir()
+    (sweep_dir / "sweep.json").write_text("{}")
+    right = {("vanilla", None): 30, ("cropd", None): 60, ("vanilla", 0.75): 80, ("cropd", 0.75): 84}
+    for minute, ((kind, mask), count) in enumerate(right.items()):
+        key = add_trial(
+            sweep_dir,
+            kind=kind,
+            lam=10 if kind == "cropd" else None,
+            natural=0.9,
+            pgd20=count / POINTS,
+            minute=minute,
+            foundation={"name": "embedded", **({"mask_ratio": mask} if mask is not None else {})},
+        )
+        write_examples(
+            sweep_dir,
+            key,
+            {
+                "index": list(range(POINTS)),
+                "label": [0] * POINTS,
+                "correct": {"natural": [True] * POINTS, "pgd20": [True] * count + [False] * (POINTS - count)},
+            },
+            {"sweep": "hand", "trial_id": f"t-{key[:6]}", "config_hash": key},
+        )
+    assert main(["report", str(sweep_dir), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert sorted(table["foundation.mask_ratio"]) == [0, 0, 0.75, 0.75]  # the default, not null
+    cropd = table[table["preprocessor.kind"] == "cropd"].set_index("foundation.mask_ratio")
+    assert cropd.loc[0, "vs_vanilla_pgd20_diff"] == pytest.approx(0.25)
+    assert cropd.loc[0.75, "vs_vanilla_pgd20_diff"] == pytest.approx(4 / POINTS)

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import yaml
+from tiny_settings import TINY_MAE  # tests/helpers/
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 from orchestrator.cli.app import main
@@ -15,18 +16,7 @@ from orchestrator.cli.app import main
 @pytest.fixture(scope="module")
 def local_foundation(tmp_path_factory):
     folder = tmp_path_factory.mktemp("foundation")
-    config = ViTMAEConfig(
-        image_size=32,
-        patch_size=8,
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        decoder_hidden_size=32,
-        decoder_num_hidden_layers=1,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=64,
-    )
+    config = ViTMAEConfig(**TINY_MAE)
     ViTMAEForPreTraining(config).save_pretrained(folder)
     return folder
 

@@ -162,6 +162,69 @@ def test_cifar10_present_then_one_file_missing(places, tmp_path):
     assert "data_batch_2" not in line and "1 missing" in result.stdout.splitlines()[-1]
 
 
+def test_cifar2_is_present_as_arrays_or_as_torchvisions_files_and_missing_names_both_ways(places, tmp_path):
+    data, cache, work = places
+    root = tmp_path / "cifar-root"
+    spec = write_spec(
+        tmp_path / "cifar2.yaml", {"data": {"dataset": "cifar2", "root": str(root)}, "foundation": {"name": "embedded"}}
+    )
+
+    def dataset_line(code: int) -> str:
+        result = run_cli(["prepare", str(spec)], work, data_root=data, hf_cache=cache)
+        assert result.returncode == code, result.stdout
+        (line,) = lines_of(result.stdout, "dataset")
+        return line
+
+    line = dataset_line(1)
+    assert line.startswith("MISSING") and "cifar-10-batches-py" in line
+    assert "put the arrays files cifar2/train.npz and cifar2/test.npz there" in line
+    assert "torchvision's cifar-10-python files" in line and "--fetch" in line
+    for split in SPLITS:  # prepare checks presence; loading them is tests/trainables/test_arrays_data.py's
+        (root / "cifar2").mkdir(parents=True, exist_ok=True)
+        (root / "cifar2" / f"{split}.npz").write_bytes(b"x")
+    line = dataset_line(0)
+    assert line.startswith("present") and f"(arrays in data root {root})" in line
+    (root / "cifar2" / "train.npz").unlink()
+    (root / "cifar-10-batches-py").mkdir()
+    for name in CIFAR10:
+        (root / "cifar-10-batches-py" / name).write_bytes(b"x")
+    assert "(torchvision files and arrays in data root" in dataset_line(0)  # train from the files, test arrays
+    (root / "cifar2" / "test.npz").unlink()
+    assert "(torchvision files in data root" in dataset_line(0)
+
+
+def test_an_arrays_dataset_is_checked_and_never_fetched(places, tmp_path):
+    data, cache, work = places
+    spec = write_spec(tmp_path / "toy.yaml", {"data": {"dataset": "arrays:toy"}, "foundation": {"name": "embedded"}})
+    result = run_cli(["prepare", str(spec)], work, data_root=data, hf_cache=cache)
+    assert result.returncode == 1, result.stdout
+    (line,) = lines_of(result.stdout, "dataset")
+    assert line.startswith("MISSING") and "arrays:toy" in line and "missing toy/train.npz, toy/test.npz" in line
+    assert "write toy/train.npz and toy/test.npz there" in line and "--fetch" not in line.split("->")[1]
+    # --fetch does not try: the user's own files cannot be downloaded (and nothing is written).
+    result = run_cli(["prepare", str(spec), "--fetch"], work, data_root=data, hf_cache=cache)
+    assert result.returncode == 1 and "could not fetch dataset arrays:toy: nothing to fetch" in result.stderr
+    assert tree(data) == []
+    (data / "toy").mkdir()
+    for split in SPLITS:
+        (data / "toy" / f"{split}.npz").write_bytes(b"x")
+    result = run_cli(["prepare", str(spec)], work, data_root=data, hf_cache=cache)
+    assert result.returncode == 0 and f"(arrays in data root {data})" in lines_of(result.stdout, "dataset")[0]
+    assert required_paths("arrays:toy") == ("toy/train.npz", "toy/test.npz")
+
+
+@pytest.mark.parametrize("name", FILE_DATASETS)
+@pytest.mark.parametrize("split", SPLITS)
+def test_an_arrays_file_stands_for_its_split_of_any_file_dataset(tmp_path, name, split):
+    root, empty = tmp_path / "root", tmp_path / "empty"
+    (root / name).mkdir(parents=True)
+    (root / name / f"{split}.npz").write_bytes(b"x")
+    assert missing_paths(name, root, [split]) == []
+    # The other split still needs the registry's files: what an empty root misses.
+    other = [s for s in SPLITS if s != split]
+    assert missing_paths(name, root, other) == [root / p.relative_to(empty) for p in missing_paths(name, empty, other)]
+
+
 @pytest.mark.parametrize("name", FILE_DATASETS)
 @pytest.mark.parametrize("split", SPLITS)
 def test_the_loader_refuses_exactly_what_the_registry_says_is_missing(tmp_path, name, split):
@@ -325,3 +388,24 @@ except ConfigError as err:
     located, loaded, refused = result.stdout.strip().splitlines()
     assert located == loaded == str(snapshot)
     assert refused.startswith("preprocessor.path: ") and "hf download cropd-tests/not-cached" in refused
+
+
+def test_an_embedded_foundation_names_its_data_set_and_the_cifar2_one_needs_the_training_split(places, tmp_path):
+    data, cache, work = places
+    spec = write_spec(
+        tmp_path / "foundations.yaml",
+        {"data": {"dataset": "digits"}, "foundation": {"name": "embedded"}},
+        grid=[{"foundation.embedded.dataset": ["digits", "cifar2"]}],
+    )
+    result = run_cli(["prepare", str(spec)], work, data_root=data, hf_cache=cache)
+    assert result.returncode == 1, result.stdout  # cifar2's training split is not under the data root
+    cifar2, digits = sorted(lines_of(result.stdout, "foundation"))
+    assert "embedded digits (shipped with the project" in digits and "[1 trial]" in digits
+    assert "embedded cifar2 (pre-trained once by the first trial" in cifar2 and "[1 trial]" in cifar2
+    (needed,) = [line for line in lines_of(result.stdout, "dataset") if " cifar2 " in line]
+    assert needed.startswith("MISSING") and "[1 trial]" in needed
+    (data / "cifar2").mkdir()
+    for split in ("train", "test"):
+        (data / "cifar2" / f"{split}.npz").write_bytes(b"")  # prepare looks for the files, it does not read them
+    result = run_cli(["prepare", str(spec)], work, data_root=data, hf_cache=cache)
+    assert result.returncode == 0, result.stdout

@@ -115,6 +115,8 @@ def test_shipped_spec_loads_and_plans_the_trials_its_yaml_describes(path):
             for target in SEED_FIELDS if key == SEED_KEY else (key,):
                 if target == "foundation.pretraining.method" and value == "none":
                     assert "pretraining" not in config["foundation"]  # no robust pre-training: no section
+                elif target == "foundation.mask_ratio" and value == 0:
+                    assert "mask_ratio" not in config["foundation"]  # its default: left out, hashes stay
                 elif target == "preprocessor.arch.preset":  # a preset is expanded into its settings
                     arch = config["preprocessor"]["arch"]
                     overridden = {key.rsplit(".", 1)[1] for key in point if key.startswith("preprocessor.arch.")}
