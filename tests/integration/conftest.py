@@ -53,6 +53,9 @@ def _run_finished_sweep(root: Path, foundation: dict, arch: dict) -> FinishedSwe
     spec_path = write_spec(root, foundation, arch, name=FINISHED_SWEEP, seeds=[0, 1])
     raw = yaml.safe_load(spec_path.read_text())
     raw["trial"]["preprocessor"]["epochs"] = 2  # the shared tiny spec, with fewer epochs: six trials
+    # Heads long enough to leave chance on 105 images (3 epochs are ~6 steps: most heads answered
+    # one class), so the readers below see unflagged trials as well as flagged ones.
+    raw["trial"]["head"]["epochs"] = 12
     spec_path.write_text(yaml.safe_dump(raw))
     # Its own artifact cache, which the readers in every worker use too (the worker's own cache
     # would hold another pre-training of the tiny foundation). Set before Ray starts, so the trial

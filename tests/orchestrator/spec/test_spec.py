@@ -167,36 +167,31 @@ def test_lambda_ablation_has_every_table_1_row_with_both_heads():
     assert all(c["data"]["dataset"] == "cifar2" for c in _points_of("lambda_ablation"))
 
 
-def test_embedded_table1_is_the_study_the_paper_question_needs():
-    configs = _points_of("embedded_table1")
+PAPER_TABLE1_ROWS = {
+    (kind, lam, head)
+    for kind, lam in [("identity", None), ("vanilla", None), ("arae", None)] + [("cropd", lam) for lam in (0.1, 1, 10)]
+    for head in ("clean", "robust")
+}
+
+
+def _table1_runs(name: str) -> dict[tuple, dict[int, dict]]:
+    """Paper Table 1's rows of study `name`, each with its configuration per seed, after checking
+    what every row of such a study must share: seeds, attacks and the auto-encoders' training."""
     runs: dict[tuple, dict[int, dict]] = {}
-    for c in configs:
+    for c in _points_of(name):
         row = (
             c["preprocessor"]["kind"],
             c["preprocessor"]["lambda"] if c["preprocessor"]["kind"] == "cropd" else None,
             c["head"]["mode"],
         )
         runs.setdefault(row, {})[c["data"]["seed"]] = c
-        assert c["data"]["dataset"] == "digits" and c["evaluation"]["n_examples"] is None  # all 450 test points
         assert {"pgd10", "pgd20"} <= set(c["evaluation"]["attacks"])
         assert c["preprocessor"]["seed"] == c["head"]["seed"] == c["data"]["seed"]
         if c["preprocessor"]["kind"] != "identity":
             assert c["preprocessor"]["arch"]["combine"] == "average" and c["preprocessor"]["fgsm_random_start"] is False
         if c["preprocessor"]["kind"] == "arae":  # App. A: the auto-encoders' adversarial examples by FGSM
             assert c["preprocessor"]["arae_attack"] == "fgsm"
-    expected = {
-        (kind, lam, head)
-        for kind, lam in [
-            ("identity", None),
-            ("vanilla", None),
-            ("arae", None),
-            ("cropd", 0.1),
-            ("cropd", 1),
-            ("cropd", 10),
-        ]
-        for head in ("clean", "robust")
-    }
-    assert set(runs) == expected
+    assert set(runs) == PAPER_TABLE1_ROWS
     for row, by_seed in runs.items():
         assert len(by_seed) >= 3, row
         with_autoattack = [
@@ -205,6 +200,13 @@ def test_embedded_table1_is_the_study_the_paper_question_needs():
             if "autoattack" in c["evaluation"]["attacks"] and c["evaluation"]["autoattack_examples"] >= 100
         ]
         assert with_autoattack, row  # the standard AutoAttack on at least 100 points for at least one seed
+    return runs
+
+
+def test_embedded_table1_is_the_study_the_paper_question_needs():
+    for by_seed in _table1_runs("embedded_table1").values():
+        for c in by_seed.values():
+            assert c["data"]["dataset"] == "digits" and c["evaluation"]["n_examples"] is None  # all 450 test points
     masked = _points_of("embedded_table1_masked")
     assert {(c["preprocessor"]["kind"], c["preprocessor"]["arch"]["combine"]) for c in masked} == {
         ("vanilla", "masked"),
@@ -842,3 +844,14 @@ def test_plan_hash_changes_with_the_search_budget(tmp_path):
         load_spec(dump(tmp_path, {**study, "search": search, "resources": {"gpu": 1}}, "c.yaml")).plan_hash
         == base.plan_hash
     )
+
+
+def test_cifar2_table1_runs_table1_on_the_real_pixels_on_one_set_of_points():
+    configs = [c for by_seed in _table1_runs("cifar2_table1").values() for c in by_seed.values()]
+    for c in configs:
+        assert c["data"]["dataset"] == "cifar2" and c["foundation"]["embedded"]["dataset"] == "cifar2"
+        assert c["evaluation"].get("eps") in (None, pytest.approx(8 / 255))  # null: cifar2's own, 8/255
+        assert c["preprocessor"]["eps"] == pytest.approx(8 / 255)
+    # Every row on the same test points and validation split, so the report can pair any two.
+    assert len({(c["evaluation"]["n_examples"], c["data"]["validation_images"]) for c in configs}) == 1
+    assert {c["head"]["epochs"] for c in configs if c["head"]["mode"] == "robust"} == {2}
