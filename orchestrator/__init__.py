@@ -44,3 +44,8 @@ def __getattr__(name: str):
 
     module, attribute = _EXPORTS[name]
     return getattr(import_module(f"{__name__}.{module}"), attribute)
+
+
+def __dir__() -> list[str]:
+    # The lazily re-exported names too, so a notebook's completion (dir(orchestrator)) finds them.
+    return sorted(set(globals()) | set(__all__))

@@ -241,6 +241,13 @@ def compare_to_reference(
         if key not in trials.columns:
             raise UserError(f"--compare-to: no setting {key!r} in these results")
     groups = configurations(trials)
+    settings_columns = set(groups[0][0]) if groups else set()
+    for key in selector:
+        if key not in settings_columns:  # seed, sweep, a metric: in every row, but no configuration's
+            raise UserError(
+                f"--compare-to: {key} is not a setting that tells configurations apart (each seed is paired "
+                "with its own); give one that is, e.g. preprocessor.kind=vanilla"
+            )
     check_one_foundation_per_configuration(trials, groups)
     is_reference = [all(_matches(settings[key], wanted) for key, wanted in selector.items()) for settings, _ in groups]
     if not any(is_reference):

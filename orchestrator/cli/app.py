@@ -38,6 +38,7 @@ from orchestrator.store import damaged_files
 from trainables.errors import UserError  # noqa: E402
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool the pipe's reader closed on
 SHELLS = ("bash", "zsh")
 # Positional arguments that take a spec (or a sweep folder, or either): tab completes folders and
 # YAML files only.
@@ -46,8 +47,10 @@ SPEC_ARGUMENTS = ("spec", "target", "sweep")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {installed_version()}")
     add_verbosity_options(parser, default=logs.DEFAULT)
-    commands = parser.add_subparsers(dest="command", required=True)
+    # Not required: a bare `orchestrator` prints this help (main) instead of an error.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     sweep.add_parser(commands)
     prepare.add_parser(commands)
     plan.add_parser(commands)
@@ -74,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
             if not action.option_strings and action.dest in SPEC_ARGUMENTS:
                 action.completer = _spec_completer  # type: ignore[attr-defined]
     return parser
+
+
+def installed_version() -> str:
+    """The installed package's version (pyproject.toml's), or "unknown" when run from a bare checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("cropd-orchestrator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def add_verbosity_options(parser: argparse.ArgumentParser, *, default) -> None:
@@ -123,10 +136,20 @@ def main(argv: list[str] | None = None) -> int:
 
         argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    if args.command is None:  # bare `orchestrator` (or only -q / -v): what it can do, not an error
+        parser.print_help()
+        return 0
     # No option: $CROPD_LOG_LEVEL if the shell set it, else every logger as it was.
     logs.set_level(logs.current() if args.verbosity == logs.DEFAULT else args.verbosity)
     try:
-        return args.run(args) or 0
+        code = args.run(args) or 0
+        sys.stdout.flush()  # here, where a closed pipe is caught, not in Python's flush at exit
+        return code
+    except BrokenPipeError:
+        # The reader went away (`orchestrator results S | head`): stop quietly, as `cat` would.
+        # Point stdout at /dev/null so Python's own flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except UserError as err:
         print(f"orchestrator: error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

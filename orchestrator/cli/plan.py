@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 from orchestrator.spec.backends import add_backend_options, backend_names
+from trainables.errors import UserError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.store.paths import default_sweep_dir
 
     spec = load_spec(args.spec, args.overrides)
+    for folder in args.history or []:  # named on purpose: a typo would silently mean "no history"
+        if not folder.is_dir():
+            raise UserError(f"--history {folder}: no such folder (a sweep folder, or a folder of sweeps)")
     history = args.history or [default_sweep_dir(spec.name).parent]
     plan = estimate(planned_stages(spec), history_rows(history))
     backend = backend_class(args.backend or spec.backend).from_options(spec, args)
@@ -59,23 +63,62 @@ def run(args: argparse.Namespace) -> int:
 
 
 def concurrency(spec) -> tuple[int, str]:
-    """How many trials run at once here, and why: the per-trial request against this machine's cores."""
+    """How many trials run at once here, and why: the per-trial request against this machine's
+    cores and GPUs. 0 when no trial fits (`sweep` would refuse to start here, and the reason says
+    so); the plan is still printed, since planning a GPU study on a login node is what plan is for."""
     cpu, gpu = spec.resources["cpu"], spec.resources["gpu"]
     limit = spec.max_concurrent or math.inf
     cores = os.cpu_count() or 1
-    count = min(limit, math.floor(cores / cpu) if cpu else math.inf, spec.num_trials)
+    gpus = gpus_here()
+    count = min(
+        limit,
+        math.floor(cores / cpu) if cpu else math.inf,
+        math.floor(gpus / gpu) if gpu else math.inf,
+        spec.num_trials,
+    )
+    fits = cpu <= cores and gpu <= gpus
     why = (
-        ("no trial fits here: " if cpu > cores else "")
-        + f"{cores} cores here / cpu {cpu} per trial"
+        f"{cores} cores here / cpu {cpu:g} per trial"
+        + (f", {gpus} GPUs here / gpu {gpu:g} per trial" if gpu else "")
         + (f", max_concurrent {spec.max_concurrent}" if spec.max_concurrent else "")
     )
-    if gpu:
-        why += f"; each trial also asks for {gpu} GPU (not counted here: at most {math.floor(1 / gpu)} per GPU)"
+    if not fits:
+        why = (
+            f"no trial fits here: {why}; `sweep` would refuse to start on this machine "
+            "(--backend slurm plans it for a cluster)"
+        )
     return int(count if math.isfinite(count) else spec.num_trials), why
+
+
+def gpus_here() -> int:
+    """This machine's GPUs as CUDA would show them, without importing torch (plan stays instant):
+    $CUDA_VISIBLE_DEVICES when set, else the NVIDIA driver's entries under /proc."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
+    driver = Path("/proc/driver/nvidia/gpus")
+    return len(list(driver.iterdir())) if driver.is_dir() else 0
 
 
 def _hours(seconds: float | None) -> str:
     return "?" if seconds is None else f"{seconds / 3600:,.2f} h" if seconds >= 360 else f"{seconds:,.0f} s"
+
+
+def _total_text(plan) -> str:
+    """The estimated trial-slot time: unknown without any estimate, a lower bound with some."""
+    if plan.unestimated == len(plan.stages):
+        return "unknown (no earlier sweep ran any of these stages; --history names where to look)"
+    if plan.unestimated:
+        return f"at least {_hours(plan.total_s)} of trial slots ({plan.unestimated} stage(s) without an estimate)"
+    return f"{_hours(plan.total_s)} of trial slots"
+
+
+def _wall_text(plan, wall_s: float | None) -> str:
+    if wall_s is None:
+        return "no wall time: no trial fits what is asked for"
+    if plan.unestimated == len(plan.stages):
+        return "wall unknown"
+    return f"wall {'at least' if plan.unestimated else 'about'} {_hours(wall_s)}"
 
 
 def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]) -> str:
@@ -109,10 +152,9 @@ def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]
     lines += [
         "",
         "distinct stages: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()),
-        f"estimated total: {_hours(plan.total_s)} of trial slots"
-        + (f" ({plan.unestimated} stage(s) without an estimate are not in it)" if plan.unestimated else ""),
+        "estimated total: " + _total_text(plan),
         f"resources: cpu {spec.resources['cpu']}, gpu {spec.resources['gpu']} per trial; {at_once} at once ({why}); "
-        + (f"wall about {_hours(wall_s)}" if wall_s is not None else "no wall time: no trial fits what is asked for"),
+        + _wall_text(plan, wall_s),
     ]
     return "\n".join(lines + backend_lines)
 
@@ -130,11 +172,13 @@ def _as_json(spec, plan, at_once, why, wall_s, history, backend: str, check: dic
             {"kind": s.kind, "label": s.label, "trials": s.trials, "estimate_s": s.estimate_s, "basis": s.basis}
             for s in plan.stages
         ],
-        "total_s": plan.total_s,
+        # null when no stage has an estimate (unknown, not 0 s); a lower bound while some have none
+        "total_s": None if plan.unestimated == len(plan.stages) else plan.total_s,
+        "total_is_lower_bound": 0 < plan.unestimated < len(plan.stages),
         "unestimated_stages": plan.unestimated,
         "at_once": at_once,
         "at_once_why": why,
-        "wall_s": wall_s,
+        "wall_s": None if plan.unestimated == len(plan.stages) else wall_s,
         "backend": backend,
         # the backend's own check under its name ("slurm": the sbatch script and its verdict)
         **({backend: check} if check is not None else {}),

@@ -43,8 +43,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from orchestrator.analysis import plots
     from orchestrator.analysis.frames import check_metric, finished_trials, present_metrics, relation
+    from orchestrator.cli.outputs import check_folder
 
-    plots.image_format(args.output)  # a wrong file name fails before any work
+    plots.image_format(args.output)  # a wrong file name or folder fails before any work
+    check_folder(args.output)
     trials = finished_trials(args.target, where=args.where)
     sweep = ", ".join(sorted(set(trials["sweep"])))
     if args.metrics is not None:

@@ -24,7 +24,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
-    parser.add_argument("--format", choices=FORMATS, default="markdown", help="output format (default: markdown)")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="output format (default: the -o file's suffix: .md, .tex, .csv, .json; else markdown)",
+    )
     parser.add_argument("--where", metavar="SQL", help="a DuckDB condition on the trials to include")
     parser.add_argument(
         "--compare-to",
@@ -45,15 +49,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.analysis.frames import finished_trials
+    from orchestrator.cli.outputs import report_format
     from trainables.artifacts import atomic_write_bytes
 
+    fmt = report_format(args.output, args.format)  # before any work: a wrong file name costs nothing
     trials = finished_trials(args.target, where=args.where)
     if args.costs:
         from orchestrator.analysis.costs import render_costs
 
-        text = render_costs(trials, args.format)
+        text = render_costs(trials, fmt)
     else:
-        text = report_text(args.target, trials, args.format, args.compare_to)
+        text = report_text(args.target, trials, fmt, args.compare_to)
     if args.output is None:
         sys.stdout.write(text)
     else:

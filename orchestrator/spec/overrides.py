@@ -38,8 +38,13 @@ def apply_cli_overrides(raw: Any, overrides: list[str] | tuple[str, ...], *, sou
     if not isinstance(raw, dict):
         return raw  # parse_spec says what is wrong with the file itself
     result = copy.deepcopy(raw)
+    seen: dict[str, str] = {}
     for text in overrides:
         key, value = _split(text, source)
+        dotted = ".".join(key)
+        if dotted in seen:  # the later one would win silently: almost always a typo in a long command
+            raise UserError(f"{source}: override {text!r}: {dotted} is already set by {seen[dotted]!r}; give it once")
+        seen[dotted] = text
         _set(result, key, value, text, source)
     return result
 
@@ -51,8 +56,10 @@ def _split(text: str, source: str) -> tuple[list[str], Any]:
         raise UserError(
             f"{source}: override {text!r}: expected KEY=VALUE with a dotted KEY, e.g. preprocessor.epochs=1"
         )
+    if not value_text.strip():  # `key=` would set null silently; null must be asked for by name
+        raise UserError(f"{source}: override {text!r}: expected a value after '=' (write {key}=null for none)")
     try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
+        value = yaml.safe_load(value_text)
     except yaml.YAMLError:
         value = value_text  # Hydra reads what is not YAML as text
     return key.split("."), value

@@ -269,6 +269,10 @@ def test_report_in_grid_order_with_the_best_marked_and_flags_beside_their_row(st
     assert r"Pre-processor & $\lambda$ & Head & n & Natural & PGD-20 & Integrity flags \\" in latex
     assert r"\textbf{60.5 $\pm$" in latex and r"zero\_input\_gradient \\" in latex and r"in \%" in latex
 
+    tex = store / "report.tex"  # the suffix says the format: LaTeX without --format latex
+    assert main(["report", str(store), "-o", str(tex)]) == 0
+    assert tex.read_text() == latex
+
     out = store / "report.csv"
     assert main(["report", str(store), "--format", "csv", "-o", str(out)]) == 0
     table = pd.read_csv(out)
@@ -368,6 +372,11 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
         (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
         (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
         (["plot", "{store}", "--kind", "strength", "-o", "{out}.png"], "these trials have no attack-strength sweep"),
+        # Once: the folder was created silently, and a .html or .tex file held Markdown.
+        (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}/nofolder/x.png"], "no folder"),
+        (["report", "{store}", "-o", "{out}/nofolder/report.md"], "no folder"),
+        (["report", "{store}", "-o", "{out}.html"], "expected a file name ending in one of"),
+        (["report", "{store}", "--format", "markdown", "-o", "{out}.tex"], "a .tex file holds latex"),
         (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
         (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),
     ],

@@ -274,6 +274,9 @@ def test_report_prints_the_paired_differences_and_takes_another_reference(tmp_pa
         ("preprocessor.tau=1", "no setting 'preprocessor.tau'"),
         ("preprocessor.lambda", "no finished configuration"),
         ("kind=", "is not setting=value"),
+        # Columns of every row that are not settings: once a KeyError traceback.
+        ("seed=0", "seed is not a setting that tells configurations apart"),
+        ("sweep=paired", "sweep is not a setting that tells configurations apart"),
     ],
 )
 def test_a_bad_reference_is_one_line_and_exit_2(tmp_path, capsys, reference, message):

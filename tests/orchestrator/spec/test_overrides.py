@@ -56,6 +56,10 @@ def test_grid_axes_and_the_search_budget_are_overridden(tmp_path, tiny_foundatio
         ("preprocessor.epochs", "KEY=VALUE"),
         ("preprocessor=1", "a setting inside a trial section"),
         ("name.first=x", "name is"),
+        ("+preprocessor.epochs=", "expected a value after '='"),  # once set the epochs to null, silently
+        ("head.epochs=", "head.epochs=null"),
+        (["head.epochs=2", "head.epochs=3"], "already set by 'head.epochs=2'"),  # once: the last won, silently
+        (["+head.epochs=2", "head.epochs=2"], "give it once"),
     ],
 )
 def test_a_bad_override_is_one_line_naming_what_was_expected(
@@ -63,7 +67,7 @@ def test_a_bad_override_is_one_line_naming_what_was_expected(
 ):
     path = write_spec(tmp_path, tiny_foundation_config, tiny_arch)
     with pytest.raises((ConfigError, UserError)) as caught:
-        load_spec(path, [override])
+        load_spec(path, override if isinstance(override, list) else [override])
     message = str(caught.value)
     assert field_or_text in message and "\n" not in message and str(path) in message
 
