@@ -20,6 +20,7 @@ from rich.table import Table
 from orchestrator.analysis.plain_json import dumps, json_value
 from orchestrator.spec.target import sweep_dir_of
 from orchestrator.store.counts import progress_of_started, sweep_counts, trial_seconds
+from orchestrator.store.lock import driver_state, owner_text
 from orchestrator.store.query import load_trials
 from trainables.schema.results import ACCURACY_NAMES, accuracy_column, count_column, interval_columns
 
@@ -75,6 +76,7 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     trials = load_trials(sweep_dir)  # read once: the counts, the progress lines and the table use it
     counts = sweep_counts(sweep_dir, trials)
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    console.print(driver_line(sweep_dir), markup=False, highlight=False)
     print_jobs(sweep_dir, console)
     for running in progress_of_started(sweep_dir, trials):
         console.print(
@@ -141,7 +143,24 @@ def status_data(sweep_dir: Path) -> dict[str, Any]:
     ]
     counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir, trials).items()}
     started = progress_of_started(sweep_dir, trials)
-    return json_value({"sweep": str(sweep_dir), "counts": counts, "jobs": jobs, "started": started, "trials": records})
+    return json_value(
+        {
+            "sweep": str(sweep_dir),
+            "counts": counts,
+            "driver": driver_state(sweep_dir) or {"alive": False},
+            "jobs": jobs,
+            "started": started,
+            "trials": records,
+        }
+    )
+
+
+def driver_line(sweep_dir: Path) -> str:
+    """Whether a driver runs the sweep now (the kernel's lock says, not a guess from file ages)."""
+    driver = driver_state(sweep_dir)
+    if driver is None:
+        return "driver: none running"
+    return f"driver: running ({owner_text(driver)})"
 
 
 def shown_settings(trials) -> list[str]:

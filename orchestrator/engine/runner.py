@@ -23,6 +23,7 @@ from orchestrator.engine.trial import TUNE_NAME, run_recorded_trial, trial_key, 
 from orchestrator.logs import third_party_level
 from orchestrator.spec.sweep_spec import SweepSpec
 from orchestrator.store import cache, damaged_files
+from orchestrator.store.counts import sweep_counts
 from orchestrator.store.lock import sweep_lock
 from orchestrator.store.parquet import footer_readable, read_trial, trial_file_damaged, trial_path
 from orchestrator.store.paths import SweepPaths, parquet_files
@@ -183,13 +184,15 @@ def _run_locked(
                 ),
             )
         with _actor_starts_at_once(spec), _scheduler_metric_check(spec):
-            grid = tuner.fit()
+            tuner.fit()
         _refresh_results_cache(sweep_dir)
         if failures.out_of_storage is not None:
             raise UserError(f"{sweep_dir}: stopped: {failures.out_of_storage}")
-        done = sum(1 for result in grid if result.error is None)
-        failed = len(grid) - done
-        return SweepOutcome(sweep_dir, resumed, done, failed, spec.num_trials - len(grid))
+        # Counted from the rows, the record of truth: Tune reports a trial it stopped on Ctrl-C (or
+        # `orchestrator cancel`) without an error, which once counted an interrupted sweep as done.
+        counts = sweep_counts(sweep_dir)
+        done = counts["finished"] + counts["stopped"]
+        return SweepOutcome(sweep_dir, resumed, done, counts["failed"], counts["planned"] - done - counts["failed"])
     finally:
         backend.stop()
         if processes is not None:

@@ -35,6 +35,44 @@ def owner_text(owner: dict) -> str:
 
 _held: set[Path] = set()  # locks this process holds: taking one again is a no-op (flock would refuse it)
 
+# A driver retries for this long before refusing: `status` and `cancel` probe the lock with a
+# shared lock held for microseconds (driver_state), which must not refuse a driver starting then.
+TAKE_ATTEMPTS, TAKE_PAUSE_S = 5, 0.05
+
+
+def _take(fd: int) -> bool:
+    for attempt in range(TAKE_ATTEMPTS):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt + 1 < TAKE_ATTEMPTS:
+                time.sleep(TAKE_PAUSE_S)
+    return False
+
+
+def driver_state(sweep_dir: Path) -> dict | None:
+    """The driver running the sweep now (its pid, host, Slurm job, since when, and `alive: True`),
+    or None when none holds the lock. Probed with a shared lock taken and dropped at once: the
+    kernel's answer, true across NFS clients too, whatever process the driver runs in."""
+    path = lock_path(sweep_dir)
+    if not path.is_file():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+            except ValueError:
+                owner = {}
+            return {**owner, "alive": True}
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
 
 @contextmanager
 def sweep_lock(sweep_dir: Path, what: str = "driver") -> Iterator[None]:
@@ -52,9 +90,7 @@ def sweep_lock(sweep_dir: Path, what: str = "driver") -> Iterator[None]:
     # descriptor non-inheritable, so Ray's processes never keep the lock after we die.
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _take(fd):
             try:
                 owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
             except ValueError:
