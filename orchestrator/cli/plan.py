@@ -40,26 +40,39 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.backends.registry import backend_class
-    from orchestrator.spec.estimate import estimate, history_rows, planned_stages
     from orchestrator.spec.sweep_spec import load_spec
-    from orchestrator.store.paths import default_sweep_dir
 
     spec = load_spec(args.spec, args.overrides)
-    for folder in args.history or []:  # named on purpose: a typo would silently mean "no history"
-        if not folder.is_dir():
-            raise UserError(f"--history {folder}: no such folder (a sweep folder, or a folder of sweeps)")
-    history = args.history or [default_sweep_dir(spec.name).parent]
-    plan = estimate(planned_stages(spec), history_rows(history))
     backend = backend_class(args.backend or spec.backend).from_options(spec, args)
-    at_once, why = backend.plan_concurrency(spec) or concurrency(spec)
-    wall_s = plan.total_s / at_once if at_once else None  # None: no trial fits
-    check = backend.plan_check(spec, wall_s)
+    planned = make_plan(spec, backend, args.history)
     if args.format == "json":
-        print(json.dumps(_as_json(spec, plan, at_once, why, wall_s, history, backend.name, check), indent=2))
+        print(json.dumps(_as_json(spec, *planned, backend.name), indent=2))
     else:
+        plan, at_once, why, wall_s, history, check = planned
         lines = ["", *backend.plan_lines(check)] if check is not None else []
         print(_as_text(spec, plan, at_once, why, wall_s, history, lines))
     return 0
+
+
+def make_plan(spec, backend, history: list[Path] | None):
+    """The plan of `spec` on `backend`: (stage estimates, trials at once, why, wall seconds or None,
+    the history folders read, the backend's own check); `history` None: the spec's runs/ folder."""
+    from orchestrator.spec.estimate import estimate, history_rows, planned_stages
+    from orchestrator.store.paths import default_sweep_dir
+
+    for folder in history or []:  # named on purpose: a typo would silently mean "no history"
+        if not Path(folder).is_dir():
+            raise UserError(f"--history {folder}: no such folder (a sweep folder, or a folder of sweeps)")
+    history = [Path(folder) for folder in history] if history else [default_sweep_dir(spec.name).parent]
+    plan = estimate(planned_stages(spec), history_rows(history))
+    at_once, why = backend.plan_concurrency(spec) or concurrency(spec)
+    wall_s = plan.total_s / at_once if at_once else None  # None: no trial fits
+    return plan, at_once, why, wall_s, history, backend.plan_check(spec, wall_s)
+
+
+def plan_data(spec, backend, history: list[Path] | None = None) -> dict:
+    """`orchestrator plan --format json`'s object (orchestrator.plan returns it)."""
+    return _as_json(spec, *make_plan(spec, backend, history), backend.name)
 
 
 def concurrency(spec) -> tuple[int, str]:
@@ -159,7 +172,7 @@ def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]
     return "\n".join(lines + backend_lines)
 
 
-def _as_json(spec, plan, at_once, why, wall_s, history, backend: str, check: dict | None) -> dict:
+def _as_json(spec, plan, at_once, why, wall_s, history, check: dict | None, backend: str) -> dict:
     return {
         "name": spec.name,
         "spec": str(spec.path),
