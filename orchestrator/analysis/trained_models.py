@@ -33,13 +33,21 @@ CARD_FILE = "model_card.json"
 def find_trial(sweep_dir: Path, trial: str) -> dict[str, Any]:
     """The results row of `trial`: a config hash (or a prefix of one, as `orchestrator status`
     prints) or a Ray trial id. Exactly one finished trial must match."""
+    from orchestrator.store.counts import started_trials
     from orchestrator.store.query import load_trials
 
     rows = load_trials(sweep_dir)
-    if not len(rows):
-        raise UserError(f"{sweep_dir}: no trial results (is it a sweep folder?)")
-    matches = rows[(rows["config_hash"].str.startswith(trial)) | (rows["trial_id"] == trial)]
+    matches = rows[(rows["config_hash"].str.startswith(trial)) | (rows["trial_id"] == trial)] if len(rows) else rows
     if not len(matches):
+        # A trial that started has a folder but no row until it ends: say so, not "no trial".
+        started = [key for key in started_trials(sweep_dir, rows) if key.startswith(trial)]
+        if started:
+            raise UserError(
+                f"{sweep_dir}: trial {started[0][:8]} has not finished (running, or interrupted before its "
+                "result); its model exists once it has"
+            )
+        if not len(rows):
+            raise UserError(f"{sweep_dir}: no trial results (is it a sweep folder?)")
         raise UserError(f"{sweep_dir}: no trial {trial!r} (give a config hash or its first characters, or a trial id)")
     if matches["config_hash"].nunique() > 1:
         raise UserError(

@@ -17,7 +17,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "trial", help="the trial: its config hash or first characters (as `status` prints), or trial id"
     )
-    parser.add_argument("-o", "--out", type=Path, required=True, help="a new folder to write")
+    # -o/--output as in report and plot; --out, its old spelling, still accepted
+    parser.add_argument("-o", "--output", "--out", dest="out", type=Path, required=True, help="a new folder to write")
     parser.set_defaults(run=run)
 
 

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestrator.cli.options import add_format_option
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
@@ -31,7 +33,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="a DuckDB condition on the trials to include (quote dotted names: \"head.mode\" = 'robust')",
     )
     parser.add_argument("--by-config", action="store_true", help="one point per configuration: the mean over its seeds")
-    parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    add_format_option(parser, ("csv", "json"), "text (default): a table; csv; json")
     parser.set_defaults(run=run)
 
 

@@ -21,12 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator.analysis.plain_json import is_missing, json_value, utc
+from orchestrator.cli.options import add_format_option
 from orchestrator.spec.target import sweep_dir_of
 from orchestrator.store.query import connect, first_line, frame
 from orchestrator.store.rows import ACCURACY_COLUMNS, is_setting
 from trainables.errors import UserError
 
-FORMATS = ("table", "csv", "json")
+FORMATS = ("text", "csv", "json")
 IDENTITY_COLUMNS = ("config_hash", "status")
 
 
@@ -43,7 +44,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="a DuckDB query over the tables `trials` and `epochs`, e.g. "
         '"SELECT * FROM trials WHERE status = \'ERROR\'" (quote dotted names: "preprocessor.lambda")',
     )
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    add_format_option(parser, ("csv", "json"), "text (default): a table; csv; json")
     parser.set_defaults(run=run)
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.analysis.plain_json import dumps, json_value
+from orchestrator.cli.options import add_format_option
 from orchestrator.spec.target import sweep_dir_of
 from orchestrator.store.counts import progress_of_started, sweep_counts, trial_seconds
 from orchestrator.store.lock import driver_state, owner_text
@@ -47,16 +48,16 @@ SHOWN_SETTINGS = (
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("status", help="what a sweep has done so far")
     parser.add_argument("target", type=Path, help="a sweep directory, or the spec it was run from")
-    parser.add_argument(
-        "--format",
-        choices=FORMATS,
-        default="table",
-        help="table (default), or json: one object with the counts, the jobs and every trial, on stdout",
+    add_format_option(
+        parser, ("json",), "text (default), or json: one object with the counts, the driver, the jobs and every trial"
     )
     parser.set_defaults(run=run)
 
 
-FORMATS = ("table", "json")
+FORMATS = ("text", "json")
+# The per-trial lines say what the counts say ("3 finished"), not Ray's state names; the JSON
+# keeps the rows' own values (TERMINATED, ERROR, STOPPED), which --sql queries use.
+STATUS_WORDS = {"TERMINATED": "finished", "ERROR": "failed", "STOPPED": "stopped"}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,7 +99,7 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     for column in (*ACCURACY_NAMES, "time (s)"):
         table.add_column(column, justify="right")
     for row in trials.to_dict("records"):
-        cells = [row["config_hash"][:8], row["status"]]
+        cells = [row["config_hash"][:8], STATUS_WORDS.get(row["status"], row["status"])]
         cells += [_cell(row.get(c), "{:.4g}") for c in settings]
         cells += [_cell(row.get(accuracy_column(name))) for name in ACCURACY_NAMES]
         cells.append(f"{trial_seconds(row):.0f}")

@@ -117,6 +117,18 @@ def test_exports_and_loads_refuse_what_they_cannot_do_in_one_line(sweep, tmp_pat
         assert len(err) == 1 and fragment in err[0]
     assert not (tmp_path / "a").exists()
 
+    # A trial that started but has no row yet (running, or its driver killed): "not finished",
+    # not "no trial" as it once said.
+    running = tmp_path / "running"
+    shutil.copytree(sweep, running)
+    row_file = running / "results" / "trials" / f"{identity}.parquet"
+    assert row_file.is_file()
+    row_file.unlink()
+    assert main(["export", str(running), identity[:8], "--output", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"trial {identity[:8]} has not finished" in err[0]
+    assert not (tmp_path / "b").exists()
+
     # A trial whose head checkpoints are gone cannot be rebuilt without training: refused, not retrained.
     copy = tmp_path / "copy"
     shutil.copytree(sweep, copy)

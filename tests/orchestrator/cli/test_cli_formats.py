@@ -112,6 +112,14 @@ def test_status_table_is_unchanged_by_the_json_option(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"sweep {sweep}: 7 planned, 4 finished, 1 failed, 0 stopped, 1 started, 1 not started" in out
     assert "failed: RuntimeError: boom" in out
+    assert "driver: none running" in out
+    # The per-trial lines use the counts' words, not Ray's state names (once: TERMINATED beside "finished").
+    assert "TERMINATED" not in out and "ERROR" not in out and out.count(" finished ") >= 4
+    # `text` is the human format's name everywhere; `table`, its old name here, is still accepted.
+    assert main(["status", str(sweep), "--format", "text"]) == 0
+    assert capsys.readouterr().out == out
+    assert main(["status", str(sweep), "--format", "table"]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_status_json_of_something_not_a_sweep_is_one_line_and_exit_2(tmp_path, capsys):
