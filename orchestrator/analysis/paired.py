@@ -21,6 +21,7 @@ with Holm's method. The statistics themselves are trainables/statistics.py.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -181,9 +182,13 @@ def parse_reference(text: str) -> dict[str, str]:
     return selector
 
 
-def default_reference(trials: pd.DataFrame) -> dict[str, str] | None:
-    """The first of the registry's REFERENCE_KINDS the sweep has (Vanilla, else Identity), else none."""
-    kinds = set(trials.get("preprocessor.kind", pd.Series(dtype=object)).dropna())
+def default_reference(trials: pd.DataFrame, planned_kinds: Iterable[str] | None = None) -> dict[str, str] | None:
+    """The first of the registry's REFERENCE_KINDS the sweep has (Vanilla, else Identity), else none.
+
+    `planned_kinds`: the kinds the sweep's plan holds, when known; the reference is chosen among
+    them, so it stays the same while trials finish (a running sweep once compared against Identity
+    until its first Vanilla trial finished, then silently against Vanilla)."""
+    kinds = set(planned_kinds or ()) or set(trials.get("preprocessor.kind", pd.Series(dtype=object)).dropna())
     for kind in REFERENCE_KINDS:
         if kind in kinds:
             return {"preprocessor.kind": kind}
@@ -326,7 +331,13 @@ def _difference(outcomes, group: pd.DataFrame, reference: pd.DataFrame, attack: 
 
 
 def sweep_comparisons(
-    target, trials: pd.DataFrame, references: list[str] | None, metrics: Iterable[str], *, resamples: int = RESAMPLES
+    target,
+    trials: pd.DataFrame,
+    references: list[str] | None,
+    metrics: Iterable[str],
+    *,
+    resamples: int = RESAMPLES,
+    planned_kinds: Iterable[str] | None = None,
 ) -> list[tuple[str, pd.DataFrame]] | None:
     """The report's comparisons: for each `--compare-to` text (None: the default reference), its
     name and compare_to_reference's frame; [] when none is asked for (or none applies), None
@@ -334,7 +345,15 @@ def sweep_comparisons(
     from orchestrator.analysis.frames import load_examples
 
     if references is None:
-        selectors = [default_reference(trials)]
+        selectors = [default_reference(trials, planned_kinds)]
+        finished = set(trials.get("preprocessor.kind", pd.Series(dtype=object)).dropna())
+        if selectors[0] is not None and selectors[0]["preprocessor.kind"] not in finished:
+            print(
+                f"orchestrator: the reference {reference_text(selectors[0])} has no finished trial yet: "
+                "no paired comparison until it has",
+                file=sys.stderr,
+            )
+            return []
     else:
         selectors = [None if text.strip().lower() == "none" else parse_reference(text) for text in references]
     selectors = [selector for selector in selectors if selector is not None]

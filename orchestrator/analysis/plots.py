@@ -86,6 +86,11 @@ def _numeric_axis(trials: pd.DataFrame, param: str) -> pd.Series:
             f"{', '.join(settings) or 'none'}"
         )
     values = pd.to_numeric(trials[param], errors="coerce")
+    if trials[param].isna().all():  # e.g. no lambda trial has finished yet: only Identity / Vanilla rows
+        raise UserError(
+            f"parameter axis {param}: no finished trial has it set yet ({len(trials)} finished trials); "
+            "plot again when some have"
+        )
     if values.isna().all() or (values.isna() & trials[param].notna()).any():
         raise UserError(
             f"parameter axis {param}: expected numbers, it holds {trials[param].dropna().unique()[:5].tolist()}"

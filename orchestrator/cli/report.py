@@ -77,22 +77,80 @@ def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[st
 
     check_one_foundation_per_configuration(trials, configurations(trials))
     warn_about_compute(trials)
-    comparisons = sweep_comparisons(target, trials, compare_to, present_metrics(trials))
+    plan = _plan(target)
+    comparisons = sweep_comparisons(
+        target, trials, compare_to, present_metrics(trials), planned_kinds=planned_kinds(plan)
+    )
     if comparisons is None:
         print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)
-    return render(trials, fmt, comparisons or [], selected_on_test=_selected_on_test(target))
+    text = render(trials, fmt, comparisons or [], selected_on_test=bool(plan and plan.get("select_on_test") is True))
+    return _with_progress(text, fmt, len(trials), _planned_trials(target), _still_to_run(target))
 
 
-def _selected_on_test(target: Path) -> bool:
-    """Whether the sweep at `target` searched on test metrics (`select_on_test: true` in its plan)."""
+def _with_progress(text: str, fmt: str, finished: int, planned: int | None, still_to_run: int) -> str:
+    """`text` with "k of N planned trials finished" ahead of it while trials are still to run
+    (started or not started), so a report of a running sweep never reads as final (also said on
+    stderr, for CSV). A sweep whose other trials failed or were stopped early is complete."""
+    if planned is None or still_to_run == 0:
+        return text
+    line = (
+        f"Partial: {finished} of {planned} planned trials finished; "
+        "rows, bold and comparisons change as the rest finish."
+    )
+    print(f"orchestrator: {line}", file=sys.stderr)
+    if fmt == "markdown":
+        return f"**{line}**\n\n{text}"
+    if fmt == "latex":
+        return f"% {line}\n{text}"
+    if fmt == "json":
+        import json
+
+        document = json.loads(text)
+        document["progress"] = {"finished": finished, "planned": planned}
+        return json.dumps(document, indent=2) + "\n"
+    return text
+
+
+def planned_kinds(plan: dict | None) -> list[str]:
+    """The pre-processor kinds the sweep's plan runs (its grid and its trial section)."""
+    if not plan:
+        return []
+    kinds = [plan.get("trial", {}).get("preprocessor", {}).get("kind")]
+    grid = plan.get("grid") or []
+    for entry in grid if isinstance(grid, list) else [grid]:
+        values = entry.get("preprocessor.kind") if isinstance(entry, dict) else None
+        kinds += values if isinstance(values, list) else [values]
+    return [kind for kind in dict.fromkeys(kinds) if isinstance(kind, str)]
+
+
+def _state(target: Path) -> dict | None:
     from orchestrator.store.parquet import read_state
     from orchestrator.store.paths import SweepPaths
     from trainables.errors import UserError
 
     if not Path(target).is_dir() or not SweepPaths(target).state.is_file():
-        return False  # a spec or a copy of results/: no plan to read
+        return None  # a spec or a copy of results/: no plan to read
     try:
-        plan = read_state(target).get("plan")
+        return read_state(target)
     except UserError:  # a damaged plan does not stop a report of the results beside it
-        return False
-    return isinstance(plan, dict) and plan.get("select_on_test") is True
+        return None
+
+
+def _plan(target: Path) -> dict | None:
+    plan = (_state(target) or {}).get("plan")
+    return plan if isinstance(plan, dict) else None
+
+
+def _still_to_run(target: Path) -> int:
+    """Planned trials that are running or not started (0 where the target is not a sweep folder)."""
+    from orchestrator.store.counts import sweep_counts
+
+    if _state(target) is None:
+        return 0
+    counts = sweep_counts(Path(target))
+    return counts["started"] + counts["not started"]
+
+
+def _planned_trials(target: Path) -> int | None:
+    planned = (_state(target) or {}).get("num_trials")
+    return planned if isinstance(planned, int) else None

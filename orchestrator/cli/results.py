@@ -2,7 +2,8 @@
 
 Without --sql: one row per trial (oldest first) with its hash, status, the settings that vary
 across the sweep and the headline accuracies with their 95% intervals. With --sql: any DuckDB
-query over the tables `trials` (one row per trial) and `epochs` (one row per trial and epoch).
+query over the tables `trials` (one row per trial), `epochs` (one row per trial and epoch) and
+`examples` (one row per trial, attack and test point: config_hash, attack, index, label, correct).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sql",
         metavar="QUERY",
-        help="a DuckDB query over the tables `trials` and `epochs`, e.g. "
+        help="a DuckDB query over the tables `trials`, `epochs` and `examples` (per trial, attack and test point), "
+        "e.g. "
         '"SELECT * FROM trials WHERE status = \'ERROR\'" (quote dotted names: "preprocessor.lambda")',
     )
     add_format_option(parser, ("csv", "json"), "text (default): a table; csv; json")

@@ -370,6 +370,19 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
             "parameter axis head.mode: expected numbers",
         ),
         (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
+        (  # before any lambda trial finished: once "expected numbers, it holds []"
+            [
+                "plot",
+                "{store}",
+                "--kind",
+                "tradeoff",
+                "--where",
+                "\"preprocessor.kind\" = 'identity'",
+                "-o",
+                "{out}.png",
+            ],
+            "parameter axis preprocessor.lambda: no finished trial has it set yet",
+        ),
         (["plot", "{store}", "--kind", "epochs", "-o", "{out}.svg"], "no per-epoch records"),
         (["plot", "{store}", "--kind", "strength", "-o", "{out}.png"], "these trials have no attack-strength sweep"),
         # Once: the folder was created silently, and a .html or .tex file held Markdown.

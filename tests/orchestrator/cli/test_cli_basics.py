@@ -53,3 +53,10 @@ def test_the_package_lists_its_public_names_for_completion():
     names = dir(orchestrator)
     assert set(orchestrator.__all__) <= set(names)
     assert all(callable(getattr(orchestrator, name)) for name in orchestrator.__all__)
+
+
+def test_results_help_names_every_table_its_sql_can_read(capsys):
+    with pytest.raises(SystemExit):
+        main(["results", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "`trials`" in text and "`epochs`" in text and "`examples`" in text  # examples was missing

@@ -166,7 +166,11 @@ def test_report_json_has_the_rows_points_and_paired_differences(tmp_path, capsys
 def test_report_says_how_many_points_are_behind_each_column(tmp_path, capsys):
     sweep = _sweep(tmp_path)
     assert main(["report", str(sweep)]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    # 4 of 7 planned trials finished: said first (once a partial report read as final), then the table.
+    partial = "Partial: 4 of 7 planned trials finished"
+    banner, blank, *lines = captured.out.splitlines()
+    assert banner.startswith(f"**{partial}") and blank == "" and partial in captured.err
     assert lines[0] == "| Pre-processor | λ | Head | n | Natural | PGD-20 | AutoAttack |"
     # cropd: AutoAttack on one seed of two; 20 of 50 points: Wilson's (27.6%, 53.8%), half-width 13.1
     assert lines[3].endswith("| 40.0 ± 13.1 (1 seed) |")
@@ -212,8 +216,10 @@ def test_report_costs_json_and_json_to_a_file(tmp_path, capsys):
     out = tmp_path / "report.json"
     assert main(["report", str(sweep), "--format", "json", "-o", str(out)]) == 0
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.strip() == f"wrote {out}"
-    assert [row["n_seeds"] for row in json.loads(out.read_text())["rows"]] == [2, 2]
+    assert captured.out == "" and captured.err.strip().splitlines()[-1] == f"wrote {out}"
+    written = json.loads(out.read_text())
+    assert [row["n_seeds"] for row in written["rows"]] == [2, 2]
+    assert written["progress"] == {"finished": 4, "planned": 7}
 
 
 def test_report_json_of_a_sweep_without_finished_trials_is_one_line_and_exit_2(tmp_path, capsys):
