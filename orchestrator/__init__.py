@@ -3,7 +3,7 @@
 It drives `trainables` (the science) and is the only side that knows about Ray, Optuna or Slurm.
 From Python: `orchestrator.plan(spec)`, `orchestrator.sweep(spec)` (returns the finished trials),
 `orchestrator.render_report(sweep)` and `orchestrator.load_epochs(sweep)` do what the commands
-do (api.py). For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas),
+do (cli/api.py: the commands as functions). For notebooks: `orchestrator.load_results("runs/quickstart")` (pandas),
 `orchestrator.results_relation(...)` (DuckDB) and `orchestrator.load_examples(...)` (per-example
 outcomes), all reading only the sweep's Parquet files; `orchestrator.paired_difference(a, b)`
 compares two configurations on the same test points. `orchestrator.load_pipeline(sweep, trial)`
@@ -32,10 +32,10 @@ __all__ = [
 
 # Re-exported lazily (PEP 562), so `import orchestrator` stays instant and pulls in nothing heavy.
 _EXPORTS = {
-    "plan": ("api", "plan"),
-    "sweep": ("api", "sweep"),
-    "render_report": ("api", "render_report"),
-    "load_epochs": ("api", "load_epochs"),
+    "plan": ("cli.api", "plan"),
+    "sweep": ("cli.api", "sweep"),
+    "render_report": ("cli.api", "render_report"),
+    "load_epochs": ("cli.api", "load_epochs"),
     "load_results": ("analysis.frames", "load"),
     "results_relation": ("analysis.frames", "relation"),
     "load_examples": ("analysis.frames", "load_examples"),
