@@ -77,14 +77,17 @@ def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[st
 
     check_one_foundation_per_configuration(trials, configurations(trials))
     warn_about_compute(trials)
-    plan = _plan(target)
+    state = _state(target) or {}  # read once: the plan, the planned count
+    plan = state.get("plan") if isinstance(state.get("plan"), dict) else None
     comparisons = sweep_comparisons(
         target, trials, compare_to, present_metrics(trials), planned_kinds=planned_kinds(plan)
     )
     if comparisons is None:
         print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)
     text = render(trials, fmt, comparisons or [], selected_on_test=bool(plan and plan.get("select_on_test") is True))
-    return _with_progress(text, fmt, len(trials), _planned_trials(target), _still_to_run(target))
+    planned = state.get("num_trials")
+    still_to_run = _still_to_run(target) if isinstance(planned, int) else 0
+    return _with_progress(text, fmt, len(trials), planned if isinstance(planned, int) else None, still_to_run)
 
 
 def _with_progress(text: str, fmt: str, finished: int, planned: int | None, still_to_run: int) -> str:
@@ -136,21 +139,9 @@ def _state(target: Path) -> dict | None:
         return None
 
 
-def _plan(target: Path) -> dict | None:
-    plan = (_state(target) or {}).get("plan")
-    return plan if isinstance(plan, dict) else None
-
-
 def _still_to_run(target: Path) -> int:
-    """Planned trials that are running or not started (0 where the target is not a sweep folder)."""
+    """Planned trials of the sweep folder `target` that are running or not started."""
     from orchestrator.store.counts import sweep_counts
 
-    if _state(target) is None:
-        return 0
     counts = sweep_counts(Path(target))
     return counts["started"] + counts["not started"]
-
-
-def _planned_trials(target: Path) -> int | None:
-    planned = (_state(target) or {}).get("num_trials")
-    return planned if isinstance(planned, int) else None
