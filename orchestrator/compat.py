@@ -37,7 +37,8 @@ ALIASES = {
     "orchestrator.paired": "orchestrator.analysis.paired",
     "orchestrator.pareto_command": "orchestrator.cli.pareto",
     "orchestrator.plain_json": "orchestrator.analysis.plain_json",
-    "orchestrator.plan": "orchestrator.spec.estimate",
+    # Not "orchestrator.plan" (the old path of spec/estimate.py): importing it would bind the module
+    # over the Python API's orchestrator.plan() (import sets a submodule as its package's attribute).
     "orchestrator.plan_command": "orchestrator.cli.plan",
     "orchestrator.plot_command": "orchestrator.cli.plot",
     "orchestrator.plots": "orchestrator.analysis.plots",

@@ -38,6 +38,17 @@ def _defined_in(module):
     ]
 
 
+def test_no_old_module_path_shadows_a_function_of_the_python_api():
+    """Importing orchestrator.<x> binds the module as the package's attribute x: an old path named
+    like an API function (orchestrator.plan was one) would turn orchestrator.plan() into a module."""
+    import orchestrator
+
+    for old in compat.ALIASES:
+        importlib.import_module(old)
+    assert {old.split(".")[1] for old in compat.ALIASES if old.count(".") == 1} & set(orchestrator.__all__) == set()
+    assert all(callable(getattr(orchestrator, name)) for name in orchestrator.__all__)
+
+
 @pytest.mark.parametrize("old", sorted(compat.ALIASES))
 def test_a_class_or_function_pickled_under_an_old_path_unpickles(old, monkeypatch):
     module = importlib.import_module(compat.ALIASES[old])
