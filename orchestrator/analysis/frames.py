@@ -172,8 +172,12 @@ MEASUREMENT_EXTENT = (
 
 def config_columns(trials: pd.DataFrame) -> list[str]:
     """The settings that identify a configuration: every setting except the training seeds and
-    the extent of the measurement (MEASUREMENT_EXTENT)."""
-    return [c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS and c not in MEASUREMENT_EXTENT]
+    the extent of the measurement (MEASUREMENT_EXTENT); and first the sweep, when the rows come
+    from several (several_sweeps.py): the same settings run by two sweeps are two configurations."""
+    several = "sweep" in trials.columns and trials["sweep"].nunique() > 1
+    return (["sweep"] if several else []) + [
+        c for c in trials.columns if is_setting(c) and c not in SEED_COLUMNS and c not in MEASUREMENT_EXTENT
+    ]
 
 
 def configurations(trials: pd.DataFrame) -> list[tuple[dict, pd.Index]]:
@@ -187,6 +191,39 @@ def configurations(trials: pd.DataFrame) -> list[tuple[dict, pd.Index]]:
         ({key: trials.at[index[0], key] for key in keys}, index)
         for _, index in key_text.groupby(keys, dropna=False, sort=False).groups.items()
     ]
+
+
+def expand_mappings(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """`frame` with each of `columns` that holds mappings as JSON text (an inline architecture:
+    `preprocessor.arch`) spread into a column per key (`preprocessor.arch.combine`), so a table
+    can show the one key that varies instead of a 200-character blob. Returns the new frame and,
+    per spread column, its key columns; other columns are left as they are."""
+    import json
+
+    spread: dict[str, list[str]] = {}
+    frame = frame.copy()
+    for column in columns:
+        texts = frame[column].dropna()
+        if texts.empty or not all(isinstance(t, str) and t.startswith("{") for t in texts):
+            continue
+        try:
+            parsed = frame[column].map(lambda t: json.loads(t) if isinstance(t, str) else None)
+        except ValueError:
+            continue
+        keys = list(dict.fromkeys(key for mapping in parsed.dropna() for key in mapping))
+        for key in keys:
+            frame[f"{column}.{key}"] = parsed.map(
+                lambda mapping, key=key: _cell(mapping.get(key)) if isinstance(mapping, dict) else None
+            )
+        spread[column] = [f"{column}.{key}" for key in keys]
+    return frame, spread
+
+
+def _cell(value):
+    """A value inside a mapping as a table cell: scalars as they are, lists and mappings as JSON."""
+    import json
+
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else value
 
 
 # Settings that depend on another: results null what a pre-processor kind ignores, a trial

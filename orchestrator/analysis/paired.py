@@ -30,6 +30,7 @@ import pandas as pd
 
 from orchestrator.analysis.frames import configurations
 from orchestrator.analysis.provenance import check_one_foundation_per_configuration, check_same_foundation
+from orchestrator.analysis.several_sweeps import describe_differences, settings_of_sweeps
 from orchestrator.store.rows import SEED_COLUMNS
 from trainables.errors import UserError
 from trainables.schema.preprocessor import REFERENCE_KINDS
@@ -257,6 +258,9 @@ def compare_to_reference(
     is_reference = [all(_matches(settings[key], wanted) for key, wanted in selector.items()) for settings, _ in groups]
     if not any(is_reference):
         raise UserError(f"--compare-to: no finished configuration has {reference_text(selector)}")
+    # Against another sweep: the settings that tell the sweeps apart (the one the two studies
+    # differ in) are what is compared, so a row's twin need not agree on them.
+    set_aside = settings_of_sweeps(trials, sorted(settings_columns - set(selector))) if "sweep" in selector else []
     outcomes = _outcomes_by_trial(trials, examples)
     rows = []
     for (settings, index), reference_row in zip(groups, is_reference):
@@ -268,7 +272,10 @@ def compare_to_reference(
         candidates = [
             j
             for j, (other, _) in enumerate(groups)
-            if is_reference[j] and all(_agree(settings[key], other[key]) for key in settings if key not in selector)
+            if is_reference[j]
+            and all(
+                _agree(settings[key], other[key]) for key in settings if key not in selector and key not in set_aside
+            )
         ]
         if len(candidates) != 1:
             row["reference"] = None
@@ -277,7 +284,9 @@ def compare_to_reference(
             check_same_foundation(trials.loc[index], trials.loc[reference_index], selector)
             row["reference"] = ",".join(trials.loc[reference_index, "config_hash"])
             for attack in attacks:
-                found = _difference(outcomes, trials.loc[index], trials.loc[reference_index], attack, resamples, seed)
+                found = _difference(
+                    outcomes, trials.loc[index], trials.loc[reference_index], attack, resamples, seed, bool(set_aside)
+                )
                 if found is not None:
                     row.update(
                         {
@@ -293,7 +302,9 @@ def compare_to_reference(
                         }
                     )
         rows.append(row)
-    return adjust_family(pd.DataFrame(rows), attacks)
+    compared = adjust_family(pd.DataFrame(rows), attacks)
+    compared.attrs["set_aside"] = describe_differences(trials, set_aside)  # for the report's caption
+    return compared
 
 
 def _outcomes_by_trial(trials: pd.DataFrame, examples: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -312,11 +323,23 @@ def _outcomes_by_trial(trials: pd.DataFrame, examples: pd.DataFrame) -> dict[tup
     found = {}
     for (key, attack), frame in examples.groupby(["config_hash", "attack"], sort=False):
         if key in seed_of.index:
-            found[(key, attack)] = frame[["index", "correct"]].assign(seed=seed_of[key])
+            found[(key, attack)] = frame[["index", "label", "correct"]].assign(seed=seed_of[key])
     return found
 
 
-def _difference(outcomes, group: pd.DataFrame, reference: pd.DataFrame, attack: str, resamples: int, seed: int):
+def _difference(
+    outcomes,
+    group: pd.DataFrame,
+    reference: pd.DataFrame,
+    attack: str,
+    resamples: int,
+    seed: int,
+    across_sweeps: bool = False,
+):
+    """The paired difference of `group` against `reference` under `attack`, None where either has
+    no outcomes or (within a sweep) they share no (seed, point). Refused in one line where the two
+    call one test point by different labels (other data), or, across sweeps, share no point."""
+
     def stacked(trials: pd.DataFrame):
         frames = [outcomes[(key, attack)] for key in trials["config_hash"] if (key, attack) in outcomes]
         return pd.concat(frames, ignore_index=True) if frames else None
@@ -324,9 +347,24 @@ def _difference(outcomes, group: pd.DataFrame, reference: pd.DataFrame, attack: 
     a, b = stacked(group), stacked(reference)
     if a is None or b is None:
         return None
+    row, other = group["config_hash"].iloc[0], reference["config_hash"].iloc[0]
+    labels = a.drop_duplicates("index").merge(b.drop_duplicates("index"), on="index", suffixes=("_a", "_b"))
+    clash = labels[labels["label_a"] != labels["label_b"]]
+    if len(clash):
+        first = clash.iloc[0]
+        raise UserError(
+            f"--compare-to: test point {int(first['index'])} has label {int(first['label_a'])} for {row} and "
+            f"{int(first['label_b'])} for its reference {other}: they were evaluated on different data; "
+            "no paired comparison"
+        )
     try:
         return paired_difference(a, b, resamples=resamples, seed=seed)
     except ValueError:  # no (seed, point) in common: other seeds, or other test subsets
+        if across_sweeps:
+            raise UserError(
+                f"--compare-to: {row} and its reference {other} share no test point under {attack} "
+                "(other test points or other seeds): no paired comparison across these sweeps"
+            ) from None
         return None
 
 
@@ -342,24 +380,27 @@ def sweep_comparisons(
     """The report's comparisons: for each `--compare-to` text (None: the default reference), its
     name and compare_to_reference's frame; [] when none is asked for (or none applies), None
     when some is but the results hold no per-example outcomes (a sweep from before they existed)."""
-    from orchestrator.analysis.frames import load_examples
+    from orchestrator.analysis.several_sweeps import examples_of
 
+    targets = list(target) if isinstance(target, (list, tuple)) else [target]
     if references is None:
         selectors = [default_reference(trials, planned_kinds)]
         finished = set(trials.get("preprocessor.kind", pd.Series(dtype=object)).dropna())
         if selectors[0] is not None and selectors[0]["preprocessor.kind"] not in finished:
             print(
                 f"orchestrator: the reference {reference_text(selectors[0])} has no finished trial yet: "
-                "no paired comparison until it has",
+                "no paired comparison against it until it has",
                 file=sys.stderr,
             )
-            return []
+            selectors = []
+        if len(targets) > 1:  # several sweeps: each row also against its twin in the first one given
+            selectors.append({"sweep": str(trials["sweep"].iloc[0])})
     else:
         selectors = [None if text.strip().lower() == "none" else parse_reference(text) for text in references]
     selectors = [selector for selector in selectors if selector is not None]
     if not selectors:
         return []
-    examples = load_examples(target, trials["config_hash"])
+    examples = examples_of(targets, trials)
     if examples.empty:
         return None
     attacks = [attack_of(metric) for metric in metrics]

@@ -1,4 +1,4 @@
-"""Tables as text: Markdown and LaTeX from a header and rows of (text, bold) cells.
+"""Tables as text: Markdown, LaTeX and HTML from a header and rows of (text, bold) cells.
 
 The paper-style table (report.py) and the cost table (costs.py) are built as cells and written by
 these two; their CSV and JSON are numbers, written by each table's own module.
@@ -62,4 +62,25 @@ def latex(header: list[str], rows: list[list[tuple[str, bool]]], caption: str) -
             ]
         )
         + "\n"
+    )
+
+
+def html_table(header: list[str], rows: list[list[tuple[str, bool]]], caption: str, flagged=()) -> str:
+    """An HTML <table> with its caption; every cell escaped, bold cells in <strong>, the rows
+    marked in `flagged` (True per row: an integrity flag) of class "flagged"."""
+    from html import escape
+
+    flagged = list(flagged) + [False] * (len(rows) - len(flagged))
+
+    def cell(text: str, bold: bool) -> str:
+        return f"<td><strong>{escape(text)}</strong></td>" if bold else f"<td>{escape(text)}</td>"
+
+    body = "".join(
+        ('<tr class="flagged">' if flag else "<tr>") + "".join(cell(text, bold) for text, bold in row) + "</tr>\n"
+        for row, flag in zip(rows, flagged)
+    )
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    return (
+        f"<table>\n<caption>{escape(caption)}</caption>\n<thead><tr>{head}</tr></thead>\n"
+        f"<tbody>\n{body}</tbody>\n</table>\n"
     )

@@ -16,21 +16,22 @@ from collections import Counter
 
 import pandas as pd
 
-from orchestrator.analysis.frames import aggregate_seeds, config_columns, present_metrics, varying
+from orchestrator.analysis.frames import aggregate_seeds, config_columns, expand_mappings, present_metrics, varying
 from orchestrator.analysis.paired import ALPHA, attack_of, family_size
 from orchestrator.analysis.plain_json import dumps
-from orchestrator.analysis.render import latex, markdown
+from orchestrator.analysis.render import html_table, latex, markdown
 from orchestrator.analysis.selection import best_rows, selection_note
 from trainables.schema.preprocessor import PREPROCESSOR_KINDS
 from trainables.schema.results import ACCURACY_NAMES, NATURAL, WORST, accuracy_column, accuracy_label, count_column
 
-FORMATS = ("markdown", "latex", "csv", "json")
+FORMATS = ("markdown", "latex", "csv", "json", "html")
 # Row order of pre-processor kinds as in the paper's tables (the registry's report_rank); kinds
 # not registered (a results copy from a newer version) follow in the order seen.
 KIND_ORDER = tuple(sorted(PREPROCESSOR_KINDS, key=lambda name: PREPROCESSOR_KINDS[name].report_rank))
 # The paper's row keys, always shown; other settings appear when the sweep varied them.
 ROW_KEYS = ("preprocessor.kind", "preprocessor.lambda", "head.mode")
 TITLES = {
+    "sweep": "Sweep",
     "preprocessor.kind": "Pre-processor",
     "preprocessor.lambda": "λ",
     "head.mode": "Head",
@@ -41,6 +42,7 @@ TITLES = {
     "preprocessor.views": "Views",
     "preprocessor.pseudo_clusters": "K",
     "preprocessor.fft_radius": "r",
+    "preprocessor.arch.combine": "Combine",
     "foundation.name": "Foundation",
     "foundation.mode": "Foundation mode",
     "foundation.pretraining.method": "Pre-training",
@@ -61,13 +63,20 @@ def paper_table(trials: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str
     first = [accuracy_column(NATURAL), accuracy_column(WORST)]
     metrics = sorted(present_metrics(trials), key=lambda m: first.index(m) if m in first else len(first))
     table = aggregate_seeds(trials, metrics)
-    keys = [k for k in ROW_KEYS if k in table.columns]
+    keys = [k for k in ("sweep", *ROW_KEYS) if k in table.columns and (k != "sweep" or table[k].nunique() > 1)]
     keys += [k for k in varying(table, config_columns(table)) if k not in keys]
+    # A mapping setting (an inline architecture) shows as the keys inside it that vary.
+    table, spread = expand_mappings(table, keys)
+    keys = [shown for k in keys for shown in ((varying(table, spread[k]) or [k]) if k in spread else [k])]
     # Baselines first, in the paper's order, then the robust pre-processors; then by each key's value.
     seen = [kind for kind in dict.fromkeys(table.get("preprocessor.kind", [])) if kind not in KIND_ORDER]
     rank = {kind: i for i, kind in enumerate([*KIND_ORDER, *seen])}
     sort_keys = [table["preprocessor.kind"].map(rank)] if "preprocessor.kind" in table else []
-    order = pd.DataFrame({f"k{i}": column for i, column in enumerate(sort_keys + [table[k] for k in keys[1:]])})
+    if "sweep" in keys:  # several sweeps: each one's rows together, in the order the sweeps were given
+        sweep_rank = {name: i for i, name in enumerate(dict.fromkeys(table["sweep"]))}
+        sort_keys.insert(0, table["sweep"].map(sweep_rank))
+    others = [table[k] for k in keys if k not in ("sweep", "preprocessor.kind")]
+    order = pd.DataFrame({f"k{i}": column for i, column in enumerate(sort_keys + others)})
     table = (
         table.loc[order.sort_values(list(order.columns), na_position="first").index] if len(order.columns) else table
     )
@@ -131,6 +140,9 @@ def render(
         sections.append(_comparison_section(table, keys, metrics, name, compared, points))
     if fmt == "latex":
         return "\n".join(latex(header, rows, caption=caption) for header, rows, caption in sections)
+    if fmt == "html":  # the tables of the one-file report (html_page.py adds figures, spec, provenance)
+        flagged_rows = [pd.notna(value) for value in table["integrity_flags"]]
+        return "\n".join(html_table(header, rows, caption, flagged_rows) for header, rows, caption in sections)
     return "\n".join(f"{markdown(header, rows)}\n\n{caption}\n" for header, rows, caption in sections)
 
 
@@ -150,8 +162,12 @@ def _comparison_section(
                 cells.append((_difference_text(found, attack_of(metric), row["n_seeds"], points[metric][i]), False))
         rows.append(cells)
     family = family_size(compared)
+    set_aside = compared.attrs.get("set_aside") or []
+    other_settings = "the same other settings" + (
+        f" but those that tell the sweeps apart ({'; '.join(set_aside)})" if set_aside else ""
+    )
     caption = (
-        f"Paired differences against {name}: each row minus the {name} row with the same other settings, "
+        f"Paired differences against {name}: each row minus the {name} row with {other_settings}, "
         "on the same test points and seeds, in points of accuracy: difference [95% interval] a:b p (Holm), "
         f"where a:b counts the test points only the row / only {name} got right (with several seeds: the "
         "points whose mean over seeds favours either). One seed: McNemar's mid-p test and Tango's score "
@@ -337,11 +353,12 @@ def _json(
     `rows`: per configuration its `settings` (the row keys), `n_seeds`, `interval`, per metric
     `mean`, `lo`, `hi`, `half`, `seeds` (how many measured it), `best`, `points` (test points per
     trial, null when its trials differ) and `points_by_trial`, then `integrity_flags` and
-    `config_hashes`. `comparisons`: per reference, per row `reference` ("self", the reference's
+    `config_hashes`. `comparisons`: per reference, per row its `settings`, `reference` ("self", the reference's
     hashes, or null) and per metric `diff`, `lo`, `hi`, `p`, `excludes_zero`, `points`, `seeds`, then
     `p_adjusted` (Holm over the reference's table), `significant` (the interval excludes 0 and
     `p_adjusted` < 0.05: the `*`), `a_only`, `b_only` and `method`; per reference also `family`
-    (how many comparisons Holm's adjustment counted) and `adjustment` ("holm").
+    (how many comparisons Holm's adjustment counted), `adjustment` ("holm") and `settings_set_aside`
+    (against another sweep: the settings that tell the sweeps apart, each as it is per sweep).
     """
     rows = []
     for i, row in table.iterrows():
@@ -373,7 +390,7 @@ def _json(
     for name, compared in comparisons:
         by_hashes = compared.set_index("config_hashes")
         found_rows = []
-        for hashes in table["config_hashes"]:
+        for i, hashes in enumerate(table["config_hashes"]):
             found = by_hashes.loc[hashes] if hashes in by_hashes.index else None
             reference = None if found is None or pd.isna(found["reference"]) else found["reference"]
             differences = {}
@@ -391,13 +408,20 @@ def _json(
                 differences[m]["method"] = found[f"{attack}_method"]
             found_rows.append(
                 {
+                    "settings": rows[i]["settings"],
                     "config_hashes": hashes.split(","),
                     "reference": reference if reference in (None, "self") else reference.split(","),
                     "metrics": differences,
                 }
             )
         compared_rows.append(
-            {"reference": name, "adjustment": "holm", "family": family_size(compared), "rows": found_rows}
+            {
+                "reference": name,
+                "settings_set_aside": compared.attrs.get("set_aside") or [],
+                "adjustment": "holm",
+                "family": family_size(compared),
+                "rows": found_rows,
+            }
         )
     document = {
         "sweeps": sorted(set(trials["sweep"])),

@@ -84,20 +84,22 @@ def load_epochs(target: str | Path, config_hashes: Sequence[str] | None = None) 
 
 
 def render_report(
-    target: str | Path,
+    target: str | Path | Sequence[str | Path],
     format: str = "markdown",
     *,
     compare_to: Sequence[str] | None = None,
     where: str | None = None,
 ) -> str:
     """`orchestrator report`'s text: the paper-style table and its paired differences, in
-    `format` (markdown, latex, csv or json); `compare_to` as the repeatable --compare-to."""
-    from orchestrator.analysis.frames import finished_trials
+    `format` (markdown, latex, csv or json); `compare_to` as the repeatable --compare-to.
+    `target`: a sweep, or a list of sweeps for one table across them (as `report S1 S2`)."""
     from orchestrator.analysis.report import FORMATS
+    from orchestrator.analysis.several_sweeps import finished_trials_of
     from orchestrator.cli.report import report_text
     from trainables.errors import UserError
 
     if format not in FORMATS:
         raise UserError(f"render_report: format {format!r}: expected one of {', '.join(FORMATS)}")
-    trials = finished_trials(Path(target), where=where)
-    return report_text(Path(target), trials, format, list(compare_to) if compare_to is not None else None)
+    targets = [Path(t) for t in target] if isinstance(target, (list, tuple)) else [Path(target)]
+    trials = finished_trials_of(targets, where=where)
+    return report_text(targets, trials, format, list(compare_to) if compare_to is not None else None)

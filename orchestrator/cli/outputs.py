@@ -20,6 +20,8 @@ REPORT_SUFFIXES = {
     ".tex": "latex",
     ".csv": "csv",
     ".json": "json",
+    ".html": "html",
+    ".htm": "html",
 }
 
 

@@ -1,4 +1,4 @@
-"""`orchestrator report <sweep>`: the paper-style table (Natural, PGD-10, PGD-20, AutoAttack).
+"""`orchestrator report <sweep> [<sweep> …]`: the paper-style table (Natural, PGD-10, PGD-20, AutoAttack).
 
 Markdown by default, LaTeX for the paper, CSV for a spreadsheet, JSON for a script (one object
 on stdout, nothing else there); -o writes a file instead of printing. Seeds of one configuration
@@ -6,6 +6,8 @@ are one row: mean ± half of its 95% interval, and the test points behind each c
 paired differences of every row against a reference row (Vanilla by default) on the same test
 points: McNemar's mid-p and Tango's interval with one seed, a sign-flip test over points and a
 seed x point bootstrap with several, Holm-adjusted over the table (orchestrator/analysis/paired.py).
+Several sweeps make one table with a sweep column, and by default a second comparison: each row
+against its twin in the first sweep given (several_sweeps.py).
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="the paper-style table of a sweep (markdown, LaTeX, CSV or JSON)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
+    parser.add_argument(
+        "targets",
+        type=Path,
+        nargs="+",
+        metavar="target",
+        help="a sweep directory, its spec, or a results folder; several: one table with a sweep column, "
+        "and each row against its twin in the first sweep",
+    )
     parser.add_argument(
         "--format",
         choices=FORMATS,
@@ -44,22 +53,33 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="the cost view instead (paper Tables 11 and 12): seconds per stage and parameter counts per row",
     )
     parser.add_argument("-o", "--output", type=Path, help="write the table to this file (default: print it)")
+    parser.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="write the one-file HTML report (tables, paired differences, figures, spec, provenance) to FILE",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from orchestrator.analysis.frames import finished_trials
+    from orchestrator.analysis.several_sweeps import finished_trials_of
     from orchestrator.cli.outputs import report_format
     from trainables.artifacts import atomic_write_bytes
+    from trainables.errors import UserError
 
+    if args.html is not None:  # --html FILE: -o FILE in the html format
+        if args.output is not None or args.costs:
+            raise UserError("--html: give either --html FILE or -o FILE, and not with --costs")
+        args.output, args.format = args.html, args.format or "html"
     fmt = report_format(args.output, args.format)  # before any work: a wrong file name costs nothing
-    trials = finished_trials(args.target, where=args.where)
+    trials = finished_trials_of(args.targets, where=args.where)
     if args.costs:
         from orchestrator.analysis.costs import render_costs
 
         text = render_costs(trials, fmt)
     else:
-        text = report_text(args.target, trials, fmt, args.compare_to)
+        text = report_text(args.targets, trials, fmt, args.compare_to)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -68,38 +88,50 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def report_text(target: Path, trials, fmt: str = "markdown", compare_to: list[str] | None = None) -> str:
-    """The table and its paired comparisons (the default reference unless `compare_to` says)."""
+def report_text(targets: Path | list[Path], trials, fmt: str = "markdown", compare_to: list[str] | None = None) -> str:
+    """The table and its paired comparisons (the default reference unless `compare_to` says) of
+    one sweep, or of several (`trials` as several_sweeps.finished_trials_of stacked them)."""
     from orchestrator.analysis.frames import configurations, present_metrics
     from orchestrator.analysis.paired import sweep_comparisons
     from orchestrator.analysis.provenance import check_one_foundation_per_configuration, warn_about_compute
     from orchestrator.analysis.report import render
 
+    targets = [Path(t) for t in targets] if isinstance(targets, (list, tuple)) else [Path(targets)]
     check_one_foundation_per_configuration(trials, configurations(trials))
     warn_about_compute(trials)
-    state = _state(target) or {}  # read once: the plan, the planned count
-    plan = state.get("plan") if isinstance(state.get("plan"), dict) else None
-    comparisons = sweep_comparisons(
-        target, trials, compare_to, present_metrics(trials), planned_kinds=planned_kinds(plan)
-    )
+    states = [_state(target) or {} for target in targets]  # read once: the plans, the planned counts
+    plans = [state["plan"] for state in states if isinstance(state.get("plan"), dict)]
+    kinds = [kind for plan in plans for kind in planned_kinds(plan)]
+    comparisons = sweep_comparisons(targets, trials, compare_to, present_metrics(trials), planned_kinds=kinds)
     if comparisons is None:
         print("orchestrator: no per-example outcomes in these results: no paired comparison", file=sys.stderr)
-    text = render(trials, fmt, comparisons or [], selected_on_test=bool(plan and plan.get("select_on_test") is True))
-    planned = state.get("num_trials")
-    still_to_run = _still_to_run(target) if isinstance(planned, int) else 0
-    return _with_progress(text, fmt, len(trials), planned if isinstance(planned, int) else None, still_to_run)
+    selected_on_test = any(plan.get("select_on_test") is True for plan in plans)
+    text = render(trials, fmt, comparisons or [], selected_on_test=selected_on_test)
+    planned = [state.get("num_trials") for state in states]
+    progress = None  # (finished, planned) while trials are still to run
+    if all(isinstance(n, int) for n in planned) and sum(_still_to_run(target) for target in targets):
+        progress = (len(trials), sum(planned))
+    if fmt == "html":
+        return _html_report(targets, trials, text, progress)
+    return _with_progress(text, fmt, progress)
 
 
-def _with_progress(text: str, fmt: str, finished: int, planned: int | None, still_to_run: int) -> str:
-    """`text` with "k of N planned trials finished" ahead of it while trials are still to run
-    (started or not started), so a report of a running sweep never reads as final (also said on
-    stderr, for CSV). A sweep whose other trials failed or were stopped early is complete."""
-    if planned is None or still_to_run == 0:
-        return text
-    line = (
+def _progress_line(progress: tuple[int, int]) -> str:
+    finished, planned = progress
+    return (
         f"Partial: {finished} of {planned} planned trials finished; "
         "rows, bold and comparisons change as the rest finish."
     )
+
+
+def _with_progress(text: str, fmt: str, progress: tuple[int, int] | None) -> str:
+    """`text` with "k of N planned trials finished" ahead of it while trials are still to run
+    (started or not started), so a report of a running sweep never reads as final (also said on
+    stderr, for CSV). A sweep whose other trials failed or were stopped early is complete."""
+    if progress is None:
+        return text
+    finished, planned = progress
+    line = _progress_line(progress)
     print(f"orchestrator: {line}", file=sys.stderr)
     if fmt == "markdown":
         return f"**{line}**\n\n{text}"
@@ -145,3 +177,43 @@ def _still_to_run(target: Path) -> int:
 
     counts = sweep_counts(Path(target))
     return counts["started"] + counts["not started"]
+
+
+def _html_report(targets: list[Path], trials, tables_html: str, progress: tuple[int, int] | None) -> str:
+    """The one-file HTML report (analysis/html_page.py) around the tables `render` wrote."""
+    import datetime
+
+    import yaml
+
+    from orchestrator.analysis.html_page import page, svg_of
+    from orchestrator.analysis.summary_figure import summary_figure
+    from orchestrator.store.paths import SweepPaths
+
+    names = ", ".join(dict.fromkeys(trials["sweep"]))
+    figures = []
+    found = summary_figure(trials, title=names)
+    if found is not None:
+        figures.append((svg_of(found[0]), found[1]))
+    specs = []
+    for target in targets:
+        copy = SweepPaths(target).spec_copy if target.is_dir() else target
+        state = _state(target) or {}
+        if copy.is_file():
+            specs.append((str(target), copy.read_text()))
+        elif isinstance(state.get("plan"), dict):
+            specs.append((str(target), yaml.safe_dump(state["plan"], sort_keys=False)))
+    generated = (
+        f"{len(trials)} finished trials of {names}; report written "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `orchestrator report`"
+    )
+    if progress is not None:
+        print(f"orchestrator: {_progress_line(progress)}", file=sys.stderr)
+    return page(
+        title=f"Report: {names}",
+        tables_html=tables_html,
+        banner=_progress_line(progress) if progress is not None else None,
+        figures=figures,
+        specs=specs,
+        trials=trials,
+        generated=generated,
+    )

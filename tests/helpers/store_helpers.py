@@ -31,6 +31,8 @@ def add_trial(
     minute=0,
     extra_metrics: dict | None = None,
     foundation: dict | None = None,
+    sweep: str = "hand",
+    arch: dict | None = None,
     **data,
 ) -> str:
     """One trial row as a real trial writes it; returns its config hash. `extra_metrics` adds to
@@ -40,6 +42,7 @@ def add_trial(
         "seed": seed,
         **({"lambda": lam} if lam is not None else {}),
         **({"temperature": tau} if tau is not None else {}),
+        **({"arch": arch} if arch is not None else {}),
     }
     config = {
         "data": {"dataset": "digits", "data_fraction": 1.0, "seed": seed, **data},
@@ -67,7 +70,7 @@ def add_trial(
     write_trial(
         sweep_dir,
         trial_row(
-            sweep="hand",
+            sweep=sweep,
             trial_id=f"t-{key[:6]}",
             config_hash=key,
             config=config,

@@ -388,7 +388,7 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
         # Once: the folder was created silently, and a .html or .tex file held Markdown.
         (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}/nofolder/x.png"], "no folder"),
         (["report", "{store}", "-o", "{out}/nofolder/report.md"], "no folder"),
-        (["report", "{store}", "-o", "{out}.html"], "expected a file name ending in one of"),
+        (["report", "{store}", "-o", "{out}.docx"], "expected a file name ending in one of"),
         (["report", "{store}", "--format", "markdown", "-o", "{out}.tex"], "a .tex file holds latex"),
         (["report", "{empty}"], "no finished trials yet (1 results rows, none TERMINATED)"),
         (["report", "{nowhere}"], "not a sweep directory (no sweep.json) nor a results folder"),

@@ -1,0 +1,111 @@
+"""The report's standard figure: every configuration's accuracies with their 95% intervals.
+
+A dot-and-interval chart (as seaborn's pointplot and matplotlib's errorbar gallery draw grouped
+intervals: points with whiskers, never bars, whose area would suggest a quantity from 0): one
+panel per head mode (clean and robust heads answer different questions and are never mixed on
+one axis), configurations along x, accuracy in % on a y axis from 0 to 100, the same numbers as
+the report's table. Each configuration has one colour and marker wherever it is drawn
+(configuration_style: by pre-processor kind and lambda, not by its place in a sweep); natural
+accuracy is the filled marker, the worst case over the attacks the hollow one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from orchestrator.analysis.frames import SEEDS_INTERVAL
+from orchestrator.analysis.report import KIND_ORDER, paper_table, setting_text
+from trainables.schema.results import NATURAL, WORST, accuracy_column, accuracy_label
+
+# tab10's colours by the registry's order of kinds (Identity, Vanilla, ARAE, CRoPD, ...): fixed,
+# so a kind keeps its colour across sweeps, figures and reports.
+PALETTE = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
+# One marker per lambda the paper's ablations use; other values share the last.
+LAMBDA_MARKERS = {0.1: "v", 1.0: "s", 10.0: "^", 100.0: "P"}
+OTHER_LAMBDA_MARKER = "D"
+DRAWN = (NATURAL, WORST)  # the two numbers a robustness table is read by
+
+
+def configuration_style(kind, lam) -> tuple[str, str]:
+    """(colour, marker) of a configuration: the colour by its pre-processor kind, the marker by
+    its lambda ('o' without one)."""
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER) + abs(hash(kind)) % 3
+    colour = PALETTE[rank % len(PALETTE)]
+    if lam is None or (isinstance(lam, float) and math.isnan(lam)):
+        return colour, "o"
+    return colour, LAMBDA_MARKERS.get(float(lam), OTHER_LAMBDA_MARKER)
+
+
+def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | None:
+    """The figure and its caption, or None when no natural accuracy was measured."""
+    table, keys, metrics = paper_table(trials)
+    drawn = [accuracy_column(name) for name in DRAWN if accuracy_column(name) in metrics]
+    if accuracy_column(NATURAL) not in drawn:
+        return None
+    heads = list(dict.fromkeys(table["head.mode"])) if "head.mode" in table else [None]
+    label_keys = [k for k in keys if k != "head.mode"]
+    widest = max(len(table) if head is None else int((table["head.mode"] == head).sum()) for head in heads)
+    figure = Figure(figsize=(1.6 + 0.75 * widest * len(heads), 4.4), layout="constrained")
+    axes = figure.subplots(1, len(heads), squeeze=False, sharey=True)[0]
+    for ax, head in zip(axes, heads):
+        rows = table if head is None else table[table["head.mode"] == head]
+        x = np.arange(len(rows))
+        for offset, metric in zip((-0.12, 0.12), drawn):
+            filled = metric == accuracy_column(NATURAL)
+            for xi, (_, row) in zip(x, rows.iterrows()):
+                colour, marker = configuration_style(row.get("preprocessor.kind"), row.get("preprocessor.lambda"))
+                y = 100 * row[metric]
+                if math.isnan(y):
+                    continue
+                error = [[y - 100 * row[f"{metric}_lo"]], [100 * row[f"{metric}_hi"] - y]]
+                ax.errorbar(
+                    xi + offset,
+                    y,
+                    yerr=np.nan_to_num(error),
+                    marker=marker,
+                    markersize=7,
+                    color=colour,
+                    markerfacecolor=colour if filled else "white",
+                    capsize=3,
+                    linestyle="none",
+                )
+        ax.set_xticks(x, ["\n".join(setting_text(row[k]) for k in label_keys) for _, row in rows.iterrows()])
+        ax.set_xlim(-0.6, len(rows) - 0.4)
+        ax.set_ylim(0, 100)
+        ax.set_title(f"{head} head" if head is not None else title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("accuracy (%)")
+    legend = [
+        Line2D([], [], marker="o", color="black", markerfacecolor="black" if i == 0 else "white", linestyle="none")
+        for i in range(len(drawn))
+    ]
+    names = [name for name in DRAWN if accuracy_column(name) in drawn]
+    figure.legend(legend, [accuracy_label(name) for name in names], loc="outside lower center", ncols=2)
+    figure.suptitle(title)
+    several = (table["interval"] == SEEDS_INTERVAL).any()
+    caption = (
+        "Accuracy in % of each configuration (x: "
+        + ", ".join(_key_title(k) for k in label_keys)
+        + "), one panel per head; filled markers: natural accuracy, hollow: the worst case over every attack "
+        "run on each test point. Whiskers: 95% interval, Wilson's score interval over the test points for one "
+        "seed"
+        + (
+            ", and for several seeds one that also holds the seed-to-seed variation (Student's t over the seed "
+            "means, added in quadrature)"
+            if several
+            else ""
+        )
+        + "; the same numbers as the table. Colour: pre-processor kind; marker: lambda."
+    )
+    return figure, caption
+
+
+def _key_title(key: str) -> str:
+    from orchestrator.analysis.report import TITLES
+
+    return TITLES.get(key, key)
