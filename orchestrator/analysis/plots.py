@@ -19,14 +19,22 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.transforms import blended_transform_factory
 
+from orchestrator.analysis.figure_style import (
+    INTERVALS_NOTE,
+    configuration_style,
+    label_styles,
+    percent_axis,
+    wrapped,
+)
 from orchestrator.analysis.frames import aggregate_seeds, config_columns, pareto_mask, varying
 from orchestrator.analysis.report import TITLES, setting_text
 from trainables.artifacts import atomic_write_bytes
 from trainables.errors import UserError
 from trainables.schema.results import EPOCH_STAGES, NATURAL, SWEEP_POINTS, count_column
 
-IMAGE_FORMATS = ("png", "svg")
+IMAGE_FORMATS = ("png", "svg", "pdf")
 DPI = 150
 MAX_LABELLED_LINES = 10
 MAX_VALUE_TICKS = 6  # more configurations than this: colour by pre-processor kind instead
@@ -49,7 +57,7 @@ LABEL_OFFSETS = ((6, 4), (6, -11), (-6, 4), (-6, -11), (0, 9), (0, -15), (12, 12
 def image_format(path: Path) -> str:
     fmt = Path(path).suffix.lower().lstrip(".")
     if fmt not in IMAGE_FORMATS:
-        raise UserError(f"-o {path}: expected a .png or .svg file name")
+        raise UserError(f"-o {path}: expected a .png, .svg or .pdf file name")
     return fmt
 
 
@@ -143,45 +151,82 @@ def _value_ticks(ax, values: pd.Series) -> None:
 
 
 def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, title: str) -> Figure:
-    """One panel per accuracy against `param`, one line per configuration the parameter does not set.
+    """One panel per accuracy against `param` (a row of panels per head mode: clean and robust
+    heads apart), one line per configuration the parameter does not set, accuracy in % from 0.
 
     Configurations without the parameter (Identity and Vanilla have no lambda) are horizontal
-    dashed lines with their interval as a band, so the curve is read against the baselines.
+    dashed lines, their interval a whisker just right of the panel (side by side, where shaded
+    bands would overlap), so the curve is read against the baselines.
     """
     values = _numeric_axis(trials, param)
     table = aggregate_seeds(trials.assign(**{param: values}), metrics)
-    keys = [k for k in varying(table, config_columns(table)) if k != param]
+    split = "head.mode" in table and table["head.mode"].nunique() > 1
+    heads = list(dict.fromkeys(table["head.mode"])) if split else [None]
+    # A setting that follows the head (its epochs) tells no line apart within a head's panels.
+    groups = [table[table["head.mode"] == head] for head in heads] if split else [table]
+    keys = [
+        k
+        for k in varying(table, config_columns(table))
+        if k not in (param, "head.mode") and any(k in varying(group, [k]) for group in groups)
+    ]
     table["label"] = [_label(row, keys) for _, row in table.iterrows()]
-    colours = line_colours(table["label"])
-    figure = Figure(figsize=(4.2 * len(metrics), 4.6), layout="constrained")
-    axes = figure.subplots(1, len(metrics), squeeze=False)[0]
-    for ax, metric in zip(axes, metrics):
-        curves = table[table[param].notna()]
-        for label, curve in curves.groupby("label", sort=False):
-            curve = curve.sort_values(param)
-            y = curve[metric].to_numpy(dtype=float)
-            errors = np.vstack([y - curve[f"{metric}_lo"], curve[f"{metric}_hi"] - y])
-            ax.errorbar(
-                curve[param], y, yerr=np.nan_to_num(errors), marker="o", capsize=3, color=colours[label], label=label
-            )
-        for _, base in table[table[param].isna()].iterrows():
-            ax.axhline(
-                base[metric],
-                linestyle="--",
-                color=colours[base["label"]],
-                label=f"{base['label']} (no {_title(param)})",
-            )
-            ax.axhspan(
-                base[f"{metric}_lo"], base[f"{metric}_hi"], color=colours[base["label"]], alpha=0.12, linewidth=0
-            )
-        scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param)
-        _value_ticks(ax, curves[param])
-        ax.set_xlabel(_title(param) + scale)
-        ax.set_ylabel(f"{_title(metric)} accuracy")
-        ax.set_title(_title(metric))
-        ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize="small")
+    styles = label_styles(table, "label")
+    figure = Figure(figsize=(4.2 * len(metrics), 3.9 * len(heads) + 1.1), layout="constrained")
+    axes = figure.subplots(len(heads), len(metrics), squeeze=False)
+    for head, row_axes in zip(heads, axes):
+        rows = table if head is None else table[table["head.mode"] == head]
+        for ax, metric in zip(row_axes, metrics):
+            scale = 100 if metric.startswith("acc_") else 1
+            curves = rows[rows[param].notna()]
+            for label, curve in curves.groupby("label", sort=False):
+                curve = curve.sort_values(param)
+                y = scale * curve[metric].to_numpy(dtype=float)
+                errors = np.vstack([y - scale * curve[f"{metric}_lo"], scale * curve[f"{metric}_hi"] - y])
+                colour, marker = styles[label]
+                ax.errorbar(
+                    curve[param], y, yerr=np.nan_to_num(errors), marker=marker, capsize=3, color=colour, label=label
+                )
+            edge = blended_transform_factory(ax.transAxes, ax.transData)
+            for j, (_, base) in enumerate(rows[rows[param].isna()].iterrows()):
+                colour, marker = styles[base["label"]]
+                mean = scale * base[metric]
+                ax.axhline(mean, linestyle="--", color=colour, label=f"{base['label']} (no {_title(param)})")
+                low, high = scale * base[f"{metric}_lo"], scale * base[f"{metric}_hi"]
+                ax.errorbar(  # just outside the panel's right edge, clear of the curve's points
+                    1.02 + 0.035 * j,
+                    mean,
+                    yerr=np.nan_to_num([[mean - low], [high - mean]]),
+                    transform=edge,
+                    color=colour,
+                    marker=marker,
+                    markersize=4,
+                    capsize=3,
+                    clip_on=False,
+                )
+            axis_scale = _set_xscale(ax, curves[param].to_numpy(dtype=float), param) if len(curves) else ""
+            if len(curves):
+                _value_ticks(ax, curves[param])
+            ax.set_xlabel(_title(param) + axis_scale)
+            if scale == 100:
+                percent_axis(ax, f"{_title(metric)} accuracy (%)")
+            else:
+                ax.set_ylabel(_title(metric))
+            ax.set_title(_title(metric) + (f", {head} head" if head is not None else ""))
+            ax.grid(alpha=0.3)
+    handles = {}
+    for ax in axes.ravel():  # every line once, from whichever panel drew it
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    note = f"{INTERVALS_NOTE}; dashed: configurations without {_title(param)}, their interval right of the panel"
+    figure.legend(
+        list(handles.values()),
+        list(handles),
+        loc="outside lower center",
+        ncols=min(3, len(handles)),
+        fontsize="small",
+        title=wrapped(note, figure),
+        title_fontsize="x-small",
+    )
     figure.suptitle(title)
     return figure
 
@@ -196,9 +241,13 @@ def pareto_figure(trials: pd.DataFrame, x: str, y: str, *, param: str, maximize=
     figure = Figure(figsize=(6.4, 5.2), layout="constrained")
     FigureCanvasAgg(figure)  # label placement measures text, which needs a renderer
     ax = figure.subplots()
+    scale = {axis: 100 if name.startswith("acc_") else 1 for axis, name in (("x", x), ("y", y))}
+    trials = trials.assign(_x=scale["x"] * trials[x], _y=scale["y"] * trials[y])
+    x_name, y_name, x, y = x, y, "_x", "_y"
     groups = trials["preprocessor.kind"] if "preprocessor.kind" in trials else pd.Series("trials", index=trials.index)
-    for i, (kind, members) in enumerate(trials.groupby(groups, sort=False)):
-        ax.scatter(members[x], members[y], color=f"C{i % 10}", label=str(kind), alpha=0.8, zorder=2)
+    for kind, members in trials.groupby(groups, sort=False):
+        colour, _ = configuration_style(kind, None)
+        ax.scatter(members[x], members[y], color=colour, label=str(kind), alpha=0.8, zorder=2)
     on_front = trials[front].sort_values(x, ascending=not maximize[0])
     ax.scatter(
         on_front[x],
@@ -218,12 +267,12 @@ def pareto_figure(trials: pd.DataFrame, x: str, y: str, *, param: str, maximize=
         drawstyle="steps-post" if maximize[0] else "steps-pre",
         zorder=1,
     )
-    ax.set_xlabel(
-        _title(x) + (" accuracy" if x.startswith("acc_") else "") + ("" if maximize[0] else " (lower is better)")
-    )
-    ax.set_ylabel(
-        _title(y) + (" accuracy" if y.startswith("acc_") else "") + ("" if maximize[1] else " (lower is better)")
-    )
+    for axis, name, best in (("x", x_name, maximize[0]), ("y", y_name, maximize[1])):
+        label = _title(name) + (" accuracy (%)" if scale[axis] == 100 else "") + ("" if best else " (lower is better)")
+        if scale[axis] == 100:
+            percent_axis(ax, label, axis)
+        else:
+            (ax.set_xlabel if axis == "x" else ax.set_ylabel)(label)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize="small")
@@ -274,16 +323,21 @@ def place_labels(ax, points: list[tuple[float, float, str]]) -> list:
     return placed
 
 
-def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> Figure:
-    """Training curves per stage (loss; train accuracy for the head), mean over seeds per configuration."""
+def epochs_figure(
+    trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str, running: dict[str, str] | None = None
+) -> Figure:
+    """Training curves per stage (loss; train accuracy for the head, in %), mean over seeds per
+    configuration; `running`: config hash -> label of trials still training (no row yet), drawn
+    dotted with their epochs so far. Every panel starts at 0 and never collapses to a point."""
+    running = running or {}
     keys = varying(trials, config_columns(trials))
     labels = {row["config_hash"]: _label(row, keys) for _, row in trials.iterrows()}
     kinds = dict(zip(trials["config_hash"], trials.get("preprocessor.kind", pd.Series("trials", index=trials.index))))
-    epochs = epochs[epochs["config_hash"].isin(labels)].copy()
+    epochs = epochs[epochs["config_hash"].isin(labels) | epochs["config_hash"].isin(running)].copy()
     if epochs.empty:
         raise UserError("these trials have no per-epoch records (results/epochs/ is empty)")
     by_kind = len(set(labels.values())) > MAX_LABELLED_LINES
-    epochs["line"] = epochs["config_hash"].map(kinds if by_kind else labels)
+    epochs["line"] = epochs["config_hash"].map(kinds if by_kind else labels).fillna(epochs["config_hash"].map(running))
     order = {stage: index for index, stage in enumerate(EPOCH_STAGES)}  # unknown stages last
     stages = sorted(set(epochs["stage"]), key=lambda stage: order.get(stage, len(order)))
     panels = [
@@ -299,27 +353,76 @@ def epochs_figure(trials: pd.DataFrame, epochs: pd.DataFrame, *, title: str) -> 
     for unused in axes[len(panels) :]:
         unused.set_visible(False)
     colours = line_colours(epochs["line"])
+    still_running = set(running.values())
     for ax, (stage, column) in zip(axes, panels):
+        scale = 100 if column == "train_acc" else 1
         rows = epochs[(epochs["stage"] == stage) & epochs[column].notna()]
         for line, members in rows.groupby("line", sort=False):
+            style = ":" if line in still_running else "-"
             if by_kind:  # many configurations: one thin line each, coloured by kind
                 for _, one in members.groupby("config_hash"):
-                    ax.plot(one["epoch"], one[column], color=colours[line], linewidth=0.7, alpha=0.6)
+                    ax.plot(one["epoch"], scale * one[column], color=colours[line], linewidth=0.7, alpha=0.6)
             else:  # mean over the seeds of the configuration
                 mean = members.groupby("epoch")[column].mean()
-                ax.plot(mean.index, mean.to_numpy(), marker=".", color=colours[line], label=line)
+                ax.plot(mean.index, scale * mean.to_numpy(), marker=".", linestyle=style, color=colours[line])
         ax.set_xlabel("epoch")
-        ax.set_ylabel(EPOCH_PANELS[column])
         ax.set_title(f"{stage}: {EPOCH_PANELS[column]}")
+        if scale == 100:
+            percent_axis(ax, "train accuracy (%)")
+        else:
+            top = float(rows[column].max()) if len(rows) else 0.0
+            ax.set_ylim(0, top * 1.05 if top > 0 else 1.0)  # from 0; an all-zero loss is not a 1e-17 scale
+            ax.set_ylabel(EPOCH_PANELS[column])
         ax.grid(alpha=0.3)
     # Built from the colour map, not from a panel: a line can be missing from one panel (Identity
     # has no pre-processor epochs).
     handles = [
-        Line2D([], [], color=colour, marker="" if by_kind else ".", label=line) for line, colour in colours.items()
+        Line2D(
+            [],
+            [],
+            color=colour,
+            marker="" if by_kind else ".",
+            linestyle=":" if line in still_running else "-",
+            label=line,
+        )
+        for line, colour in colours.items()
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
-    figure.suptitle(title)
+    figure.suptitle(title + (f" ({len(running)} still training, dotted)" if running else ""))
     return figure
+
+
+def running_labels(sweep_dir: Path, keys) -> dict[str, str]:
+    """config hash -> 'cropd, preprocessor.lambda=10, clean head (running)' for trials still
+    training: the settings their grid point or search set (config.json's overrides)."""
+    from orchestrator.store.paths import SweepPaths
+
+    found = {}
+    for key in keys:
+        try:
+            record = json.loads(SweepPaths(sweep_dir).trial_config(key).read_text())
+            config = record["config"]
+            overrides = record.get("overrides") or []
+        except (OSError, ValueError, KeyError, TypeError):
+            found[key] = f"{key[:8]} (running)"
+            continue
+        parts = []
+        for name in overrides:
+            if name == "seed" or name.endswith(".seed") or name.startswith("evaluation."):
+                continue  # seeds are averaged over, as for finished trials; evaluation is how much, not what
+            value = config
+            for part in name.split("."):
+                value = value.get(part) if isinstance(value, dict) else None
+            if value is None:
+                continue
+            if name == "preprocessor.kind":
+                parts.insert(0, str(value))
+            elif name == "head.mode":
+                parts.append(f"{value} head")
+            else:
+                parts.append(f"{_title(name)}={setting_text(value)}")
+        found[key] = (", ".join(parts) or key[:8]) + " (running)"
+    return found
 
 
 def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
@@ -354,14 +457,15 @@ def strength_figure(trials: pd.DataFrame, *, title: str) -> Figure:
     axes = figure.subplots(1, 2)
     for ax, (column, (panel, xlabel, _)) in zip(axes, STRENGTH_PANELS.items()):
         for line, members in points[column].groupby("line", sort=False):
-            seeds = members.groupby("x")["accuracy"].agg(["mean", "min", "max"])
+            seeds = 100 * members.groupby("x")["accuracy"].agg(["mean", "min", "max"])
             ax.plot(seeds.index, seeds["mean"], marker="o", color=colours[line], label=line)
             ax.fill_between(seeds.index, seeds["min"], seeds["max"], color=colours[line], alpha=0.15, linewidth=0)
         # Log x on both: steps 1-50, and eps from a quarter of the budget to the unbounded point
         # (eps 1 = 255/255, integrity.UNBOUNDED_EPS), which a linear axis would squash the rest against.
         ax.set_xscale("log")
         _value_ticks(ax, points[column]["x"])
-        ax.set(xlabel=xlabel, ylabel="robust accuracy", title=panel)
+        ax.set(xlabel=xlabel, title=panel)
+        percent_axis(ax, "robust accuracy (%)")
         ax.grid(alpha=0.3)
     # Every evaluation eps among the swept trials: trials may differ in it, x is absolute.
     swept = trials[trials["config_hash"].isin(points["sweep_eps"]["config_hash"])]

@@ -5,7 +5,7 @@ intervals: points with whiskers, never bars, whose area would suggest a quantity
 panel per head mode (clean and robust heads answer different questions and are never mixed on
 one axis), configurations along x, accuracy in % on a y axis from 0 to 100, the same numbers as
 the report's table. Each configuration has one colour and marker wherever it is drawn
-(configuration_style: by pre-processor kind and lambda, not by its place in a sweep); natural
+(figure_style.py: by pre-processor kind and lambda, not by its place in a sweep); natural
 accuracy is the filled marker, the worst case over the attacks the hollow one.
 """
 
@@ -18,27 +18,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from orchestrator.analysis.figure_style import INTERVALS_NOTE, configuration_style, percent_axis, wrapped
 from orchestrator.analysis.frames import SEEDS_INTERVAL
-from orchestrator.analysis.report import KIND_ORDER, paper_table, setting_text
+from orchestrator.analysis.report import paper_table, setting_text
 from trainables.schema.results import NATURAL, WORST, accuracy_column, accuracy_label
 
-# tab10's colours by the registry's order of kinds (Identity, Vanilla, ARAE, CRoPD, ...): fixed,
-# so a kind keeps its colour across sweeps, figures and reports.
-PALETTE = ("#7f7f7f", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf")
-# One marker per lambda the paper's ablations use; other values share the last.
-LAMBDA_MARKERS = {0.1: "v", 1.0: "s", 10.0: "^", 100.0: "P"}
-OTHER_LAMBDA_MARKER = "D"
 DRAWN = (NATURAL, WORST)  # the two numbers a robustness table is read by
-
-
-def configuration_style(kind, lam) -> tuple[str, str]:
-    """(colour, marker) of a configuration: the colour by its pre-processor kind, the marker by
-    its lambda ('o' without one)."""
-    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER) + abs(hash(kind)) % 3
-    colour = PALETTE[rank % len(PALETTE)]
-    if lam is None or (isinstance(lam, float) and math.isnan(lam)):
-        return colour, "o"
-    return colour, LAMBDA_MARKERS.get(float(lam), OTHER_LAMBDA_MARKER)
 
 
 def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | None:
@@ -76,16 +61,22 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
                 )
         ax.set_xticks(x, ["\n".join(setting_text(row[k]) for k in label_keys) for _, row in rows.iterrows()])
         ax.set_xlim(-0.6, len(rows) - 0.4)
-        ax.set_ylim(0, 100)
+        percent_axis(ax, "accuracy (%)" if ax is axes[0] else "")
         ax.set_title(f"{head} head" if head is not None else title)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_ylabel("accuracy (%)")
     legend = [
         Line2D([], [], marker="o", color="black", markerfacecolor="black" if i == 0 else "white", linestyle="none")
         for i in range(len(drawn))
     ]
     names = [name for name in DRAWN if accuracy_column(name) in drawn]
-    figure.legend(legend, [accuracy_label(name) for name in names], loc="outside lower center", ncols=2)
+    figure.legend(
+        legend,
+        [accuracy_label(name) for name in names],
+        loc="outside lower center",
+        ncols=2,
+        title=wrapped(f"colour: pre-processor kind, marker: lambda; {INTERVALS_NOTE}", figure),
+        title_fontsize="x-small",
+    )
     figure.suptitle(title)
     several = (table["interval"] == SEEDS_INTERVAL).any()
     caption = (

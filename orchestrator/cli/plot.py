@@ -1,9 +1,12 @@
-"""`orchestrator plot <sweep> --kind tradeoff|pareto|fraction|epochs|strength -o FILE.png|FILE.svg`.
+"""`orchestrator plot <sweep> --kind summary|tradeoff|pareto|fraction|epochs|strength -o FILE`.
 
-tradeoff: accuracies against a parameter (lambda by default); pareto: clean against robust
-accuracy, front highlighted; fraction: accuracy against data_fraction (paper Table 9);
-epochs: training curves; strength: PGD accuracy against eps and steps (obfuscated-gradient
-check, AdvCL Fig. 3). Everything is checked before drawing; no image is left half-written.
+FILE: .png, .svg or .pdf. summary: every configuration's natural and worst-case accuracy with its
+interval, clean and robust heads apart (the HTML report's figure); tradeoff: accuracies against a
+parameter (lambda by default); pareto: clean against robust accuracy, front highlighted; fraction:
+accuracy against data_fraction (paper Table 9); epochs: training curves, of running trials too;
+strength: PGD accuracy against eps and steps (obfuscated-gradient check, AdvCL Fig. 3). Accuracy
+in % from 0, one colour and marker per configuration in every figure (figure_style.py).
+Everything is checked before drawing; no image is left half-written.
 """
 
 from __future__ import annotations
@@ -12,18 +15,19 @@ import argparse
 import sys
 from pathlib import Path
 
-KINDS = ("tradeoff", "pareto", "fraction", "epochs", "strength")
+KINDS = ("summary", "tradeoff", "pareto", "fraction", "epochs", "strength")
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "plot",
-        help="trade-off curves, Pareto front, data fraction, training curves or attack strength as PNG/SVG",
+        help="summary, trade-off curves, Pareto front, data fraction, training curves or attack strength "
+        "as PNG, SVG or PDF",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
     parser.add_argument("--kind", choices=KINDS, required=True)
-    parser.add_argument("-o", "--output", type=Path, required=True, help="image file: .png or .svg")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="image file: .png, .svg or .pdf")
     parser.add_argument(
         "--param",
         default=None,
@@ -44,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from orchestrator.analysis import plots
     from orchestrator.analysis.frames import check_metric, finished_trials, present_metrics, relation
     from orchestrator.cli.outputs import check_folder
+    from trainables.errors import UserError
 
     plots.image_format(args.output)  # a wrong file name or folder fails before any work
     check_folder(args.output)
@@ -53,7 +58,14 @@ def run(args: argparse.Namespace) -> int:
         metrics = [check_metric(trials, name.strip(), "--metrics") for name in args.metrics.split(",") if name.strip()]
     else:
         metrics = present_metrics(trials)
-    if args.kind == "tradeoff":
+    if args.kind == "summary":
+        from orchestrator.analysis.summary_figure import summary_figure
+
+        found = summary_figure(trials, title=sweep)
+        if found is None:
+            raise UserError("--kind summary: no finished trial measured natural accuracy")
+        figure = found[0]
+    elif args.kind == "tradeoff":
         param = args.param or "preprocessor.lambda"
         figure = plots.tradeoff_figure(
             trials, param, metrics, title=f"{sweep}: accuracy against {plots.TITLES.get(param, param)}"
@@ -78,7 +90,23 @@ def run(args: argparse.Namespace) -> int:
         figure = plots.strength_figure(trials, title=f"{sweep}: robust accuracy against attack strength")
     else:
         epochs = relation(args.target, "SELECT * FROM epochs").to_arrow_table().to_pandas()
-        figure = plots.epochs_figure(trials, epochs, title=f"{sweep}: training curves")
+        figure = plots.epochs_figure(
+            trials, epochs, title=f"{sweep}: training curves", running=_running(args.target, trials, epochs)
+        )
     plots.save(figure, args.output)
     print(f"wrote {args.output}", file=sys.stderr)
     return 0
+
+
+def _running(target: Path, trials, epochs) -> dict[str, str]:
+    """Labels of the trials with epochs but no row yet (still training), when `target` is a sweep folder
+    (a copied results folder has no trial configs to name them by)."""
+    from orchestrator.analysis.plots import running_labels
+    from orchestrator.store.paths import SweepPaths
+
+    if not Path(target).is_dir() or not SweepPaths(target).state.is_file() or epochs.empty:
+        return {}
+    from orchestrator.analysis.frames import load
+
+    with_rows = set(load(target, finished_only=False)["config_hash"])  # finished, failed or stopped
+    return running_labels(Path(target), sorted(set(epochs["config_hash"]) - with_rows))

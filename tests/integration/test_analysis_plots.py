@@ -60,12 +60,22 @@ def test_a_copy_of_results_alone_gives_the_same_report(sweep_dir, tmp_path, caps
 
 
 @pytest.mark.parametrize(
-    "kind, suffix", [("tradeoff", "png"), ("pareto", "svg"), ("epochs", "png"), ("strength", "png")]
+    "kind, suffix",
+    [
+        ("summary", "png"),
+        ("summary", "pdf"),
+        ("tradeoff", "png"),
+        ("pareto", "svg"),
+        ("epochs", "png"),
+        ("strength", "png"),
+    ],
 )
 def test_each_plot_kind_writes_a_readable_image(sweep_dir, tmp_path, kind, suffix):
     out = tmp_path / f"{kind}.{suffix}"
     assert main(["plot", str(sweep_dir), "--kind", kind, "-o", str(out)]) == 0
-    if suffix == "png":
+    if suffix == "pdf":
+        assert out.read_bytes().startswith(b"%PDF-") and out.stat().st_size > 5000
+    elif suffix == "png":
         image = imread(out)
         assert image.ndim == 3 and image.shape[2] == 4 and min(image.shape[:2]) >= 500
         assert image[..., :3].std() > 0.05  # something is drawn, not a blank canvas
@@ -81,13 +91,15 @@ def test_tradeoff_figure_is_labelled_on_a_log_lambda_axis_with_identity_as_a_bas
     axes = [ax for ax in figure.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["Natural", "PGD-20"]
     assert all(ax.get_xscale() == "log" and ax.get_xlabel() == "λ (log scale)" for ax in axes)
-    assert [ax.get_ylabel() for ax in axes] == ["Natural accuracy", "PGD-20 accuracy"]
+    # Accuracy in %, as in the tables, on an axis from 0 to 100.
+    assert [ax.get_ylabel() for ax in axes] == ["Natural accuracy (%)", "PGD-20 accuracy (%)"]
+    assert all(ax.get_ylim() == (0, 100) for ax in axes)
     assert sorted(t.get_text() for t in figure.legends[0].get_texts()) == ["cropd", "identity (no λ)"]
     assert figure.get_suptitle() == "t"
     # The CRoPD curve passes through the seed means of each lambda.
     line = axes[0].lines[0]
     means = trials[trials["preprocessor.kind"] == "cropd"].groupby("preprocessor.lambda")["acc_natural"].mean()
-    assert list(line.get_xdata()) == [1.0, 10.0] and list(line.get_ydata()) == pytest.approx(list(means))
+    assert list(line.get_xdata()) == [1.0, 10.0] and list(line.get_ydata()) == pytest.approx(list(100 * means))
 
 
 def test_pareto_labels_never_overlap_and_front_points_are_labelled_first(sweep_dir):
@@ -104,4 +116,5 @@ def test_pareto_labels_never_overlap_and_front_points_are_labelled_first(sweep_d
     frame = ax.get_window_extent(renderer)
     assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
     assert all(text.get_text().startswith("λ=") for text in ax.texts)
-    assert ax.get_xlabel() == "Natural accuracy" and ax.get_ylabel() == "PGD-20 accuracy" and ax.get_title() == "p"
+    assert ax.get_xlabel() == "Natural accuracy (%)" and ax.get_ylabel() == "PGD-20 accuracy (%)"
+    assert ax.get_title() == "p" and ax.get_xlim() == ax.get_ylim() == (0, 100)

@@ -369,7 +369,7 @@ def test_reading_while_a_trial_file_is_replaced_never_fails_or_loses_a_row(store
             ["plot", "{store}", "--kind", "tradeoff", "--param", "head.mode", "-o", "{out}.png"],
             "parameter axis head.mode: expected numbers",
         ),
-        (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png or .svg file name"),
+        (["plot", "{store}", "--kind", "tradeoff", "-o", "{out}.jpg"], "expected a .png, .svg or .pdf file name"),
         (  # before any lambda trial finished: once "expected numbers, it holds []"
             [
                 "plot",
@@ -554,14 +554,14 @@ def test_strength_figure_draws_seed_means_against_absolute_eps_and_log_steps(str
     assert [(m.get_linestyle(), m.get_xdata()[0]) for m in marks] == [(":", pytest.approx(8)), (":", pytest.approx(16))]
     # The two-seed configuration: the mean of the seeds at each point, the band their min-max.
     assert list(cropd1.get_xdata()) == pytest.approx([2, 4, 8, 16])
-    assert list(cropd1.get_ydata()) == pytest.approx([0.55, 0.45, 0.35, 0.15])
+    assert list(cropd1.get_ydata()) == pytest.approx([55, 45, 35, 15])  # in %
     assert list(steps_ax.lines[0].get_xdata()) == [1, 10, 50]
-    assert list(steps_ax.lines[0].get_ydata()) == pytest.approx([0.40, 0.35, 0.35])
+    assert list(steps_ax.lines[0].get_ydata()) == pytest.approx([40, 35, 35])
     band = eps_ax.collections[0].get_paths()[0].vertices[:, 1]
-    assert (band.min(), band.max()) == pytest.approx((0.1, 0.6))
+    assert (band.min(), band.max()) == pytest.approx((10, 60))
     # A different evaluation eps is drawn at its own absolute eps, not at the same factors.
     assert list(cropd10.get_xdata()) == pytest.approx([4, 8, 16, 32])
-    assert list(cropd10.get_ydata()) == pytest.approx([0.3, 0.35, 0.4, 0.2])
+    assert list(cropd10.get_ydata()) == pytest.approx([30, 35, 40, 20])
     legend = [text.get_text() for text in figure.legends[0].get_texts()]
     assert legend == ["cropd, λ=1 (flag: rises with steps)", "cropd, λ=10 (flag: rises with eps)", "evaluation eps"]
     assert "first 64 evaluated test points" in figure.get_suptitle()
