@@ -33,7 +33,12 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
     if accuracy_column(NATURAL) not in drawn:
         return None
     heads = list(dict.fromkeys(table["head.mode"])) if "head.mode" in table else [None]
-    label_keys = [k for k in keys if k != "head.mode"]
+    # A setting that follows the head (its epochs) tells no configuration apart within a panel.
+    groups = [table[table["head.mode"] == head] for head in heads] if heads != [None] else [table]
+    label_keys = [
+        k for k in keys if k != "head.mode" and any(group[k].astype("string").nunique() > 1 for group in groups)
+    ]
+    label_keys = label_keys or [k for k in keys if k != "head.mode"][:1]
     widest = max(len(table) if head is None else int((table["head.mode"] == head).sum()) for head in heads)
     figure = Figure(figsize=(1.6 + 0.75 * widest * len(heads), 4.4), layout="constrained")
     axes = figure.subplots(1, len(heads), squeeze=False, sharey=True)[0]

@@ -194,6 +194,17 @@ def _html_report(targets: list[Path], trials, tables_html: str, progress: tuple[
     found = summary_figure(trials, title=names)
     if found is not None:
         figures.append((svg_of(found[0]), found[1]))
+    lambdas = trials.get("preprocessor.lambda")
+    if lambdas is not None and lambdas.dropna().nunique() > 1:  # the paper's lambda ablation as a curve
+        from orchestrator.analysis.frames import present_metrics
+        from orchestrator.analysis.plots import tradeoff_figure
+        from trainables.schema.results import NATURAL, WORST, accuracy_column
+
+        drawn = present_metrics(trials, (accuracy_column(NATURAL), accuracy_column(WORST)))
+        figure = tradeoff_figure(trials, "preprocessor.lambda", drawn, title=f"{names}: accuracy against λ")
+        figures.append(
+            (svg_of(figure), "Accuracy in % against λ (log scale), per head; the legend says what the whiskers are.")
+        )
     specs = []
     for target in targets:
         copy = SweepPaths(target).spec_copy if target.is_dir() else target
