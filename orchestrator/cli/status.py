@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,11 @@ from rich.table import Table
 
 from orchestrator.analysis.plain_json import dumps, json_value
 from orchestrator.cli.options import add_format_option
+from orchestrator.spec.queue import duration_text, sweep_queue, sweep_spec
 from orchestrator.spec.target import sweep_dir_of
 from orchestrator.store.counts import progress_of_started, sweep_counts, trial_seconds
 from orchestrator.store.lock import driver_state, owner_text
+from orchestrator.store.paths import SweepPaths
 from orchestrator.store.query import load_trials
 from trainables.schema.results import ACCURACY_NAMES, accuracy_column, count_column, interval_columns
 
@@ -79,12 +82,16 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     console.print(f"sweep {sweep_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
     console.print(driver_line(sweep_dir), markup=False, highlight=False)
     print_jobs(sweep_dir, console)
-    for running in progress_of_started(sweep_dir, trials):
+    live = live_view(sweep_dir, trials)
+    for running in live["started"]:
         console.print(
-            f"{running['config_hash'][:8]} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])})",
+            f"{running['config_hash'][:8]} {running.get('settings_text') or ''}: {running['stage']}: "
+            f"{running['text']} ({_ago(running['seconds_ago'])}); "
+            f"{duration_text(running.get('estimate_left_s'))} left".replace(" : ", ": "),
             markup=False,
             highlight=False,
         )
+    _print_queue(live, console)
     if not len(trials):
         return
     if not per_trial:
@@ -143,17 +150,99 @@ def status_data(sweep_dir: Path) -> dict[str, Any]:
         for job in backend_of(sweep_dir).jobs(sweep_dir)
     ]
     counts = {state.replace(" ", "_"): n for state, n in sweep_counts(sweep_dir, trials).items()}
-    started = progress_of_started(sweep_dir, trials)
+    live = live_view(sweep_dir, trials)
     return json_value(
         {
             "sweep": str(sweep_dir),
             "counts": counts,
             "driver": driver_state(sweep_dir) or {"alive": False},
             "jobs": jobs,
-            "started": started,
+            "started": live["started"],
+            "queued": live["queued"],
+            "time_left": live["time_left"],
             "trials": records,
         }
     )
+
+
+QUEUED_SHOWN = 8  # queued trials listed by the text view (the JSON lists every one)
+
+
+def live_view(sweep_dir: Path, trials) -> dict[str, Any]:
+    """The started trials (store/counts.py's progress) with their settings and time left, the queued
+    ones with theirs, and the time left in all (spec/queue.py); settings and estimates are absent
+    where the sweep folder holds no copy of its spec."""
+    from orchestrator.backends.registry import backend_of
+    from orchestrator.cli.plan import concurrency
+
+    started = progress_of_started(sweep_dir, trials)
+    finished = set(trials.loc[trials["status"] == "TERMINATED", "config_hash"]) if len(trials) else set()
+    with_rows = set(trials["config_hash"]) if len(trials) else set()
+    queue = sweep_queue(sweep_dir, finished, {entry["config_hash"] for entry in started})
+    if queue is None:
+        return {"started": started, "queued": [], "time_left": None}
+    planned = {trial.config_hash: trial for trial in queue.trials}
+    paths = SweepPaths(sweep_dir)
+    for entry in started:
+        trial = planned.get(entry["config_hash"])
+        if trial is None:
+            continue  # a search's sampled trial: its settings are Optuna's, in its config.json
+        entry["settings"], entry["settings_text"] = trial.settings, trial.text
+        try:
+            elapsed = time.time() - paths.trial_config(trial.config_hash).stat().st_mtime
+        except OSError:
+            elapsed = 0.0
+        entry["estimate_left_s"] = None if trial.estimate_s is None else max(0.0, trial.estimate_s - elapsed)
+    running = {entry["config_hash"] for entry in started}
+    queued = [
+        {"config_hash": t.config_hash, "settings": t.settings, "settings_text": t.text, "estimate_s": t.estimate_s}
+        for t in queue.trials
+        if t.config_hash not in with_rows and t.config_hash not in running
+    ]
+    spec = sweep_spec(sweep_dir)
+    at_once = (backend_of(sweep_dir).plan_concurrency(spec) or concurrency(spec))[0] if spec else 0
+    return {
+        "started": started,
+        "queued": queued,
+        "time_left": {
+            "trial_s": queue.remaining_s,
+            "wall_s": queue.remaining_s / at_once if queue.remaining_s is not None and at_once else None,
+            "at_once": at_once,
+            "stages_without_estimate": queue.unestimated,
+            "from_finished_trials": queue.basis,
+            "sampled_later": queue.sampled,
+        },
+    }
+
+
+def _print_queue(live: dict[str, Any], console: Console) -> None:
+    queued, left = live["queued"], live["time_left"]
+    if queued:
+        console.print(f"queued: {len(queued)}", markup=False, highlight=False)
+        for entry in queued[:QUEUED_SHOWN]:
+            console.print(
+                f"  {entry['config_hash'][:8]} {entry['settings_text']} (about {duration_text(entry['estimate_s'])})",
+                markup=False,
+                highlight=False,
+            )
+        if len(queued) > QUEUED_SHOWN:
+            console.print(f"  ... and {len(queued) - QUEUED_SHOWN} more (--format json lists them all)", markup=False)
+    if left is None or (not queued and not live["started"]):
+        return
+    bound = "at least " if left["stages_without_estimate"] else "about "
+    if left["trial_s"] is None:
+        text = "time left: unknown (no finished trial ran these stages yet)"
+    else:
+        text = f"time left: {bound}{duration_text(left['trial_s'])} of trial time"
+        if left["wall_s"] is not None:
+            text += f", {bound}{duration_text(left['wall_s'])} wall at {left['at_once']} at once"
+        text += f" (from this sweep's {left['from_finished_trials']} finished trials"
+        if left["stages_without_estimate"]:
+            text += f"; {left['stages_without_estimate']} stages not estimated yet"
+        text += ")"
+    if left["sampled_later"]:
+        text += f"; a search draws {left['sampled_later']} more trials, not counted"
+    console.print(text, markup=False, highlight=False)
 
 
 def driver_line(sweep_dir: Path) -> str:

@@ -78,7 +78,7 @@ def _train_images(data: dict) -> float | None:
     return None if sizes is None else sizes[0] * data["data_fraction"]
 
 
-def _trial_stages(config: dict) -> list[tuple[str, Stage]]:
+def trial_stages(config: dict) -> list[tuple[str, Stage]]:
     """(sharing key, stage) of one trial's stages; equal keys are one stage run once."""
     data, foundation, pre, head, evaluation = (
         config["data"],
@@ -160,7 +160,7 @@ def planned_stages(spec: SweepSpec) -> Plan:
     configs += [spec.trial_config({})] * spec.search_trials
     for index, raw in enumerate(configs):
         sampled = index >= len(spec.grid_points)
-        for key, stage in _trial_stages(validate_trial_config(raw)):
+        for key, stage in trial_stages(validate_trial_config(raw)):
             key = f"{key} sample {index}" if sampled else key
             if key not in by_key:
                 by_key[key] = stage
