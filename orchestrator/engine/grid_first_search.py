@@ -23,9 +23,11 @@ no Tune trial ever reports to it. A trial a scheduler stopped is PRUNED in the s
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter, deque
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
@@ -41,15 +43,33 @@ class GridFirstOptunaSearch(OptunaSearch):
         self._grid_points = list(grid_points or [])
         self._grid_queue = deque(self._grid_points)  # not yet handed to Optuna
         self._pruning = pruner is not None
+        _, study = optuna_search_internals(self)
         if pruner is not None:
-            _, study = optuna_search_internals(self)
             study.pruner = pruner
+        # The objectives by name, so optuna-dashboard shows val_acc_natural, not "Objective 0".
+        metrics = kwargs.get("metric")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(metrics) if isinstance(metrics, (list, tuple)) else [metrics])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._tag(trial_id, result)
         # OptunaSearch reports the objective (a NaN placeholder until the trial ends) at every
         # result; with a pruner the measurements are the intermediate values (optuna_pruning.py).
         if not getattr(self, "_pruning", False):  # (a searcher saved before pruners existed has none)
             super().on_trial_result(trial_id, result)
+
+    def _tag(self, trial_id: str, result: dict | None) -> None:
+        """Link the Optuna trial to this project's trial, once: its config hash (the row's key in
+        results/) and its folder (trials/<hash>/config.json holds the whole config)."""
+        key = (result or {}).get("config_hash")
+        tagged = self.__dict__.setdefault("_tagged", set())  # (a searcher saved before tags has none)
+        ot_trials, _ = optuna_search_internals(self)
+        if not isinstance(key, str) or trial_id in tagged or trial_id not in ot_trials:
+            return
+        ot_trials[trial_id].set_user_attr("config_hash", key)
+        ot_trials[trial_id].set_user_attr("trial_folder", f"trials/{key}")
+        tagged.add(trial_id)
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -68,6 +88,7 @@ class GridFirstOptunaSearch(OptunaSearch):
         # A trial a scheduler stopped (schedulers.py) ends without its final report: its last
         # result holds the NaN placeholders of the objectives, which Optuna would record as a
         # failure. Without a result OptunaSearch tells Optuna the trial was pruned, which it was.
+        self._tag(trial_id, result)
         if not error and ended_early(result):
             result = None
         super().on_trial_complete(trial_id, result=result, error=error)

@@ -8,6 +8,7 @@ starts (a changed plan, a request no node can hold) are tests/orchestrator/engin
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import tempfile
@@ -26,6 +27,19 @@ from orchestrator.store.paths import SweepPaths
 from orchestrator.store.query import connect, load_trials
 
 pytestmark = pytest.mark.integration
+
+
+def _dashboard_get(app, path: str) -> dict:
+    """GET `path` from optuna-dashboard's WSGI app, as its web page does, without a server."""
+    from wsgiref.util import setup_testing_defaults
+
+    environ: dict = {}
+    setup_testing_defaults(environ)
+    environ["PATH_INFO"], environ["QUERY_STRING"] = path, "after=0"
+    status = []
+    body = b"".join(app(environ, lambda code, headers, exc_info=None: status.append(code)))
+    assert status == ["200 OK"], (status, body[:200])
+    return json.loads(body)
 
 
 @pytest.fixture
@@ -78,6 +92,16 @@ def test_sweep_runs_each_planned_trial_once_and_writes_parquet(
     study = optuna.load_study(study_name="tiny", storage=journal_storage(sweep_dir))
     completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(tuple(t.values) for t in completed) == sorted(zip(trials["val_acc_natural"], trials["val_acc_pgd20"]))
+    # Named objectives, and each Optuna trial tagged with its config hash and folder (a link to its row).
+    assert study.metric_names == ["val_acc_natural", "val_acc_pgd20"]
+    assert sorted(t.user_attrs["config_hash"] for t in completed) == sorted(trials["config_hash"])
+    assert all((sweep_dir / t.user_attrs["trial_folder"] / "config.json").is_file() for t in completed)
+    # optuna-dashboard (the `dashboard` extra) reads the same journal through its own server code.
+    dashboard = pytest.importorskip("optuna_dashboard", reason="the dashboard extra is not installed")
+    shown = _dashboard_get(dashboard.wsgi(journal_storage(sweep_dir)), f"/api/studies/{study._study_id}")
+    assert shown["objective_names"] == ["val_acc_natural", "val_acc_pgd20"]
+    tags = [{a["key"]: a["value"] for a in t["user_attrs"]} for t in shown["trials"] if t["state"] == "Complete"]
+    assert sorted(tag["config_hash"] for tag in tags) == sorted(trials["config_hash"])
 
     # Running the same command again resumes a finished sweep: nothing reruns, nothing is added.
     again = run_sweep(spec, sweep_dir, backend=LocalBackend(temp_dir=ray_temp_dir), live=False)
