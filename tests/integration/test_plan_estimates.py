@@ -57,10 +57,12 @@ def test_a_slurm_plan_shows_the_script_and_warns_when_the_time_limit_cannot_cove
     args = ["plan", str(spec_path), "preprocessor.epochs=30000", "--history", str(sweep_dir.parent)]
     assert main([*args, "--backend", "slurm", "--time", "10", "--partition", "gpu"]) == 0
     out = capsys.readouterr().out
+    # The script, with or without Slurm here (it once needed Slurm installed to be shown at all).
+    assert "#SBATCH --partition=gpu" in out and "#SBATCH --time=10" in out
     if shutil.which("srun") is None or shutil.which("sbatch") is None:  # a machine without Slurm
-        assert "sbatch --test-only: not asked: no Slurm here" in out and "#SBATCH" not in out
-    else:  # the script and sbatch's own verdict (tests/slurm/test_slurm_cluster.py checks both on a real one)
-        assert "#SBATCH --partition=gpu" in out and "#SBATCH --time=10" in out and "sbatch --test-only: " in out
+        assert "sbatch --test-only: not asked: no Slurm here" in out
+    else:  # and sbatch's own verdict (tests/slurm/test_slurm_cluster.py checks both on a real one)
+        assert "sbatch --test-only: accepted" in out or "sbatch --test-only: REFUSED" in out
     assert "warning: the estimated wall time" in out and "raise --time" in out
 
 

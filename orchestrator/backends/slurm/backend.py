@@ -19,7 +19,7 @@ from orchestrator.backends.base import Backend, JobStatus, Launched
 from orchestrator.backends.jobs import SubmittedJob, recorded_jobs
 from orchestrator.backends.slurm.records import active_jobs, cancel_jobs, job_states
 from orchestrator.backends.slurm.settings import SlurmSettings, settings_with_options
-from orchestrator.store.paths import SweepPaths
+from orchestrator.store.paths import SweepPaths, default_sweep_dir
 from trainables.errors import ConfigError, UserError
 
 if TYPE_CHECKING:  # status and cancel import this module: not the spec's imports
@@ -66,16 +66,20 @@ class SlurmBackend(Backend):
         from orchestrator.backends.slurm.executor import make_executor, sbatch_script, sbatch_verdict
 
         settings = self.settings
-        script = None
-        if shutil.which("sbatch") is None or shutil.which("srun") is None:
-            # submitit builds its executor only on a Slurm machine; the sweep itself refuses the same way.
-            verdict = "not asked: no Slurm here (sbatch and srun not on PATH); plan on a login node for the script"
-        else:
-            with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
-                executor = make_executor(settings, name=spec.name, resources=spec.resources, log_root=Path(folder))
-                script = sbatch_script(executor, spec.num_trials if settings.mode == "array" else None)
-            accepted, line = sbatch_verdict(script)
-            verdict = ("accepted: " if accepted else "REFUSED: ") + line
+        here = shutil.which("sbatch") is not None and shutil.which("srun") is not None
+        with tempfile.TemporaryDirectory(prefix="cropd-plan-") as folder:
+            executor = make_executor(
+                settings, name=spec.name, resources=spec.resources, log_root=Path(folder), script_only=not here
+            )
+            script = sbatch_script(executor, spec.num_trials if settings.mode == "array" else None)
+            if here:
+                accepted, line = sbatch_verdict(script)
+                verdict = ("accepted: " if accepted else "REFUSED: ") + line
+            # Shown with the logs where the sweep would write them (runs/<name>/slurm/logs), not in
+            # this scratch folder (submitit creates its folder; plan writes nothing of the sweep's).
+            script = script.replace(folder, str(SweepPaths(default_sweep_dir(spec.name)).slurm_logs.resolve()))
+        if not here:  # the script as a login node would submit it; only sbatch can say whether it would take it
+            verdict = "not asked: no Slurm here (sbatch and srun not on PATH); run plan on a login node for its verdict"
         allowed_s = settings.time_min * 60 * (settings.max_requeues + 1)
         warning = None
         if settings.mode != "array" and wall_s is not None and wall_s > allowed_s:

@@ -23,12 +23,16 @@ def require_sbatch() -> None:
         raise UserError("--backend slurm: no sbatch on PATH (run on a Slurm login node, or use --backend local)")
 
 
-def make_executor(settings: SlurmSettings, *, name: str, resources: dict[str, float], log_root: Path):
+def make_executor(
+    settings: SlurmSettings, *, name: str, resources: dict[str, float], log_root: Path, script_only: bool = False
+):
     """A submitit SlurmExecutor (not AutoExecutor: that one also picks Slurm by itself whenever
-    sbatch is on PATH) writing its pickles and logs under log_root/<job id>."""
+    sbatch is on PATH) writing its pickles and logs under log_root/<job id>. `script_only`: one
+    that only renders its sbatch script (`plan` on a machine without Slurm), never submits."""
     import submitit
 
-    executor = submitit.SlurmExecutor(folder=str(log_root / "%j"), max_num_timeout=settings.max_requeues)
+    cls = _script_only_executor() if script_only else submitit.SlurmExecutor
+    executor = cls(folder=str(log_root / "%j"), max_num_timeout=settings.max_requeues)
     parameters: dict[str, Any] = {
         "job_name": settings.job_name or f"cropd-{name}",
         "time": settings.time_min,
@@ -58,6 +62,19 @@ def make_executor(settings: SlurmSettings, *, name: str, resources: dict[str, fl
         parameters["srun_args"] = ["--no-kill"]
     executor.update_parameters(**parameters)
     return executor
+
+
+def _script_only_executor():
+    """submitit's SlurmExecutor without its check for srun (its `affinity`, > 0 where Slurm is),
+    which it makes only to refuse to start elsewhere: rendering the script needs no Slurm."""
+    import submitit
+
+    class ScriptOnlySlurmExecutor(submitit.SlurmExecutor):
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    return ScriptOnlySlurmExecutor
 
 
 def default_cpus(settings: SlurmSettings, resources: dict[str, float]) -> int:
