@@ -28,11 +28,12 @@ def plan(
     *,
     history: Sequence[str | Path] | None = None,
     backend: str | None = None,
+    device: str | None = None,
     **backend_options: Any,
 ) -> dict:
     """`orchestrator plan SPEC --format json` as a dict: the planned trials, the shared stages with
     their estimates (None: unknown), trials at once and the wall time, and the backend's check
-    (Slurm: the sbatch script). `backend_options`: the command line's backend flags by their
+    (Slurm: the sbatch script); `device` as --device. `backend_options`: the command line's backend flags by their
     argument names (`partition="gpu"`, `mode="array"`). Nothing is written or submitted."""
     from orchestrator.backends.registry import backend_class
     from orchestrator.cli.plan import plan_data
@@ -40,7 +41,7 @@ def plan(
 
     loaded = load_spec(Path(spec), list(overrides))
     chosen = backend_class(backend or loaded.backend).from_options(loaded, SimpleNamespace(**backend_options))
-    return plan_data(loaded, chosen, [Path(h) for h in history] if history else None)
+    return plan_data(loaded, chosen, [Path(h) for h in history] if history else None, device)
 
 
 def sweep(

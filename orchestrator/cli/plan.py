@@ -32,6 +32,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="a sweep folder, or a folder of sweeps, whose recorded stage times the estimates come from "
         "(repeatable; default: the folder the spec's own sweep would go in, runs/)",
     )
+    parser.add_argument(
+        "--device",
+        choices=_devices(),
+        default=None,
+        help="cost the stages on this device kind: earlier trials that ran on it, else its measured rates "
+        "(orchestrator/spec/device_costs.py); default: every earlier trial, whatever it ran on",
+    )
     parser.add_argument("--backend", choices=backend_names(), default=None, help="default: the spec's backend")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     add_backend_options(parser)
@@ -44,19 +51,26 @@ def run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, args.overrides)
     backend = backend_class(args.backend or spec.backend).from_options(spec, args)
-    planned = make_plan(spec, backend, args.history)
+    planned = make_plan(spec, backend, args.history, args.device)
     if args.format == "json":
-        print(json.dumps(_as_json(spec, *planned, backend.name), indent=2))
+        print(json.dumps({**_as_json(spec, *planned, backend.name), "device": args.device}, indent=2))
     else:
         plan, at_once, why, wall_s, history, check = planned
         lines = ["", *backend.plan_lines(check)] if check is not None else []
-        print(_as_text(spec, plan, at_once, why, wall_s, history, lines))
+        print(_as_text(spec, plan, at_once, why, wall_s, history, lines, args.device))
     return 0
 
 
-def make_plan(spec, backend, history: list[Path] | None):
+def _devices() -> tuple[str, ...]:
+    from orchestrator.spec.device_costs import DEVICES
+
+    return DEVICES
+
+
+def make_plan(spec, backend, history: list[Path] | None, device: str | None = None):
     """The plan of `spec` on `backend`: (stage estimates, trials at once, why, wall seconds or None,
-    the history folders read, the backend's own check); `history` None: the spec's runs/ folder."""
+    the history folders read, the backend's own check); `history` None: the spec's runs/ folder;
+    `device`: a device kind whose earlier trials and measured rates cost the stages."""
     from orchestrator.spec.estimate import estimate, history_rows, planned_stages
     from orchestrator.store.paths import default_sweep_dir
 
@@ -64,15 +78,15 @@ def make_plan(spec, backend, history: list[Path] | None):
         if not Path(folder).is_dir():
             raise UserError(f"--history {folder}: no such folder (a sweep folder, or a folder of sweeps)")
     history = [Path(folder) for folder in history] if history else [default_sweep_dir(spec.name).parent]
-    plan = estimate(planned_stages(spec), history_rows(history))
+    plan = estimate(planned_stages(spec), history_rows(history), device)
     at_once, why = backend.plan_concurrency(spec) or concurrency(spec)
     wall_s = plan.total_s / at_once if at_once else None  # None: no trial fits
     return plan, at_once, why, wall_s, history, backend.plan_check(spec, wall_s)
 
 
-def plan_data(spec, backend, history: list[Path] | None = None) -> dict:
+def plan_data(spec, backend, history: list[Path] | None = None, device: str | None = None) -> dict:
     """`orchestrator plan --format json`'s object (orchestrator.plan returns it)."""
-    return _as_json(spec, *make_plan(spec, backend, history), backend.name)
+    return {**_as_json(spec, *make_plan(spec, backend, history, device), backend.name), "device": device}
 
 
 def concurrency(spec) -> tuple[int, str]:
@@ -134,7 +148,7 @@ def _wall_text(plan, wall_s: float | None) -> str:
     return f"wall {'at least' if plan.unestimated else 'about'} {_hours(wall_s)}"
 
 
-def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]) -> str:
+def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str], device: str | None = None) -> str:
     from orchestrator.spec.estimate import STAGE_KINDS
 
     seeds = spec.raw.get("seeds")
@@ -145,7 +159,9 @@ def _as_text(spec, plan, at_once, why, wall_s, history, backend_lines: list[str]
         + (f" ({points // len(seeds)} configurations x {len(seeds)} seeds)" if seeds else "")
         + (f" + {spec.search_trials} sampled by the search" if spec.search_trials else ""),
         "",
-        f"stages, each shared one counted once (estimates from the stage times in {', '.join(map(str, history))}):",
+        f"stages, each shared one counted once (estimates from the stage times in {', '.join(map(str, history))}"
+        + (f" that ran on {device}, else its measured rates" if device else "")
+        + "):",
     ]
     # Stages alike (same kind and settings, e.g. the clean heads of several trials) on one line.
     groups: dict[tuple[str, str], list] = {}

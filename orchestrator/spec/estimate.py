@@ -57,6 +57,7 @@ class Stage:
     required: int = 1
     estimate_s: float | None = None
     basis: str = "no earlier trial ran such a stage"
+    config: dict | None = field(default=None, repr=False)  # the validated config of a trial that runs it
 
 
 @dataclass
@@ -148,6 +149,8 @@ def trial_stages(config: dict) -> list[tuple[str, Stage]]:
             ),
         )
     )
+    for _, stage in stages:
+        stage.config = config  # what a device's measured rates cost it from (device_costs.py)
     return stages
 
 
@@ -240,8 +243,53 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-def estimate(plan: Plan, rows: list[dict[str, Any]]) -> Plan:
-    """Fill each stage's estimate from the nearest matching earlier trial, scaled by its work."""
+# The parts device_costs.stage_seconds names, per stage kind of a plan.
+DEVICE_PARTS = {
+    PRETRAINING: ("pretraining",),
+    PREPROCESSOR: ("preprocessor",),
+    HEAD: ("features", "head"),
+    EVALUATION: ("evaluation", "autoattack"),
+}
+
+
+def ran_on(row: dict[str, Any], device: str) -> bool:
+    """Whether an earlier trial row ran on `device` (a kind: 'h200' matches 'NVIDIA H200')."""
+    return device.lower() in str(row.get("device_name") or "").lower()
+
+
+def estimate(plan: Plan, rows: list[dict[str, Any]], device: str | None = None) -> Plan:
+    """Fill each stage's estimate from the nearest matching earlier trial, scaled by its work.
+
+    `device` (a kind with measured rates: device_costs.DEVICES): only earlier trials that ran on
+    it count, and a stage none of them ran is costed from the device's measured rates instead."""
+    if device is not None:
+        rows = [row for row in rows if ran_on(row, device)]
+    _from_history(plan, rows)
+    if device is not None:
+        _from_rates(plan, device)
+    return plan
+
+
+def _from_rates(plan: Plan, device: str) -> None:
+    from orchestrator.spec.device_costs import Rates, stage_seconds
+
+    rates = Rates.of_device(device)
+    for stage in plan.stages:
+        if stage.estimate_s is not None or stage.config is None:
+            continue
+        parts = {
+            name: seconds
+            for name, seconds in stage_seconds(stage.config, rates).items()
+            if name.split(" (")[0] in DEVICE_PARTS[stage.kind]
+        }
+        if parts:
+            stage.estimate_s = float(sum(parts.values()))
+            stage.basis = f"{rates.source}: " + ", ".join(f"{name} {s:,.0f} s" for name, s in parts.items())
+        else:
+            stage.basis = f"no earlier trial on {device} ran such a stage, and its rates do not cost it"
+
+
+def _from_history(plan: Plan, rows: list[dict[str, Any]]) -> None:
     for stage in plan.stages:
         column = TIME_COLUMNS[stage.kind]
         # The most settings in common; among equals the most work measured, where fixed costs
@@ -265,11 +313,11 @@ def estimate(plan: Plan, rows: list[dict[str, Any]]) -> Plan:
         stage.estimate_s = row[column] * scale
         missed = [key for key in stage.match if not _same(_matches_value(row, key), _matches_value(stage.match, key))]
         stage.basis = (
-            f"{row['_sweep']}/{row['config_hash'][:8]} on {row.get('device', '?')}: {row[column]:.0f} s "
+            f"{row['_sweep']}/{row['config_hash'][:8]} on {row.get('device_name') or row.get('device') or '?'}: "
+            f"{row[column]:.0f} s "
             f"x {scale:.3g} (work {stage.work:,.0f} / {work:,.0f}); "
             + (f"differs in {', '.join(missed)}" if missed else "same settings")
         )
-    return plan
 
 
 def _matches_value(row: dict[str, Any], key: str) -> Any:
