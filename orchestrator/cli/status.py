@@ -84,10 +84,10 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     print_jobs(sweep_dir, console)
     live = live_view(sweep_dir, trials)
     for running in live["started"]:
+        who = running["config_hash"][:8] + (f" {running['settings_text']}:" if running.get("settings_text") else "")
+        left = f"; {duration_text(running['estimate_left_s'])} left" if "estimate_left_s" in running else ""
         console.print(
-            f"{running['config_hash'][:8]} {running.get('settings_text') or ''}: {running['stage']}: "
-            f"{running['text']} ({_ago(running['seconds_ago'])}); "
-            f"{duration_text(running.get('estimate_left_s'))} left".replace(" : ", ": "),
+            f"{who} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])}){left}",
             markup=False,
             highlight=False,
         )
