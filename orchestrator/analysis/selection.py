@@ -37,14 +37,18 @@ def validation_means(table: pd.DataFrame, trials: pd.DataFrame, column: str) -> 
 
 def best_rows(table: pd.DataFrame, trials: pd.DataFrame, metrics: list[str]) -> dict[str, pd.Series]:
     """Per test metric, a boolean per row: the unflagged configuration(s) best on the validation twin
-    (ties all marked); all False where the twin was not measured."""
+    (ties all marked); all False where the twin was not measured, where fewer than two unflagged
+    configurations measured it, or where they all tie."""
     clean = ~flagged(table)
     best = {}
     for metric in metrics:
         twin = validation_twin(metric)
         means = validation_means(table, trials, twin) if twin else pd.Series(math.nan, index=table.index)
         eligible = means.where(clean)
-        best[metric] = (eligible == eligible.max()) & eligible.notna()
+        # A choice needs a choice: no bold with one candidate, nor where every candidate ties (a
+        # partial report once bolded 0.0 +- 0.0 in every row).
+        chosen = eligible.notna().sum() >= 2 and eligible.nunique() > 1
+        best[metric] = (eligible == eligible.max()) & eligible.notna() & chosen
     return best
 
 
@@ -65,4 +69,4 @@ def selection_note(table: pd.DataFrame, trials: pd.DataFrame, metrics: list[str]
         note += "; rows with integrity flags are never bold (their robust accuracy may not be robustness)"
     if unmeasured:
         note += f"; no bold in {', '.join(unmeasured)} (not measured on the validation split)"
-    return note + "."
+    return note + "; none where fewer than two configurations compete or all tie."
