@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 
 from orchestrator.spec.backends import add_backend_options, backend_names
@@ -95,8 +94,9 @@ def concurrency(spec) -> tuple[int, str]:
     so); the plan is still printed, since planning a GPU study on a login node is what plan is for."""
     cpu, gpu = spec.resources["cpu"], spec.resources["gpu"]
     limit = spec.max_concurrent or math.inf
-    cores = os.cpu_count() or 1
-    gpus = gpus_here()
+    from orchestrator.spec.machine import cpus_here, gpus_here
+
+    cores, gpus = cpus_here(), gpus_here()
     count = min(
         limit,
         math.floor(cores / cpu) if cpu else math.inf,
@@ -115,16 +115,6 @@ def concurrency(spec) -> tuple[int, str]:
             "(--backend slurm plans it for a cluster)"
         )
     return int(count if math.isfinite(count) else spec.num_trials), why
-
-
-def gpus_here() -> int:
-    """This machine's GPUs as CUDA would show them, without importing torch (plan stays instant):
-    $CUDA_VISIBLE_DEVICES when set, else the NVIDIA driver's entries under /proc."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
-    driver = Path("/proc/driver/nvidia/gpus")
-    return len(list(driver.iterdir())) if driver.is_dir() else 0
 
 
 def _hours(seconds: float | None) -> str:

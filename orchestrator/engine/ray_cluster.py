@@ -28,12 +28,11 @@ class RayCluster:
         """One clear line if no node could ever run one trial; call before start() for local Ray."""
         if self.address:
             return  # checked against the cluster's nodes once connected
-        import torch
+        from orchestrator.spec.machine import cpus_here, gpus_here
 
-        cpus = self.num_cpus or (
-            len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        )
-        gpus = torch.cuda.device_count() if self.num_gpus is None else self.num_gpus
+        # Counted as `plan` counts (spec/machine.py), so a plan never promises what this refuses.
+        cpus = self.num_cpus or cpus_here()
+        gpus = gpus_here() if self.num_gpus is None else self.num_gpus
         _check_fits(
             resources,
             [{"CPU": cpus, "GPU": gpus}],

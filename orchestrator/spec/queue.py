@@ -29,7 +29,12 @@ from trainables.artifacts import config_hash
 from trainables.errors import UserError
 from trainables.schema import validate_trial_config
 
-SHORT_NAMES = {"preprocessor.lambda": "λ", "preprocessor.temperature": "τ", "data_fraction": "fraction"}
+SHORT_NAMES = {
+    "preprocessor.lambda": "λ",
+    "preprocessor.temperature": "τ",
+    "data_fraction": "fraction",
+    "head.epochs": "head epochs",
+}
 
 
 @dataclass
