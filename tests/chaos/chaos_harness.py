@@ -66,6 +66,67 @@ def chaos_spec(
     return path
 
 
+@dataclass
+class HeldDriver:
+    """A real `orchestrator sweep` driver started by inject.py's hold-at-epoch-2: it trains one
+    CRoPD pre-processor and waits at epoch 2 while `hold` exists (remove it to let it go on)."""
+
+    spec_path: Path
+    sweep_dir: Path
+    env: dict
+    key: str  # the trial's config hash
+    epochs_file: Path  # the trial's per-epoch records
+    hold: Path
+    ray_root: str  # this driver's RAY_TMPDIR: remove it when done
+    ours: "OurProcesses"
+    process: subprocess.Popen
+
+
+def start_held_driver(tmp_path: Path, cache_root, foundation, arch, *, name: str, epochs: int, log: str) -> HeldDriver:
+    """One-trial sweep `name` (CRoPD lambda 1, `epochs` pre-processor epochs) and its driver,
+    started held at epoch 2 with its own RAY_TMPDIR, its processes remembered to end by PID."""
+    from sweep_helpers import planned_hashes, write_spec
+
+    from orchestrator.spec.sweep_spec import load_spec
+
+    spec_path = write_spec(
+        tmp_path,
+        foundation,
+        arch,
+        name=name,
+        max_concurrent=1,
+        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+    )
+    text = yaml.safe_load(spec_path.read_text())
+    text["trial"]["preprocessor"]["epochs"] = epochs
+    spec_path.write_text(yaml.safe_dump(text, sort_keys=False))
+    sweep_dir = tmp_path / "runs" / name
+    sweep_dir.parent.mkdir()
+    ray_root = tempfile.mkdtemp(prefix=f"{name[:2]}-", dir="/tmp")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
+    (key,) = planned_hashes(load_spec(spec_path))
+    hold = sweep_dir.parent / "hold"
+    hold.touch()
+    ours = OurProcesses(ray_root)
+    with open(tmp_path / log, "wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "tests" / "chaos" / "inject.py"),
+                "hold-at-epoch-2",
+                str(spec_path),
+                str(sweep_dir),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    ours.remember(process.pid)
+    epochs_file = sweep_dir / "results" / "epochs" / f"{key}.parquet"
+    return HeldDriver(spec_path, sweep_dir, env, key, epochs_file, hold, ray_root, ours, process)
+
+
 class OurProcesses:
     """Every process a test started, by PID and start time (so a reused PID is never taken for ours),
     and anything whose command line names the test's own Ray temp folder (Ray's GCS, raylet, workers)."""

@@ -9,20 +9,15 @@ Every process started here is found and ended by PID (chaos_harness.OurProcesses
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import yaml
-from chaos_harness import OurProcesses
-from sweep_helpers import planned_hashes, read_rows, write_spec
-
-from orchestrator.spec.sweep_spec import load_spec
+from chaos_harness import start_held_driver
+from sweep_helpers import read_rows
 
 pytestmark = pytest.mark.chaos
 
@@ -37,34 +32,11 @@ def _cli(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_cancel_stops_the_local_driver_and_the_sweep_resumes(tmp_path, cache_root, tiny_foundation_config, tiny_arch):
-    spec_path = write_spec(
-        tmp_path,
-        tiny_foundation_config,
-        tiny_arch,
-        name="cancelled",
-        max_concurrent=1,
-        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+    held = start_held_driver(
+        tmp_path, cache_root, tiny_foundation_config, tiny_arch, name="cancelled", epochs=3, log="driver.log"
     )
-    text = yaml.safe_load(spec_path.read_text())
-    text["trial"]["preprocessor"]["epochs"] = 3
-    spec_path.write_text(yaml.safe_dump(text, sort_keys=False))
-    sweep_dir = tmp_path / "runs" / "cancelled"
-    sweep_dir.parent.mkdir()
-    ray_root = tempfile.mkdtemp(prefix="cl-", dir="/tmp")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
-    (key,) = planned_hashes(load_spec(spec_path))
-    epochs_file = sweep_dir / "results" / "epochs" / f"{key}.parquet"
-    hold = sweep_dir.parent / "hold"
-    hold.touch()
-    ours = OurProcesses(ray_root)
-    with open(tmp_path / "driver.log", "wb") as log:
-        driver = subprocess.Popen(
-            [sys.executable, str(INJECT), "hold-at-epoch-2", str(spec_path), str(sweep_dir)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    spec_path, sweep_dir, env, key, epochs_file = held.spec_path, held.sweep_dir, held.env, held.key, held.epochs_file
+    hold, ray_root, ours, driver = held.hold, held.ray_root, held.ours, held.process
     try:
         ours.remember(driver.pid)
         started = time.monotonic()

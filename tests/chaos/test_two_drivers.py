@@ -15,14 +15,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import yaml
-from chaos_harness import OurProcesses
-from sweep_helpers import planned_hashes, read_rows, write_spec
+from chaos_harness import start_held_driver
+from sweep_helpers import planned_hashes, read_rows
 
 from orchestrator.backends.jobs import SubmittedJob, record_job, recorded_jobs
 from orchestrator.backends.slurm.records import active_jobs
@@ -54,35 +52,13 @@ def _lock_owner(sweep_dir: Path) -> dict:
 def test_a_second_driver_is_refused_and_a_killed_one_blocks_nobody(
     tmp_path, cache_root, tiny_foundation_config, tiny_arch
 ):
-    spec_path = write_spec(
-        tmp_path,
-        tiny_foundation_config,
-        tiny_arch,
-        name="two",
-        max_concurrent=1,
-        grid={"preprocessor.kind": ["cropd"], "preprocessor.lambda": [1]},
+    held = start_held_driver(
+        tmp_path, cache_root, tiny_foundation_config, tiny_arch, name="two", epochs=PRE_EPOCHS, log="first.log"
     )
-    text = yaml.safe_load(spec_path.read_text())
-    text["trial"]["preprocessor"]["epochs"] = PRE_EPOCHS
-    spec_path.write_text(yaml.safe_dump(text, sort_keys=False))
-    sweep_dir = tmp_path / "runs" / "two"
-    sweep_dir.parent.mkdir()
-    ray_root = tempfile.mkdtemp(prefix="td-", dir="/tmp")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_TMPDIR": ray_root, "CROPD_CACHE": str(cache_root)}
+    spec_path, sweep_dir, env, epochs_file = held.spec_path, held.sweep_dir, held.env, held.epochs_file
+    hold, ray_root, ours = held.hold, held.ray_root, held.ours
+    first = held.process
     command = [sys.executable, "-m", "orchestrator", "sweep", str(spec_path), "--out", str(sweep_dir), "--plain"]
-    (key,) = planned_hashes(load_spec(spec_path))
-    epochs_file = sweep_dir / "results" / "epochs" / f"{key}.parquet"
-    hold = sweep_dir.parent / "hold"
-    hold.touch()
-    ours = OurProcesses(ray_root)
-    with open(tmp_path / "first.log", "wb") as log:  # the child keeps its own copy of the descriptor
-        first = subprocess.Popen(
-            [sys.executable, str(INJECT), "hold-at-epoch-2", str(spec_path), str(sweep_dir)],
-            cwd=tmp_path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
     try:
         ours.remember(first.pid)
         started = time.monotonic()
