@@ -20,18 +20,19 @@ from matplotlib.lines import Line2D
 
 from orchestrator.analysis.figure_style import INTERVALS_NOTE, configuration_style, percent_axis, wrapped
 from orchestrator.analysis.frames import SEEDS_INTERVAL
-from orchestrator.analysis.report import paper_table, setting_text
-from trainables.schema.results import NATURAL, WORST, accuracy_column, accuracy_label
-
-DRAWN = (NATURAL, WORST)  # the two numbers a robustness table is read by
+from orchestrator.analysis.report import TITLES, paper_table, setting_text
+from trainables.schema.results import NATURAL, WORST, accuracy_column
 
 
 def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | None:
     """The figure and its caption, or None when no natural accuracy was measured."""
     table, keys, metrics = paper_table(trials)
-    drawn = [accuracy_column(name) for name in DRAWN if accuracy_column(name) in metrics]
-    if accuracy_column(NATURAL) not in drawn:
+    if accuracy_column(NATURAL) not in metrics:
         return None
+    # Natural and the worst case; without a worst case (results from before it), the first attack.
+    robust = next((m for m in metrics if m != accuracy_column(NATURAL)), None)
+    robust = accuracy_column(WORST) if accuracy_column(WORST) in metrics else robust
+    drawn = [accuracy_column(NATURAL)] + ([robust] if robust else [])
     heads = list(dict.fromkeys(table["head.mode"])) if "head.mode" in table else [None]
     # A setting that follows the head (its epochs) tells no configuration apart within a panel.
     groups = [table[table["head.mode"] == head] for head in heads] if heads != [None] else [table]
@@ -73,10 +74,9 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
         Line2D([], [], marker="o", color="black", markerfacecolor="black" if i == 0 else "white", linestyle="none")
         for i in range(len(drawn))
     ]
-    names = [name for name in DRAWN if accuracy_column(name) in drawn]
     figure.legend(
         legend,
-        [accuracy_label(name) for name in names],
+        [TITLES.get(metric, metric) for metric in drawn],
         loc="outside lower center",
         ncols=2,
         title=wrapped(f"colour: pre-processor kind, marker: lambda; {INTERVALS_NOTE}", figure),
@@ -86,10 +86,14 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
     several = (table["interval"] == SEEDS_INTERVAL).any()
     caption = (
         "Accuracy in % of each configuration (x: "
-        + ", ".join(_key_title(k) for k in label_keys)
-        + "), one panel per head; filled markers: natural accuracy, hollow: the worst case over every attack "
-        "run on each test point. Whiskers: 95% interval, Wilson's score interval over the test points for one "
-        "seed"
+        + ", ".join(TITLES.get(k, k) for k in label_keys)
+        + "), one panel per head; filled markers: natural accuracy, hollow: "
+        + (
+            "the worst case over every attack run on each test point"
+            if robust == accuracy_column(WORST)
+            else f"{TITLES.get(robust, robust)} (these results have no worst case)"
+        )
+        + ". Whiskers: 95% interval, Wilson's score interval over the test points for one seed"
         + (
             ", and for several seeds one that also holds the seed-to-seed variation (Student's t over the seed "
             "means, added in quadrature)"
@@ -99,9 +103,3 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
         + "; the same numbers as the table. Colour: pre-processor kind; marker: lambda."
     )
     return figure, caption
-
-
-def _key_title(key: str) -> str:
-    from orchestrator.analysis.report import TITLES
-
-    return TITLES.get(key, key)
