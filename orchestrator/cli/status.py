@@ -221,7 +221,7 @@ def _print_queue(live: dict[str, Any], console: Console) -> None:
         console.print(f"queued: {len(queued)}", markup=False, highlight=False)
         for entry in queued[:QUEUED_SHOWN]:
             console.print(
-                f"  {entry['config_hash'][:8]} {entry['settings_text']} (about {duration_text(entry['estimate_s'])})",
+                f"  {entry['config_hash'][:8]} {entry['settings_text']} ({_about(entry['estimate_s'])})",
                 markup=False,
                 highlight=False,
             )
@@ -236,7 +236,7 @@ def _print_queue(live: dict[str, Any], console: Console) -> None:
         text = f"time left: {bound}{duration_text(left['trial_s'])} of trial time"
         if left["wall_s"] is not None:
             text += f", {bound}{duration_text(left['wall_s'])} wall at {left['at_once']} at once"
-        text += f" (from this sweep's {left['from_finished_trials']} finished trials"
+        text += f" (from {left['from_finished_trials']} finished trials of this sweep and those beside it"
         if left["stages_without_estimate"]:
             text += f"; {left['stages_without_estimate']} stages not estimated yet"
         text += ")"
@@ -274,6 +274,10 @@ def print_jobs(sweep_dir: Path, console: Console) -> None:
         console.print(
             f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}", markup=False, highlight=False
         )
+
+
+def _about(seconds: float | None) -> str:
+    return "unknown" if seconds is None else f"about {duration_text(seconds)}"
 
 
 def _ago(seconds: float) -> str:

@@ -6,8 +6,9 @@ settings its point sets and its key (the config hash a row and a trial folder ca
 a row is done; with a trial folder, started; else queued. A search's sampled trials are not known
 until Optuna draws them: they are counted, never listed.
 
-The time left comes from the plan's estimator (estimate.py) with this sweep's own finished trials
-as the history (the best match there is: same code, same machine): a stage is left when none of
+The time left comes from the plan's estimator (estimate.py) with the finished trials of this sweep
+and of the sweeps beside it (runs/, `plan`'s default history) as the history; this sweep's own
+match best (same settings, same code, same machine). A stage is left when none of
 the trials sharing it has finished (a pre-processor its clean-head trial trained is done for the
 robust-head trial too). Per trial, the stages it still needs; in total, each stage left once;
 unknown (None) where no finished trial ran such a stage, never 0.
@@ -107,7 +108,9 @@ def sweep_queue(sweep_dir: Path, finished: set[str], started: set[str]) -> Queue
             stage_trials[key][1].append(trial.config_hash)
             trial.stage_keys.append(key)
         planned.append(trial)
-    rows = history_rows([sweep_dir])
+    # As `plan` looks: this sweep's own finished trials and its siblings' (runs/); the nearest
+    # match wins, and this sweep's own trials share every setting.
+    rows = history_rows([Path(sweep_dir).parent])
     estimate(plan, rows)
     left = {key for key, (_, owners) in stage_trials.items() if not finished.intersection(owners)}
     for trial in planned:

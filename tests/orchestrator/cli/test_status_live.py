@@ -106,7 +106,7 @@ def test_status_lists_running_and_queued_trials_by_their_settings_with_the_time_
     # Vanilla seed 2 needs all three stages of its own: 60 + 5 + 15 s, from the finished Vanilla.
     assert queued[3].endswith("(about 80 s)")
     time_left = next(line for line in out.splitlines() if line.startswith("time left:"))
-    assert "wall at 2 at once" in time_left and "from this sweep's 1 finished trials" in time_left
+    assert "wall at 2 at once" in time_left and "from 1 finished trials of this sweep and those beside it" in time_left
 
     assert main(["status", str(sweep_dir), "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
