@@ -285,7 +285,13 @@ def compare_to_reference(
             row["reference"] = ",".join(trials.loc[reference_index, "config_hash"])
             for attack in attacks:
                 found = _difference(
-                    outcomes, trials.loc[index], trials.loc[reference_index], attack, resamples, seed, bool(set_aside)
+                    outcomes,
+                    trials.loc[index],
+                    trials.loc[reference_index],
+                    attack,
+                    resamples,
+                    seed,
+                    "sweep" in selector,
                 )
                 if found is not None:
                     row.update(
