@@ -85,7 +85,7 @@ def print_status(sweep_dir: Path, console: Console | None = None, *, per_trial: 
     live = live_view(sweep_dir, trials)
     for running in live["started"]:
         who = running["config_hash"][:8] + (f" {running['settings_text']}:" if running.get("settings_text") else "")
-        left = f"; {duration_text(running['estimate_left_s'])} left" if "estimate_left_s" in running else ""
+        left = _left_text(running)
         console.print(
             f"{who} {running['stage']}: {running['text']} ({_ago(running['seconds_ago'])}){left}",
             markup=False,
@@ -193,6 +193,8 @@ def live_view(sweep_dir: Path, trials) -> dict[str, Any]:
         except OSError:
             elapsed = 0.0
         entry["estimate_left_s"] = None if trial.estimate_s is None else max(0.0, trial.estimate_s - elapsed)
+        # Running longer than estimated (AutoAttack on points that stay robust takes longer): said.
+        entry["over_estimate_s"] = None if trial.estimate_s is None else max(0.0, elapsed - trial.estimate_s)
     running = {entry["config_hash"] for entry in started}
     queued = [
         {"config_hash": t.config_hash, "settings": t.settings, "settings_text": t.text, "estimate_s": t.estimate_s}
@@ -274,6 +276,14 @@ def print_jobs(sweep_dir: Path, console: Console) -> None:
         console.print(
             f"{job.backend} job {job.job_id} ({job.mode}): {job.state}; log {job.log}", markup=False, highlight=False
         )
+
+
+def _left_text(running: dict[str, Any]) -> str:
+    if "estimate_left_s" not in running:
+        return ""  # no planned point to estimate from (no spec copy, a search's sample)
+    if running.get("over_estimate_s"):
+        return f"; {duration_text(running['over_estimate_s'])} past its estimate"
+    return f"; {duration_text(running['estimate_left_s'])} left"
 
 
 def _about(seconds: float | None) -> str:

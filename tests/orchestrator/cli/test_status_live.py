@@ -119,7 +119,7 @@ def test_status_lists_running_and_queued_trials_by_their_settings_with_the_time_
         started["settings"] == {"preprocessor.kind": "vanilla", "seed": 1}
         and started["stage"] == "preprocessor vanilla"
     )
-    assert 0 < started["estimate_left_s"] <= 80.0
+    assert 0 < started["estimate_left_s"] <= 80.0 and started["over_estimate_s"] == 0
     left = document["time_left"]
     assert left["at_once"] == 2 and left["from_finished_trials"] == 1 and left["sampled_later"] == 0
     assert left["trial_s"] >= 2 * 80.0  # Vanilla seeds 1 and 2 at least, each with its own stages
@@ -138,3 +138,15 @@ def test_settings_read_as_a_person_writes_them():
         {"preprocessor.kind": "cropd", "head.mode": "clean", "preprocessor.lambda": 10.0, "seed": 0}
     ) == ("cropd, λ=10, clean head, seed 0")
     assert settings_text({"evaluation.autoattack_examples": 450}) == "the base trial"
+
+
+def test_a_trial_running_past_its_estimate_says_so_instead_of_zero_left(tmp_path, capsys):
+    import os
+
+    sweep_dir, keys = _sweep(tmp_path)
+    running = keys[("vanilla", 1)]
+    started = time.time() - 600  # ten minutes ago, for a trial estimated at 80 s
+    os.utime(SweepPaths(sweep_dir).trial_config(running), (started, started))
+    assert main(["status", str(sweep_dir)]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(running[:8]))
+    assert line.endswith("past its estimate") and "0 s left" not in line
