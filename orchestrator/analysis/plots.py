@@ -28,7 +28,7 @@ from orchestrator.analysis.figure_style import (
     percent_axis,
     wrapped,
 )
-from orchestrator.analysis.frames import aggregate_seeds, config_columns, pareto_mask, varying
+from orchestrator.analysis.frames import aggregate_seeds, config_columns, expand_mappings, pareto_mask, varying
 from orchestrator.analysis.report import TITLES, setting_text
 from trainables.artifacts import atomic_write_bytes
 from trainables.errors import UserError
@@ -169,6 +169,9 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
         for k in varying(table, config_columns(table))
         if k not in (param, "head.mode") and any(k in varying(group, [k]) for group in groups)
     ]
+    # A mapping setting (an inline architecture) is named by the keys inside it that vary, as in the report.
+    table, spread = expand_mappings(table, keys)
+    keys = [shown for k in keys for shown in ((varying(table, spread[k]) or [k]) if k in spread else [k])]
     table["label"] = [_label(row, keys) for _, row in table.iterrows()]
     styles = label_styles(table, "label")
     figure = Figure(figsize=(4.2 * len(metrics), 3.9 * len(heads) + 1.1), layout="constrained")
@@ -222,7 +225,7 @@ def tradeoff_figure(trials: pd.DataFrame, param: str, metrics: list[str], *, tit
         list(handles.values()),
         list(handles),
         loc="outside lower center",
-        ncols=min(3, len(handles)),
+        ncols=legend_columns(list(handles), figure.get_figwidth()),  # long labels: fewer columns, none cut
         fontsize="small",
         title=wrapped(note, figure),
         title_fontsize="x-small",
@@ -387,7 +390,12 @@ def epochs_figure(
         )
         for line, colour in colours.items()
     ]
-    figure.legend(handles=handles, loc="outside lower center", ncols=min(3, len(handles)), fontsize="small")
+    figure.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncols=legend_columns([h.get_label() for h in handles], figure.get_figwidth()),
+        fontsize="small",
+    )
     figure.suptitle(title + (f" ({len(running)} still training, dotted)" if running else ""))
     return figure
 
