@@ -40,6 +40,9 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
         k for k in keys if k != "head.mode" and any(group[k].astype("string").nunique() > 1 for group in groups)
     ]
     label_keys = label_keys or [k for k in keys if k != "head.mode"][:1]
+    # Sweep names are long: the ticks say S1, S2, ... and the caption and legend say which is which.
+    short = {name: f"S{i + 1}" for i, name in enumerate(dict.fromkeys(table["sweep"]))} if "sweep" in label_keys else {}
+    named = "; ".join(f"{tag}: {name}" for name, tag in short.items())
     widest = max(len(table) if head is None else int((table["head.mode"] == head).sum()) for head in heads)
     figure = Figure(figsize=(1.6 + 0.75 * widest * len(heads), 4.4), layout="constrained")
     axes = figure.subplots(1, len(heads), squeeze=False, sharey=True)[0]
@@ -65,7 +68,13 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
                     capsize=3,
                     linestyle="none",
                 )
-        ax.set_xticks(x, ["\n".join(setting_text(row[k]) for k in label_keys) for _, row in rows.iterrows()])
+        ax.set_xticks(
+            x,
+            [
+                "\n".join(short[row[k]] if k == "sweep" else setting_text(row[k]) for k in label_keys)
+                for _, row in rows.iterrows()
+            ],
+        )
         ax.set_xlim(-0.6, len(rows) - 0.4)
         percent_axis(ax, "accuracy (%)" if ax is axes[0] else "")
         ax.set_title(f"{head} head" if head is not None else title)
@@ -79,7 +88,9 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
         [TITLES.get(metric, metric) for metric in drawn],
         loc="outside lower center",
         ncols=2,
-        title=wrapped(f"colour: pre-processor kind, marker: lambda; {INTERVALS_NOTE}", figure),
+        title=wrapped(
+            f"{named + '; ' if named else ''}colour: pre-processor kind, marker: lambda; {INTERVALS_NOTE}", figure
+        ),
         title_fontsize="x-small",
     )
     figure.suptitle(title)
@@ -87,6 +98,7 @@ def summary_figure(trials: pd.DataFrame, *, title: str) -> tuple[Figure, str] | 
     caption = (
         "Accuracy in % of each configuration (x: "
         + ", ".join(TITLES.get(k, k) for k in label_keys)
+        + (f"; {named}" if named else "")
         + "), one panel per head; filled markers: natural accuracy, hollow: "
         + (
             "the worst case over every attack run on each test point"

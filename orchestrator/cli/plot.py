@@ -25,7 +25,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "as PNG, SVG or PDF",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("target", type=Path, help="a sweep directory, its spec, or a results folder")
+    parser.add_argument(
+        "targets",
+        type=Path,
+        nargs="+",
+        metavar="target",
+        help="a sweep directory, its spec, or a results folder; several: one figure across them "
+        "(a sweep per configuration, as `report S1 S2`; not for --kind epochs)",
+    )
     parser.add_argument("--kind", choices=KINDS, required=True)
     parser.add_argument("-o", "--output", type=Path, required=True, help="image file: .png, .svg or .pdf")
     parser.add_argument(
@@ -46,13 +53,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from orchestrator.analysis import plots
-    from orchestrator.analysis.frames import check_metric, finished_trials, present_metrics, relation
+    from orchestrator.analysis.frames import check_metric, present_metrics, relation
+    from orchestrator.analysis.several_sweeps import finished_trials_of
     from orchestrator.cli.outputs import check_folder
     from trainables.errors import UserError
 
     plots.image_format(args.output)  # a wrong file name or folder fails before any work
     check_folder(args.output)
-    trials = finished_trials(args.target, where=args.where)
+    if args.kind == "epochs" and len(args.targets) > 1:
+        raise UserError("--kind epochs: one sweep at a time (its per-epoch records); give one target")
+    trials = finished_trials_of(args.targets, where=args.where)
+    target = args.targets[0]
     sweep = ", ".join(sorted(set(trials["sweep"])))
     if args.metrics is not None:
         metrics = [check_metric(trials, name.strip(), "--metrics") for name in args.metrics.split(",") if name.strip()]
@@ -89,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "strength":
         figure = plots.strength_figure(trials, title=f"{sweep}: robust accuracy against attack strength")
     else:
-        epochs = relation(args.target, "SELECT * FROM epochs").to_arrow_table().to_pandas()
+        epochs = relation(target, "SELECT * FROM epochs").to_arrow_table().to_pandas()
         figure = plots.epochs_figure(
-            trials, epochs, title=f"{sweep}: training curves", running=_running(args.target, trials, epochs)
+            trials, epochs, title=f"{sweep}: training curves", running=_running(target, trials, epochs)
         )
     plots.save(figure, args.output)
     print(f"wrote {args.output}", file=sys.stderr)

@@ -137,3 +137,17 @@ def test_pairing_across_sweeps_on_other_points_or_another_foundation_is_refused(
     assert message in err and "\n" not in err
     # The table alone, without pairing across the sweeps, is still there to read.
     assert main(["report", str(average), str(masked), "--compare-to", "none"]) == 0
+
+
+def test_a_figure_across_sweeps_names_them_short_and_epochs_stay_one_sweep(tmp_path, capsys):
+    from orchestrator.analysis.several_sweeps import finished_trials_of
+    from orchestrator.analysis.summary_figure import summary_figure
+
+    average, masked = _sweep(tmp_path, "average"), _sweep(tmp_path, "masked")
+    figure, caption = summary_figure(finished_trials_of([average, masked]), title="t")
+    ticks = [tick.get_text().splitlines()[0] for tick in figure.axes[0].get_xticklabels()]
+    assert ticks == ["S1", "S1", "S1", "S2", "S2"] and "S1: average; S2: masked" in caption
+    assert main(["plot", str(average), str(masked), "--kind", "summary", "-o", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert main(["plot", str(average), str(masked), "--kind", "epochs", "-o", str(tmp_path / "e.png")]) == 2
+    assert "one sweep at a time" in capsys.readouterr().err and not (tmp_path / "e.png").exists()
